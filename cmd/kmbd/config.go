@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/kmb-db/kmb/store/api"
+	"github.com/kmb-db/kmb/store/node"
+	"github.com/kmb-db/kmb/telemetry"
+)
+
+// Config is the whole kmbd configuration: the TOML file's shape.
+type Config struct {
+	NodeID    uint64           `toml:"node_id"`
+	DataDir   string           `toml:"data_dir"`
+	Cluster   ClusterConfig    `toml:"cluster"`
+	API       api.Config       `toml:"api"`
+	Storage   StorageConfig    `toml:"storage"`
+	Telemetry telemetry.Config `toml:"telemetry"`
+}
+
+// ClusterConfig is the [cluster] table.
+type ClusterConfig struct {
+	// Replicas lists the cluster as id=host:port pairs separated by commas.
+	// Empty means this node alone. Default empty.
+	Replicas string `toml:"replicas"`
+}
+
+// StorageConfig is the [storage] table.
+type StorageConfig struct {
+	SegmentSizeBytes int64 `toml:"segment_size_bytes"`
+	MaxBatchOps      int   `toml:"max_batch_ops"`
+	QueueDepth       int   `toml:"queue_depth"`
+}
+
+func defaultConfig() Config {
+	n := node.DefaultConfig()
+	return Config{
+		NodeID:    n.NodeID,
+		DataDir:   n.DataDir,
+		API:       api.DefaultConfig(),
+		Telemetry: telemetry.DefaultConfig(),
+		Storage: StorageConfig{
+			SegmentSizeBytes: n.SegmentSizeBytes,
+			MaxBatchOps:      n.MaxBatchOps,
+			QueueDepth:       n.QueueDepth,
+		},
+	}
+}
+
+func (c Config) node() node.Config {
+	n := node.DefaultConfig()
+	n.NodeID, n.DataDir = c.NodeID, c.DataDir
+	n.SegmentSizeBytes = c.Storage.SegmentSizeBytes
+	n.MaxBatchOps, n.QueueDepth = c.Storage.MaxBatchOps, c.Storage.QueueDepth
+	return n
+}
+
+// Validate checks every component's configuration.
+func (c Config) Validate() error {
+	if err := c.node().Validate(); err != nil {
+		return err
+	}
+	if err := telemetry.ValidListen("api.listen", c.API.Listen); err != nil {
+		return err
+	}
+	if err := c.API.Validate(); err != nil {
+		return err
+	}
+	if err := c.Telemetry.Validate(); err != nil {
+		return err
+	}
+	replicas, err := parseReplicas(c.Cluster.Replicas)
+	if err != nil {
+		return err
+	}
+	if len(replicas) > 0 {
+		if _, ok := replicas[c.NodeID]; !ok {
+			return fmt.Errorf("cluster.replicas = %q: does not name this node (node_id = %d)", c.Cluster.Replicas, c.NodeID)
+		}
+		if len(replicas) > 1 {
+			return fmt.Errorf("cluster.replicas = %q: this build runs single-node clusters only; accepted empty or this node alone", c.Cluster.Replicas)
+		}
+	}
+	return nil
+}
+
+// parseReplicas parses "1=127.0.0.1:7101,2=127.0.0.1:7102".
+func parseReplicas(s string) (map[uint64]string, error) {
+	out := map[uint64]string{}
+	if strings.TrimSpace(s) == "" {
+		return out, nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		n, err := strconv.ParseUint(id, 10, 64)
+		if !ok || err != nil || n < 1 || n > node.MaxNodeID {
+			return nil, fmt.Errorf("cluster.replicas = %q: entry %q: accepted id=host:port with id 1..%d", s, part, node.MaxNodeID)
+		}
+		if err := telemetry.ValidListen("cluster.replicas", addr); err != nil {
+			return nil, fmt.Errorf("cluster.replicas = %q: entry %q: address must be host:port", s, part)
+		}
+		if _, dup := out[n]; dup {
+			return nil, fmt.Errorf("cluster.replicas = %q: id %d appears twice", s, n)
+		}
+		out[n] = addr
+	}
+	return out, nil
+}
+
+// loadConfig builds the configuration from defaults, the TOML file named by
+// --config, the environment and the flags, in that order of precedence.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	cfg := defaultConfig()
+	fs := flag.NewFlagSet("kmbd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		path            = fs.String("config", "", "path of a TOML configuration file")
+		nodeID          = fs.Uint64("node-id", cfg.NodeID, "this replica's id, 1.."+strconv.Itoa(node.MaxNodeID))
+		dataDir         = fs.String("data-dir", cfg.DataDir, "where the log and state live")
+		replicas        = fs.String("replicas", "", "the cluster as id=host:port,...; empty for this node alone")
+		apiListen       = fs.String("api-listen", cfg.API.Listen, "client API address")
+		telListen       = fs.String("telemetry-listen", cfg.Telemetry.Listen, "address of /metrics, /health/*, /status, /debug/pprof/*")
+		logLevel        = fs.String("log-level", cfg.Telemetry.LogLevel, "trace, debug, info, warn or error")
+		logFormat       = fs.String("log-format", cfg.Telemetry.LogFormat, "json or text")
+		pprofEnabled    = fs.Bool("pprof-enabled", cfg.Telemetry.PprofEnabled, "serve /debug/pprof/*")
+		tracingEnabled  = fs.Bool("tracing-enabled", cfg.Telemetry.TracingEnabled, "export spans over OTLP")
+		tracingEndpoint = fs.String("tracing-endpoint", cfg.Telemetry.TracingEndpoint, "OTLP collector URL")
+		tracingRatio    = fs.Float64("tracing-sample-ratio", cfg.Telemetry.TracingSampleRatio, "fraction of new traces sampled, 0..1")
+		segmentSize     = fs.Int64("segment-size-bytes", cfg.Storage.SegmentSizeBytes, "roll log segments at this size")
+		tenantCap       = fs.Int("tenant-label-cap", cfg.Telemetry.TenantLabelCap, "distinct tenant_id label values before folding into _overflow")
+		showVersion     = fs.Bool("version", false, "print the version and exit")
+	)
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q: kmbd takes only flags", fs.Arg(0))
+	}
+	if *showVersion {
+		return cfg, errVersion
+	}
+	if *path != "" {
+		if err := decodeFile(*path, &cfg); err != nil {
+			return cfg, err
+		}
+	}
+	if err := cfg.Telemetry.ApplyEnv(getenv); err != nil {
+		return cfg, err
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "node-id":
+			cfg.NodeID = *nodeID
+		case "data-dir":
+			cfg.DataDir = *dataDir
+		case "replicas":
+			cfg.Cluster.Replicas = *replicas
+		case "api-listen":
+			cfg.API.Listen = *apiListen
+		case "telemetry-listen":
+			cfg.Telemetry.Listen = *telListen
+		case "log-level":
+			cfg.Telemetry.LogLevel = *logLevel
+		case "log-format":
+			cfg.Telemetry.LogFormat = *logFormat
+		case "pprof-enabled":
+			cfg.Telemetry.PprofEnabled = *pprofEnabled
+		case "tracing-enabled":
+			cfg.Telemetry.TracingEnabled = *tracingEnabled
+		case "tracing-endpoint":
+			cfg.Telemetry.TracingEndpoint = *tracingEndpoint
+		case "tracing-sample-ratio":
+			cfg.Telemetry.TracingSampleRatio = *tracingRatio
+		case "segment-size-bytes":
+			cfg.Storage.SegmentSizeBytes = *segmentSize
+		case "tenant-label-cap":
+			cfg.Telemetry.TenantLabelCap = *tenantCap
+		}
+	})
+	return cfg, cfg.Validate()
+}
+
+var errVersion = errors.New("version requested")
+
+// decodeFile reads the TOML file at path into cfg, refusing unknown keys.
+func decodeFile(path string, cfg *Config) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--config %q: %w", path, err)
+	}
+	dec := toml.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(cfg); err != nil {
+		var strict *toml.StrictMissingError
+		if errors.As(err, &strict) && len(strict.Errors) > 0 {
+			key := strings.Join(strict.Errors[0].Key(), ".")
+			return fmt.Errorf("--config %q: unknown key %s: see the configuration reference in the README", path, key)
+		}
+		var decErr *toml.DecodeError
+		if errors.As(err, &decErr) {
+			row, col := decErr.Position()
+			return fmt.Errorf("--config %q: line %d column %d: %s", path, row, col, oneLine(decErr.Error()))
+		}
+		return fmt.Errorf("--config %q: %s", path, oneLine(err.Error()))
+	}
+	return nil
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

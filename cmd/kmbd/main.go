@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/kmb-db/kmb/health"
+	"github.com/kmb-db/kmb/status"
+	"github.com/kmb-db/kmb/store/api"
+	"github.com/kmb-db/kmb/store/node"
+	"github.com/kmb-db/kmb/telemetry"
+)
+
+// version is set at link time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+// shutdownTimeout bounds how long in-flight requests may take to drain.
+const shutdownTimeout = 30 * time.Second
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// run is main without the process: it returns the exit code.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cfg, err := loadConfig(args, getenv, stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errVersion):
+		b := buildInfo()
+		fmt.Fprintf(stdout, "kmbd %s (revision %s, %s)\n", b.Version, b.Revision, b.GoVersion)
+		return 0
+	case err != nil:
+		fmt.Fprintf(stderr, "kmbd: invalid configuration: %v\n", err)
+		return 2
+	}
+	if err := serve(ctx, cfg, stderr); err != nil {
+		fmt.Fprintf(stderr, "kmbd: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func buildInfo() status.Build {
+	b := status.Build{Version: version, Revision: "unknown", GoVersion: runtime.Version()}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" {
+				b.Revision = s.Value
+			}
+		}
+	}
+	return b
+}
+
+// app is one assembled node: telemetry, the node, the API and the muxes,
+// not yet bound to ports.
+type app struct {
+	cfg    Config
+	tel    *telemetry.Telemetry
+	node   *node.Node
+	api    http.Handler
+	telMux *http.ServeMux
+	checks *health.Checker
+	build  status.Build
+}
+
+func newApp(cfg Config, logOutput io.Writer) (*app, error) {
+	build := buildInfo()
+	tel, err := telemetry.New(cfg.Telemetry, telemetry.Options{
+		NodeID:    cfg.NodeID,
+		Build:     telemetry.Build{Version: build.Version, Revision: build.Revision, GoVersion: build.GoVersion},
+		LogOutput: logOutput,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n, err := node.New(cfg.node(), node.Deps{
+		Logger:         tel.Logger,
+		Metrics:        tel.Metrics,
+		TenantLabelCap: cfg.Telemetry.TenantLabelCap,
+		Build:          build,
+	})
+	if err != nil {
+		return nil, err
+	}
+	handler, err := api.New(cfg.API, n, tel.Metrics, tel.Logger("kmb_api"))
+	if err != nil {
+		return nil, err
+	}
+	checks := health.New()
+	checks.AddLiveness("node", n.Live)
+	checks.AddReadiness("node", n.Ready)
+	telMux := http.NewServeMux()
+	tel.Mount(telMux)
+	checks.Mount(telMux)
+	status.Mount(telMux, n.Status)
+	return &app{cfg: cfg, tel: tel, node: n, api: handler, telMux: telMux, checks: checks, build: build}, nil
+}
+
+func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
+	a, err := newApp(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	logger := a.tel.Logger("kmb")
+	build := a.build
+
+	// Bind both listeners before doing any work, so a taken port fails fast.
+	telLn, err := net.Listen("tcp", cfg.Telemetry.Listen)
+	if err != nil {
+		return fmt.Errorf("telemetry.listen %q: %w", cfg.Telemetry.Listen, err)
+	}
+	apiLn, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		telLn.Close()
+		return fmt.Errorf("api.listen %q: %w", cfg.API.Listen, err)
+	}
+	errorLog := slog.NewLogLogger(a.tel.Logger("kmb_http").Handler(), slog.LevelWarn)
+	telSrv := &http.Server{Handler: a.telMux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog}
+	apiSrv := &http.Server{Handler: a.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog}
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- telSrv.Serve(telLn) }()
+	go func() { serveErr <- apiSrv.Serve(apiLn) }()
+
+	logger.Info("kmbd starting",
+		slog.Uint64("node_id", cfg.NodeID),
+		slog.String("version", build.Version),
+		slog.String("data_dir", cfg.DataDir),
+		slog.String("api_listen", apiLn.Addr().String()),
+		slog.String("telemetry_listen", telLn.Addr().String()),
+		slog.Bool("tracing_enabled", cfg.Telemetry.TracingEnabled),
+		slog.Bool("pprof_enabled", cfg.Telemetry.PprofEnabled))
+
+	n, tel, checks := a.node, a.tel, a.checks
+	runErr := make(chan error, 1)
+	go func() { runErr <- n.Run() }()
+
+	var failure error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutdown requested", slog.String("signal", "SIGINT/SIGTERM"))
+	case err := <-runErr:
+		failure = fmt.Errorf("node stopped: %w", err)
+		runErr <- err // let the shutdown below see Run has returned
+	case err := <-serveErr:
+		failure = fmt.Errorf("http server: %w", err)
+	}
+
+	// Shut down in dependency order: stop taking traffic, finish what was
+	// accepted, make it durable, flush telemetry, then stop answering probes.
+	checks.BeginShutdown()
+	drainCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := apiSrv.Shutdown(drainCtx); err != nil {
+		logger.Warn("client API did not drain in time", slog.String("error", err.Error()))
+	}
+	n.Stop()
+	if err := <-runErr; err != nil && failure == nil {
+		failure = fmt.Errorf("node: %w", err)
+	}
+	if err := tel.Shutdown(drainCtx); err != nil {
+		logger.Warn("telemetry flush failed", slog.String("error", err.Error()))
+	}
+	_ = telSrv.Shutdown(drainCtx)
+	if failure != nil {
+		logger.Error("kmbd stopped on failure", slog.String("error", failure.Error()))
+		return failure
+	}
+	logger.Info("kmbd stopped")
+	return nil
+}

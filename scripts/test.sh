@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs kmb's whole test suite. It installs what the tests need and cannot
+# build themselves: promtool (Debian package "prometheus") for the exposition
+# checks. Tests that need such a tool fail, rather than skip, when
+# KMB_REQUIRE_TOOLS=1, which this script sets.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_root() {
+	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+if ! command -v promtool >/dev/null 2>&1; then
+	echo "test.sh: installing promtool (Debian package prometheus)" >&2
+	need_root apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive need_root apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+export KMB_PROMTOOL="$(command -v promtool)"
+export KMB_REQUIRE_TOOLS=1
+
+go vet ./...
+go test -race -count=1 ./... "$@"

@@ -1,0 +1,76 @@
+package status
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// Replica states, as reported in Snapshot.Status and the kmb_replica_status
+// state set.
+const (
+	StateRecovering = "recovering"
+	StateNormal     = "normal"
+	StateViewChange = "view_change"
+	StateShutdown   = "shutting_down"
+)
+
+// States lists every replica state in a fixed order.
+var States = []string{StateRecovering, StateNormal, StateViewChange, StateShutdown}
+
+// Snapshot is a point-in-time view of one replica. The first eight fields are
+// the contract of /status; the nested objects add detail operators use when
+// debugging.
+type Snapshot struct {
+	NodeID          uint64 `json:"node_id"`
+	Status          string `json:"status"`
+	View            uint64 `json:"view"`
+	CommitNumber    uint64 `json:"commit_number"`
+	OpNumber        uint64 `json:"op_number"`
+	IsLeader        bool   `json:"is_leader"`
+	ClusterSize     int    `json:"cluster_size"`
+	HealthyReplicas int    `json:"healthy_replicas"`
+
+	// LeaderID is the node id of the current leader, 0 when none is known.
+	LeaderID   uint64     `json:"leader_id"`
+	Log        Log        `json:"log"`
+	Projection Projection `json:"projection"`
+	Build      Build      `json:"build"`
+}
+
+// Log describes the local on-disk log.
+type Log struct {
+	FirstOp      uint64 `json:"first_op"`
+	LastOp       uint64 `json:"last_op"`
+	LastPosition uint64 `json:"last_position"`
+	SizeBytes    int64  `json:"size_bytes"`
+}
+
+// Projection describes the tenant key/value projection.
+type Projection struct {
+	AppliedPosition uint64 `json:"applied_position"`
+	Lag             uint64 `json:"lag"`
+	ActiveTenants   int    `json:"active_tenants"`
+}
+
+// Build identifies the running binary.
+type Build struct {
+	Version   string `json:"version"`
+	Revision  string `json:"revision"`
+	GoVersion string `json:"go_version"`
+}
+
+// Handler serves GET /status from snapshot, which is called once per request.
+func Handler(snapshot func() Snapshot) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(snapshot())
+	})
+}
+
+// Mount registers GET /status on mux.
+func Mount(mux *http.ServeMux, snapshot func() Snapshot) {
+	mux.Handle("GET /status", Handler(snapshot))
+}

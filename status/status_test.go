@@ -1,0 +1,71 @@
+package status
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func TestHandlerGolden(t *testing.T) {
+	snap := Snapshot{
+		NodeID: 1, Status: StateNormal, View: 5, CommitNumber: 12345, OpNumber: 12400,
+		IsLeader: true, ClusterSize: 3, HealthyReplicas: 3, LeaderID: 1,
+		Log:        Log{FirstOp: 1, LastOp: 12400, LastPosition: 99000, SizeBytes: 524288000},
+		Projection: Projection{AppliedPosition: 98990, Lag: 10, ActiveTenants: 7},
+		Build:      Build{Version: "v0.1.0", Revision: "abc123", GoVersion: "go1.26"},
+	}
+	mux := http.NewServeMux()
+	Mount(mux, func() Snapshot { return snap })
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/status", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("code %d", rec.Code)
+	}
+	golden := filepath.Join("testdata", "status.golden.json")
+	if *update {
+		if err := os.WriteFile(golden, rec.Body.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(rec.Body.Bytes(), want) {
+		t.Errorf("body differs from %s:\n%s", golden, rec.Body.String())
+	}
+}
+
+// The contract names eight fields every /status answer carries.
+func TestContractFields(t *testing.T) {
+	b, err := json.Marshal(Snapshot{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"node_id", "status", "view", "commit_number", "op_number", "is_leader", "cluster_size", "healthy_replicas"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("missing %q", k)
+		}
+	}
+}
+
+func TestRejectsOtherMethods(t *testing.T) {
+	mux := http.NewServeMux()
+	Mount(mux, func() Snapshot { return Snapshot{} })
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/status", nil))
+	if rec.Code != http.StatusMethodNotAllowed {
+		t.Fatalf("POST /status = %d, want 405", rec.Code)
+	}
+}

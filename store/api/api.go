@@ -1,0 +1,289 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	kmblog "github.com/kmb-db/kmb/store/log"
+	"github.com/kmb-db/kmb/store/node"
+	"github.com/kmb-db/kmb/store/projection"
+	"github.com/kmb-db/kmb/telemetry/metric"
+)
+
+// Backend is what the API serves; *node.Node implements it.
+type Backend interface {
+	Append(ctx context.Context, tenant string, entries []kmblog.Entry) (node.AppendResult, error)
+	Get(tenant, key string) (projection.Value, error)
+	Entries(tenant string, from uint64, limit int) ([]node.Entry, uint64, error)
+}
+
+// API is the client API handler.
+type API struct {
+	cfg     Config
+	backend Backend
+	logger  *slog.Logger
+	mux     *http.ServeMux
+	m       apiMetrics
+}
+
+// New returns the API over backend, registering its metrics in reg.
+func New(cfg Config, backend Backend, reg *metric.Registry, logger *slog.Logger) (*API, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	a := &API{cfg: cfg, backend: backend, logger: logger, mux: http.NewServeMux(), m: newAPIMetrics(reg)}
+	a.mux.HandleFunc("/v1/tenants/{tenant}/entries", a.entries)
+	a.mux.HandleFunc("/v1/tenants/{tenant}/keys/{key}", a.key)
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
+	})
+	return a, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.m.inFlight.Inc()
+	defer a.m.inFlight.Dec()
+	a.mux.ServeHTTP(w, r)
+}
+
+func (a *API) entries(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodPost:
+		a.append(w, r)
+	case http.MethodGet, http.MethodHead:
+		a.readEntries(w, r)
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here")
+	}
+}
+
+func (a *API) key(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET")
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here")
+		return
+	}
+	a.getKey(w, r)
+}
+
+type appendRequest struct {
+	Entries []struct {
+		Key   *string         `json:"key"`
+		Value json.RawMessage `json:"value"`
+	} `json:"entries"`
+}
+
+type appendResponse struct {
+	FirstPosition uint64 `json:"first_position"`
+	LastPosition  uint64 `json:"last_position"`
+	CommitNumber  uint64 `json:"commit_number"`
+}
+
+func (a *API) append(w http.ResponseWriter, r *http.Request) {
+	counts := &a.m.appendReqs
+	tenant := r.PathValue("tenant")
+	if !validTenant(tenant) {
+		a.reject(w, counts, http.StatusBadRequest, "invalid_tenant", fmt.Sprintf("tenant %q: accepted [a-z0-9][a-z0-9_-]{0,63}", tenant))
+		return
+	}
+	entries, status, code, msg := a.decodeAppend(r)
+	if status != 0 {
+		a.reject(w, counts, status, code, msg)
+		return
+	}
+	start := time.Now()
+	res, err := a.backend.Append(r.Context(), tenant, entries)
+	a.m.writeDuration.ObserveDuration(time.Since(start))
+	if err != nil {
+		a.backendError(w, counts, err)
+		return
+	}
+	counts.ok.Inc()
+	writeJSON(w, http.StatusOK, appendResponse{res.FirstPosition, res.LastPosition, res.CommitNumber})
+}
+
+// decodeAppend parses and validates the whole body; a non-zero status means
+// it was rejected.
+func (a *API) decodeAppend(r *http.Request) (entries []kmblog.Entry, status int, code, msg string) {
+	if r.ContentLength > a.cfg.MaxBodyBytes {
+		return nil, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body of %d bytes exceeds api.max_body_bytes = %d", r.ContentLength, a.cfg.MaxBodyBytes)
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, a.cfg.MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	var req appendRequest
+	if err := dec.Decode(&req); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body exceeds api.max_body_bytes = %d", a.cfg.MaxBodyBytes)
+		}
+		return nil, http.StatusBadRequest, "malformed", "malformed JSON body: " + err.Error()
+	}
+	if dec.More() {
+		return nil, http.StatusBadRequest, "malformed", "malformed JSON body: trailing data after the object"
+	}
+	switch n := len(req.Entries); {
+	case n == 0:
+		return nil, http.StatusBadRequest, "malformed", `"entries" must hold at least one entry`
+	case n > a.cfg.MaxBatchEntries:
+		return nil, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("%d entries exceed api.max_batch_entries = %d", n, a.cfg.MaxBatchEntries)
+	}
+	entries = make([]kmblog.Entry, len(req.Entries))
+	var buf bytes.Buffer
+	for i, e := range req.Entries {
+		switch {
+		case e.Key == nil:
+			return nil, http.StatusBadRequest, "malformed", fmt.Sprintf("entries[%d].key is required", i)
+		case len(*e.Key) > a.cfg.MaxKeyBytes:
+			return nil, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("entries[%d].key is %d bytes, over api.max_key_bytes = %d", i, len(*e.Key), a.cfg.MaxKeyBytes)
+		case !validKey(*e.Key):
+			return nil, http.StatusBadRequest, "invalid_key", fmt.Sprintf("entries[%d].key: must be non-empty UTF-8 without control characters", i)
+		case e.Value == nil:
+			return nil, http.StatusBadRequest, "malformed", fmt.Sprintf("entries[%d].value is required (any JSON value, null included)", i)
+		}
+		buf.Reset()
+		if err := json.Compact(&buf, e.Value); err != nil {
+			return nil, http.StatusBadRequest, "malformed", fmt.Sprintf("entries[%d].value: %v", i, err)
+		}
+		if buf.Len() > a.cfg.MaxValueBytes {
+			return nil, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("entries[%d].value is %d bytes, over api.max_value_bytes = %d", i, buf.Len(), a.cfg.MaxValueBytes)
+		}
+		entries[i] = kmblog.Entry{Key: *e.Key, Value: bytes.Clone(buf.Bytes())}
+	}
+	return entries, 0, "", ""
+}
+
+type keyResponse struct {
+	Key      string          `json:"key"`
+	Value    json.RawMessage `json:"value"`
+	Position uint64          `json:"position"`
+}
+
+func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
+	counts := &a.m.getReqs
+	tenant, key := r.PathValue("tenant"), r.PathValue("key")
+	if !validTenant(tenant) {
+		a.reject(w, counts, http.StatusBadRequest, "invalid_tenant", fmt.Sprintf("tenant %q: accepted [a-z0-9][a-z0-9_-]{0,63}", tenant))
+		return
+	}
+	if !validKey(key) || len(key) > a.cfg.MaxKeyBytes {
+		a.reject(w, counts, http.StatusBadRequest, "invalid_key", "key must be non-empty UTF-8 without control characters, at most api.max_key_bytes long")
+		return
+	}
+	start := time.Now()
+	v, err := a.backend.Get(tenant, key)
+	a.m.queryDuration.ObserveDuration(time.Since(start))
+	if err != nil {
+		a.backendError(w, counts, err)
+		return
+	}
+	counts.ok.Inc()
+	writeJSON(w, http.StatusOK, keyResponse{Key: key, Value: v.Data, Position: v.Position})
+}
+
+type entryJSON struct {
+	Position  uint64          `json:"position"`
+	Key       string          `json:"key"`
+	Value     json.RawMessage `json:"value"`
+	Timestamp string          `json:"timestamp"`
+}
+
+type entriesResponse struct {
+	Entries []entryJSON `json:"entries"`
+	Next    uint64      `json:"next"`
+}
+
+func (a *API) readEntries(w http.ResponseWriter, r *http.Request) {
+	counts := &a.m.readReqs
+	tenant := r.PathValue("tenant")
+	if !validTenant(tenant) {
+		a.reject(w, counts, http.StatusBadRequest, "invalid_tenant", fmt.Sprintf("tenant %q: accepted [a-z0-9][a-z0-9_-]{0,63}", tenant))
+		return
+	}
+	q := r.URL.Query()
+	from := uint64(1)
+	if s := q.Get("from"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil || v == 0 {
+			a.reject(w, counts, http.StatusBadRequest, "bad_request", fmt.Sprintf("from=%q: accepted a position >= 1", s))
+			return
+		}
+		from = v
+	}
+	limit := DefaultReadLimit
+	if s := q.Get("limit"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 || v > a.cfg.MaxReadLimit {
+			a.reject(w, counts, http.StatusBadRequest, "bad_request", fmt.Sprintf("limit=%q: accepted 1..%d", s, a.cfg.MaxReadLimit))
+			return
+		}
+		limit = v
+	}
+	start := time.Now()
+	entries, next, err := a.backend.Entries(tenant, from, limit)
+	a.m.queryDuration.ObserveDuration(time.Since(start))
+	if err != nil {
+		a.backendError(w, counts, err)
+		return
+	}
+	resp := entriesResponse{Entries: make([]entryJSON, len(entries)), Next: next}
+	for i, e := range entries {
+		resp.Entries[i] = entryJSON{e.Position, e.Key, e.Value, e.Timestamp.Format(time.RFC3339Nano)}
+	}
+	counts.ok.Inc()
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// reject answers a request refused before it reached the node.
+func (a *API) reject(w http.ResponseWriter, c *requestCounters, status int, code, msg string) {
+	c.clientError.Inc()
+	writeError(w, status, code, msg)
+}
+
+func (a *API) backendError(w http.ResponseWriter, c *requestCounters, err error) {
+	switch {
+	case errors.Is(err, node.ErrNotFound):
+		c.clientError.Inc()
+		writeError(w, http.StatusNotFound, "not_found", "not found")
+	case errors.Is(err, node.ErrNotReady):
+		c.err.Inc()
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "not_ready", err.Error())
+	case errors.Is(err, node.ErrShuttingDown):
+		c.err.Inc()
+		writeError(w, http.StatusServiceUnavailable, "shutting_down", err.Error())
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		c.err.Inc()
+		writeError(w, http.StatusServiceUnavailable, "timeout", "request cancelled before it was queued; nothing was appended")
+	default:
+		c.err.Inc()
+		a.logger.Error("request failed", slog.String("error", err.Error()))
+		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+	}
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, errorBody{Error: msg, Code: code})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

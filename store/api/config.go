@@ -1,0 +1,56 @@
+package api
+
+import "fmt"
+
+// Config is the [api] table. DefaultConfig documents the defaults.
+type Config struct {
+	// Listen is the client API address. TOML: api.listen. Default "127.0.0.1:7000".
+	Listen string `toml:"listen"`
+	// MaxBodyBytes bounds a request body. Larger bodies get 413.
+	// TOML: api.max_body_bytes. Default 4 MiB, accepted 1 KiB..64 MiB.
+	MaxBodyBytes int64 `toml:"max_body_bytes"`
+	// MaxBatchEntries bounds the entries of one append. TOML:
+	// api.max_batch_entries. Default 1000, accepted 1..100000.
+	MaxBatchEntries int `toml:"max_batch_entries"`
+	// MaxKeyBytes bounds a key's length in bytes. TOML: api.max_key_bytes.
+	// Default 1024, accepted 1..65536.
+	MaxKeyBytes int `toml:"max_key_bytes"`
+	// MaxValueBytes bounds one value's JSON encoding, compacted. TOML:
+	// api.max_value_bytes. Default 1 MiB, accepted 1..64 MiB.
+	MaxValueBytes int `toml:"max_value_bytes"`
+	// MaxReadLimit bounds ?limit= of a log read; the default limit is 100.
+	// TOML: api.max_read_limit. Default 1000, accepted 1..100000.
+	MaxReadLimit int `toml:"max_read_limit"`
+}
+
+// DefaultReadLimit is the page size of a log read without ?limit=.
+const DefaultReadLimit = 100
+
+// DefaultConfig returns the built-in defaults.
+func DefaultConfig() Config {
+	return Config{
+		Listen:          "127.0.0.1:7000",
+		MaxBodyBytes:    4 << 20,
+		MaxBatchEntries: 1000,
+		MaxKeyBytes:     1024,
+		MaxValueBytes:   1 << 20,
+		MaxReadLimit:    1000,
+	}
+}
+
+// Validate returns an error naming the first invalid field.
+func (c Config) Validate() error {
+	switch {
+	case c.MaxBodyBytes < 1<<10 || c.MaxBodyBytes > 64<<20:
+		return fmt.Errorf("api.max_body_bytes = %d: accepted 1024..67108864", c.MaxBodyBytes)
+	case c.MaxBatchEntries < 1 || c.MaxBatchEntries > 100000:
+		return fmt.Errorf("api.max_batch_entries = %d: accepted 1..100000", c.MaxBatchEntries)
+	case c.MaxKeyBytes < 1 || c.MaxKeyBytes > 65536:
+		return fmt.Errorf("api.max_key_bytes = %d: accepted 1..65536", c.MaxKeyBytes)
+	case c.MaxValueBytes < 1 || c.MaxValueBytes > 64<<20:
+		return fmt.Errorf("api.max_value_bytes = %d: accepted 1..67108864", c.MaxValueBytes)
+	case c.MaxReadLimit < 1 || c.MaxReadLimit > 100000:
+		return fmt.Errorf("api.max_read_limit = %d: accepted 1..100000", c.MaxReadLimit)
+	}
+	return nil
+}

@@ -1,0 +1,11 @@
+// Package api is kmbd's client HTTP/JSON API:
+//
+//	POST /v1/tenants/{tenant}/entries            append a batch atomically
+//	GET  /v1/tenants/{tenant}/keys/{key}         read the projection
+//	GET  /v1/tenants/{tenant}/entries?from&limit read the tenant's log
+//
+// Every request is validated in full before anything reaches the node, so a
+// rejected request appends nothing. Errors are JSON {"error":..,"code":..}
+// with 400 (malformed), 404 (unknown), 405, 413 (over a limit) or 503 (not
+// ready). Limits are in Config and documented in the README.
+package api

@@ -1,0 +1,52 @@
+package api
+
+import "github.com/kmb-db/kmb/telemetry/metric"
+
+// requestCounters are the pre-resolved kmb_requests_total children of one
+// method, so counting a request is one sharded add and no label lookup.
+type requestCounters struct {
+	ok, clientError, err *metric.Counter
+}
+
+type apiMetrics struct {
+	appendReqs, getReqs, readReqs requestCounters
+	inFlight                      *metric.Gauge
+	writeDuration                 *metric.Histogram
+	queryDuration                 *metric.Histogram
+}
+
+// Label values of kmb_requests_total.
+const (
+	MethodAppend      = "append"
+	MethodGetKey      = "get_key"
+	MethodReadEntries = "read_entries"
+
+	StatusOK          = "ok"
+	StatusClientError = "client_error"
+	StatusError       = "error"
+)
+
+func newAPIMetrics(r *metric.Registry) apiMetrics {
+	if r == nil {
+		r = metric.NewRegistry()
+	}
+	reqs := r.NewCounterVec("kmb_requests_total",
+		"Client API requests by method (append, get_key, read_entries) and status: ok, client_error (4xx: the request was rejected) or error (5xx: the node could not serve it).",
+		"method", "status")
+	counters := func(method string) requestCounters {
+		return requestCounters{
+			ok:          reqs.With(method, StatusOK),
+			clientError: reqs.With(method, StatusClientError),
+			err:         reqs.With(method, StatusError),
+		}
+	}
+	durations := metric.HistogramOpts{Buckets: metric.DurationBuckets(), Scale: 1e-9}
+	return apiMetrics{
+		appendReqs:    counters(MethodAppend),
+		getReqs:       counters(MethodGetKey),
+		readReqs:      counters(MethodReadEntries),
+		inFlight:      r.NewGauge("kmb_requests_in_flight", "Client API requests being processed."),
+		writeDuration: r.NewHistogram("kmb_write_duration_seconds", "Latency of accepted writes, from validation to commit and apply.", durations),
+		queryDuration: r.NewHistogram("kmb_query_duration_seconds", "Latency of accepted reads (key and log range reads).", durations),
+	}
+}

@@ -1,0 +1,49 @@
+package log
+
+import (
+	"errors"
+	"fmt"
+)
+
+const (
+	// DefaultSegmentSizeBytes is the roll size when Config leaves it zero.
+	DefaultSegmentSizeBytes = 64 << 20
+	// MinSegmentSizeBytes and MaxSegmentSizeBytes bound
+	// Config.SegmentSizeBytes. The floor keeps the number of files (and
+	// of fsyncs at roll) sane; the ceiling keeps a segment addressable
+	// with room to spare and its deletion cheap.
+	MinSegmentSizeBytes = 1 << 20
+	MaxSegmentSizeBytes = 4 << 30
+)
+
+// Config configures a Log.
+type Config struct {
+	// Dir holds the segment files. Required; created if missing.
+	Dir string `toml:"dir"`
+	// SegmentSizeBytes is the size at which the active segment is
+	// sealed and a new one started. A segment exceeds it by at most one
+	// record. Default 64 MiB; accepted 1 MiB .. 4 GiB.
+	SegmentSizeBytes int64 `toml:"segment_size_bytes"`
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.SegmentSizeBytes == 0 {
+		c.SegmentSizeBytes = DefaultSegmentSizeBytes
+	}
+	return c
+}
+
+// Validate reports every invalid field of c, naming each by its TOML key.
+// Call it on c.WithDefaults().
+func (c Config) Validate() error {
+	var errs []error
+	if c.Dir == "" {
+		errs = append(errs, errors.New("log: dir is required"))
+	}
+	if c.SegmentSizeBytes < MinSegmentSizeBytes || c.SegmentSizeBytes > MaxSegmentSizeBytes {
+		errs = append(errs, fmt.Errorf("log: segment_size_bytes is %d, must be between %d (1 MiB) and %d (4 GiB)",
+			c.SegmentSizeBytes, MinSegmentSizeBytes, MaxSegmentSizeBytes))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,333 @@
+package log
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+var (
+	// ErrNotFound is returned by Read for an op that is not in the log or
+	// not yet durable.
+	ErrNotFound = errors.New("log: op not found")
+	// ErrClosed is returned by every method called after Close.
+	ErrClosed = errors.New("log: closed")
+	// ErrNotContiguous is wrapped by Append errors for ops that do not
+	// continue the log.
+	ErrNotContiguous = errors.New("log: op does not continue the log")
+)
+
+// Log is a segmented, append-only, checksummed log of ops.
+//
+// One goroutine, the writer, calls Append, Sync, TruncateAfter and Close.
+// Read, Scan and the accessors are safe from any goroutine, concurrently
+// with the writer.
+//
+// Readers only ever see durable ops. Append encodes and writes records and
+// stages their offsets in writer-private memory; Sync fsyncs, then
+// publishes the staged offsets under mu in one short critical section.
+// Readers look offsets up under mu.RLock and pread without it, so neither
+// side waits for the other's I/O.
+type Log struct {
+	dir     string
+	dirFile *os.File // kept open to fsync the directory after creating or removing segments
+	segSize int64
+	logger  *slog.Logger
+	metrics *Metrics
+
+	// Writer state.
+	active  *segment // last segment; the only one appended to
+	buf     []byte   // records being appended, reused across calls
+	frames  []int    // offset in buf of each record of the current Append, plus the end
+	nextOp  uint64   // op number the next Append must start with
+	nextPos uint64   // FirstPosition the next Append must start with
+	dirty   bool     // segments created or removed since the directory's last fsync
+	failed  error    // sticky: after a failed write or fsync the on-disk state is unknown
+
+	// mu guards segs and the (mu) fields of each segment. The writer is
+	// the only goroutine that changes them, so it may read them without
+	// the lock.
+	mu   sync.RWMutex
+	segs []*segment // in op order
+
+	// barrier is held for reading by readers across lookup and pread,
+	// and for writing by TruncateAfter and Close before they shrink or
+	// close files. Append and Sync never take it, so readers never
+	// delay the write path.
+	barrier sync.RWMutex
+
+	firstOp   atomic.Uint64
+	lastOp    atomic.Uint64
+	durableOp atomic.Uint64
+	lastPos   atomic.Uint64
+	size      atomic.Int64
+	closed    atomic.Bool
+}
+
+// FirstOp is the number of the first op in the log, 0 when it is empty.
+func (l *Log) FirstOp() uint64 { return l.firstOp.Load() }
+
+// LastOp is the number of the last op appended, 0 when the log is empty.
+func (l *Log) LastOp() uint64 { return l.lastOp.Load() }
+
+// DurableOp is the number of the last op made durable by Sync or
+// TruncateAfter; ops up to it are readable. 0 when none is.
+func (l *Log) DurableOp() uint64 { return l.durableOp.Load() }
+
+// LastPosition is the position of the last entry appended, 0 when the log
+// has no entries.
+func (l *Log) LastPosition() uint64 { return l.lastPos.Load() }
+
+// SizeBytes is the total size of all segment files, including data not
+// yet synced.
+func (l *Log) SizeBytes() int64 { return l.size.Load() }
+
+// usable returns the error that stops the writer from going on, if any.
+func (l *Log) usable() error {
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	if l.failed != nil {
+		return fmt.Errorf("log: unusable after an I/O error, restart to recover: %w", l.failed)
+	}
+	return nil
+}
+
+// fail records an I/O error on the write path. After a failed write or
+// fsync the kernel may have dropped dirty pages, so retrying could report
+// success for data that is gone; only a restart, whose recovery reads back
+// what actually reached the disk, is safe.
+func (l *Log) fail(err error) error {
+	if l.failed == nil {
+		l.failed = err
+	}
+	return err
+}
+
+// Append writes ops, which must continue the log: the first must be op
+// LastOp()+1 starting at position LastPosition()+1, and each next one must
+// follow its predecessor. If any op does not, or encodes to more than
+// MaxRecordSize, Append returns an error and writes nothing.
+//
+// All records go to the active segment in one write, or one write per
+// segment when the batch crosses a roll. They are not durable, nor
+// readable, until Sync.
+func (l *Log) Append(ops ...*Op) error {
+	if err := l.usable(); err != nil {
+		return err
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+
+	// Encode and validate everything before writing anything.
+	buf, frames := l.buf[:0], l.frames[:0]
+	next, pos, entries := l.nextOp, l.nextPos, 0
+	for _, op := range ops {
+		if err := checkContinues(op, next, pos); err != nil {
+			return err
+		}
+		frames = append(frames, len(buf))
+		var err error
+		if buf, err = appendFrame(buf, op); err != nil {
+			return err
+		}
+		next++
+		pos += uint64(len(op.Entries))
+		entries += len(op.Entries)
+	}
+	frames = append(frames, len(buf))
+	l.buf, l.frames = buf, frames // keep the grown capacity for next time
+
+	// Write, rolling before any record that would start at or past the
+	// roll size. A segment always gets at least one record, so a roll
+	// never leaves an empty segment behind.
+	from := 0
+	for i, op := range ops {
+		at := l.active.size + int64(frames[i]-frames[from])
+		if at < l.segSize || (i == from && l.active.ops() == 0) {
+			continue
+		}
+		if err := l.write(from, i); err != nil {
+			return err
+		}
+		if err := l.roll(op.Op); err != nil {
+			return err
+		}
+		from = i
+	}
+	if err := l.write(from, len(ops)); err != nil {
+		return err
+	}
+
+	if l.nextOp == l.firstOpWhenEmpty() {
+		l.firstOp.Store(ops[0].Op)
+	}
+	l.nextOp, l.nextPos = next, pos
+	l.lastOp.Store(next - 1)
+	l.lastPos.Store(pos - 1)
+	l.metrics.appended(entries, len(buf))
+	return nil
+}
+
+// firstOpWhenEmpty is the op number an empty log starts with.
+func (l *Log) firstOpWhenEmpty() uint64 { return l.segs[0].firstOp }
+
+func checkContinues(op *Op, next, pos uint64) error {
+	switch {
+	case op == nil:
+		return fmt.Errorf("%w: nil op", ErrNotContiguous)
+	case op.Op != next:
+		return fmt.Errorf("%w: got op %d, want op %d", ErrNotContiguous, op.Op, next)
+	case op.FirstPosition != pos:
+		return fmt.Errorf("%w: op %d starts at position %d, want %d", ErrNotContiguous, op.Op, op.FirstPosition, pos)
+	}
+	return nil
+}
+
+// write appends the records of l.buf from frame index from up to (not
+// including) to to the active segment and stages their offsets.
+func (l *Log) write(from, to int) error {
+	if from == to {
+		return nil
+	}
+	s := l.active
+	base := l.frames[from]
+	b := l.buf[base:l.frames[to]]
+	if _, err := s.f.WriteAt(b, s.size); err != nil {
+		return l.fail(fmt.Errorf("log: write %s: %w", s.name, err))
+	}
+	for _, start := range l.frames[from:to] {
+		s.staged = append(s.staged, s.size+int64(start-base))
+	}
+	s.size += int64(len(b))
+	s.dirty = true
+	l.size.Add(int64(len(b)))
+	return nil
+}
+
+// roll seals the active segment and starts a new one at firstOp.
+func (l *Log) roll(firstOp uint64) error {
+	// Sync the sealed segment before writing anything to the new one.
+	// Otherwise a crash could persist records of the new segment but not
+	// the end of the old one, and recovery, which only forgives damage in
+	// the last segment, would refuse to start.
+	if err := l.syncSegment(l.active); err != nil {
+		return err
+	}
+	s, err := createSegment(l.dir, firstOp)
+	if err != nil {
+		return l.fail(err)
+	}
+	l.mu.Lock()
+	l.segs = append(l.segs, s)
+	l.mu.Unlock()
+	l.active = s
+	l.dirty = true
+	l.size.Add(s.size)
+	l.metrics.rolled()
+	l.logger.Info("log segment rolled", "segment", s.name, "first_op", firstOp)
+	return nil
+}
+
+// Sync makes every appended op durable and readable: it fsyncs the active
+// segment (segments sealed by a roll were synced then) and, after segments
+// were created or removed, the directory. Afterwards DurableOp() ==
+// LastOp(). Without anything new to sync it returns at once.
+func (l *Log) Sync() error {
+	if err := l.usable(); err != nil {
+		return err
+	}
+	if err := l.syncSegment(l.active); err != nil {
+		return err
+	}
+	if err := l.syncDir(); err != nil {
+		return err
+	}
+	l.publish()
+	l.metrics.publish()
+	return nil
+}
+
+// publish makes every staged op visible to readers. The caller has made
+// them durable.
+func (l *Log) publish() {
+	last := l.nextOp - 1
+	if l.durableOp.Load() == last {
+		return
+	}
+	l.mu.Lock()
+	// Only the segments holding ops after the durable one have staged
+	// offsets: walk back from the end to the first of them.
+	for i := len(l.segs) - 1; i >= 0; i-- {
+		s := l.segs[i]
+		s.offsets = append(s.offsets, s.staged...)
+		s.staged = s.staged[:0]
+		s.end = s.size
+		if s.firstOp <= l.durableOp.Load()+1 {
+			break
+		}
+	}
+	l.mu.Unlock()
+	// Stored after the offsets are published, so a reader that sees the
+	// new DurableOp also finds the op in the index.
+	l.durableOp.Store(last)
+}
+
+func (l *Log) syncSegment(s *segment) error {
+	if !s.dirty {
+		return nil
+	}
+	start := time.Now()
+	err := fdatasync(s.f)
+	l.metrics.fsynced(time.Since(start))
+	if err != nil {
+		return l.fail(fmt.Errorf("log: sync %s: %w", s.name, err))
+	}
+	s.dirty = false
+	return nil
+}
+
+// syncDir fsyncs the directory if segment files were created or removed
+// since it was last synced, so that those changes survive a crash.
+func (l *Log) syncDir() error {
+	if !l.dirty {
+		return nil
+	}
+	start := time.Now()
+	err := l.dirFile.Sync()
+	l.metrics.fsynced(time.Since(start))
+	if err != nil {
+		return l.fail(fmt.Errorf("log: sync directory %s: %w", l.dir, err))
+	}
+	l.dirty = false
+	return nil
+}
+
+// Close syncs what was appended, then closes the files. Reads in flight
+// finish first; later calls of any method return ErrClosed.
+func (l *Log) Close() error {
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	var errs []error
+	if l.failed == nil {
+		errs = append(errs, l.Sync())
+	}
+	l.closed.Store(true)
+	l.barrier.Lock()
+	defer l.barrier.Unlock()
+	l.mu.Lock()
+	segs := l.segs
+	l.segs = nil
+	l.mu.Unlock()
+	for _, s := range segs {
+		errs = append(errs, s.f.Close())
+	}
+	errs = append(errs, l.dirFile.Close())
+	return errors.Join(errs...)
+}

@@ -1,0 +1,70 @@
+package node
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	kmblog "github.com/kmb-db/kmb/store/log"
+)
+
+// Config configures a node. DefaultConfig documents the defaults.
+type Config struct {
+	// NodeID is this replica's id: 1..255. TOML: node_id. Default 1.
+	NodeID uint64
+	// DataDir holds the log. TOML: data_dir. Default "./kmb-data".
+	DataDir string
+	// SegmentSizeBytes rolls log segments at this size. TOML:
+	// [storage] segment_size_bytes. Default 64 MiB.
+	SegmentSizeBytes int64
+	// MaxBatchOps bounds how many requests one group commit takes from the
+	// queue. TOML: [storage] max_batch_ops. Default 1024, accepted 1..65536.
+	MaxBatchOps int
+	// QueueDepth is how many write requests may wait for the loop before
+	// writers block. TOML: [storage] queue_depth. Default 4096, accepted 1..1048576.
+	QueueDepth int
+	// TickInterval is how often the loop wakes up when idle. Default 100ms.
+	TickInterval time.Duration
+	// StallTimeout fails liveness when the loop has not completed an
+	// iteration for this long. Default 30s.
+	StallTimeout time.Duration
+}
+
+// DefaultConfig returns the built-in defaults.
+func DefaultConfig() Config {
+	return Config{
+		NodeID:           1,
+		DataDir:          "./kmb-data",
+		SegmentSizeBytes: 64 << 20,
+		MaxBatchOps:      1024,
+		QueueDepth:       4096,
+		TickInterval:     100 * time.Millisecond,
+		StallTimeout:     30 * time.Second,
+	}
+}
+
+// MaxNodeID is the largest accepted node id.
+const MaxNodeID = 255
+
+// Validate returns an error naming the first invalid field.
+func (c Config) Validate() error {
+	switch {
+	case c.NodeID < 1 || c.NodeID > MaxNodeID:
+		return fmt.Errorf("node_id = %d: accepted 1..%d", c.NodeID, MaxNodeID)
+	case c.DataDir == "":
+		return fmt.Errorf("data_dir = %q: must name a directory", c.DataDir)
+	case c.MaxBatchOps < 1 || c.MaxBatchOps > 65536:
+		return fmt.Errorf("storage.max_batch_ops = %d: accepted 1..65536", c.MaxBatchOps)
+	case c.QueueDepth < 1 || c.QueueDepth > 1<<20:
+		return fmt.Errorf("storage.queue_depth = %d: accepted 1..1048576", c.QueueDepth)
+	case c.TickInterval <= 0:
+		return fmt.Errorf("tick interval = %v: must be positive", c.TickInterval)
+	case c.StallTimeout <= c.TickInterval:
+		return fmt.Errorf("stall timeout = %v: must exceed the tick interval %v", c.StallTimeout, c.TickInterval)
+	}
+	return c.logConfig().Validate()
+}
+
+func (c Config) logConfig() kmblog.Config {
+	return kmblog.Config{Dir: filepath.Join(c.DataDir, "log"), SegmentSizeBytes: c.SegmentSizeBytes}
+}

@@ -1,0 +1,76 @@
+package node
+
+import (
+	"github.com/kmb-db/kmb/status"
+	kmblog "github.com/kmb-db/kmb/store/log"
+	"github.com/kmb-db/kmb/store/projection"
+	"github.com/kmb-db/kmb/telemetry/metric"
+)
+
+// metrics are the node's hot-path instruments. All are owned by the event
+// loop: plain adds while it works, one Publish per iteration.
+type metrics struct {
+	log         kmblog.Metrics
+	projection  projection.Metrics
+	commits     *metric.LoopCounter
+	viewChanges *metric.LoopCounter
+}
+
+// publish makes this iteration's counts visible to scrapes.
+func (m *metrics) publish() {
+	m.log.Entries.Publish()
+	m.log.Bytes.Publish()
+	m.log.FsyncDuration.Publish()
+	m.log.SegmentsRolled.Publish()
+	m.commits.Publish()
+	m.viewChanges.Publish()
+	m.projection.TenantEntries.PublishDirty()
+}
+
+// registerMetrics registers every family the node exports. State gauges are
+// functions of the status snapshot, read when Prometheus scrapes; only
+// counters and histograms are written on the write path.
+func (n *Node) registerMetrics(r *metric.Registry, tenantCap int) {
+	n.m = metrics{
+		log: kmblog.Metrics{
+			Entries:        r.NewLoopCounter("kmb_log_entries_total", "Total log entries written (durably appended)."),
+			Bytes:          r.NewLoopCounter("kmb_log_bytes_total", "Total log bytes written, record framing included."),
+			FsyncDuration:  r.NewLoopHistogram("kmb_log_fsync_duration_seconds", "Duration of each log fsync; one fsync commits a whole group of writes.", metric.HistogramOpts{Buckets: metric.DurationBuckets(), Scale: 1e-9}),
+			SegmentsRolled: r.NewLoopCounter("kmb_log_segments_rolled_total", "Log segments closed because they reached segment_size_bytes."),
+		},
+		projection: projection.Metrics{
+			TenantEntries: r.NewCappedLoopCounterVec("kmb_tenant_log_entries_total",
+				"Entries applied per tenant. tenant_id is capped by telemetry.tenant_label_cap; later tenants are counted under tenant_id=\"_overflow\".",
+				"tenant_id", tenantCap),
+		},
+		commits:     r.NewLoopCounter("kmb_consensus_commits_total", "Total committed entries."),
+		viewChanges: r.NewLoopCounter("kmb_consensus_view_changes_total", "Total view changes this replica took part in."),
+	}
+
+	gauge := func(name, help string, f func(s *status.Snapshot) float64) {
+		r.NewGaugeFunc(name, help, func() float64 { s := n.Status(); return f(&s) })
+	}
+	b2f := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	r.NewGaugeFunc("kmb_log_size_bytes", "Current size of the local log on disk.", func() float64 { return float64(n.logSize()) })
+	gauge("kmb_consensus_view", "Current consensus view number.", func(s *status.Snapshot) float64 { return float64(s.View) })
+	gauge("kmb_consensus_leader", "Node id of the current leader; 0 when no leader is known.", func(s *status.Snapshot) float64 { return float64(s.LeaderID) })
+	gauge("kmb_consensus_has_leader", "1 when this replica knows a leader for its view, else 0.", func(s *status.Snapshot) float64 { return b2f(s.LeaderID != 0) })
+	gauge("kmb_consensus_is_leader", "1 when this replica is the leader, else 0.", func(s *status.Snapshot) float64 { return b2f(s.IsLeader) })
+	gauge("kmb_consensus_op_number", "Highest op number in this replica's log.", func(s *status.Snapshot) float64 { return float64(s.OpNumber) })
+	gauge("kmb_consensus_commit_number", "Highest committed op number known to this replica.", func(s *status.Snapshot) float64 { return float64(s.CommitNumber) })
+	gauge("kmb_projection_applied_position", "Position of the last log entry applied to the projection.", func(s *status.Snapshot) float64 { return float64(s.Projection.AppliedPosition) })
+	gauge("kmb_projection_lag", "Log positions written but not yet applied to the projection (head - applied).", func(s *status.Snapshot) float64 { return float64(s.Projection.Lag) })
+	gauge("kmb_active_tenants", "Number of tenants holding at least one entry.", func(s *status.Snapshot) float64 { return float64(s.Projection.ActiveTenants) })
+	r.NewGaugeVecFunc("kmb_replica_status", "Replica state: 1 for the current state, 0 for the others.", []string{"status"},
+		func(emit func(float64, ...string)) {
+			cur := n.Status().Status
+			for _, st := range status.States {
+				emit(b2f(st == cur), st)
+			}
+		})
+}

@@ -1,0 +1,133 @@
+package projection
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	kmblog "github.com/kmb-db/kmb/store/log"
+	"github.com/kmb-db/kmb/telemetry/metric"
+)
+
+// Value is the latest value of a key and the log position that wrote it.
+type Value struct {
+	Data     []byte
+	Position uint64
+}
+
+// OpRef locates a tenant's op in the log.
+type OpRef struct {
+	Op            uint64
+	FirstPosition uint64
+	Count         uint64
+}
+
+// Metrics are optional; only the applying goroutine records into them.
+type Metrics struct {
+	// TenantEntries counts applied entries per tenant
+	// (kmb_tenant_log_entries_total).
+	TenantEntries *metric.CappedLoopCounterVec
+}
+
+type tenant struct {
+	keys    map[string]Value
+	ops     []OpRef
+	entries *metric.LoopCounter // nil without metrics
+}
+
+// Projection is the per-tenant key/value state.
+type Projection struct {
+	metrics Metrics
+
+	mu      sync.RWMutex
+	tenants map[string]*tenant
+
+	appliedOp       atomic.Uint64
+	appliedPosition atomic.Uint64
+	tenantCount     atomic.Int64
+}
+
+// New returns an empty projection.
+func New(m Metrics) *Projection {
+	return &Projection{metrics: m, tenants: map[string]*tenant{}}
+}
+
+// Apply applies one committed op. Ops must arrive in log order; an op at or
+// below the applied op is ignored, which makes replays after a restart or a
+// state transfer idempotent.
+func (p *Projection) Apply(op *kmblog.Op) {
+	if op.Op <= p.appliedOp.Load() {
+		return
+	}
+	p.mu.Lock()
+	t := p.tenants[op.Tenant]
+	if t == nil {
+		t = &tenant{keys: map[string]Value{}}
+		if p.metrics.TenantEntries != nil {
+			t.entries = p.metrics.TenantEntries.With(op.Tenant)
+		}
+		p.tenants[op.Tenant] = t
+		p.tenantCount.Add(1)
+	}
+	for i := range op.Entries {
+		e := &op.Entries[i]
+		t.keys[e.Key] = Value{Data: e.Value, Position: op.FirstPosition + uint64(i)}
+	}
+	if n := uint64(len(op.Entries)); n > 0 {
+		t.ops = append(t.ops, OpRef{Op: op.Op, FirstPosition: op.FirstPosition, Count: n})
+	}
+	p.mu.Unlock()
+
+	if t.entries != nil {
+		t.entries.Add(uint64(len(op.Entries)))
+	}
+	if n := len(op.Entries); n > 0 {
+		p.appliedPosition.Store(op.FirstPosition + uint64(n) - 1)
+	}
+	p.appliedOp.Store(op.Op)
+}
+
+// Get returns the latest value of key for tenant.
+func (p *Projection) Get(tenantID, key string) (Value, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	t := p.tenants[tenantID]
+	if t == nil {
+		return Value{}, false
+	}
+	v, ok := t.keys[key]
+	return v, ok
+}
+
+// HasTenant reports whether tenant has applied at least one op.
+func (p *Projection) HasTenant(tenantID string) bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.tenants[tenantID] != nil
+}
+
+// OpsFrom returns up to max of tenant's ops that hold a position >= from, in
+// log order. The first may start before from.
+func (p *Projection) OpsFrom(tenantID string, from uint64, max int) []OpRef {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	t := p.tenants[tenantID]
+	if t == nil {
+		return nil
+	}
+	i := sort.Search(len(t.ops), func(i int) bool {
+		r := t.ops[i]
+		return r.FirstPosition+r.Count-1 >= from
+	})
+	end := min(len(t.ops), i+max)
+	return append([]OpRef(nil), t.ops[i:end]...)
+}
+
+// AppliedOp is the last applied op number.
+func (p *Projection) AppliedOp() uint64 { return p.appliedOp.Load() }
+
+// AppliedPosition is the position of the last applied entry.
+func (p *Projection) AppliedPosition() uint64 { return p.appliedPosition.Load() }
+
+// ActiveTenants is the number of tenants holding at least one entry.
+func (p *Projection) ActiveTenants() int { return int(p.tenantCount.Load()) }

@@ -1,0 +1,15 @@
+// Package telemetry is kmbd's embedded observability SDK: one Config and one
+// New that build the metric registry, the structured logger and the tracer
+// provider, and one Shutdown that flushes them.
+//
+// The storage engine never imports this package. It records into the
+// stdlib-only primitives of telemetry/metric and logs through *slog.Logger;
+// this package is the boundary where those are exported: a
+// prometheus.Collector bridges the metric registry to a Prometheus registry
+// the node owns (never the global one), the logging handler writes kmbd's JSON
+// log shape, and the OpenTelemetry SDK exports spans over OTLP.
+//
+// Configuration precedence, lowest to highest: built-in defaults, the TOML
+// file, environment variables (KMB_LOG, KMB_LOG_FORMAT and the standard
+// OTEL_* variables), command-line flags.
+package telemetry

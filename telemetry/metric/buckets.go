@@ -1,0 +1,181 @@
+package metric
+
+import (
+	"fmt"
+	"math"
+	"sync/atomic"
+)
+
+// HistogramOpts configures a histogram's buckets and units.
+type HistogramOpts struct {
+	// Buckets are upper bounds in exported units (e.g. seconds), strictly
+	// increasing; +Inf is implicit (a trailing +Inf is accepted and
+	// dropped). No buckets at all is valid: the histogram then exports only
+	// its count and sum.
+	Buckets []float64
+	// Scale converts a raw integer observation to exported units:
+	// exported = raw * Scale. Use 1e-9 for durations observed in nanoseconds
+	// (exported as seconds) and 1 for counts or bytes. Zero means 1.
+	Scale float64
+}
+
+// DurationBuckets returns latency buckets in seconds suited to a storage
+// engine, from 50µs to 10s. Use them with Scale 1e-9 and ObserveDuration.
+// Each call returns a new slice.
+func DurationBuckets() []float64 {
+	return []float64{
+		0.00005, 0.0001, 0.00025, 0.0005,
+		0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+		0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+	}
+}
+
+// HistogramSnapshot is a histogram's state at one moment, in exported
+// units, shaped like a Prometheus histogram.
+type HistogramSnapshot struct {
+	// Upper holds the bucket upper bounds in exported units, without +Inf.
+	// It is shared by every snapshot of the histogram: do not modify it.
+	Upper []float64
+	// Counts holds the cumulative count per upper bound (the number of
+	// observations <= Upper[i]); len(Counts) == len(Upper).
+	Counts []uint64
+	// Count is the number of observations, including those above the last
+	// bound.
+	Count uint64
+	// Sum is the sum of all observations, in exported units.
+	Sum float64
+}
+
+// bucketLayout is a histogram's immutable geometry, computed once per
+// family and shared by all its children.
+type bucketLayout struct {
+	upper  []float64 // exported bounds, without +Inf
+	bounds []int64   // raw bounds: v goes in bucket i if bounds[i-1] < v <= bounds[i]
+	scale  float64
+}
+
+// newBucketLayout validates opts and converts the bounds to raw units. It
+// panics on invalid options, which are programming errors.
+func newBucketLayout(name string, opts HistogramOpts) *bucketLayout {
+	scale := opts.Scale
+	if scale == 0 {
+		scale = 1
+	}
+	if !(scale > 0) || math.IsInf(scale, 1) {
+		panic(fmt.Sprintf("metric: histogram %s: Scale %v must be positive and finite", name, opts.Scale))
+	}
+	upper := opts.Buckets
+	if n := len(upper); n > 0 && math.IsInf(upper[n-1], 1) {
+		upper = upper[:n-1]
+	}
+	upper = append([]float64(nil), upper...) // callers may reuse their slice
+	bounds := make([]int64, len(upper))
+	for i, u := range upper {
+		if math.IsNaN(u) || math.IsInf(u, 0) {
+			panic(fmt.Sprintf("metric: histogram %s: bucket bound %v is not finite", name, u))
+		}
+		if i > 0 && u <= upper[i-1] {
+			panic(fmt.Sprintf("metric: histogram %s: buckets must be strictly increasing, got %v after %v", name, u, upper[i-1]))
+		}
+		bounds[i] = rawBound(u, scale)
+	}
+	return &bucketLayout{upper: upper, bounds: bounds, scale: scale}
+}
+
+// rawBound returns the largest integer raw value whose exported value is at
+// most upper, that is floor(upper/scale).
+//
+// The division is done in floating point, where a bound meant to be exact
+// (0.00025 s at scale 1e-9 is 250000 ns) can come out a hair below the
+// integer (249999.99999999997), and a plain floor would push an observation
+// of exactly 250µs into the next bucket. Quotients within a relative 1e-12
+// of an integer are therefore taken to be that integer: far above the few
+// ulps of rounding error, far below any real difference between bounds.
+func rawBound(upper, scale float64) int64 {
+	q := upper / scale
+	if r := math.Round(q); math.Abs(q-r) <= 1e-12*math.Max(1, math.Abs(r)) {
+		q = r
+	} else {
+		q = math.Floor(q)
+	}
+	switch {
+	case q >= math.MaxInt64: // float64(MaxInt64) rounds up to 2^63
+		return math.MaxInt64
+	case q <= math.MinInt64:
+		return math.MinInt64
+	}
+	return int64(q)
+}
+
+// bucketIndex returns the index of the first bound >= v, or len(bounds) for
+// the implicit +Inf bucket.
+//
+// It is a branch-free binary search: the loop runs a fixed number of times
+// for a given len(bounds) and the comparison compiles to a conditional move,
+// so a stream of observations spread across buckets costs no branch
+// mispredictions, unlike a linear scan or sort.Search.
+func bucketIndex(bounds []int64, v int64) int {
+	n := len(bounds)
+	if n == 0 {
+		return 0
+	}
+	base := 0
+	for n > 1 {
+		half := n >> 1
+		if bounds[base+half] < v {
+			base += half
+		}
+		n -= half
+	}
+	if bounds[base] < v {
+		base++
+	}
+	return base
+}
+
+// Both histogram types store, per shard, sumCell followed by one count per
+// bucket, the last for +Inf.
+const (
+	sumCell    = 0
+	firstCount = 1
+)
+
+// cellsPerShard is the number of words a shard of this layout uses.
+func (l *bucketLayout) cellsPerShard() int {
+	return firstCount + len(l.bounds) + 1
+}
+
+// snapshot sums shards of cells (shard s starts at s*stride) into a
+// snapshot. counts must have len(l.upper) elements and is used as the
+// snapshot's Counts, so Gather can hand out slices of one allocation.
+//
+// Buckets and sum are read one word at a time while writers may be
+// recording, so a snapshot taken under load can include an observation's
+// bucket but not yet its sum. Count is derived from the buckets, so counts
+// are always mutually consistent.
+func (l *bucketLayout) snapshot(cells []atomic.Uint64, stride int, counts []uint64) HistogramSnapshot {
+	nb := len(l.bounds)
+	clear(counts)
+	var sum, inf uint64
+	for base := 0; base+stride <= len(cells); base += stride {
+		shard := cells[base : base+stride]
+		sum += shard[sumCell].Load()
+		for i := range nb {
+			counts[i] += shard[firstCount+i].Load()
+		}
+		inf += shard[firstCount+nb].Load()
+	}
+	var cum uint64
+	for i := range counts {
+		cum += counts[i]
+		counts[i] = cum
+	}
+	return HistogramSnapshot{
+		Upper:  l.upper,
+		Counts: counts,
+		Count:  cum + inf,
+		// The sum is kept as wrapping uint64 adds of int64 values, which is
+		// two's complement int64 arithmetic.
+		Sum: float64(int64(sum)) * l.scale,
+	}
+}

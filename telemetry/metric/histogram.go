@@ -1,0 +1,60 @@
+package metric
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Histogram counts observations into buckets and keeps their sum; any
+// goroutine may record.
+//
+// Like Counter it is sharded per P. Each shard holds the raw sum and one
+// count per bucket, padded to whole 128-byte blocks, so an observation is a
+// branch-free bucket search and two atomic adds on memory no other CPU is
+// writing.
+//
+// Create Histograms with Registry.NewHistogram or HistogramVec.With.
+type Histogram struct {
+	bounds []int64 // copy of layout.bounds, saving an indirection per Observe
+	// cells holds shard s in cells[s*stride:]: sumCell, then the bucket
+	// counts from firstCount on.
+	cells  []atomic.Uint64
+	stride int
+	mask   int
+	layout *bucketLayout
+}
+
+func newHistogram(l *bucketLayout) *Histogram {
+	shards := shardCount()
+	stride := roundUp(l.cellsPerShard(), blockWords)
+	return &Histogram{
+		bounds: l.bounds,
+		cells:  isolatedSlice[atomic.Uint64](shards * stride),
+		stride: stride,
+		mask:   shards - 1,
+		layout: l,
+	}
+}
+
+// Observe records v, in raw units (exported as v * Scale).
+func (h *Histogram) Observe(v int64) {
+	i := bucketIndex(h.bounds, v)
+	base := (procID() & h.mask) * h.stride
+	h.cells[base+firstCount+i].Add(1)
+	h.cells[base+sumCell].Add(uint64(v))
+}
+
+// ObserveDuration records d in nanoseconds. It is meant for histograms with
+// Scale 1e-9, which export seconds.
+func (h *Histogram) ObserveDuration(d time.Duration) {
+	h.Observe(int64(d))
+}
+
+// Snapshot returns the histogram's current state in exported units.
+func (h *Histogram) Snapshot() HistogramSnapshot {
+	return h.snapshotInto(make([]uint64, len(h.bounds)))
+}
+
+func (h *Histogram) snapshotInto(counts []uint64) HistogramSnapshot {
+	return h.layout.snapshot(h.cells, h.stride, counts)
+}

@@ -1,0 +1,141 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/kmb-db/kmb/profiling"
+	"github.com/kmb-db/kmb/telemetry/logging"
+	"github.com/kmb-db/kmb/telemetry/metric"
+)
+
+// Build identifies the running binary; it becomes kmb_build_info's labels.
+type Build struct {
+	Version, Revision, GoVersion string
+}
+
+// Options carries what New needs besides Config: who this node is and where
+// its logs go.
+type Options struct {
+	// NodeID becomes the node_id label of every kmb_* series.
+	NodeID uint64
+	Build  Build
+	// LogOutput receives log lines; os.Stderr when nil.
+	LogOutput io.Writer
+}
+
+// Telemetry is one node's observability stack.
+type Telemetry struct {
+	cfg Config
+
+	// Metrics is where the node's components register their kmb_* families.
+	Metrics *metric.Registry
+	// Registry is the Prometheus registry /metrics serves: the kmb_*
+	// families, the Go runtime and the process collectors.
+	Registry *prometheus.Registry
+	// Logger is the root logger; use Logger(module) for a module's logger.
+	logger *slog.Logger
+	// TracerProvider is a no-op provider when tracing is disabled.
+	TracerProvider trace.TracerProvider
+
+	shutdownTracing func(context.Context) error
+}
+
+// New builds the telemetry stack for cfg, which must be valid.
+func New(cfg Config, opts Options) (*Telemetry, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	def, _ := logging.ParseLevel(cfg.LogLevel)
+	levels, err := logging.ParseLevels(cfg.LogModules, def)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry.log_modules: %w", err)
+	}
+	out := opts.LogOutput
+	if out == nil {
+		out = os.Stderr
+	}
+	handler, err := logging.NewHandler(out, logging.Options{Format: cfg.LogFormat, Levels: levels, DefaultTarget: "kmb"})
+	if err != nil {
+		return nil, err
+	}
+
+	t := &Telemetry{
+		cfg:            cfg,
+		Metrics:        metric.NewRegistry(),
+		Registry:       prometheus.NewRegistry(),
+		logger:         slog.New(handler),
+		TracerProvider: noop.NewTracerProvider(),
+		shutdownTracing: func(context.Context) error {
+			return nil
+		},
+	}
+	nodeID := strconv.FormatUint(opts.NodeID, 10)
+	t.Metrics.NewGaugeVecFunc("kmb_build_info",
+		"Always 1; the labels identify the running kmbd build.",
+		[]string{"version", "revision", "goversion"},
+		func(emit func(float64, ...string)) {
+			emit(1, opts.Build.Version, opts.Build.Revision, opts.Build.GoVersion)
+		})
+	if err := errors.Join(
+		t.Registry.Register(newBridge(t.Metrics, prometheus.Labels{"node_id": nodeID})),
+		t.Registry.Register(collectors.NewGoCollector()),
+		t.Registry.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})),
+	); err != nil {
+		return nil, err
+	}
+	if cfg.TracingEnabled {
+		tp, err := newTracerProvider(cfg, nodeID, opts.Build)
+		if err != nil {
+			return nil, err
+		}
+		t.TracerProvider = tp
+		t.shutdownTracing = tp.Shutdown
+	}
+	return t, nil
+}
+
+// Config returns the configuration t was built from.
+func (t *Telemetry) Config() Config { return t.cfg }
+
+// Logger returns the logger of module (for example "kmb_storage"), filtered
+// at the level KMB_LOG gives that module.
+func (t *Telemetry) Logger(module string) *slog.Logger {
+	return logging.ForModule(t.logger, module)
+}
+
+// Tracer returns a tracer of the node's provider.
+func (t *Telemetry) Tracer(name string) trace.Tracer { return t.TracerProvider.Tracer(name) }
+
+// MetricsHandler serves the Prometheus registry, in the OpenMetrics format
+// when the scraper asks for it.
+func (t *Telemetry) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(t.Registry, promhttp.HandlerOpts{
+		EnableOpenMetrics: true,
+		ErrorLog:          slog.NewLogLogger(t.Logger("kmb_telemetry").Handler(), slog.LevelError),
+		ErrorHandling:     promhttp.ContinueOnError,
+	})
+}
+
+// Mount registers /metrics and, when enabled, /debug/pprof/* on mux.
+func (t *Telemetry) Mount(mux *http.ServeMux) {
+	mux.Handle("GET /metrics", t.MetricsHandler())
+	profiling.Mount(mux, t.cfg.profiling())
+}
+
+// Shutdown flushes buffered spans. It is safe to call more than once.
+func (t *Telemetry) Shutdown(ctx context.Context) error {
+	return t.shutdownTracing(ctx)
+}

@@ -1,0 +1,56 @@
+package telemetry
+
+import (
+	"context"
+	"fmt"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+)
+
+// Bounds of the span export queue. A full queue drops spans rather than
+// blocking the write path.
+const (
+	spanQueueSize = 8192
+	spanBatchSize = 512
+)
+
+func newTracerProvider(cfg Config, nodeID string, build Build) (*sdktrace.TracerProvider, error) {
+	ctx := context.Background()
+	var (
+		exp *otlptrace.Exporter
+		err error
+	)
+	switch cfg.TracingProtocol {
+	case ProtocolGRPC:
+		exp, err = otlptracegrpc.New(ctx, otlptracegrpc.WithEndpointURL(cfg.TracingEndpoint))
+	default:
+		exp, err = otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(cfg.TracingEndpoint))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("telemetry.tracing_endpoint = %q: %w", cfg.TracingEndpoint, err)
+	}
+	res, err := resource.Merge(
+		resource.Default(),
+		resource.NewSchemaless(
+			attribute.String("service.name", cfg.ServiceName),
+			attribute.String("service.instance.id", nodeID),
+			attribute.String("service.version", build.Version),
+		),
+	)
+	if err != nil {
+		return nil, err
+	}
+	return sdktrace.NewTracerProvider(
+		sdktrace.WithResource(res),
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.TracingSampleRatio))),
+		sdktrace.WithBatcher(exp,
+			sdktrace.WithMaxQueueSize(spanQueueSize),
+			sdktrace.WithMaxExportBatchSize(spanBatchSize),
+		),
+	), nil
+}
