@@ -168,7 +168,7 @@ func parseOp(b []byte) (parsedOp, error) {
 	p.op.Op = d.uvarint("op")
 	p.op.View = d.uvarint("view")
 	p.op.Timestamp = int64(d.fixed64("timestamp"))
-	p.tenant = d.bytes("tenant")
+	p.tenant = d.bytes("tenant length")
 	p.op.FirstPosition = d.uvarint("first position")
 	p.op.ClientID = d.uvarint("client id")
 	p.op.RequestID = d.uvarint("request id")
@@ -181,8 +181,8 @@ func parseOp(b []byte) (parsedOp, error) {
 	p.entriesAt = d.off
 	p.keyBytes = len(p.tenant)
 	for i := uint64(0); i < p.entries && d.err == nil; i++ {
-		p.keyBytes += len(d.bytes("key"))
-		p.valueBytes += len(d.bytes("value"))
+		p.keyBytes += len(d.bytes("key length"))
+		p.valueBytes += len(d.bytes("value length"))
 	}
 	if d.err != nil {
 		return parsedOp{}, d.err
@@ -261,15 +261,15 @@ func (d *decoder) fixed64(field string) uint64 {
 	return binary.LittleEndian.Uint64(d.b[d.off-8:])
 }
 
-// bytes reads a uvarint length followed by that many bytes. The returned
-// slice aliases the input.
+// bytes reads a uvarint length followed by that many bytes; field names
+// the length in errors. The returned slice aliases the input.
 func (d *decoder) bytes(field string) []byte {
-	n := d.uvarint(field + " length")
+	n := d.uvarint(field)
 	if d.err != nil {
 		return nil
 	}
 	if n > uint64(d.remaining()) {
-		d.fail("%s length %d exceeds record", field, n)
+		d.fail("%s %d exceeds record", field, n)
 		return nil
 	}
 	d.off += int(n)

@@ -67,6 +67,7 @@ func open(cfg Config, logger *slog.Logger, m *Metrics) (*Log, RecoveryReport, er
 		dirFile.Close()
 		return nil, rep, err
 	}
+	l.metrics.publish()
 	logger.Info("log recovered",
 		"dir", l.dir,
 		"segments", rep.Segments,

@@ -38,7 +38,10 @@ func parseSegmentName(name string) (uint64, bool) {
 		}
 	}
 	n, err := strconv.ParseUint(digits, 10, 64)
-	return n, err == nil
+	if err != nil {
+		return 0, false
+	}
+	return n, true
 }
 
 func appendSegmentHeader(dst []byte, firstOp uint64) []byte {

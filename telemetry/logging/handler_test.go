@@ -343,3 +343,13 @@ func FuzzJSONString(f *testing.F) {
 		}
 	})
 }
+
+// Handle may be called directly with a nil context.
+func TestHandleNilContext(t *testing.T) {
+	h, buf := newTestHandler(t, Options{})
+	var ctx context.Context // nil
+	if err := h.Handle(ctx, slog.NewRecord(fixedTime, slog.LevelInfo, "m", 0)); err != nil {
+		t.Fatal(err)
+	}
+	checkJSONLines(t, buf.Bytes())
+}

@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
-
-	"go.opentelemetry.io/otel/trace"
 )
 
 // appendJSON appends r as one JSON line:
@@ -47,7 +45,7 @@ func (h *Handler) appendJSON(b []byte, ctx context.Context, t time.Time, r slog.
 
 	// Trace ids go last, outside any group, so they sit at the top level
 	// of fields however deep the logger's groups are.
-	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+	if sc := spanContext(ctx); sc.IsValid() {
 		tid, sid := sc.TraceID(), sc.SpanID()
 		b = appendJSONSep(b)
 		b = append(b, `"trace_id":"`...)

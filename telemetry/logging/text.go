@@ -10,8 +10,6 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"go.opentelemetry.io/otel/trace"
 )
 
 // appendText appends r as one human-readable line:
@@ -37,7 +35,7 @@ func (h *Handler) appendText(b []byte, buf *buffer, ctx context.Context, t time.
 			return true
 		})
 	}
-	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+	if sc := spanContext(ctx); sc.IsValid() {
 		tid, sid := sc.TraceID(), sc.SpanID()
 		b = append(b, " trace_id="...)
 		b = hex.AppendEncode(b, tid[:])
@@ -144,7 +142,7 @@ func appendTextString(b []byte, s string) []byte {
 func appendTextMessage(b []byte, s string) []byte {
 	quote := s == ""
 	for _, r := range s {
-		if r == utf8.RuneError || (r != ' ' && !unicode.IsPrint(r)) {
+		if r == utf8.RuneError || !unicode.IsPrint(r) { // IsPrint admits ' '
 			quote = true
 			break
 		}

@@ -1,12 +1,15 @@
 package logging
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math"
 	"strconv"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // This file holds the encoding pieces shared by the JSON and text formats.
@@ -113,4 +116,13 @@ func marshalJSON(v any) (js []byte, err error) {
 		}
 	}()
 	return json.Marshal(v)
+}
+
+// spanContext returns the span context carried by ctx. slog.Logger never
+// passes a nil ctx, but Handle may be called directly.
+func spanContext(ctx context.Context) trace.SpanContext {
+	if ctx == nil {
+		return trace.SpanContext{}
+	}
+	return trace.SpanContextFromContext(ctx)
 }

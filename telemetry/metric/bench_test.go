@@ -167,7 +167,7 @@ func BenchmarkBucketIndex(b *testing.B) {
 	vals := benchValues()
 	i, sink := 0, 0
 	for b.Loop() {
-		sink += bucketIndex(l.bounds, vals[i&1023])
+		sink += l.search.index(vals[i&1023])
 		i++
 	}
 	_ = sink

@@ -15,7 +15,7 @@ import (
 //
 // Create Histograms with Registry.NewHistogram or HistogramVec.With.
 type Histogram struct {
-	bounds []int64 // copy of layout.bounds, saving an indirection per Observe
+	search bucketSearch // copy of layout.search, saving an indirection per Observe
 	// cells holds shard s in cells[s*stride:]: sumCell, then the bucket
 	// counts from firstCount on.
 	cells  []atomic.Uint64
@@ -28,7 +28,7 @@ func newHistogram(l *bucketLayout) *Histogram {
 	shards := shardCount()
 	stride := roundUp(l.cellsPerShard(), blockWords)
 	return &Histogram{
-		bounds: l.bounds,
+		search: l.search,
 		cells:  isolatedSlice[atomic.Uint64](shards * stride),
 		stride: stride,
 		mask:   shards - 1,
@@ -38,7 +38,7 @@ func newHistogram(l *bucketLayout) *Histogram {
 
 // Observe records v, in raw units (exported as v * Scale).
 func (h *Histogram) Observe(v int64) {
-	i := bucketIndex(h.bounds, v)
+	i := h.search.index(v)
 	base := (procID() & h.mask) * h.stride
 	h.cells[base+firstCount+i].Add(1)
 	h.cells[base+sumCell].Add(uint64(v))
@@ -52,7 +52,7 @@ func (h *Histogram) ObserveDuration(d time.Duration) {
 
 // Snapshot returns the histogram's current state in exported units.
 func (h *Histogram) Snapshot() HistogramSnapshot {
-	return h.snapshotInto(make([]uint64, len(h.bounds)))
+	return h.snapshotInto(make([]uint64, len(h.layout.bounds)))
 }
 
 func (h *Histogram) snapshotInto(counts []uint64) HistogramSnapshot {

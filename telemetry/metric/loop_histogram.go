@@ -15,7 +15,7 @@ import (
 //
 // Create LoopHistograms with Registry.NewLoopHistogram.
 type LoopHistogram struct {
-	bounds []int64 // copy of layout.bounds, saving an indirection per Observe
+	search bucketSearch // copy of layout.search, saving an indirection per Observe
 	// local is the owner's copy, laid out like one shard of a Histogram
 	// (sumCell, then counts) and padded to whole blocks so it shares no
 	// cache line with other hot data.
@@ -28,7 +28,7 @@ type LoopHistogram struct {
 func newLoopHistogram(l *bucketLayout) *LoopHistogram {
 	n := l.cellsPerShard()
 	return &LoopHistogram{
-		bounds:    l.bounds,
+		search:    l.search,
 		local:     isolatedSlice[uint64](roundUp(n, blockWords))[:n],
 		published: make([]atomic.Uint64, n),
 		layout:    l,
@@ -38,7 +38,7 @@ func newLoopHistogram(l *bucketLayout) *LoopHistogram {
 // Observe records v, in raw units (exported as v * Scale). Only the owning
 // goroutine may call it.
 func (h *LoopHistogram) Observe(v int64) {
-	i := bucketIndex(h.bounds, v)
+	i := h.search.index(v)
 	h.local[firstCount+i]++
 	h.local[sumCell] += uint64(v)
 }
@@ -64,7 +64,7 @@ func (h *LoopHistogram) Publish() {
 
 // Snapshot returns the histogram as of the last Publish, in exported units.
 func (h *LoopHistogram) Snapshot() HistogramSnapshot {
-	return h.snapshotInto(make([]uint64, len(h.bounds)))
+	return h.snapshotInto(make([]uint64, len(h.layout.bounds)))
 }
 
 func (h *LoopHistogram) snapshotInto(counts []uint64) HistogramSnapshot {

@@ -1,0 +1,174 @@
+package log
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files and fuzz seed corpora in testdata")
+
+// genOps returns n deterministic ops continuing a log whose next op is
+// first and next position is pos. seed varies the content, so that tests
+// can tell a rewritten suffix from the original.
+func genOps(first, pos uint64, n int, seed uint64) []*Op {
+	rng := rand.New(rand.NewPCG(seed, first))
+	ops := make([]*Op, n)
+	for i := range ops {
+		op := &Op{
+			Op:            first + uint64(i),
+			View:          1 + uint64(i)/7,
+			Timestamp:     1_700_000_000_000_000_000 + int64(first+uint64(i))*1_000_003,
+			Tenant:        fmt.Sprintf("tenant-%d", rng.IntN(3)),
+			FirstPosition: pos,
+			ClientID:      rng.Uint64N(1000),
+			RequestID:     rng.Uint64(),
+		}
+		op.Entries = make([]Entry, 1+rng.IntN(4))
+		for j := range op.Entries {
+			op.Entries[j] = Entry{
+				Key:   fmt.Sprintf("key-%d", rng.IntN(100)),
+				Value: fmt.Appendf(nil, `{"seed":%d,"n":%d,"pad":"%s"}`, seed, rng.IntN(1e6), strings.Repeat("x", rng.IntN(60))),
+			}
+		}
+		pos += uint64(len(op.Entries))
+		ops[i] = op
+	}
+	return ops
+}
+
+// next returns the op number and position that follow ops.
+func next(ops []*Op) (uint64, uint64) {
+	last := ops[len(ops)-1]
+	return last.Op + 1, last.LastPosition() + 1
+}
+
+// normalized returns a copy of op in the shape DecodeOp produces: nil
+// rather than empty values and entries.
+func normalized(op *Op) Op {
+	o := *op
+	if len(o.Entries) == 0 {
+		o.Entries = nil
+		return o
+	}
+	o.Entries = append([]Entry(nil), o.Entries...)
+	for i := range o.Entries {
+		if len(o.Entries[i].Value) == 0 {
+			o.Entries[i].Value = nil
+		}
+	}
+	return o
+}
+
+func assertOpEqual(t testing.TB, got Op, want *Op) {
+	t.Helper()
+	if w := normalized(want); !reflect.DeepEqual(got, w) {
+		t.Fatalf("op %d differs:\n got %+v\nwant %+v", want.Op, got, w)
+	}
+}
+
+// openTest opens a log in dir, bypassing Validate so that segments can be
+// tiny, and closes it at the end of the test.
+func openTest(t testing.TB, dir string, segSize int64) (*Log, RecoveryReport) {
+	t.Helper()
+	l, rep, err := open(Config{Dir: dir, SegmentSizeBytes: segSize}, nil, nil)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil && !errors.Is(err, ErrClosed) {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return l, rep
+}
+
+func mustAppendSync(t testing.TB, l *Log, ops ...*Op) {
+	t.Helper()
+	if err := l.Append(ops...); err != nil {
+		t.Fatalf("append: %v", err)
+	}
+	if err := l.Sync(); err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+}
+
+// assertReadAll checks that ops read back exactly.
+func assertReadAll(t testing.TB, l *Log, ops []*Op) {
+	t.Helper()
+	for _, want := range ops {
+		got, err := l.Read(want.Op)
+		if err != nil {
+			t.Fatalf("read op %d: %v", want.Op, err)
+		}
+		assertOpEqual(t, got, want)
+	}
+}
+
+// segmentFiles lists the segment files in dir.
+func segmentFiles(t testing.TB, dir string) []string {
+	t.Helper()
+	names, err := listSegments(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+func fileSize(t testing.TB, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// dirSize sums the sizes of the segment files in dir.
+func dirSize(t testing.TB, dir string) int64 {
+	t.Helper()
+	var n int64
+	for _, name := range segmentFiles(t, dir) {
+		n += fileSize(t, filepath.Join(dir, name))
+	}
+	return n
+}
+
+// frameSize is the on-disk size of op's record.
+func frameSize(op *Op) int64 { return int64(frameHeaderSize + EncodedSize(op)) }
+
+// mutateFile applies f to the contents of path.
+func mutateFile(t testing.TB, path string, f func([]byte) []byte) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, f(b), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkGolden compares got with testdata/name, or rewrites it with -update.
+func checkGolden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if string(got) != string(want) {
+		t.Fatalf("%s differs from the golden file (run with -update if the change is intended):\n got %x\nwant %x", name, got, want)
+	}
+}
