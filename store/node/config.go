@@ -57,12 +57,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("storage.max_batch_ops = %d: accepted 1..65536", c.MaxBatchOps)
 	case c.QueueDepth < 1 || c.QueueDepth > 1<<20:
 		return fmt.Errorf("storage.queue_depth = %d: accepted 1..1048576", c.QueueDepth)
+	case c.SegmentSizeBytes < kmblog.MinSegmentSizeBytes || c.SegmentSizeBytes > kmblog.MaxSegmentSizeBytes:
+		return fmt.Errorf("storage.segment_size_bytes = %d: accepted %d..%d", c.SegmentSizeBytes, kmblog.MinSegmentSizeBytes, int64(kmblog.MaxSegmentSizeBytes))
 	case c.TickInterval <= 0:
 		return fmt.Errorf("tick interval = %v: must be positive", c.TickInterval)
 	case c.StallTimeout <= c.TickInterval:
 		return fmt.Errorf("stall timeout = %v: must exceed the tick interval %v", c.StallTimeout, c.TickInterval)
 	}
-	return c.logConfig().Validate()
+	return nil
 }
 
 func (c Config) logConfig() kmblog.Config {

@@ -146,10 +146,8 @@ func TestBucketLayoutOptions(t *testing.T) {
 
 // histogramUnderTest lets one table drive both histogram types.
 type histogramUnderTest struct {
-	name     string
-	new      func(r *Registry, opts HistogramOpts) (observe func(int64), snapshot func() HistogramSnapshot)
-	publish  bool
-	parallel bool
+	name string
+	new  func(r *Registry, opts HistogramOpts) (observe func(int64), snapshot func() HistogramSnapshot)
 }
 
 func histogramKinds() []histogramUnderTest {

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// docFiles are the user-facing documents whose claims are checked here.
+func docFiles(t *testing.T) map[string]string {
+	t.Helper()
+	paths, _ := filepath.Glob("../../docs/*.md")
+	paths = append(paths, "../../README.md")
+	out := map[string]string{}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[p] = string(b)
+	}
+	return out
+}
+
+// Every kmb_* metric the docs name is really exposed.
+func TestDocumentedMetricsExist(t *testing.T) {
+	a := testApp(t, nil)
+	traffic(t, a)
+	_, fams := scrape(t, a, "")
+	name := regexp.MustCompile(`\bkmb_[a-z0-9_]+`)
+	for path, text := range docFiles(t) {
+		for _, m := range name.FindAllString(text, -1) {
+			base := m
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				if trimmed, ok := strings.CutSuffix(m, suffix); ok && fams[trimmed] != nil {
+					base = trimmed
+				}
+			}
+			if fams[base] == nil && !isModuleName(m) {
+				t.Errorf("%s names %s, which /metrics does not expose", path, m)
+			}
+		}
+	}
+}
+
+// Log targets look like metric names (kmb_storage); they are not metrics.
+func isModuleName(s string) bool {
+	switch s {
+	case "kmb_storage", "kmb_consensus", "kmb_api", "kmb_http", "kmb_telemetry", "kmb_vsr":
+		return true
+	}
+	return false
+}
+
+// tomlKeys lists every key of the TOML file's shape, dotted by table.
+func tomlKeys(t reflect.Type, prefix string) []string {
+	var keys []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("toml")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		if f.Type.Kind() == reflect.Struct {
+			keys = append(keys, tomlKeys(f.Type, prefix+tag+".")...)
+			continue
+		}
+		keys = append(keys, prefix+tag)
+	}
+	return keys
+}
+
+// The README's configuration reference lists exactly the keys the code
+// accepts, with their flags and defaults.
+func TestConfigReference(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "## Configuration reference")
+	if !ok {
+		t.Fatal("README has no configuration reference")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	row := regexp.MustCompile("(?m)^\\| `([a-z_.]+)` \\| (?:`(--[a-z-]+)`)? *\\| `?([^|`]*)`? \\|")
+	documented := map[string][2]string{}
+	for _, m := range row.FindAllStringSubmatch(section, -1) {
+		documented[m[1]] = [2]string{m[2], strings.TrimSpace(m[3])}
+	}
+
+	code := tomlKeys(reflect.TypeOf(Config{}), "")
+	sort.Strings(code)
+	for _, k := range code {
+		if _, ok := documented[k]; !ok {
+			t.Errorf("TOML key %s is not in the README's configuration reference", k)
+		}
+	}
+	for k := range documented {
+		if !contains(code, k) {
+			t.Errorf("README documents %s, which the code does not accept", k)
+		}
+	}
+
+	// Flags: the documented flag sets the documented key, and its default
+	// is the built-in one.
+	def := defaultConfig()
+	for key, doc := range documented {
+		flagName := doc[0]
+		if flagName == "" {
+			continue
+		}
+		cfg, err := loadConfig([]string{flagName + "=" + doc[1]}, env(nil), os.Stderr)
+		if doc[1] == "empty" {
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s %s (the documented default): %v", flagName, doc[1], err)
+			continue
+		}
+		if !reflect.DeepEqual(cfg, def) {
+			t.Errorf("README default of %s (%s=%s) is not the built-in default", key, flagName, doc[1])
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

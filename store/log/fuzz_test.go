@@ -1,0 +1,211 @@
+package log
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+)
+
+// Recovery fuzz modes: what the fuzzer's bytes become.
+const (
+	fuzzRawFile       = iota // the whole of the only segment file
+	fuzzAfterHeader          // the only segment, after a valid header
+	fuzzSecondSegment        // a second segment, after a valid header, behind a valid first one
+	fuzzModes
+)
+
+// fuzzFirstSegment are the ops of the valid first segment in
+// fuzzSecondSegment mode.
+var fuzzFirstSegment = genOps(1, 1, 3, 11)
+
+// FuzzRecover writes arbitrary bytes as a segment and opens the log. Open
+// must never panic; whenever the damage is confined to the last segment it
+// must succeed; and what it keeps must be a log of whole, checksummed,
+// contiguous records that a second Open accepts without cutting anything.
+func FuzzRecover(f *testing.F) {
+	for _, s := range recoverSeeds() {
+		f.Add(s.mode, s.data)
+	}
+	f.Fuzz(func(t *testing.T, mode byte, data []byte) {
+		mode %= fuzzModes
+		dir := fuzzTempDir(t)
+		var kept []*Op
+		switch mode {
+		case fuzzRawFile:
+			writeFile(t, dir, segmentName(1), data)
+		case fuzzAfterHeader:
+			writeFile(t, dir, segmentName(1), append(appendSegmentHeader(nil, 1), data...))
+		case fuzzSecondSegment:
+			kept = fuzzFirstSegment
+			first := appendSegmentHeader(nil, 1)
+			for _, op := range kept {
+				first = append(first, encodedFrame(op)...)
+			}
+			writeFile(t, dir, segmentName(1), first)
+			writeFile(t, dir, segmentName(4), append(appendSegmentHeader(nil, 4), data...))
+		}
+
+		l, rep, err := open(Config{Dir: dir, SegmentSizeBytes: 1 << 20}, nil, nil)
+		if err != nil {
+			if mode != fuzzRawFile {
+				t.Fatalf("open failed although only the tail was damaged: %v", err)
+			}
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("open failed with an error that does not wrap ErrCorrupt: %v", err)
+			}
+			return
+		}
+		defer l.Close()
+
+		// Every op the log reports is readable, checksummed and in order.
+		var size int64
+		n := uint64(0)
+		err = l.Scan(0, func(op *Op) error {
+			n++
+			if op.Op != n {
+				return fmt.Errorf("scan gave op %d, want %d", op.Op, n)
+			}
+			size += frameSize(op)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != l.LastOp() || n != rep.LastOp || n < uint64(len(kept)) {
+			t.Fatalf("scanned %d ops, LastOp %d, report %+v", n, l.LastOp(), rep)
+		}
+		assertReadAll(t, l, kept)
+		segs := segmentFiles(t, dir)
+		if want := size + int64(len(segs))*segmentHeaderSize; dirSize(t, dir) != want || l.SizeBytes() != want {
+			t.Fatalf("files hold %d bytes, SizeBytes %d, records and headers %d", dirSize(t, dir), l.SizeBytes(), want)
+		}
+
+		// Recovery is idempotent, and the log takes appends.
+		more := genOps(n+1, l.LastPosition()+1, 2, 1)
+		mustAppendSync(t, l, more...)
+		l.Close()
+		l2, rep2, err := open(Config{Dir: dir, SegmentSizeBytes: 1 << 20}, nil, nil)
+		if err != nil {
+			t.Fatalf("second open: %v", err)
+		}
+		defer l2.Close()
+		if rep2.TruncatedBytes != 0 || rep2.LastOp != n+2 {
+			t.Fatalf("second open report %+v", rep2)
+		}
+		assertReadAll(t, l2, more)
+	})
+}
+
+// fuzzTempDir is t.TempDir, on tmpfs where there is one: fsync is then
+// free, and the fuzzer runs many times more inputs.
+func fuzzTempDir(t *testing.T) string {
+	dir, err := os.MkdirTemp("/dev/shm", "kmb-log-fuzz-")
+	if err != nil {
+		return t.TempDir()
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+func writeFile(t *testing.T, dir, name string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type recoverSeed struct {
+	mode byte
+	data []byte
+}
+
+// recoverSeeds are FuzzRecover's seed corpus: valid segments and the
+// damage that TestTornTail applies to them.
+func recoverSeeds() []recoverSeed {
+	ops := genOps(1, 1, 3, 1)
+	var records []byte
+	for _, op := range ops {
+		records = append(records, encodedFrame(op)...)
+	}
+	cont := genOps(4, fuzzFirstSegment[2].LastPosition()+1, 2, 1)
+	var contRecords []byte
+	for _, op := range cont {
+		contRecords = append(contRecords, encodedFrame(op)...)
+	}
+	flipped := bytes.Clone(records)
+	flipped[len(flipped)-5] ^= 1
+	return []recoverSeed{
+		{fuzzRawFile, nil},
+		{fuzzRawFile, append(appendSegmentHeader(nil, 1), records...)},
+		{fuzzRawFile, append(make([]byte, segmentHeaderSize), records...)},
+		{fuzzRawFile, appendSegmentHeader(nil, 1)[:9]},
+		{fuzzAfterHeader, nil},
+		{fuzzAfterHeader, records},
+		{fuzzAfterHeader, records[:len(records)-7]},
+		{fuzzAfterHeader, flipped},
+		{fuzzAfterHeader, append(bytes.Clone(records), make([]byte, 64)...)},
+		{fuzzAfterHeader, append(bytes.Clone(records), rawFrame([]byte{2, 0, 0})...)},
+		{fuzzSecondSegment, contRecords},
+		{fuzzSecondSegment, contRecords[:len(contRecords)-1]},
+		{fuzzSecondSegment, records},
+	}
+}
+
+// TestFuzzSeedCorpora keeps testdata/fuzz in step with the seeds above:
+// -update rewrites it. The committed corpus also holds any crashers found
+// by fuzzing, which this test leaves alone.
+func TestFuzzSeedCorpora(t *testing.T) {
+	corpora := map[string][][]any{}
+	for _, op := range fuzzSeedOps() {
+		corpora["FuzzDecodeOp"] = append(corpora["FuzzDecodeOp"], []any{AppendOp(nil, op)})
+	}
+	for _, h := range [][]byte{appendSegmentHeader(nil, 1), appendSegmentHeader(nil, 1<<40), make([]byte, segmentHeaderSize)} {
+		corpora["FuzzSegmentHeader"] = append(corpora["FuzzSegmentHeader"], []any{h})
+	}
+	for _, s := range recoverSeeds() {
+		corpora["FuzzRecover"] = append(corpora["FuzzRecover"], []any{s.mode, s.data})
+	}
+	for target, seeds := range corpora {
+		dir := filepath.Join("testdata", "fuzz", target)
+		for i, args := range seeds {
+			path := filepath.Join(dir, "seed-"+strconv.Itoa(i))
+			want := marshalCorpusEntry(args...)
+			if *update {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, want, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update to write the seed corpora)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%s is stale (run with -update)", path)
+			}
+		}
+	}
+}
+
+// marshalCorpusEntry encodes fuzz arguments in the "go test fuzz v1" format
+// of testdata/fuzz files.
+func marshalCorpusEntry(args ...any) []byte {
+	b := []byte("go test fuzz v1\n")
+	for _, a := range args {
+		switch v := a.(type) {
+		case []byte:
+			b = fmt.Appendf(b, "[]byte(%q)\n", v)
+		case byte:
+			b = fmt.Appendf(b, "byte(%q)\n", v)
+		default:
+			panic(fmt.Sprintf("unsupported fuzz argument %T", a))
+		}
+	}
+	return b
+}
