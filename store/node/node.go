@@ -64,6 +64,7 @@ type Node struct {
 	m       metrics
 
 	log  *kmblog.Log
+	lock *os.File // dir/LOCK, held while the node runs
 	proj *projection.Projection
 
 	// Requests flow through reqs to the loop. closed (under mu) stops new
@@ -147,6 +148,7 @@ func (n *Node) Run() error {
 	if err := n.recover(); err != nil {
 		n.fail(err)
 		n.drainRejected(err)
+		_ = n.closeLog()
 		return err
 	}
 	n.setState(status.StateNormal)
@@ -163,6 +165,11 @@ func (n *Node) recover() error {
 	if err := os.MkdirAll(n.cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data_dir %q: %w", n.cfg.DataDir, err)
 	}
+	lock, err := lockDataDir(n.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	n.lock = lock
 	l, report, err := kmblog.Open(n.cfg.logConfig(), n.logger, &n.m.log)
 	if err != nil {
 		return fmt.Errorf("open log: %w", err)
@@ -221,6 +228,7 @@ func (n *Node) loop() error {
 		if err := n.fatalErr(); err != nil {
 			n.drainRejected(err)
 			<-n.stop
+			_ = n.closeLog()
 			return err
 		}
 	}
@@ -336,6 +344,9 @@ func (n *Node) fatalErr() error {
 }
 
 func (n *Node) closeLog() error {
+	if n.lock != nil {
+		defer n.lock.Close() // released only after the log is closed
+	}
 	if n.log == nil {
 		return nil
 	}

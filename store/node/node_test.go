@@ -320,3 +320,22 @@ func histogramCount(t *testing.T, reg *metric.Registry, name string) uint64 {
 	f := family(t, reg, name)
 	return f.Series[0].Histogram.Count
 }
+
+// Two processes never share a data dir.
+func TestDataDirLocked(t *testing.T) {
+	dir := t.TempDir()
+	startNode(t, dir, nil, nil)
+	cfg := DefaultConfig()
+	cfg.DataDir = dir
+	second, err := New(cfg, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = second.Run()
+	if err == nil || !strings.Contains(err.Error(), "in use by another kmbd process") {
+		t.Fatalf("second node on the same data dir: %v", err)
+	}
+	if second.Ready() == nil || second.Live() == nil {
+		t.Fatal("a node that failed to start reports healthy")
+	}
+}
