@@ -1,0 +1,396 @@
+package sim
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+
+	kmblog "github.com/kmb-db/kmb/store/log"
+	"github.com/kmb-db/kmb/store/vsr"
+	"github.com/kmb-db/kmb/store/wire"
+)
+
+// Options configure one simulation. Zero fields take the defaults of
+// DefaultOptions.
+type Options struct {
+	Seed     uint64
+	Replicas int
+	Clients  int
+	// Ticks is the length of the fault phase; LivenessTicks bounds the
+	// phase that follows, with every fault healed, in which the cluster
+	// must converge.
+	Ticks         int
+	LivenessTicks int
+	// StepsPerTick: network steps per replica tick. A message takes
+	// 1..MaxDelaySteps steps.
+	StepsPerTick  int
+	MaxDelaySteps int
+	// Fault rates, per step (crash, partition) or per message (drop, dup).
+	DropRate      float64
+	DupRate       float64
+	CrashRate     float64
+	WipeRate      float64 // share of crashes that also lose the disk
+	PartitionRate float64
+	// Keys the clients write and read.
+	Keys int
+	// Trace, when set, receives one line per notable event (for replaying
+	// a failing seed).
+	Trace func(line string)
+}
+
+// DefaultOptions returns the options CI runs.
+func DefaultOptions() Options {
+	return Options{
+		Replicas:      3,
+		Clients:       4,
+		Ticks:         1500,
+		LivenessTicks: 1500,
+		StepsPerTick:  8,
+		MaxDelaySteps: 12,
+		DropRate:      0.02,
+		DupRate:       0.02,
+		CrashRate:     0.0005,
+		WipeRate:      0.25,
+		PartitionRate: 0.0005,
+		Keys:          5,
+	}
+}
+
+func (o Options) withDefaults() Options {
+	d := DefaultOptions()
+	if o.Replicas == 0 {
+		o.Replicas = d.Replicas
+	}
+	if o.Clients == 0 {
+		o.Clients = d.Clients
+	}
+	if o.Ticks == 0 {
+		o.Ticks = d.Ticks
+	}
+	if o.LivenessTicks == 0 {
+		o.LivenessTicks = d.LivenessTicks
+	}
+	if o.StepsPerTick == 0 {
+		o.StepsPerTick = d.StepsPerTick
+	}
+	if o.MaxDelaySteps == 0 {
+		o.MaxDelaySteps = d.MaxDelaySteps
+	}
+	if o.Keys == 0 {
+		o.Keys = d.Keys
+	}
+	return o
+}
+
+// Result summarises a run.
+type Result struct {
+	Seed           uint64
+	Steps          int
+	Committed      uint64 // ops committed by the end
+	Requests       int    // client requests completed
+	ViewChanges    int    // views started across replicas
+	MaxView        uint64
+	Crashes, Wipes int
+	Partitions     int
+	Messages       int // delivered
+	Dropped        int
+	ConvergedAfter int // ticks of the liveness phase it took to converge
+}
+
+func (r Result) String() string {
+	return fmt.Sprintf("seed=%d steps=%d committed=%d requests=%d view_changes=%d max_view=%d crashes=%d wipes=%d partitions=%d messages=%d dropped=%d converged_after_ticks=%d",
+		r.Seed, r.Steps, r.Committed, r.Requests, r.ViewChanges, r.MaxView, r.Crashes, r.Wipes, r.Partitions, r.Messages, r.Dropped, r.ConvergedAfter)
+}
+
+// Violation is an invariant the run broke.
+type Violation struct {
+	Step    int
+	Message string
+}
+
+func (v *Violation) Error() string { return fmt.Sprintf("step %d: %s", v.Step, v.Message) }
+
+type envelope struct {
+	at  int
+	seq int // tie-break: delivery order is (at, seq), deterministic
+	m   wire.Message
+}
+
+// world is one simulation.
+type world struct {
+	opts  Options
+	rng   *rand.Rand
+	step  int
+	ids   []uint64
+	hosts map[uint64]*host
+
+	net     []envelope
+	seq     int
+	part    map[uint64]int // partition group per replica; nil = none
+	healAt  int
+	faulty  bool // fault phase
+	clients []*client
+
+	committed map[uint64]string // op → identity, the first time any replica applied it
+	primaries map[uint64]uint64 // view → replica that became its primary
+	history   []operation
+	res       Result
+	err       *Violation
+}
+
+// Run runs one simulation and returns its result, or the first invariant
+// violation.
+func Run(opts Options) (Result, error) {
+	opts = opts.withDefaults()
+	w := &world{
+		opts:      opts,
+		rng:       rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15)),
+		hosts:     map[uint64]*host{},
+		committed: map[uint64]string{},
+		primaries: map[uint64]uint64{},
+	}
+	w.res.Seed = opts.Seed
+	for i := 1; i <= opts.Replicas; i++ {
+		w.ids = append(w.ids, uint64(i))
+	}
+	for _, id := range w.ids {
+		h := &host{id: id, w: w}
+		w.hosts[id] = h
+		h.start()
+	}
+	for i := 0; i < opts.Clients; i++ {
+		w.clients = append(w.clients, &client{id: uint64(i + 1), w: w, target: w.ids[0]})
+	}
+
+	w.faulty = true
+	for tick := 0; tick < opts.Ticks && w.err == nil; tick++ {
+		w.runTick()
+	}
+	// Liveness: heal everything and demand convergence.
+	w.faulty = false
+	w.part = nil
+	for _, h := range w.hosts {
+		if !h.up {
+			h.start()
+		}
+	}
+	for tick := 0; tick < opts.LivenessTicks && w.err == nil; tick++ {
+		w.runTick()
+		if w.converged() {
+			w.res.ConvergedAfter = tick + 1
+			break
+		}
+	}
+	if w.err == nil && w.res.ConvergedAfter == 0 {
+		w.fail("liveness: no convergence within %d ticks of healing: %s", opts.LivenessTicks, w.describe())
+	}
+	if w.err == nil {
+		w.checkFinal()
+	}
+	if w.err == nil {
+		w.checkLinearizable()
+	}
+	w.res.Steps = w.step
+	for _, h := range w.hosts {
+		if h.r != nil {
+			w.res.Committed = max(w.res.Committed, h.r.State().Commit)
+			w.res.MaxView = max(w.res.MaxView, h.r.State().View)
+		}
+	}
+	if w.err != nil {
+		return w.res, w.err
+	}
+	return w.res, nil
+}
+
+func (w *world) fail(format string, args ...any) {
+	if w.err == nil {
+		w.err = &Violation{Step: w.step, Message: fmt.Sprintf(format, args...)}
+	}
+}
+
+func (w *world) tracef(format string, args ...any) {
+	if w.opts.Trace != nil {
+		w.opts.Trace(fmt.Sprintf("step %d: ", w.step) + fmt.Sprintf(format, args...))
+	}
+}
+
+func (w *world) chance(p float64) bool { return p > 0 && w.rng.Float64() < p }
+
+func (w *world) runTick() {
+	for s := 0; s < w.opts.StepsPerTick && w.err == nil; s++ {
+		w.step++
+		if w.faulty {
+			w.injectFaults()
+		}
+		w.deliver()
+		for _, c := range w.clients {
+			c.act()
+		}
+	}
+	for _, id := range w.ids {
+		h := w.hosts[id]
+		if h.up {
+			h.r.Tick()
+			h.handleReady()
+		} else if w.step >= h.restartAt {
+			h.start()
+		}
+	}
+}
+
+// failures counts replicas down or rebuilding after losing their disk;
+// the fault injector keeps it at most f so the safety checks stay
+// meaningful (beyond f failures, VSR promises nothing).
+func (w *world) failures() int {
+	n := 0
+	for _, h := range w.hosts {
+		if !h.up || h.wiped {
+			n++
+		}
+	}
+	return n
+}
+
+func (w *world) injectFaults() {
+	f := (w.opts.Replicas - 1) / 2
+	if w.chance(w.opts.CrashRate) && w.failures() < f {
+		h := w.hosts[w.ids[w.rng.IntN(len(w.ids))]]
+		if h.up {
+			h.crash(w.chance(w.opts.WipeRate))
+		}
+	}
+	if w.part == nil && w.chance(w.opts.PartitionRate) {
+		w.part = map[uint64]int{}
+		for _, id := range w.ids {
+			w.part[id] = w.rng.IntN(2)
+		}
+		w.healAt = w.step + w.opts.StepsPerTick*(10+w.rng.IntN(60))
+		w.res.Partitions++
+	}
+	if w.part != nil && w.step >= w.healAt {
+		w.part = nil
+	}
+}
+
+func (w *world) send(m wire.Message) {
+	if w.faulty && w.chance(w.opts.DropRate) {
+		w.res.Dropped++
+		return
+	}
+	copies := 1
+	if w.faulty && w.chance(w.opts.DupRate) {
+		copies = 2
+	}
+	for i := 0; i < copies; i++ {
+		w.seq++
+		w.net = append(w.net, envelope{at: w.step + 1 + w.rng.IntN(w.opts.MaxDelaySteps), seq: w.seq, m: m})
+	}
+}
+
+func (w *world) deliver() {
+	slices.SortFunc(w.net, func(a, b envelope) int {
+		if a.at != b.at {
+			return a.at - b.at
+		}
+		return a.seq - b.seq
+	})
+	n := 0
+	for n < len(w.net) && w.net[n].at <= w.step {
+		n++
+	}
+	due := slices.Clone(w.net[:n])
+	w.net = w.net[n:]
+	for _, e := range due {
+		to := w.hosts[e.m.To]
+		if to == nil || !to.up {
+			w.res.Dropped++
+			continue
+		}
+		if w.part != nil && w.part[e.m.From] != w.part[e.m.To] {
+			w.res.Dropped++
+			continue
+		}
+		w.res.Messages++
+		to.r.Step(e.m)
+		to.handleReady()
+		if w.err != nil {
+			return
+		}
+	}
+}
+
+// converged: every replica normal in one view with one primary, every log
+// identical up to a common commit number equal to its op number, and every
+// client request answered.
+func (w *world) converged() bool {
+	var view, op uint64
+	for i, id := range w.ids {
+		h := w.hosts[id]
+		if !h.up {
+			return false
+		}
+		s := h.r.State()
+		if s.Status != vsr.StatusNormal || s.Commit != s.Op || h.applied != s.Commit {
+			return false
+		}
+		if i == 0 {
+			view, op = s.View, s.Op
+		} else if s.View != view || s.Op != op {
+			return false
+		}
+	}
+	for _, c := range w.clients {
+		if c.pending != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func (w *world) describe() string {
+	var b strings.Builder
+	for _, id := range w.ids {
+		h := w.hosts[id]
+		if !h.up {
+			fmt.Fprintf(&b, "[%d down] ", id)
+			continue
+		}
+		s := h.r.State()
+		fmt.Fprintf(&b, "[%d %s v%d lv%d op%d c%d applied%d] ", id, s.Status, s.View, s.LogView, s.Op, s.Commit, h.applied)
+	}
+	pending := 0
+	for _, c := range w.clients {
+		if c.pending != nil {
+			pending++
+		}
+	}
+	fmt.Fprintf(&b, "pending_clients=%d", pending)
+	return b.String()
+}
+
+// checkFinal: every committed op is on every replica, unchanged.
+func (w *world) checkFinal() {
+	for _, id := range w.ids {
+		h := w.hosts[id]
+		for op, want := range w.committed {
+			if op > uint64(len(h.log)) {
+				w.fail("committed op %d lost on replica %d (log ends at %d)", op, id, len(h.log))
+				return
+			}
+			if got := identity(h.log[op-1]); got != want {
+				w.fail("committed op %d changed on replica %d: %s, committed as %s", op, id, got, want)
+				return
+			}
+		}
+	}
+}
+
+func identity(op *kmblog.Op) string {
+	first := ""
+	if len(op.Entries) > 0 {
+		first = op.Entries[0].Key + "=" + string(op.Entries[0].Value)
+	}
+	return fmt.Sprintf("op%d/v%d/c%d/r%d/%s/%s", op.Op, op.View, op.ClientID, op.RequestID, op.Tenant, first)
+}

@@ -1,0 +1,78 @@
+package sim
+
+import (
+	"flag"
+	"os"
+	"strconv"
+	"testing"
+)
+
+var (
+	seeds     = flag.Int("sim.seeds", 40, "number of seeds to run")
+	firstSeed = flag.Uint64("sim.first", 1, "first seed")
+)
+
+// TestSeeds runs the simulator over a fixed seed range with every checker.
+// More: go test ./store/sim -run TestSeeds -sim.seeds 2000 -sim.first 1000
+func TestSeeds(t *testing.T) {
+	n := *seeds
+	if v := os.Getenv("KMB_SIM_SEEDS"); v != "" {
+		n, _ = strconv.Atoi(v)
+	}
+	var total Result
+	for s := *firstSeed; s < *firstSeed+uint64(n); s++ {
+		opts := DefaultOptions()
+		opts.Seed = s
+		res, err := Run(opts)
+		if err != nil {
+			t.Fatalf("seed %d: %v\nreplay: go run ./cmd/kmbd vopr --seed %d\nresult: %v", s, err, s, res)
+		}
+		total.Committed += res.Committed
+		total.Requests += res.Requests
+		total.ViewChanges += res.ViewChanges
+		total.Crashes += res.Crashes
+		total.Wipes += res.Wipes
+		total.Partitions += res.Partitions
+	}
+	t.Logf("%d seeds: committed=%d requests=%d view_changes=%d crashes=%d wipes=%d partitions=%d",
+		n, total.Committed, total.Requests, total.ViewChanges, total.Crashes, total.Wipes, total.Partitions)
+}
+
+// The same seed replays the same run exactly.
+func TestDeterministic(t *testing.T) {
+	opts := DefaultOptions()
+	opts.Seed = 7
+	a, errA := Run(opts)
+	b, errB := Run(opts)
+	if a != b || (errA == nil) != (errB == nil) {
+		t.Fatalf("seed 7 ran twice differently:\n%v %v\n%v %v", a, errA, b, errB)
+	}
+	if a.Committed == 0 || a.Requests == 0 {
+		t.Fatalf("the run did nothing: %v", a)
+	}
+}
+
+// A healthy cluster without faults commits every request and converges
+// immediately.
+func TestNoFaults(t *testing.T) {
+	opts := DefaultOptions()
+	opts.Seed = 3
+	opts.DropRate, opts.DupRate, opts.CrashRate, opts.PartitionRate = 0, 0, 0, 0
+	res, err := Run(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ViewChanges != 3 || res.Requests < 100 {
+		t.Fatalf("fault-free run: %v", res)
+	}
+}
+
+func TestFiveReplicas(t *testing.T) {
+	for s := uint64(1); s <= 5; s++ {
+		opts := DefaultOptions()
+		opts.Seed, opts.Replicas = s, 5
+		if _, err := Run(opts); err != nil {
+			t.Fatalf("seed %d: %v", s, err)
+		}
+	}
+}

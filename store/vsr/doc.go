@@ -1,0 +1,45 @@
+// Package vsr is the Viewstamped Replication replica (Liskov and Cowling,
+// "Viewstamped Replication Revisited", 2012) as a deterministic state
+// machine.
+//
+// A Replica owns no goroutine, clock, randomness or I/O. Messages go in
+// through Step, time through Tick (a logical tick), client writes through
+// Propose; everything the replica wants done comes out of Ready: hard state
+// to persist, log truncations and appends to make durable, messages to send,
+// a new commit number to apply up to, and events for logs and metrics. The
+// driver (store/node in production, store/sim in tests) must, for each
+// Ready, in this order: persist the hard state and the log changes durably,
+// send the messages, apply committed ops, then call Advance. Randomness (the
+// view-change timeout jitter) is an injected function. This is what lets the
+// simulator run whole clusters deterministically from a seed.
+//
+// # Deviations from the paper, and why
+//
+// Durable state instead of the recovery protocol for restarts. A replica
+// persists its log (fsynced before it acknowledges) and a small hard state
+// (view, last normal view, a commit lower bound) before it sends any message
+// that depends on them. A restarted replica therefore never votes or
+// acknowledges against what it promised before the crash, and it rejoins
+// directly in its persisted view. The paper's recovery protocol (Recovery /
+// RecoveryResponse with a nonce) is kept for a replica that lost its state
+// (a wiped disk): it must not take part in view changes or acknowledge
+// prepares until it has fetched the log up to the commit number of the
+// current primary, or it could help elect a log that misses committed ops.
+// A brand-new cluster is recognised when a quorum answers "fresh" (no state
+// ever held).
+//
+// Log suffixes instead of whole logs. DoViewChange carries only the ops
+// after the new primary's commit number, which the new primary announces in
+// its StartViewChange (a replica waits for that announcement before sending
+// its DoViewChange); the ops at or below it are committed, so the new
+// primary already holds them. StartView carries the ops after the
+// primary's view-change base; a backup whose commit number is below that
+// base truncates its log to its commit number (those ops are committed and
+// therefore in the new log) and fetches the rest with GetOps.
+//
+// Repair and state transfer are one mechanism. A backup that sees a gap (a
+// Prepare beyond its next op, a Commit or StartView beyond its log) asks the
+// primary for the missing ops with GetOps. A backup that learns of a newer
+// view from its primary's normal traffic first truncates its log to its
+// commit number, as the paper's state transfer does, and then repairs.
+package vsr

@@ -1,0 +1,131 @@
+package vsr
+
+import "github.com/kmb-db/kmb/store/wire"
+
+// formatNewCluster starts a brand-new cluster: view 0, empty log.
+func (r *Replica) formatNewCluster() {
+	r.fresh = false
+	r.recovery = nil
+	r.verified = r.op
+	r.enterNormal(0, 0)
+	r.event(Event{Kind: EventRecovered, View: 0, Primary: r.primaryOf(0)})
+}
+
+// startRecovery begins (or restarts) the recovery protocol with a new nonce.
+func (r *Replica) startRecovery() {
+	r.status = StatusRecovering
+	r.nonce = uint64(r.cfg.Rand(1<<31))<<32 | uint64(r.cfg.Rand(1<<31)) | 1
+	r.recovery = map[uint64]wire.Message{}
+	r.recoveryTarget = 0
+	r.event(Event{Kind: EventRecoveryStarted, View: r.view})
+	r.broadcast(wire.Message{Type: wire.TypeRecovery, Nonce: r.nonce})
+}
+
+// onRecovery answers a replica that runs recovery.
+func (r *Replica) onRecovery(m wire.Message) {
+	var flags uint8
+	switch {
+	case r.status == StatusNormal:
+		flags = wire.FlagNormal
+	case r.status == StatusRecovering && r.fresh && r.recoveryTarget == 0:
+		flags = wire.FlagFresh
+	}
+	r.send(wire.Message{
+		Type: wire.TypeRecoveryResponse, To: m.From, View: r.view, LogView: r.logView,
+		Op: r.op, Commit: r.commit, Nonce: m.Nonce, Flags: flags,
+	})
+}
+
+// onRecoveryResponse collects answers until it can decide how to rejoin.
+func (r *Replica) onRecoveryResponse(m wire.Message) {
+	if r.status != StatusRecovering || r.recoveryTarget != 0 || m.Nonce != r.nonce {
+		return
+	}
+	r.recovery[m.From] = m
+	if len(r.recovery) < r.quorum {
+		return
+	}
+	var maxView uint64
+	for _, resp := range r.recovery {
+		maxView = max(maxView, resp.View)
+	}
+	// The paper's rule: a quorum answered, including the normal primary of
+	// the latest view among them. Adopt that view and fetch its log.
+	if p, ok := r.recovery[r.primaryOf(maxView)]; ok && p.View == maxView && p.Flags&wire.FlagNormal != 0 {
+		r.adopt(maxView, p.Op)
+		return
+	}
+	// A new cluster: every other replica answered and none holds an op.
+	// Then no op was ever committed (a commit needs a quorum, which with
+	// more than one replica includes another replica), so starting with an
+	// empty log in view 0 is safe; replicas already in a later view pull
+	// this one into it with their view-change traffic.
+	if len(r.recovery) < r.n-1 {
+		return
+	}
+	for _, resp := range r.recovery {
+		if resp.Op != 0 {
+			return
+		}
+	}
+	r.formatNewCluster()
+}
+
+// adopt makes the recovering replica a (not yet acknowledging) member of
+// view v that must fetch the primary's log up to target before it turns
+// normal.
+func (r *Replica) adopt(v, target uint64) {
+	r.fresh = false
+	r.view = v
+	r.verified = min(r.commit, r.op)
+	r.recoveryTarget = max(target, 1) // non-zero marks "adopted"
+	r.lastHeard = r.tick
+	if r.verified >= target {
+		r.finishRecovery()
+		return
+	}
+	r.requestRepair(true)
+}
+
+func (r *Replica) finishRecovery() {
+	r.recoveryTarget = 0
+	r.recovery = nil
+	r.enterNormal(r.view, r.verified)
+	r.event(Event{Kind: EventRecovered, View: r.view, Primary: r.primaryOf(r.view), Op: r.op, Commit: r.commit})
+}
+
+// stepRecovering handles traffic while recovering: only ops from the
+// adopted view's primary, which are installed but never acknowledged.
+func (r *Replica) stepRecovering(m wire.Message) {
+	if r.recoveryTarget == 0 {
+		return
+	}
+	if m.View > r.view {
+		// The view changed under us: start over with a new nonce.
+		r.startRecovery()
+		return
+	}
+	if m.View != r.view || m.From != r.primaryOf(r.view) {
+		return
+	}
+	switch m.Type {
+	case wire.TypePrepare, wire.TypeOps:
+		for _, op := range m.Ops {
+			if !r.installOp(op) {
+				break
+			}
+		}
+	case wire.TypeCommit:
+	default:
+		return
+	}
+	r.setCommit(m.Commit)
+	r.lastHeard = r.tick
+	if r.verified >= r.recoveryTarget && r.durable >= r.recoveryTarget {
+		r.finishRecovery()
+		return
+	}
+	if m.Type == wire.TypeOps || primaryOp(m) > r.verified {
+		r.requestRepair(m.Type == wire.TypeOps)
+	}
+}

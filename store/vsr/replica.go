@@ -1,0 +1,372 @@
+package vsr
+
+import (
+	"fmt"
+	"slices"
+
+	kmblog "github.com/kmb-db/kmb/store/log"
+	"github.com/kmb-db/kmb/store/wire"
+)
+
+// Replica is one VSR replica. It is not safe for concurrent use: one
+// goroutine (the driver's event loop) calls every method.
+type Replica struct {
+	cfg    Config
+	id     uint64
+	n      int
+	quorum int
+
+	status  Status
+	view    uint64
+	logView uint64
+	op      uint64 // last op in the log, persisted or about to be
+	commit  uint64 // highest op known committed; never above verified
+	durable uint64 // last op the driver has persisted
+	// verified: the log up to here is known to be a prefix of the current
+	// view's log. Equal to op in normal operation; below it while a backup
+	// catches up with a view it joined late.
+	verified uint64
+	// While catchingUp, the replica must verify its log up to catchUpTo
+	// before it claims the view's log (sets logView) and acknowledges.
+	catchingUp bool
+	catchUpTo  uint64
+
+	lastPosition  uint64
+	lastTimestamp int64
+
+	// mem holds ops memBase+1 .. op: everything not yet known to be both
+	// committed and durable, so the replica never reads unpersisted ops
+	// from Storage.
+	mem     []*kmblog.Op
+	memBase uint64
+
+	// Primary: the highest op each replica acknowledged in this view.
+	match map[uint64]uint64
+
+	// View change.
+	svc          map[uint64]bool // replicas whose StartViewChange for view arrived
+	vcBase       uint64          // the new primary's commit number, announced in its StartViewChange
+	haveVCBase   bool
+	dvc          map[uint64]wire.Message // at the new primary
+	dvcSent      bool
+	lastDVC      wire.Message
+
+	// Recovery.
+	nonce          uint64
+	recovery       map[uint64]wire.Message
+	recoveryTarget uint64 // op to reach before turning normal
+	fresh          bool   // never held state
+
+	// Repair: the op last asked for and when.
+	repairOp   uint64
+	repairTick uint64
+
+	// Timers, in ticks.
+	tick          uint64
+	lastHeard     uint64 // from the primary (backup) or last view-change progress
+	lastSent      uint64 // primary: last broadcast
+	timeout       uint64 // randomised view-change timeout
+	lastContact   map[uint64]uint64
+
+	// Pending output.
+	hs          HardState
+	hsDirty     bool
+	truncate    bool
+	truncAfter  uint64
+	appends     []*kmblog.Op
+	msgs        []wire.Message
+	events      []Event
+	commitSent  uint64
+}
+
+// New returns a replica. hs and lastOp describe its durable state; hasState
+// is false when the data directory holds no hard state (a new or wiped
+// replica), which starts the recovery protocol.
+func New(cfg Config, hs HardState, hasState bool, lastOp uint64) (*Replica, error) {
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	r := &Replica{
+		cfg:         cfg,
+		id:          cfg.NodeID,
+		n:           len(cfg.Replicas),
+		quorum:      len(cfg.Replicas)/2 + 1,
+		match:       map[uint64]uint64{},
+		lastContact: map[uint64]uint64{},
+	}
+	r.resetTimeout()
+	if !hasState {
+		// Ops without hard state cannot be trusted to be a prefix of any
+		// view's log: drop them and fetch the log again.
+		if lastOp > 0 {
+			r.truncateLog(0)
+		}
+		r.fresh = true
+		r.status = StatusRecovering
+		if r.n == 1 {
+			r.formatNewCluster()
+			return r, nil
+		}
+		r.startRecovery()
+		return r, nil
+	}
+	r.view, r.logView, r.commit = hs.View, hs.LogView, min(hs.Commit, lastOp)
+	r.op, r.durable, r.memBase, r.verified = lastOp, lastOp, lastOp, lastOp
+	r.hs = hs
+	if err := r.loadLast(); err != nil {
+		return nil, err
+	}
+	if r.view > r.logView {
+		// It crashed during a view change or while catching up: only
+		// its committed prefix is known to be in the current view's log.
+		r.verified = r.commit
+		r.status = StatusViewChange
+		r.beginViewChange(r.view)
+	} else {
+		r.status = StatusNormal
+		r.lastHeard = r.tick
+		if r.isPrimary() {
+			r.match = map[uint64]uint64{}
+			r.event(Event{Kind: EventBecamePrimary, View: r.view, Primary: r.id, Commit: r.commit})
+		}
+	}
+	return r, nil
+}
+
+// loadLast reads the position and timestamp of the last op.
+func (r *Replica) loadLast() error {
+	if r.op == 0 {
+		r.lastPosition, r.lastTimestamp = 0, 0
+		return nil
+	}
+	op, err := r.readOp(r.op)
+	if err != nil {
+		return fmt.Errorf("vsr: read last op %d: %w", r.op, err)
+	}
+	r.lastPosition, r.lastTimestamp = op.LastPosition(), op.Timestamp
+	return nil
+}
+
+func (r *Replica) readOp(n uint64) (*kmblog.Op, error) {
+	if n > r.memBase && n <= r.op {
+		return r.mem[n-r.memBase-1], nil
+	}
+	if n > r.durable || n == 0 {
+		return nil, fmt.Errorf("vsr: op %d is not durable (durable %d)", n, r.durable)
+	}
+	op, err := r.cfg.Storage.Read(n)
+	if err != nil {
+		return nil, err
+	}
+	return &op, nil
+}
+
+// primaryOf returns the primary of view v.
+func (r *Replica) primaryOf(v uint64) uint64 { return r.cfg.Replicas[v%uint64(r.n)] }
+
+func (r *Replica) isPrimary() bool { return r.primaryOf(r.view) == r.id }
+
+// State returns a snapshot for status and metrics.
+func (r *Replica) State() State {
+	return State{
+		Status:    r.status,
+		View:      r.view,
+		LogView:   r.logView,
+		Op:        r.op,
+		Commit:    r.commit,
+		Primary:   r.primaryOf(r.view),
+		IsPrimary: r.status == StatusNormal && r.isPrimary(),
+	}
+}
+
+// LastContact returns the tick at which a message from id last arrived (0:
+// never). The driver uses it for healthy_replicas.
+func (r *Replica) LastContact(id uint64) uint64 { return r.lastContact[id] }
+
+// Now returns the current logical time in ticks.
+func (r *Replica) Now() uint64 { return r.tick }
+
+func (r *Replica) resetTimeout() {
+	t := r.cfg.ViewChangeTicks
+	r.timeout = uint64(t + r.cfg.Rand(t))
+}
+
+func (r *Replica) event(e Event) { r.events = append(r.events, e) }
+
+func (r *Replica) send(m wire.Message) {
+	m.From = r.id
+	if m.View == 0 {
+		m.View = r.view
+	}
+	r.msgs = append(r.msgs, m)
+}
+
+func (r *Replica) broadcast(m wire.Message) {
+	for _, id := range r.cfg.Replicas {
+		if id != r.id {
+			m.To = id
+			r.send(m)
+		}
+	}
+}
+
+func (r *Replica) persistHardState() {
+	r.hs = HardState{View: r.view, LogView: r.logView, Commit: r.commit}
+	r.hsDirty = true
+}
+
+// appendOp adds op, which must be r.op+1, to the log as verified.
+func (r *Replica) appendOp(op *kmblog.Op) {
+	r.op++
+	r.verified = r.op
+	r.mem = append(r.mem, op)
+	r.appends = append(r.appends, op)
+	r.lastPosition, r.lastTimestamp = op.LastPosition(), op.Timestamp
+}
+
+// truncateLog removes every op after n.
+func (r *Replica) truncateLog(n uint64) {
+	if n >= r.op {
+		return
+	}
+	// Ops not yet handed to the driver are simply forgotten; the rest need
+	// a truncation on disk.
+	firstPending := r.op - uint64(len(r.appends)) + 1
+	if n+1 >= firstPending {
+		r.appends = r.appends[:n+1-firstPending]
+	} else {
+		r.appends = r.appends[:0]
+		if !r.truncate || n < r.truncAfter {
+			r.truncate, r.truncAfter = true, n
+		}
+	}
+	if n > r.memBase {
+		r.mem = r.mem[:n-r.memBase]
+	} else {
+		r.mem, r.memBase = r.mem[:0], n
+	}
+	r.op = n
+	r.durable = min(r.durable, n)
+	r.commit = min(r.commit, n)
+	r.verified = min(r.verified, n)
+	if err := r.loadLast(); err != nil {
+		// Storage failed under ops we hold durably: nothing sane remains.
+		panic(err)
+	}
+	r.event(Event{Kind: EventLogTruncated, View: r.view, Op: n})
+}
+
+func (r *Replica) setCommit(c uint64) {
+	c = min(c, r.verified)
+	if c > r.commit {
+		r.commit = c
+	}
+}
+
+// HasReady reports whether Ready has anything.
+func (r *Replica) HasReady() bool {
+	return r.hsDirty || r.truncate || len(r.appends) > 0 || len(r.msgs) > 0 ||
+		len(r.events) > 0 || r.commit != r.commitSent
+}
+
+// Ready returns the pending output. Call Advance once it is handled.
+func (r *Replica) Ready() Ready {
+	rd := Ready{
+		HardState:     r.hs,
+		MustPersist:   r.hsDirty,
+		Truncate:      r.truncate,
+		TruncateAfter: r.truncAfter,
+		Append:        r.appends,
+		Messages:      r.msgs,
+		CommitTo:      r.commit,
+		Events:        r.events,
+	}
+	r.hsDirty, r.truncate, r.truncAfter = false, false, 0
+	r.appends, r.msgs, r.events = nil, nil, nil
+	r.commitSent = r.commit
+	return rd
+}
+
+// Advance tells the replica that rd was persisted, sent and applied.
+func (r *Replica) Advance(rd Ready) {
+	if rd.Truncate {
+		r.durable = min(r.durable, rd.TruncateAfter)
+	}
+	if n := len(rd.Append); n > 0 {
+		last := rd.Append[n-1].Op
+		// A later truncation may already have cut what this Ready appended.
+		r.durable = max(r.durable, min(last, r.op))
+	}
+	r.trimMem()
+	if r.status == StatusNormal && r.isPrimary() {
+		r.maybeCommit()
+	}
+}
+
+// trimMem drops ops that are both committed and durable from memory.
+func (r *Replica) trimMem() {
+	keep := min(r.commit, r.durable)
+	if keep <= r.memBase {
+		return
+	}
+	drop := keep - r.memBase
+	r.mem = slices.Clone(r.mem[drop:])
+	r.memBase = keep
+}
+
+// Propose turns proposals into ops at the primary and replicates them. It
+// returns the op number of the first.
+func (r *Replica) Propose(ps ...Proposal) (uint64, error) {
+	if r.status != StatusNormal || !r.isPrimary() {
+		return 0, ErrNotPrimary
+	}
+	if int(r.op-r.commit)+len(ps) > r.cfg.MaxPipeline {
+		return 0, ErrBusy
+	}
+	first := r.op + 1
+	ops := make([]*kmblog.Op, len(ps))
+	for i, p := range ps {
+		ts := max(p.Timestamp, r.lastTimestamp)
+		op := &kmblog.Op{
+			Op:            r.op + 1,
+			View:          r.view,
+			Timestamp:     ts,
+			Tenant:        p.Tenant,
+			FirstPosition: r.lastPosition + 1,
+			ClientID:      p.ClientID,
+			RequestID:     p.RequestID,
+			Entries:       p.Entries,
+		}
+		r.appendOp(op)
+		ops[i] = op
+	}
+	if r.n > 1 {
+		r.broadcast(wire.Message{Type: wire.TypePrepare, Commit: r.commit, Ops: ops})
+		r.lastSent = r.tick
+	}
+	return first, nil
+}
+
+// maybeCommit advances the primary's commit number to the highest op a
+// quorum (itself included, once durable) acknowledged.
+func (r *Replica) maybeCommit() {
+	acked := make([]uint64, 0, r.n)
+	acked = append(acked, r.durable)
+	for _, id := range r.cfg.Replicas {
+		if id != r.id {
+			acked = append(acked, min(r.match[id], r.op))
+		}
+	}
+	slices.Sort(acked)
+	slices.Reverse(acked)
+	q := r.quorum
+	if canary && q > 1 {
+		q-- // the planted bug: see canary_on.go
+	}
+	c := acked[q-1]
+	if c > r.commit {
+		r.commit = c
+		r.trimMem()
+	}
+}

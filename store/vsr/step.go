@@ -1,0 +1,434 @@
+package vsr
+
+import (
+	kmblog "github.com/kmb-db/kmb/store/log"
+	"github.com/kmb-db/kmb/store/wire"
+)
+
+// Tick advances logical time by one tick.
+func (r *Replica) Tick() {
+	r.tick++
+	hb := uint64(r.cfg.HeartbeatTicks)
+	switch r.status {
+	case StatusNormal:
+		if r.isPrimary() {
+			if r.n > 1 && r.tick-r.lastSent >= hb {
+				r.broadcast(wire.Message{Type: wire.TypeCommit, Op: r.op, Commit: r.commit})
+				r.lastSent = r.tick
+			}
+			return
+		}
+		if r.tick-r.lastHeard >= r.timeout {
+			r.beginViewChange(r.view + 1)
+		}
+	case StatusViewChange:
+		if r.tick-r.lastHeard >= r.timeout {
+			r.beginViewChange(r.view + 1)
+			return
+		}
+		if (r.tick-r.lastHeard)%hb == 0 {
+			// Messages may have been lost: say it again.
+			r.broadcast(wire.Message{Type: wire.TypeStartViewChange, Commit: r.commit})
+			if r.dvcSent && r.primaryOf(r.view) != r.id {
+				m := r.lastDVC
+				r.send(m)
+			}
+		}
+	case StatusRecovering:
+		if r.tick%(2*hb) == 0 {
+			if r.recoveryTarget == 0 {
+				r.broadcast(wire.Message{Type: wire.TypeRecovery, Nonce: r.nonce})
+			} else {
+				r.requestRepair(true)
+			}
+		}
+	}
+}
+
+// Step processes one message.
+func (r *Replica) Step(m wire.Message) {
+	if m.To != r.id || m.From == r.id || !r.known(m.From) {
+		return
+	}
+	r.lastContact[m.From] = r.tick
+	switch m.Type {
+	case wire.TypeRecovery:
+		r.onRecovery(m)
+		return
+	case wire.TypeRecoveryResponse:
+		r.onRecoveryResponse(m)
+		return
+	}
+	if r.status == StatusRecovering {
+		r.stepRecovering(m)
+		return
+	}
+	if m.View < r.view {
+		return // stale; its sender learns the new view from our traffic
+	}
+	if m.View == r.view && r.status == StatusViewChange && m.From == r.primaryOf(m.View) &&
+		(m.Type == wire.TypePrepare || m.Type == wire.TypeCommit || m.Type == wire.TypeOps) {
+		// The view change completed without us: its StartView was lost.
+		r.joinView(m.View, primaryOp(m))
+	}
+	if m.View > r.view {
+		switch m.Type {
+		case wire.TypeStartViewChange, wire.TypeDoViewChange:
+			r.beginViewChange(m.View)
+		case wire.TypeStartView:
+			// handled below
+		case wire.TypePrepare, wire.TypeCommit, wire.TypeOps:
+			if m.From != r.primaryOf(m.View) {
+				return
+			}
+			r.joinView(m.View, primaryOp(m))
+		default:
+			return
+		}
+	}
+	switch m.Type {
+	case wire.TypePrepare, wire.TypeOps:
+		r.onOps(m)
+	case wire.TypePrepareOK:
+		r.onPrepareOK(m)
+	case wire.TypeCommit:
+		r.onCommit(m)
+	case wire.TypeGetOps:
+		r.onGetOps(m)
+	case wire.TypeStartViewChange:
+		r.onStartViewChange(m)
+	case wire.TypeDoViewChange:
+		r.onDoViewChange(m)
+	case wire.TypeStartView:
+		r.onStartView(m)
+	}
+}
+
+func (r *Replica) known(id uint64) bool {
+	for _, x := range r.cfg.Replicas {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// fromPrimary reports whether m comes from the primary of the current view
+// while this replica is a normal backup.
+func (r *Replica) fromPrimary(m wire.Message) bool {
+	return r.status == StatusNormal && !r.isPrimary() && m.From == r.primaryOf(r.view)
+}
+
+// joinView moves a replica that missed a view change into view v, whose
+// primary's log reaches at least target. Only its committed prefix is known
+// to be in v's log; it keeps the rest of its log (it may hold ops another
+// view change needs) and verifies or replaces it op by op from the primary.
+func (r *Replica) joinView(v, target uint64) {
+	r.verified = min(r.commit, r.op)
+	r.enterNormal(v, target)
+}
+
+// enterNormal makes the replica a normal member of view v. A backup whose
+// log is not yet verified up to target catches up first: it neither claims
+// v's log (logView) nor acknowledges until then.
+func (r *Replica) enterNormal(v, target uint64) {
+	r.view, r.status = v, StatusNormal
+	r.lastHeard = r.tick
+	r.resetTimeout()
+	r.svc, r.dvc, r.dvcSent, r.haveVCBase = nil, nil, false, false
+	r.match = map[uint64]uint64{}
+	r.catchingUp, r.catchUpTo = true, target
+	r.persistHardState() // the view, before anything is sent in it
+	if !r.maybeCaughtUp() {
+		r.requestRepair(true)
+	}
+}
+
+// maybeCaughtUp completes a catch-up once the log is verified up to the
+// target: ops past the verified prefix were never in this view's log and
+// go; the replica claims the view's log and acknowledges it.
+func (r *Replica) maybeCaughtUp() bool {
+	if !r.catchingUp {
+		return true
+	}
+	if r.verified < r.catchUpTo {
+		return false
+	}
+	r.catchingUp = false
+	r.truncateLog(r.verified)
+	r.logView = r.view
+	r.persistHardState()
+	r.event(Event{Kind: EventViewStarted, View: r.view, Primary: r.primaryOf(r.view), Op: r.op, Commit: r.commit})
+	if r.isPrimary() {
+		r.lastSent = r.tick
+		r.event(Event{Kind: EventBecamePrimary, View: r.view, Primary: r.id, Op: r.op, Commit: r.commit})
+	} else {
+		r.ack()
+	}
+	return true
+}
+
+// installOp adds op from the primary's log at verified+1: identical to the
+// local op there (same number, same view of preparation), it only extends
+// the verified prefix; different, it replaces the local op and everything
+// after it, which therefore were never committed. It reports false on a
+// gap.
+func (r *Replica) installOp(op *kmblog.Op) bool {
+	switch {
+	case op.Op <= r.verified:
+		return true
+	case op.Op > r.verified+1:
+		return false
+	}
+	if op.Op <= r.op {
+		if local, err := r.readOp(op.Op); err == nil && local.View == op.View {
+			r.verified = op.Op
+			return true
+		}
+		r.truncateLog(op.Op - 1)
+	}
+	r.appendOp(op)
+	return true
+}
+
+// onOps installs the ops of a Prepare or Ops message from the primary.
+func (r *Replica) onOps(m wire.Message) {
+	if !r.fromPrimary(m) {
+		return
+	}
+	r.lastHeard = r.tick
+	gap := false
+	for _, op := range m.Ops {
+		if !r.installOp(op) {
+			gap = true
+			break
+		}
+	}
+	r.setCommit(m.Commit)
+	caughtUp := r.maybeCaughtUp()
+	if gap || !caughtUp || (m.Type == wire.TypeOps && m.Op > r.verified) {
+		r.requestRepair(m.Type == wire.TypeOps)
+	}
+	if caughtUp {
+		r.ack()
+	}
+}
+
+// ack tells the primary how far this backup's log goes. A backup that is
+// catching up says nothing: its log is not yet the view's.
+func (r *Replica) ack() {
+	if r.catchingUp || r.status != StatusNormal {
+		return
+	}
+	r.send(wire.Message{Type: wire.TypePrepareOK, To: r.primaryOf(r.view), Op: r.op})
+}
+
+func (r *Replica) onPrepareOK(m wire.Message) {
+	if r.status != StatusNormal || !r.isPrimary() {
+		return
+	}
+	if m.Op > r.match[m.From] {
+		r.match[m.From] = min(m.Op, r.op)
+		r.maybeCommit()
+	}
+}
+
+func (r *Replica) onCommit(m wire.Message) {
+	if !r.fromPrimary(m) {
+		return
+	}
+	r.lastHeard = r.tick
+	r.setCommit(m.Commit)
+	if m.Op > r.verified {
+		r.requestRepair(false)
+	}
+	r.ack()
+}
+
+// requestRepair asks the primary for the ops after the verified prefix.
+// Unless force is set, a request for the same op is not repeated within a
+// heartbeat.
+func (r *Replica) requestRepair(force bool) {
+	from := r.verified + 1
+	if !force && r.repairOp == from && r.tick-r.repairTick < uint64(r.cfg.HeartbeatTicks) {
+		return
+	}
+	r.repairOp, r.repairTick = from, r.tick
+	r.send(wire.Message{Type: wire.TypeGetOps, To: r.primaryOf(r.view), Op: from})
+	r.event(Event{Kind: EventRepairRequested, View: r.view, Op: from})
+}
+
+// onGetOps serves repair from the primary's log.
+func (r *Replica) onGetOps(m wire.Message) {
+	if r.status != StatusNormal || !r.isPrimary() || m.Op == 0 || m.Op > r.op {
+		return
+	}
+	last := min(r.op, m.Op+uint64(r.cfg.MaxOpsPerMessage)-1)
+	ops, ok := r.opsRange(m.Op, last)
+	if !ok {
+		return
+	}
+	r.send(wire.Message{Type: wire.TypeOps, To: m.From, Op: r.op, Commit: r.commit, Ops: ops})
+}
+
+// opsRange returns ops from..to, or false when one cannot be read.
+func (r *Replica) opsRange(from, to uint64) ([]*kmblog.Op, bool) {
+	if from > to {
+		return nil, true
+	}
+	ops := make([]*kmblog.Op, 0, to-from+1)
+	for n := from; n <= to; n++ {
+		op, err := r.readOp(n)
+		if err != nil {
+			return nil, false
+		}
+		ops = append(ops, op)
+	}
+	return ops, true
+}
+
+// beginViewChange moves to view v in status view_change.
+func (r *Replica) beginViewChange(v uint64) {
+	if v < r.view || (v == r.view && r.status == StatusViewChange && r.svc != nil) {
+		return
+	}
+	r.view, r.status = v, StatusViewChange
+	r.lastHeard = r.tick
+	r.resetTimeout()
+	r.svc, r.dvc, r.dvcSent = map[uint64]bool{}, map[uint64]wire.Message{}, false
+	r.haveVCBase = false
+	if r.primaryOf(v) == r.id {
+		r.vcBase, r.haveVCBase = r.commit, true
+	}
+	r.persistHardState()
+	r.event(Event{Kind: EventViewChangeStarted, View: v, Primary: r.primaryOf(v)})
+	r.broadcast(wire.Message{Type: wire.TypeStartViewChange, Commit: r.commit})
+	r.maybeSendDVC()
+}
+
+func (r *Replica) onStartViewChange(m wire.Message) {
+	if r.status != StatusViewChange {
+		return // a StartViewChange for the view we are normal in is stale
+	}
+	r.svc[m.From] = true
+	if m.From == r.primaryOf(r.view) && !r.haveVCBase {
+		r.vcBase, r.haveVCBase = m.Commit, true
+	}
+	r.maybeSendDVC()
+}
+
+// maybeSendDVC sends DoViewChange once f other replicas started the view
+// change and the new primary's base is known.
+func (r *Replica) maybeSendDVC() {
+	if r.dvcSent || !r.haveVCBase || len(r.svc) < r.quorum-1 {
+		return
+	}
+	base := min(r.vcBase, r.op)
+	var ops []*kmblog.Op
+	if r.primaryOf(r.view) != r.id {
+		last := min(r.op, base+uint64(maxViewChangeOps(r.cfg)))
+		var ok bool
+		if ops, ok = r.opsRange(base+1, last); !ok {
+			return
+		}
+	}
+	m := wire.Message{
+		Type: wire.TypeDoViewChange, To: r.primaryOf(r.view), View: r.view,
+		LogView: r.logView, Op: r.op, Commit: r.commit, Ops: ops,
+	}
+
+	r.dvcSent = true
+	if m.To == r.id {
+		m.From = r.id
+		r.dvc[r.id] = m
+		r.maybeStartView()
+		return
+	}
+	r.lastDVC = m
+	r.lastDVC.From = r.id
+	r.send(m)
+}
+
+func (r *Replica) onDoViewChange(m wire.Message) {
+	if r.status != StatusViewChange || r.primaryOf(r.view) != r.id {
+		return
+	}
+	r.dvc[m.From] = m
+	r.lastHeard = r.tick // progress
+	r.maybeStartView()
+}
+
+// maybeStartView completes the view change at the new primary once a quorum
+// of DoViewChange messages (its own included) arrived.
+func (r *Replica) maybeStartView() {
+	if len(r.dvc) < r.quorum {
+		return
+	}
+	if _, ok := r.dvc[r.id]; !ok {
+		return
+	}
+	best := r.dvc[r.id]
+	var maxCommit uint64
+	for _, m := range r.dvc {
+		if m.LogView > best.LogView || (m.LogView == best.LogView && m.Op > best.Op) {
+			best = m
+		}
+		maxCommit = max(maxCommit, m.Commit)
+	}
+	// Ops up to base are committed, so ours are right; the rest of the
+	// new log is best's suffix, which must be complete.
+	base := min(r.vcBase, r.op)
+	r.verified = base
+	target := r.op
+	if best.From != r.id {
+		target = max(best.Op, base)
+		if best.Op > base && (len(best.Ops) == 0 || best.Ops[0].Op != base+1 || best.Ops[len(best.Ops)-1].Op != best.Op) {
+			return // incomplete suffix; the view change times out and moves on
+		}
+		for _, op := range best.Ops {
+			r.installOp(op)
+		}
+	} else {
+		r.verified = r.op
+	}
+	r.truncateLog(target)
+	r.setCommit(maxCommit)
+	r.enterNormal(r.view, target)
+	last := min(r.op, base+uint64(maxViewChangeOps(r.cfg)))
+	ops, ok := r.opsRange(base+1, last)
+	if !ok {
+		ops = nil
+	}
+	r.broadcast(wire.Message{Type: wire.TypeStartView, Op: r.op, Commit: r.commit, LogView: base, Ops: ops})
+	r.lastSent = r.tick
+	r.maybeCommit()
+}
+
+// onStartView joins the view the new primary started. LogView carries the
+// primary's base: Ops holds its ops after it, up to Op.
+func (r *Replica) onStartView(m wire.Message) {
+	if m.From != r.primaryOf(m.View) || m.View < r.view || (m.View == r.view && r.status == StatusNormal) {
+		return
+	}
+	r.verified = min(r.commit, r.op)
+	for _, op := range m.Ops {
+		if !r.installOp(op) {
+			break
+		}
+	}
+	r.setCommit(m.Commit)
+	r.enterNormal(m.View, m.Op)
+}
+
+// primaryOp is how far the primary's log reached when it sent m.
+func primaryOp(m wire.Message) uint64 {
+	if m.Type == wire.TypePrepare && len(m.Ops) > 0 {
+		return m.Ops[len(m.Ops)-1].Op
+	}
+	return m.Op
+}
+
+// maxViewChangeOps bounds the log suffix of a DoViewChange or StartView. A
+// new primary further behind than this cannot complete the view change; the
+// view change then times out and moves on to the next replica.
+func maxViewChangeOps(c Config) int { return max(8*c.MaxOpsPerMessage, c.MaxPipeline) }

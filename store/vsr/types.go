@@ -1,0 +1,200 @@
+package vsr
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	kmblog "github.com/kmb-db/kmb/store/log"
+	"github.com/kmb-db/kmb/store/wire"
+)
+
+// Status is a replica's protocol status.
+type Status uint8
+
+// Replica statuses.
+const (
+	StatusNormal Status = iota + 1
+	StatusViewChange
+	StatusRecovering
+)
+
+func (s Status) String() string {
+	switch s {
+	case StatusNormal:
+		return "normal"
+	case StatusViewChange:
+		return "view_change"
+	case StatusRecovering:
+		return "recovering"
+	}
+	return "unknown"
+}
+
+// Storage reads durable ops. Read is only asked for ops the driver has
+// persisted (at most the last op of the last Advance'd Ready).
+type Storage interface {
+	Read(op uint64) (kmblog.Op, error)
+}
+
+// HardState is what a replica persists besides its log, before sending any
+// message of the Ready that carries it.
+type HardState struct {
+	View    uint64 // the highest view this replica entered
+	LogView uint64 // the last view in which its status was normal
+	Commit  uint64 // a lower bound of the commit number (persisted lazily)
+}
+
+// Config configures a replica.
+type Config struct {
+	// NodeID is this replica's id; it must appear in Replicas.
+	NodeID uint64
+	// Replicas lists every replica's node id. Its order defines the
+	// primary of each view: Replicas[view % len(Replicas)].
+	Replicas []uint64
+	// HeartbeatTicks: an idle primary sends Commit every this many ticks;
+	// view-change and recovery messages are resent at this period.
+	// Default 1.
+	HeartbeatTicks int
+	// ViewChangeTicks: a backup that hears nothing from its primary for
+	// between ViewChangeTicks and 2*ViewChangeTicks-1 ticks (randomised)
+	// starts a view change; a view change that does not complete within
+	// that time moves on to the next view. Default 10.
+	ViewChangeTicks int
+	// MaxOpsPerMessage bounds the ops of one Ops, StartView or
+	// DoViewChange message. Default 512.
+	MaxOpsPerMessage int
+	// MaxPipeline bounds the uncommitted ops a primary holds; Propose
+	// returns ErrBusy beyond it. Default 4096.
+	MaxPipeline int
+	// Rand returns a uniform integer in [0, n). Required: it is the only
+	// source of randomness and must be seeded by the driver.
+	Rand func(n int) int
+	// Storage reads durable ops. Required.
+	Storage Storage
+}
+
+func (c *Config) defaults() {
+	if c.HeartbeatTicks == 0 {
+		c.HeartbeatTicks = 1
+	}
+	if c.ViewChangeTicks == 0 {
+		c.ViewChangeTicks = 10
+	}
+	if c.MaxOpsPerMessage == 0 {
+		c.MaxOpsPerMessage = 512
+	}
+	if c.MaxPipeline == 0 {
+		c.MaxPipeline = 4096
+	}
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	c.defaults()
+	switch {
+	case len(c.Replicas) == 0:
+		return errors.New("vsr: Replicas is empty")
+	case !slices.Contains(c.Replicas, c.NodeID):
+		return fmt.Errorf("vsr: NodeID %d is not in Replicas %v", c.NodeID, c.Replicas)
+	case c.HeartbeatTicks < 1:
+		return fmt.Errorf("vsr: HeartbeatTicks = %d: must be >= 1", c.HeartbeatTicks)
+	case c.ViewChangeTicks <= 2*c.HeartbeatTicks:
+		return fmt.Errorf("vsr: ViewChangeTicks = %d: must exceed twice HeartbeatTicks (%d)", c.ViewChangeTicks, c.HeartbeatTicks)
+	case c.MaxOpsPerMessage < 1, c.MaxPipeline < 1:
+		return errors.New("vsr: MaxOpsPerMessage and MaxPipeline must be >= 1")
+	case c.Rand == nil:
+		return errors.New("vsr: Rand is required")
+	case c.Storage == nil:
+		return errors.New("vsr: Storage is required")
+	}
+	seen := map[uint64]bool{}
+	for _, id := range c.Replicas {
+		if id == 0 || seen[id] {
+			return fmt.Errorf("vsr: Replicas %v: ids must be unique and non-zero", c.Replicas)
+		}
+		seen[id] = true
+	}
+	return nil
+}
+
+// Proposal is a client write the primary turns into an op.
+type Proposal struct {
+	Tenant    string
+	Entries   []kmblog.Entry
+	ClientID  uint64
+	RequestID uint64
+	// Timestamp is the driver's clock (Unix ns); the replica makes commit
+	// timestamps non-decreasing.
+	Timestamp int64
+}
+
+// Errors of Propose.
+var (
+	ErrNotPrimary = errors.New("vsr: not the primary")
+	ErrBusy       = errors.New("vsr: too many uncommitted ops")
+)
+
+// EventKind tells what happened.
+type EventKind uint8
+
+// Event kinds.
+const (
+	// EventViewChangeStarted: the replica moved to View in status view_change.
+	EventViewChangeStarted EventKind = iota + 1
+	// EventViewStarted: the replica became normal in View, led by Primary
+	// (a completed view change or a newer view learned from its primary).
+	EventViewStarted
+	// EventBecamePrimary: the replica is the primary of View.
+	EventBecamePrimary
+	// EventRepairRequested: the replica asked the primary for ops From..
+	EventRepairRequested
+	// EventLogTruncated: ops after Op were removed from the log.
+	EventLogTruncated
+	// EventRecoveryStarted: the replica has no state and runs recovery.
+	EventRecoveryStarted
+	// EventRecovered: recovery completed; the replica is normal.
+	EventRecovered
+)
+
+// Event is something a driver logs or counts.
+type Event struct {
+	Kind    EventKind
+	View    uint64
+	Primary uint64
+	Op      uint64 // EventRepairRequested: first op asked; EventLogTruncated: new last op
+	Commit  uint64
+}
+
+// Ready is the replica's output; see the package comment for how a driver
+// handles it.
+type Ready struct {
+	// HardState is the state to persist; MustPersist says it changed.
+	HardState   HardState
+	MustPersist bool
+	// Truncate, when set, removes every op after TruncateAfter; it happens
+	// before Append.
+	Truncate      bool
+	TruncateAfter uint64
+	// Append holds ops to append, contiguous, after any truncation.
+	Append []*kmblog.Op
+	// Messages are to be sent once the above is durable.
+	Messages []wire.Message
+	// CommitTo is the commit number: every op up to it is committed and
+	// may be applied, in order, once the above is durable.
+	CommitTo uint64
+	// Events describe what happened, in order.
+	Events []Event
+}
+
+// State is a snapshot of the replica for status and metrics.
+type State struct {
+	Status  Status
+	View    uint64
+	LogView uint64
+	Op      uint64
+	Commit  uint64
+	Primary uint64 // the primary of View
+	// IsPrimary: this replica is the primary and normal.
+	IsPrimary bool
+}

@@ -1,0 +1,98 @@
+package wire
+
+import kmblog "github.com/kmb-db/kmb/store/log"
+
+// Type is the kind of a replication message.
+type Type uint8
+
+// Message types. The numbers are part of the wire format: never reuse one.
+const (
+	// TypePrepare: primary → backups. Ops holds one or more consecutive ops
+	// to append; Commit is the primary's commit number.
+	TypePrepare Type = 1
+	// TypePrepareOK: backup → primary. Op is the highest op the backup holds
+	// durably and contiguously in View; it acknowledges every op up to Op.
+	TypePrepareOK Type = 2
+	// TypeCommit: primary → backups, sent when idle as a heartbeat. Commit is
+	// the primary's commit number, Op its op number.
+	TypeCommit Type = 3
+	// TypeStartViewChange: any → all. The sender moved to view View.
+	// Commit is the sender's commit number.
+	TypeStartViewChange Type = 4
+	// TypeDoViewChange: any → the new primary. LogView is the last view in
+	// which the sender's status was normal, Op its op number, Commit its
+	// commit number, Ops the sender's ops after the commit number the new
+	// primary announced in its StartViewChange (see the vsr package).
+	TypeDoViewChange Type = 5
+	// TypeStartView: new primary → backups. Op and Commit are the primary's;
+	// Ops holds the primary's ops after Commit.
+	TypeStartView Type = 6
+	// TypeGetOps: backup → primary, asking for ops from Op on (repair and
+	// state transfer).
+	TypeGetOps Type = 7
+	// TypeOps: primary → backup, the answer to GetOps: consecutive ops, and
+	// the primary's Commit.
+	TypeOps Type = 8
+	// TypeRecovery: a replica that lost or never had its state → all. Nonce
+	// identifies the attempt.
+	TypeRecovery Type = 9
+	// TypeRecoveryResponse: answer to Recovery, echoing Nonce, with the
+	// responder's View, LogView, Op, Commit and Flags (FlagNormal, FlagFresh).
+	TypeRecoveryResponse Type = 10
+)
+
+// Flags of a RecoveryResponse.
+const (
+	// FlagNormal: the responder's status is normal in View.
+	FlagNormal uint8 = 1 << 0
+	// FlagFresh: the responder has never held state (a new cluster).
+	FlagFresh uint8 = 1 << 1
+)
+
+// MaxType is the highest defined message type.
+const MaxType = TypeRecoveryResponse
+
+// String names the type for logs and metric labels.
+func (t Type) String() string {
+	switch t {
+	case TypePrepare:
+		return "prepare"
+	case TypePrepareOK:
+		return "prepare_ok"
+	case TypeCommit:
+		return "commit"
+	case TypeStartViewChange:
+		return "start_view_change"
+	case TypeDoViewChange:
+		return "do_view_change"
+	case TypeStartView:
+		return "start_view"
+	case TypeGetOps:
+		return "get_ops"
+	case TypeOps:
+		return "ops"
+	case TypeRecovery:
+		return "recovery"
+	case TypeRecoveryResponse:
+		return "recovery_response"
+	}
+	return "unknown"
+}
+
+// Message is one replication message. Which fields are meaningful depends on
+// Type (see the constants); the others are zero.
+type Message struct {
+	Type    Type
+	From    uint64 // sender's node id
+	To      uint64 // receiver's node id
+	View    uint64
+	LogView uint64
+	Op      uint64
+	Commit  uint64
+	Nonce   uint64
+	Flags   uint8
+	// TraceParent carries the W3C trace context of the write that caused
+	// the message ("" when none), so followers' spans join the leader's trace.
+	TraceParent string
+	Ops         []*kmblog.Op
+}
