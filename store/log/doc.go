@@ -67,8 +67,10 @@
 //     says the same. Every record before it is kept.
 //   - A last segment whose header is torn (short, or failing its checksum)
 //     was being created when the process died, before any of it was
-//     synced: it is removed, with a WARN line. If a valid record follows
-//     such a header, the segment held data and Open fails instead.
+//     synced: once every other segment has been verified and its file name
+//     shows that it continues the log, it is removed, with a WARN line. If
+//     a valid record follows such a header, the segment held data and Open
+//     fails instead.
 //   - A bad record or header in any earlier segment cannot come from a
 //     crash, since segments are synced before the next is created: Open
 //     fails with an error naming the segment and offset, and truncates
@@ -77,7 +79,8 @@
 //   - A header with a valid checksum but an unknown version, bad magic, or
 //     a first op that does not fit is never treated as torn: Open fails.
 //
-// Open finishes by syncing the last segment (the previous process may
+// Open verifies everything before it cuts or removes anything, so an Open
+// that fails has changed no file. It finishes by syncing the last segment (the previous process may
 // have died with it only in the page cache) and logging the recovery
 // summary at INFO.
 //

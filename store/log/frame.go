@@ -56,7 +56,14 @@ func (e *recordError) Error() string {
 	return e.Reason
 }
 
-func (e *recordError) Unwrap() error { return ErrCorrupt }
+// Unwrap makes every recordError match ErrCorrupt, and its detail (an
+// ErrMalformedOp, say) match too.
+func (e *recordError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrCorrupt}
+	}
+	return []error{ErrCorrupt, e.Err}
+}
 
 // appendFrame appends op as a framed record to dst. It returns dst
 // unchanged and ErrRecordTooLarge if the payload would exceed
@@ -90,19 +97,16 @@ func parseFrameHeader(h []byte, avail int64) (length int, sum uint32, err *recor
 	return int(n), sum, nil
 }
 
-// verifyPayload checks the CRC and decodes the payload.
-func verifyPayload(payload []byte, sum uint32) (Op, *recordError) {
+// checkPayload verifies a payload against the checksum in its frame.
+func checkPayload(payload []byte, sum uint32) *recordError {
 	if got := crc32.Checksum(payload, castagnoli); got != sum {
-		return Op{}, &recordError{Reason: reasonChecksum, Err: fmt.Errorf("crc32c %08x, header says %08x", got, sum)}
+		return &recordError{Reason: reasonChecksum, Err: fmt.Errorf("crc32c %08x, header says %08x", got, sum)}
 	}
-	op, err := DecodeOp(payload)
-	if err != nil {
-		return Op{}, &recordError{Reason: reasonDecode, Err: err}
-	}
-	return op, nil
+	return nil
 }
 
-// decodeFrame verifies one whole frame, exactly len(b) bytes long.
+// decodeFrame verifies and decodes one whole frame, exactly len(b) bytes
+// long.
 func decodeFrame(b []byte) (Op, *recordError) {
 	if len(b) < frameHeaderSize {
 		return Op{}, &recordError{Reason: reasonShortRecord}
@@ -114,5 +118,13 @@ func decodeFrame(b []byte) (Op, *recordError) {
 	if n != len(b)-frameHeaderSize {
 		return Op{}, &recordError{Reason: reasonBadLength, Err: fmt.Errorf("length %d, index says %d", n, len(b)-frameHeaderSize)}
 	}
-	return verifyPayload(b[frameHeaderSize:], sum)
+	payload := b[frameHeaderSize:]
+	if rerr := checkPayload(payload, sum); rerr != nil {
+		return Op{}, rerr
+	}
+	op, err := DecodeOp(payload)
+	if err != nil {
+		return Op{}, &recordError{Reason: reasonDecode, Err: err}
+	}
+	return op, nil
 }

@@ -21,6 +21,10 @@ var (
 	ErrNotContiguous = errors.New("log: op does not continue the log")
 )
 
+// maxRetainedBuf bounds the encode buffer that Append keeps between calls;
+// a rare huge batch should not pin its memory for the life of the log.
+const maxRetainedBuf = 4 << 20
+
 // Log is a segmented, append-only, checksummed log of ops.
 //
 // One goroutine, the writer, calls Append, Sync, TruncateAfter and Close.
@@ -142,6 +146,9 @@ func (l *Log) Append(ops ...*Op) error {
 	}
 	frames = append(frames, len(buf))
 	l.buf, l.frames = buf, frames // keep the grown capacity for next time
+	if cap(buf) > maxRetainedBuf {
+		defer func() { l.buf = nil }() // but not a huge one
+	}
 
 	// Write, rolling before any record that would start at or past the
 	// roll size. A segment always gets at least one record, so a roll

@@ -193,11 +193,6 @@ func parseOp(b []byte) (parsedOp, error) {
 	return p, nil
 }
 
-// lastPosition is Op.LastPosition for a parsed op.
-func (p *parsedOp) lastPosition() uint64 {
-	return p.op.FirstPosition + p.entries - 1
-}
-
 // decoder reads the fields of an encoded op. The first error sticks and
 // turns later reads into no-ops, which keeps DecodeOp free of error checks
 // after every field.
@@ -230,6 +225,11 @@ func (d *decoder) byte() byte {
 func (d *decoder) uvarint(field string) uint64 {
 	if d.err != nil {
 		return 0
+	}
+	// Most lengths and counts fit in one byte.
+	if d.off < len(d.b) && d.b[d.off] < 0x80 {
+		d.off++
+		return uint64(d.b[d.off-1])
 	}
 	x, n := binary.Uvarint(d.b[d.off:])
 	switch {

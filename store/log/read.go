@@ -75,7 +75,10 @@ func (l *Log) Read(op uint64) (Op, error) {
 	defer l.barrier.RUnlock()
 	loc, ok := l.locate(op)
 	if !ok {
-		return Op{}, ErrNotFound // truncated or closed since the check above
+		if l.closed.Load() {
+			return Op{}, ErrClosed
+		}
+		return Op{}, ErrNotFound // truncated since the check above
 	}
 
 	bp := readBufs.Get().(*[]byte)

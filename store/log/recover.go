@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"log/slog"
 	"os"
@@ -89,14 +88,16 @@ func (l *Log) recover() (RecoveryReport, error) {
 		return rep, err
 	}
 	// A torn header can only be left by a crash while the last segment
-	// was being created, before anything in it was synced: drop it first,
-	// so that the segment before it is read as an ordinary sealed one.
-	tailRemoved := false
+	// was being created, before anything in it was synced. Such a segment
+	// is set aside, so that the one before it is read as the sealed
+	// segment it is, and removed once the rest has been verified: a
+	// failed Open changes no file.
+	var torn *tornSegment
 	if n := len(names); n > 0 {
-		if tailRemoved, err = l.removeTornTail(names[n-1], &rep); err != nil {
+		if torn, err = l.checkTornTail(names[n-1]); err != nil {
 			return rep, err
 		}
-		if tailRemoved {
+		if torn != nil {
 			names = names[:n-1]
 		}
 	}
@@ -105,13 +106,18 @@ func (l *Log) recover() (RecoveryReport, error) {
 	for i, name := range names {
 		// Only the last segment can have a torn tail: a segment is
 		// synced before the next one is created.
-		tail := i == len(names)-1 && !tailRemoved
+		tail := i == len(names)-1 && torn == nil
 		s, err := l.recoverSegment(name, tail, &sc, &rep)
 		if err != nil {
 			return rep, err
 		}
 		l.segs = append(l.segs, s)
 		l.size.Add(s.size)
+	}
+	if torn != nil {
+		if err := l.removeTorn(torn, sc.nextOp, &rep); err != nil {
+			return rep, err
+		}
 	}
 	if len(l.segs) == 0 {
 		s, err := createSegment(l.dir, 1)
@@ -162,49 +168,64 @@ func listSegments(dir string) ([]string, error) {
 	return names, nil
 }
 
-// removeTornTail deletes the last segment if its header is torn (short, or
-// failing its checksum). A header with a valid checksum but an unknown
-// version or bad magic is not torn and is left for recoverSegment to
-// refuse. So is a torn header followed by a valid record, which is damage
-// to a segment that held data rather than a crash during its creation.
-func (l *Log) removeTornTail(name string, rep *RecoveryReport) (bool, error) {
-	path := filepath.Join(l.dir, name)
-	f, err := os.Open(path)
+// tornSegment is a last segment whose header is torn.
+type tornSegment struct {
+	name   string
+	size   int64
+	reason *recordError
+}
+
+// checkTornTail reports whether the last segment's header is torn (short,
+// or failing its checksum). A header with a valid checksum but an unknown
+// version or bad magic is not torn, and is left for recoverSegment to
+// refuse. A torn header followed by a valid record is damage to a segment
+// that held data, not a crash during its creation: that is an error.
+func (l *Log) checkTornTail(name string) (*tornSegment, error) {
+	f, err := os.Open(filepath.Join(l.dir, name))
 	if err != nil {
-		return false, fmt.Errorf("log: %w", err)
+		return nil, fmt.Errorf("log: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return false, fmt.Errorf("log: %w", err)
+		return nil, fmt.Errorf("log: %w", err)
 	}
-	size := fi.Size()
 	hdr := make([]byte, segmentHeaderSize)
 	n, err := f.ReadAt(hdr, 0)
 	if err != nil && err != io.EOF {
-		return false, fmt.Errorf("log: read %s: %w", name, err)
+		return nil, fmt.Errorf("log: read %s: %w", name, err)
 	}
 	_, herr := decodeSegmentHeader(hdr[:n])
 	if herr == nil || herr.Reason == reasonHeaderInvalid {
-		return false, nil
+		return nil, nil
 	}
-	if validFrameAt(f, segmentHeaderSize, size) {
-		return false, fmt.Errorf("log: segment %s: %w, but a valid record follows it; refusing to delete the segment", name, herr)
+	if validFrameAt(f, segmentHeaderSize, fi.Size()) {
+		return nil, fmt.Errorf("log: segment %s: %w, but a valid record follows it; refusing to delete the segment", name, herr)
 	}
-	if err := os.Remove(path); err != nil {
-		return false, fmt.Errorf("log: remove segment with torn header: %w", err)
+	return &tornSegment{name: name, size: fi.Size(), reason: herr}, nil
+}
+
+// removeTorn deletes a last segment with a torn header, after checking
+// from its name that it is the segment that would follow the log.
+func (l *Log) removeTorn(t *tornSegment, nextOp uint64, rep *RecoveryReport) error {
+	if op, _ := parseSegmentName(t.name); op != nextOp {
+		return fmt.Errorf("log: segment %s: %w, and its name says it starts at op %d but the log before it ends at op %d",
+			t.name, t.reason, op, nextOp-1)
+	}
+	if err := os.Remove(filepath.Join(l.dir, t.name)); err != nil {
+		return fmt.Errorf("log: remove segment with torn header: %w", err)
 	}
 	l.dirty = true
-	rep.TruncatedBytes = size
-	rep.TruncatedSegment = name
+	rep.TruncatedBytes = t.size
+	rep.TruncatedSegment = t.name
 	rep.TruncatedOffset = 0
-	rep.Reason = herr.Reason
+	rep.Reason = t.reason.Reason
 	l.logger.Warn("log segment with torn header removed",
-		"segment", name,
-		"bytes_cut", size,
-		"reason", herr.Reason,
-		"detail", herr.Error())
-	return true, nil
+		"segment", t.name,
+		"bytes_cut", t.size,
+		"reason", t.reason.Reason,
+		"detail", t.reason.Error())
+	return nil
 }
 
 // validFrameAt reports whether a frame with a good checksum starts at off.
@@ -224,7 +245,7 @@ func validFrameAt(f *os.File, off, size int64) bool {
 	if _, err := f.ReadAt(payload, off+frameHeaderSize); err != nil {
 		return false
 	}
-	return crc32.Checksum(payload, castagnoli) == sum
+	return checkPayload(payload, sum) == nil
 }
 
 // scanner carries the expected op and position from one segment to the
@@ -331,8 +352,8 @@ func (sc *scanner) scan(s *segment, size int64) (end int64, bad *recordError, er
 		if _, err := io.ReadFull(sc.br, payload); err != nil {
 			return off, nil, err
 		}
-		if got := crc32.Checksum(payload, castagnoli); got != sum {
-			return off, &recordError{Reason: reasonChecksum, Err: fmt.Errorf("crc32c %08x, header says %08x", got, sum)}, nil
+		if rerr := checkPayload(payload, sum); rerr != nil {
+			return off, rerr, nil
 		}
 		p, err := parseOp(payload)
 		switch {

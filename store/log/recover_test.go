@@ -246,6 +246,9 @@ func TestCorruptEarlierSegment(t *testing.T) {
 				return b
 			})
 		}, -2, "unknown format version 2"},
+		{"torn header of a last segment that does not follow", func(t *testing.T, dir string, segs []string) {
+			writeFile(t, dir, segmentName(36), nil)
+		}, -3, "ends at op 30"},
 		{"torn header of the last segment, valid record after it", func(t *testing.T, dir string, segs []string) {
 			mutateFile(t, filepath.Join(dir, segs[len(segs)-1]), func(b []byte) []byte { b[3] ^= 1; return b })
 		}, -2, "a valid record follows"},
@@ -273,6 +276,8 @@ func TestCorruptEarlierSegment(t *testing.T) {
 				name = segmentFiles(t, dir)[1]
 			case -2:
 				name = segs[len(segs)-1]
+			case -3:
+				name = segmentName(36)
 			default:
 				name = segs[tt.segment]
 			}
