@@ -59,6 +59,11 @@ func defaultConfig() Config {
 func (c Config) node() node.Config {
 	n := node.DefaultConfig()
 	n.NodeID, n.DataDir = c.NodeID, c.DataDir
+	n.Replicas, _ = parseReplicas(c.Cluster.Replicas)
+	n.APIAddr = c.API.Advertise
+	if n.APIAddr == "" {
+		n.APIAddr = c.API.Listen
+	}
 	n.SegmentSizeBytes = c.Storage.SegmentSizeBytes
 	n.MaxBatchOps, n.QueueDepth = c.Storage.MaxBatchOps, c.Storage.QueueDepth
 	return n
@@ -85,9 +90,6 @@ func (c Config) Validate() error {
 	if len(replicas) > 0 {
 		if _, ok := replicas[c.NodeID]; !ok {
 			return fmt.Errorf("cluster.replicas = %q: does not name this node (node_id = %d)", c.Cluster.Replicas, c.NodeID)
-		}
-		if len(replicas) > 1 {
-			return fmt.Errorf("cluster.replicas = %q: this build runs single-node clusters only; accepted empty or this node alone", c.Cluster.Replicas)
 		}
 	}
 	return nil

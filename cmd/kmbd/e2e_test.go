@@ -105,6 +105,17 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 // it to report its addresses and become ready.
 func startKmbd(t *testing.T, dataDir string, extra ...string) *proc {
 	t.Helper()
+	p := launchKmbd(t, dataDir, extra...)
+	waitFor(t, "readiness", 20*time.Second, func() bool {
+		code, _ := httpDo(t, "GET", p.tel+"/health/ready", "")
+		return code == 200
+	})
+	return p
+}
+
+// launchKmbd starts kmbd and waits until it reports its addresses.
+func launchKmbd(t *testing.T, dataDir string, extra ...string) *proc {
+	t.Helper()
 	args := append([]string{"--data-dir", dataDir, "--api-listen", "127.0.0.1:0", "--telemetry-listen", "127.0.0.1:0"}, extra...)
 	p := &proc{cmd: exec.Command(kmbdBinary(t), args...), stderr: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd.Stderr = p.stderr
@@ -142,10 +153,6 @@ func startKmbd(t *testing.T, dataDir string, extra ...string) *proc {
 		default:
 		}
 		return false
-	})
-	waitFor(t, "readiness", 20*time.Second, func() bool {
-		code, _ := httpDo(t, "GET", p.tel+"/health/ready", "")
-		return code == 200
 	})
 	return p
 }

@@ -37,6 +37,9 @@ func main() {
 
 // run is main without the process: it returns the exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "vopr" {
+		return runVOPR(args[1:], stdout, stderr)
+	}
 	cfg, err := loadConfig(args, getenv, stderr)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
@@ -114,13 +117,6 @@ func newApp(cfg Config, logOutput io.Writer) (*app, error) {
 }
 
 func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
-	a, err := newApp(cfg, stderr)
-	if err != nil {
-		return err
-	}
-	logger := a.tel.Logger("kmb")
-	build := a.build
-
 	// Bind both listeners before doing any work, so a taken port fails fast.
 	telLn, err := net.Listen("tcp", cfg.Telemetry.Listen)
 	if err != nil {
@@ -131,6 +127,17 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		telLn.Close()
 		return fmt.Errorf("api.listen %q: %w", cfg.API.Listen, err)
 	}
+	if cfg.API.Advertise == "" {
+		cfg.API.Advertise = apiLn.Addr().String()
+	}
+	a, err := newApp(cfg, stderr)
+	if err != nil {
+		telLn.Close()
+		apiLn.Close()
+		return err
+	}
+	logger := a.tel.Logger("kmb")
+	build := a.build
 	errorLog := slog.NewLogLogger(a.tel.Logger("kmb_http").Handler(), slog.LevelWarn)
 	telSrv := &http.Server{Handler: a.telMux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog}
 	apiSrv := &http.Server{Handler: a.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog}

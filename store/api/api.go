@@ -19,7 +19,7 @@ import (
 
 // Backend is what the API serves; *node.Node implements it.
 type Backend interface {
-	Append(ctx context.Context, tenant string, entries []kmblog.Entry) (node.AppendResult, error)
+	Append(ctx context.Context, tenant string, entries []kmblog.Entry, clientID, requestID uint64) (node.AppendResult, error)
 	Get(tenant, key string) (projection.Value, error)
 	Entries(tenant string, from uint64, limit int) ([]node.Entry, uint64, error)
 }
@@ -98,16 +98,21 @@ func (a *API) append(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, counts, http.StatusBadRequest, "invalid_tenant", fmt.Sprintf("tenant %q: accepted [a-z0-9][a-z0-9_-]{0,63}", tenant))
 		return
 	}
+	clientID, requestID, err := idempotencyKey(r)
+	if err != nil {
+		a.reject(w, counts, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
 	entries, status, code, msg := a.decodeAppend(r)
 	if status != 0 {
 		a.reject(w, counts, status, code, msg)
 		return
 	}
 	start := time.Now()
-	res, err := a.backend.Append(r.Context(), tenant, entries)
+	res, err := a.backend.Append(r.Context(), tenant, entries, clientID, requestID)
 	a.m.writeDuration.ObserveDuration(time.Since(start))
 	if err != nil {
-		a.backendError(w, counts, err)
+		a.backendError(w, r, counts, err)
 		return
 	}
 	counts.ok.Inc()
@@ -185,7 +190,7 @@ func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
 	v, err := a.backend.Get(tenant, key)
 	a.m.queryDuration.ObserveDuration(time.Since(start))
 	if err != nil {
-		a.backendError(w, counts, err)
+		a.backendError(w, r, counts, err)
 		return
 	}
 	counts.ok.Inc()
@@ -234,7 +239,7 @@ func (a *API) readEntries(w http.ResponseWriter, r *http.Request) {
 	entries, next, err := a.backend.Entries(tenant, from, limit)
 	a.m.queryDuration.ObserveDuration(time.Since(start))
 	if err != nil {
-		a.backendError(w, counts, err)
+		a.backendError(w, r, counts, err)
 		return
 	}
 	resp := entriesResponse{Entries: make([]entryJSON, len(entries)), Next: next}
@@ -251,8 +256,23 @@ func (a *API) reject(w http.ResponseWriter, c *requestCounters, status int, code
 	writeError(w, status, code, msg)
 }
 
-func (a *API) backendError(w http.ResponseWriter, c *requestCounters, err error) {
+func (a *API) backendError(w http.ResponseWriter, r *http.Request, c *requestCounters, err error) {
+	var notLeader *node.NotLeaderError
 	switch {
+	case errors.As(err, &notLeader) && c.redirect != nil:
+		c.redirect.Inc()
+		w.Header().Set("Location", "http://"+notLeader.LeaderAPIAddr+r.URL.RequestURI())
+		writeError(w, http.StatusTemporaryRedirect, "not_leader", err.Error())
+	case errors.Is(err, node.ErrNoLeader):
+		c.err.Inc()
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "no_leader", err.Error())
+	case errors.Is(err, node.ErrLostLeadership):
+		c.err.Inc()
+		writeError(w, http.StatusServiceUnavailable, "leadership_lost", err.Error())
+	case errors.Is(err, node.ErrStaleRequest):
+		c.clientError.Inc()
+		writeError(w, http.StatusConflict, "stale_request", err.Error())
 	case errors.Is(err, node.ErrNotFound):
 		c.clientError.Inc()
 		writeError(w, http.StatusNotFound, "not_found", "not found")
@@ -286,4 +306,24 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Headers that make an append idempotent: a retry carrying the same pair
+// is executed at most once and answered with the first result.
+const (
+	HeaderClientID  = "Kmb-Client-Id"
+	HeaderRequestID = "Kmb-Request-Id"
+)
+
+func idempotencyKey(r *http.Request) (client, request uint64, err error) {
+	c, q := r.Header.Get(HeaderClientID), r.Header.Get(HeaderRequestID)
+	if c == "" && q == "" {
+		return 0, 0, nil
+	}
+	client, err1 := strconv.ParseUint(c, 10, 64)
+	request, err2 := strconv.ParseUint(q, 10, 64)
+	if err1 != nil || err2 != nil || client == 0 || request == 0 {
+		return 0, 0, fmt.Errorf("%s and %s must both be set to integers >= 1 (got %q, %q)", HeaderClientID, HeaderRequestID, c, q)
+	}
+	return client, request, nil
 }

@@ -6,6 +6,10 @@ import "fmt"
 type Config struct {
 	// Listen is the client API address. TOML: api.listen. Default "127.0.0.1:7000".
 	Listen string `toml:"listen"`
+	// Advertise is the address other replicas send clients to when they
+	// redirect a write to this node. TOML: api.advertise. Default: the
+	// listen address.
+	Advertise string `toml:"advertise"`
 	// MaxBodyBytes bounds a request body. Larger bodies get 413.
 	// TOML: api.max_body_bytes. Default 4 MiB, accepted 1 KiB..64 MiB.
 	MaxBodyBytes int64 `toml:"max_body_bytes"`

@@ -5,7 +5,7 @@ import "github.com/kmb-db/kmb/telemetry/metric"
 // requestCounters are the pre-resolved kmb_requests_total children of one
 // method, so counting a request is one sharded add and no label lookup.
 type requestCounters struct {
-	ok, clientError, err *metric.Counter
+	ok, clientError, err, redirect *metric.Counter
 }
 
 type apiMetrics struct {
@@ -24,6 +24,7 @@ const (
 	StatusOK          = "ok"
 	StatusClientError = "client_error"
 	StatusError       = "error"
+	StatusRedirect    = "redirect"
 )
 
 func newAPIMetrics(r *metric.Registry) apiMetrics {
@@ -31,7 +32,7 @@ func newAPIMetrics(r *metric.Registry) apiMetrics {
 		r = metric.NewRegistry()
 	}
 	reqs := r.NewCounterVec("kmb_requests_total",
-		"Client API requests by method (append, get_key, read_entries) and status: ok, client_error (4xx: the request was rejected) or error (5xx: the node could not serve it).",
+		"Client API requests by method (append, get_key, read_entries) and status: ok, redirect (307 to the leader), client_error (4xx: the request was rejected) or error (5xx: the node could not serve it).",
 		"method", "status")
 	counters := func(method string) requestCounters {
 		return requestCounters{
@@ -40,9 +41,11 @@ func newAPIMetrics(r *metric.Registry) apiMetrics {
 			err:         reqs.With(method, StatusError),
 		}
 	}
+	appendCounters := counters(MethodAppend)
+	appendCounters.redirect = reqs.With(MethodAppend, StatusRedirect) // only writes are redirected
 	durations := metric.HistogramOpts{Buckets: metric.DurationBuckets(), Scale: 1e-9}
 	return apiMetrics{
-		appendReqs:    counters(MethodAppend),
+		appendReqs:    appendCounters,
 		getReqs:       counters(MethodGetKey),
 		readReqs:      counters(MethodReadEntries),
 		inFlight:      r.NewGauge("kmb_requests_in_flight", "Client API requests being processed."),

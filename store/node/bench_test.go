@@ -55,7 +55,7 @@ func benchAppend(b *testing.B, writers, batch int, value []byte) {
 			local := make([]time.Duration, 0, b.N/writers+1)
 			for range next {
 				t0 := time.Now()
-				if _, err := n.Append(context.Background(), "bench", entries); err != nil {
+				if _, err := n.Append(context.Background(), "bench", entries, 0, 0); err != nil {
 					b.Error(err)
 					return
 				}

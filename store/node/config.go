@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"time"
 
 	kmblog "github.com/kmb-db/kmb/store/log"
@@ -12,8 +13,15 @@ import (
 type Config struct {
 	// NodeID is this replica's id: 1..255. TOML: node_id. Default 1.
 	NodeID uint64
-	// DataDir holds the log. TOML: data_dir. Default "./kmb-data".
+	// DataDir holds the log and the superblock. TOML: data_dir. Default "./kmb-data".
 	DataDir string
+	// Replicas maps every replica's node id to its replication address.
+	// Empty or this node alone means a single-node cluster. TOML:
+	// [cluster] replicas.
+	Replicas map[uint64]string
+	// APIAddr is this node's client API address, advertised to peers so
+	// that followers can redirect writes to the leader.
+	APIAddr string
 	// SegmentSizeBytes rolls log segments at this size. TOML:
 	// [storage] segment_size_bytes. Default 64 MiB.
 	SegmentSizeBytes int64
@@ -23,8 +31,13 @@ type Config struct {
 	// QueueDepth is how many write requests may wait for the loop before
 	// writers block. TOML: [storage] queue_depth. Default 4096, accepted 1..1048576.
 	QueueDepth int
-	// TickInterval is how often the loop wakes up when idle. Default 100ms.
+	// TickInterval is the replica's logical tick. An idle leader sends a
+	// heartbeat every tick; a follower that hears nothing for 10 to 20
+	// ticks starts a view change. Default 50ms.
 	TickInterval time.Duration
+	// ViewChangeTicks is the follower's base view-change timeout in ticks.
+	// Default 10.
+	ViewChangeTicks int
 	// StallTimeout fails liveness when the loop has not completed an
 	// iteration for this long. Default 30s.
 	StallTimeout time.Duration
@@ -38,7 +51,8 @@ func DefaultConfig() Config {
 		SegmentSizeBytes: 64 << 20,
 		MaxBatchOps:      1024,
 		QueueDepth:       4096,
-		TickInterval:     100 * time.Millisecond,
+		TickInterval:     50 * time.Millisecond,
+		ViewChangeTicks:  10,
 		StallTimeout:     30 * time.Second,
 	}
 }
@@ -61,10 +75,42 @@ func (c Config) Validate() error {
 		return fmt.Errorf("storage.segment_size_bytes = %d: accepted %d..%d", c.SegmentSizeBytes, kmblog.MinSegmentSizeBytes, int64(kmblog.MaxSegmentSizeBytes))
 	case c.TickInterval <= 0:
 		return fmt.Errorf("tick interval = %v: must be positive", c.TickInterval)
+	case c.ViewChangeTicks < 3:
+		return fmt.Errorf("view change ticks = %d: must be >= 3", c.ViewChangeTicks)
 	case c.StallTimeout <= c.TickInterval:
 		return fmt.Errorf("stall timeout = %v: must exceed the tick interval %v", c.StallTimeout, c.TickInterval)
 	}
+	if len(c.Replicas) > 0 {
+		if _, ok := c.Replicas[c.NodeID]; !ok {
+			return fmt.Errorf("cluster.replicas: does not name this node (node_id = %d)", c.NodeID)
+		}
+	}
 	return nil
+}
+
+// replicaIDs returns the cluster's node ids in ascending order: the order
+// that decides which replica leads which view.
+func (c Config) replicaIDs() []uint64 {
+	if len(c.Replicas) == 0 {
+		return []uint64{c.NodeID}
+	}
+	ids := make([]uint64, 0, len(c.Replicas))
+	for id := range c.Replicas {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// peers returns the other replicas' replication addresses.
+func (c Config) peers() map[uint64]string {
+	out := map[uint64]string{}
+	for id, addr := range c.Replicas {
+		if id != c.NodeID {
+			out[id] = addr
+		}
+	}
+	return out
 }
 
 func (c Config) logConfig() kmblog.Config {

@@ -10,10 +10,12 @@ import (
 // metrics are the node's hot-path instruments. All are owned by the event
 // loop: plain adds while it works, one Publish per iteration.
 type metrics struct {
-	log         kmblog.Metrics
-	projection  projection.Metrics
-	commits     *metric.LoopCounter
-	viewChanges *metric.LoopCounter
+	log            kmblog.Metrics
+	projection     projection.Metrics
+	commits        *metric.LoopCounter
+	viewChanges    *metric.LoopCounter
+	repairs        *metric.LoopCounter
+	stateTransfers *metric.LoopCounter
 }
 
 // publish makes this iteration's counts visible to scrapes.
@@ -24,6 +26,8 @@ func (m *metrics) publish() {
 	m.log.SegmentsRolled.Publish()
 	m.commits.Publish()
 	m.viewChanges.Publish()
+	m.repairs.Publish()
+	m.stateTransfers.Publish()
 	m.projection.TenantEntries.PublishDirty()
 }
 
@@ -43,12 +47,14 @@ func (n *Node) registerMetrics(r *metric.Registry, tenantCap int) {
 				"Entries applied per tenant. tenant_id is capped by telemetry.tenant_label_cap; later tenants are counted under tenant_id=\"_overflow\".",
 				"tenant_id", tenantCap),
 		},
-		commits:     r.NewLoopCounter("kmb_consensus_commits_total", "Total committed entries."),
-		viewChanges: r.NewLoopCounter("kmb_consensus_view_changes_total", "Total view changes this replica took part in."),
+		commits:        r.NewLoopCounter("kmb_consensus_commits_total", "Total committed entries."),
+		viewChanges:    r.NewLoopCounter("kmb_consensus_view_changes_total", "Total view changes this replica took part in (views it became normal in after the first)."),
+		repairs:        r.NewLoopCounter("kmb_consensus_repairs_total", "Times this replica asked the leader for missing log ops."),
+		stateTransfers: r.NewLoopCounter("kmb_consensus_state_transfers_total", "Times this replica rebuilt its log from the cluster after losing its state."),
 	}
 
 	gauge := func(name, help string, f func(s *status.Snapshot) float64) {
-		r.NewGaugeFunc(name, help, func() float64 { s := n.Status(); return f(&s) })
+		r.NewGaugeFunc(name, help, func() float64 { return f(n.snap.Load()) })
 	}
 	b2f := func(b bool) float64 {
 		if b {
@@ -65,10 +71,12 @@ func (n *Node) registerMetrics(r *metric.Registry, tenantCap int) {
 	gauge("kmb_consensus_commit_number", "Highest committed op number known to this replica.", func(s *status.Snapshot) float64 { return float64(s.CommitNumber) })
 	gauge("kmb_projection_applied_position", "Position of the last log entry applied to the projection.", func(s *status.Snapshot) float64 { return float64(s.Projection.AppliedPosition) })
 	gauge("kmb_projection_lag", "Log positions written but not yet applied to the projection (head - applied).", func(s *status.Snapshot) float64 { return float64(s.Projection.Lag) })
+	gauge("kmb_consensus_healthy_replicas", "Replicas this one heard from recently, itself included.", func(s *status.Snapshot) float64 { return float64(s.HealthyReplicas) })
+	gauge("kmb_consensus_cluster_size", "Replicas in the cluster.", func(s *status.Snapshot) float64 { return float64(s.ClusterSize) })
 	gauge("kmb_active_tenants", "Number of tenants holding at least one entry.", func(s *status.Snapshot) float64 { return float64(s.Projection.ActiveTenants) })
 	r.NewGaugeVecFunc("kmb_replica_status", "Replica state: 1 for the current state, 0 for the others.", []string{"status"},
 		func(emit func(float64, ...string)) {
-			cur := n.Status().Status
+			cur := n.snap.Load().Status
 			for _, st := range status.States {
 				emit(b2f(st == cur), st)
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -13,25 +14,43 @@ import (
 	"github.com/kmb-db/kmb/status"
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/store/projection"
+	"github.com/kmb-db/kmb/store/transport"
+	"github.com/kmb-db/kmb/store/vsr"
+	"github.com/kmb-db/kmb/store/wire"
 	"github.com/kmb-db/kmb/telemetry/metric"
 )
 
 // Errors the API maps to status codes.
 var (
-	// ErrNotReady: the node is still recovering. Retry later.
+	// ErrNotReady: the node is recovering or catching up. Retry later.
 	ErrNotReady = errors.New("replica is not ready: recovering")
 	// ErrShuttingDown: the node no longer accepts requests.
 	ErrShuttingDown = errors.New("replica is shutting down")
 	// ErrNotFound: no such tenant or key.
 	ErrNotFound = errors.New("not found")
+	// ErrNoLeader: this replica is not the leader and knows of none.
+	ErrNoLeader = errors.New("no leader is known: the cluster is electing one")
+	// ErrLostLeadership: the write was prepared, but this replica stopped
+	// leading before it committed. It may or may not commit: retry with
+	// the same client and request ids to find out without duplicating it.
+	ErrLostLeadership = errors.New("leadership changed before the write committed; it may or may not be applied")
 )
+
+// NotLeaderError redirects a write to the leader.
+type NotLeaderError struct {
+	LeaderID      uint64
+	LeaderAPIAddr string
+}
+
+func (e *NotLeaderError) Error() string {
+	return fmt.Sprintf("not the leader; the leader is node %d at %s", e.LeaderID, e.LeaderAPIAddr)
+}
 
 // Deps are the node's collaborators, injected so tests control them.
 type Deps struct {
-	// Logger returns the logger of a module; slog.Default's discard form when nil.
+	// Logger returns the logger of a module; discard when nil.
 	Logger func(module string) *slog.Logger
-	// Metrics is where the node registers its families; nil records nothing
-	// anywhere visible.
+	// Metrics is where the node registers its families.
 	Metrics *metric.Registry
 	// TenantLabelCap bounds kmb_tenant_log_entries_total's tenant_id values. Default 1000.
 	TenantLabelCap int
@@ -56,16 +75,22 @@ type Entry struct {
 
 // Node is one replica.
 type Node struct {
-	cfg     Config
-	now     func() time.Time
-	build   status.Build
-	logger  *slog.Logger // kmb_storage
-	clogger *slog.Logger // kmb_consensus
-	m       metrics
+	cfg      Config
+	ids      []uint64
+	now      func() time.Time
+	build    status.Build
+	logger   *slog.Logger // kmb_storage
+	clogger  *slog.Logger // kmb_consensus
+	tlogger  *slog.Logger // kmb_transport
+	registry *metric.Registry
+	m        metrics
 
-	log  *kmblog.Log
-	lock *os.File // dir/LOCK, held while the node runs
-	proj *projection.Projection
+	log   *kmblog.Log
+	lock  *os.File // dir/LOCK, held while the node runs
+	proj  *projection.Projection
+	net   *transport.Transport
+	rep   *vsr.Replica
+	clock *clientTable
 
 	// Requests flow through reqs to the loop. closed (under mu) stops new
 	// submissions before stop is closed, so the loop can drain reqs knowing
@@ -77,23 +102,32 @@ type Node struct {
 	done    chan struct{}
 	started atomic.Bool
 
-	state        atomic.Value // string: a status.State*
-	fatal        atomic.Pointer[error]
-	commitNumber atomic.Uint64
-	lastIter     atomic.Int64 // UnixNano of the loop's last completed iteration
+	snap     atomic.Pointer[status.Snapshot] // published by the loop
+	fatal    atomic.Pointer[error]
+	lastIter atomic.Int64 // UnixNano of the loop's last completed iteration
+	stopping atomic.Bool
+	// running is set once recovery finished and the loop owns n.log and
+	// n.rep; other goroutines check it before touching them.
+	running atomic.Bool
 
 	// Loop-owned.
-	lastOp, lastPosition uint64
-	lastTimestamp        int64
-	batch                []*request
-	ops                  []*kmblog.Op
+	batch      []*request
+	proposals  []vsr.Proposal
+	waiting    map[uint64]*request // op number → the request that proposed it
+	unapplied  []*kmblog.Op        // appended ops above applied, in order
+	applied    uint64
+	hs         vsr.HardState // as persisted
+	hsAt       time.Time
+	lastLeader uint64
 }
 
 type request struct {
-	tenant  string
-	entries []kmblog.Entry
-	op      kmblog.Op
-	result  chan response
+	tenant    string
+	entries   []kmblog.Entry
+	clientID  uint64
+	requestID uint64
+	op        uint64
+	result    chan response
 }
 
 type response struct {
@@ -122,24 +156,30 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		deps.Now = time.Now
 	}
 	n := &Node{
-		cfg:     cfg,
-		now:     deps.Now,
-		build:   deps.Build,
-		logger:  deps.Logger("kmb_storage"),
-		clogger: deps.Logger("kmb_consensus"),
-		reqs:    make(chan *request, cfg.QueueDepth),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+		cfg:      cfg,
+		ids:      cfg.replicaIDs(),
+		now:      deps.Now,
+		build:    deps.Build,
+		logger:   deps.Logger("kmb_storage"),
+		clogger:  deps.Logger("kmb_consensus"),
+		tlogger:  deps.Logger("kmb_transport"),
+		registry: deps.Metrics,
+		reqs:     make(chan *request, cfg.QueueDepth),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		waiting:  map[uint64]*request{},
+		clock:    newClientTable(),
 	}
-	n.state.Store(status.StateRecovering)
 	n.lastIter.Store(deps.Now().UnixNano())
 	n.registerMetrics(deps.Metrics, deps.TenantLabelCap)
 	n.proj = projection.New(n.m.projection)
+	n.publishStatus(status.StateRecovering)
 	return n, nil
 }
 
-// Run recovers the log, rebuilds the projection and runs the event loop
-// until Stop. It returns a non-nil error when recovery or storage fails.
+// Run recovers the log, rebuilds the projection, joins the cluster and runs
+// the event loop until Stop. It returns a non-nil error when recovery or
+// storage fails.
 func (n *Node) Run() error {
 	if !n.started.CompareAndSwap(false, true) {
 		return errors.New("node: Run called twice")
@@ -148,15 +188,10 @@ func (n *Node) Run() error {
 	if err := n.recover(); err != nil {
 		n.fail(err)
 		n.drainRejected(err)
-		_ = n.closeLog()
+		n.closeAll()
 		return err
 	}
-	n.setState(status.StateNormal)
-	n.clogger.Info("Became leader",
-		slog.Uint64("node_id", n.cfg.NodeID),
-		slog.Uint64("view", 0),
-		slog.Uint64("commit_index", n.commitNumber.Load()),
-		slog.Int("cluster_size", 1))
+	n.running.Store(true)
 	return n.loop()
 }
 
@@ -175,160 +210,93 @@ func (n *Node) recover() error {
 		return fmt.Errorf("open log: %w", err)
 	}
 	n.log = l
-	if err := l.Scan(l.FirstOp(), func(op *kmblog.Op) error {
-		n.proj.Apply(op)
-		return nil
-	}); err != nil {
-		return fmt.Errorf("rebuild projection: %w", err)
+
+	sb, hasState, err := readSuperblock(n.cfg.DataDir)
+	if err != nil {
+		return err
 	}
-	n.lastOp, n.lastPosition = l.LastOp(), l.LastPosition()
-	if n.lastOp > 0 {
-		last, err := l.Read(n.lastOp)
-		if err != nil {
-			return fmt.Errorf("read last op %d: %w", n.lastOp, err)
+	if hasState && sb.NodeID != n.cfg.NodeID {
+		return fmt.Errorf("data_dir %q belongs to node %d, not node_id = %d", n.cfg.DataDir, sb.NodeID, n.cfg.NodeID)
+	}
+	if !hasState && len(n.ids) == 1 && l.LastOp() > 0 {
+		// A single replica's log needs no peer to vouch for it: everything
+		// durable in it was committed.
+		sb, hasState = superblock{NodeID: n.cfg.NodeID, State: vsr.HardState{Commit: l.LastOp()}}, true
+		if err := writeSuperblock(n.cfg.DataDir, sb); err != nil {
+			return fmt.Errorf("write superblock: %w", err)
 		}
-		n.lastTimestamp = last.Timestamp
 	}
-	// A single replica committed everything it made durable.
-	n.commitNumber.Store(n.lastOp)
+	n.hs, n.hsAt = sb.State, n.now()
+
+	// Apply what is known committed; the rest is applied as the cluster
+	// confirms it.
+	committed := min(sb.State.Commit, l.LastOp())
+	if hasState {
+		if err := l.Scan(l.FirstOp(), func(op *kmblog.Op) error {
+			if op.Op > committed {
+				return errStopScan
+			}
+			n.applyOp(op)
+			return nil
+		}); err != nil && !errors.Is(err, errStopScan) {
+			return fmt.Errorf("rebuild projection: %w", err)
+		}
+	}
 	n.m.projection.TenantEntries.PublishDirty()
+
+	if len(n.ids) > 1 {
+		n.net, err = transport.New(transport.Config{
+			NodeID:  n.cfg.NodeID,
+			Listen:  n.cfg.Replicas[n.cfg.NodeID],
+			Peers:   n.cfg.peers(),
+			APIAddr: n.cfg.APIAddr,
+		}, n.tlogger, transport.NewMetrics(n.registry, n.cfg.NodeID, n.otherIDs()))
+		if err != nil {
+			return err
+		}
+		if err := n.net.Start(); err != nil {
+			return fmt.Errorf("cluster.replicas: %w", err)
+		}
+	}
+	rng := rand.New(rand.NewPCG(uint64(n.now().UnixNano()), n.cfg.NodeID))
+	n.rep, err = vsr.New(vsr.Config{
+		NodeID:          n.cfg.NodeID,
+		Replicas:        n.ids,
+		HeartbeatTicks:  1,
+		ViewChangeTicks: n.cfg.ViewChangeTicks,
+		Rand:            func(k int) int { return rng.IntN(k) },
+		Storage:         logStorage{n.log},
+	}, sb.State, hasState, l.LastOp())
+	if err != nil {
+		return err
+	}
 	n.logger.Info("projection rebuilt",
 		slog.Int("segments", report.Segments),
-		slog.Uint64("first_op", report.FirstOp),
-		slog.Uint64("last_op", report.LastOp),
-		slog.Uint64("last_position", n.lastPosition),
+		slog.Uint64("last_op", l.LastOp()),
+		slog.Uint64("applied_op", n.applied),
+		slog.Uint64("applied_position", n.proj.AppliedPosition()),
 		slog.Int("tenants", n.proj.ActiveTenants()),
-		slog.Int64("truncated_bytes", report.TruncatedBytes),
+		slog.Bool("has_state", hasState),
 		slog.Duration("duration", n.now().Sub(start)))
 	return nil
 }
 
-func (n *Node) loop() error {
-	ticker := time.NewTicker(n.cfg.TickInterval)
-	defer ticker.Stop()
-	for {
-		select {
-		case req := <-n.reqs:
-			n.batch = append(n.batch[:0], req)
-			n.fill()
-			n.process()
-		case <-ticker.C:
-		case <-n.stop:
-			// No sender is left (closed is set): serve what is queued.
-			for len(n.reqs) > 0 {
-				n.batch = n.batch[:0]
-				n.fill()
-				n.process()
-			}
-			n.m.publish()
-			return n.closeLog()
-		}
-		n.m.publish()
-		n.lastIter.Store(n.now().UnixNano())
-		if err := n.fatalErr(); err != nil {
-			n.drainRejected(err)
-			<-n.stop
-			_ = n.closeLog()
-			return err
+var errStopScan = errors.New("stop scan")
+
+func (n *Node) otherIDs() []uint64 {
+	var out []uint64
+	for _, id := range n.ids {
+		if id != n.cfg.NodeID {
+			out = append(out, id)
 		}
 	}
+	return out
 }
 
-// fill moves waiting requests into the batch, up to MaxBatchOps.
-func (n *Node) fill() {
-	for len(n.batch) < n.cfg.MaxBatchOps {
-		select {
-		case req := <-n.reqs:
-			n.batch = append(n.batch, req)
-		default:
-			return
-		}
-	}
-}
+// logStorage serves the replica's reads of durable ops.
+type logStorage struct{ l *kmblog.Log }
 
-// process runs one group commit: prepare every op of the batch, make them
-// durable with one fsync, commit, apply, answer.
-func (n *Node) process() {
-	if err := n.fatalErr(); err != nil {
-		n.answerAll(err)
-		return
-	}
-	n.prepare()
-	if err := n.log.Append(n.ops...); err != nil {
-		n.fail(fmt.Errorf("log append: %w", err))
-		n.answerAll(n.fatalErr())
-		return
-	}
-	if err := n.log.Sync(); err != nil {
-		// After a failed fsync the page cache may not match the disk;
-		// the only safe continuation is a restart and recovery.
-		n.fail(fmt.Errorf("log fsync: %w", err))
-		n.answerAll(n.fatalErr())
-		return
-	}
-	n.commit()
-	for _, req := range n.batch {
-		n.proj.Apply(&req.op)
-		req.result <- response{res: AppendResult{
-			FirstPosition: req.op.FirstPosition,
-			LastPosition:  req.op.LastPosition(),
-			CommitNumber:  req.op.Op,
-		}}
-	}
-}
-
-// prepare assigns op numbers, positions and commit timestamps. Timestamps
-// never go backwards, even if the wall clock does.
-func (n *Node) prepare() {
-	n.ops = n.ops[:0]
-	ts := n.now().UnixNano()
-	if ts < n.lastTimestamp {
-		ts = n.lastTimestamp
-	}
-	n.lastTimestamp = ts
-	for _, req := range n.batch {
-		n.lastOp++
-		req.op = kmblog.Op{
-			Op:            n.lastOp,
-			Timestamp:     ts,
-			Tenant:        req.tenant,
-			FirstPosition: n.lastPosition + 1,
-			Entries:       req.entries,
-		}
-		n.lastPosition += uint64(len(req.entries))
-		n.ops = append(n.ops, &req.op)
-	}
-}
-
-func (n *Node) commit() {
-	var entries uint64
-	for _, op := range n.ops {
-		entries += uint64(len(op.Entries))
-	}
-	n.m.commits.Add(entries)
-	n.commitNumber.Store(n.lastOp)
-}
-
-func (n *Node) answerAll(err error) {
-	for _, req := range n.batch {
-		req.result <- response{err: err}
-	}
-	// Ops numbered for a batch that never became durable are given back.
-	if n.log != nil {
-		n.lastOp, n.lastPosition = n.log.LastOp(), n.log.LastPosition()
-	}
-}
-
-func (n *Node) drainRejected(err error) {
-	for {
-		select {
-		case req := <-n.reqs:
-			req.result <- response{err: err}
-		default:
-			return
-		}
-	}
-}
+func (s logStorage) Read(op uint64) (kmblog.Op, error) { return s.l.Read(op) }
 
 func (n *Node) fail(err error) {
 	if n.fatal.CompareAndSwap(nil, &err) {
@@ -343,28 +311,60 @@ func (n *Node) fatalErr() error {
 	return nil
 }
 
-func (n *Node) closeLog() error {
+func (n *Node) drainRejected(err error) {
+	for {
+		select {
+		case req := <-n.reqs:
+			req.result <- response{err: err}
+		default:
+			return
+		}
+	}
+}
+
+// closeAll stops the transport and closes the log and the lock.
+func (n *Node) closeAll() error {
+	if n.net != nil {
+		n.net.Close()
+	}
+	var err error
+	if n.log != nil {
+		err = n.log.Close()
+		n.logger.Info("log closed", slog.Uint64("last_op", n.log.LastOp()), slog.Uint64("last_position", n.log.LastPosition()))
+	}
 	if n.lock != nil {
-		defer n.lock.Close() // released only after the log is closed
+		n.lock.Close() // released only after the log is closed
 	}
-	if n.log == nil {
-		return nil
-	}
-	err := n.log.Close()
-	n.logger.Info("log closed", slog.Uint64("last_op", n.lastOp), slog.Uint64("last_position", n.lastPosition))
 	return err
 }
 
-func (n *Node) setState(s string) { n.state.Store(s) }
+// Stop stops accepting writes, answers what is queued, closes the log and
+// waits for Run to return.
+func (n *Node) Stop() {
+	n.stopping.Store(true)
+	n.mu.Lock()
+	already := n.closed
+	n.closed = true
+	n.mu.Unlock()
+	if !already {
+		close(n.stop)
+	}
+	if n.started.Load() {
+		<-n.done
+	}
+	n.publishStatus(status.StateShutdown)
+}
 
-// Append commits entries for tenant and returns once they are durable and
-// applied. The caller validated them; entries must not be modified after.
-func (n *Node) Append(ctx context.Context, tenant string, entries []kmblog.Entry) (AppendResult, error) {
+// Append commits entries for tenant and returns once they are durable on a
+// quorum and applied here. clientID and requestID, when clientID is not 0,
+// make a retried request execute at most once. The caller validated the
+// entries; they must not be modified after.
+func (n *Node) Append(ctx context.Context, tenant string, entries []kmblog.Entry, clientID, requestID uint64) (AppendResult, error) {
 	if err := n.writable(); err != nil {
 		return AppendResult{}, err
 	}
 	req := requestPool.Get().(*request)
-	req.tenant, req.entries = tenant, entries
+	req.tenant, req.entries, req.clientID, req.requestID = tenant, entries, clientID, requestID
 
 	n.mu.RLock()
 	if n.closed {
@@ -384,7 +384,7 @@ func (n *Node) Append(ctx context.Context, tenant string, entries []kmblog.Entry
 	// Once queued the write is the loop's: wait for its answer even if the
 	// client gives up, so the request is not reused while the loop holds it.
 	resp := <-req.result
-	req.tenant, req.entries, req.op = "", nil, kmblog.Op{}
+	*req = request{result: req.result}
 	requestPool.Put(req)
 	return resp.res, resp.err
 }
@@ -393,18 +393,44 @@ func (n *Node) writable() error {
 	if err := n.fatalErr(); err != nil {
 		return err
 	}
-	switch n.state.Load().(string) {
-	case status.StateRecovering:
-		return ErrNotReady
-	case status.StateShutdown:
+	if n.stopping.Load() {
 		return ErrShuttingDown
+	}
+	s := n.snap.Load()
+	switch {
+	case s.Status == status.StateRecovering:
+		return ErrNotReady
+	case s.Status == status.StateShutdown:
+		return ErrShuttingDown
+	case !s.IsLeader && s.LeaderID != 0 && s.Status == status.StateNormal:
+		addr := ""
+		if n.net != nil {
+			addr = n.net.PeerAPIAddr(s.LeaderID)
+		}
+		if addr == "" {
+			return ErrNoLeader
+		}
+		return &NotLeaderError{LeaderID: s.LeaderID, LeaderAPIAddr: addr}
+	case !s.IsLeader:
+		return ErrNoLeader
 	}
 	return nil
 }
 
-func (n *Node) readable() error { return n.writable() }
+func (n *Node) readable() error {
+	if err := n.fatalErr(); err != nil {
+		return err
+	}
+	if n.stopping.Load() {
+		return ErrShuttingDown
+	}
+	if s := n.snap.Load(); s.Status == status.StateRecovering {
+		return ErrNotReady
+	}
+	return nil
+}
 
-// Get reads the latest value of key.
+// Get reads the latest value of key applied on this replica.
 func (n *Node) Get(tenant, key string) (projection.Value, error) {
 	if err := n.readable(); err != nil {
 		return projection.Value{}, err
@@ -416,8 +442,8 @@ func (n *Node) Get(tenant, key string) (projection.Value, error) {
 	return v, nil
 }
 
-// Entries reads up to limit of tenant's entries with position >= from, in
-// order, and the position to continue from.
+// Entries reads up to limit of tenant's applied entries with position >=
+// from, in order, and the position to continue from.
 func (n *Node) Entries(tenant string, from uint64, limit int) ([]Entry, uint64, error) {
 	if err := n.readable(); err != nil {
 		return nil, from, err
@@ -449,83 +475,12 @@ func (n *Node) Entries(tenant string, from uint64, limit int) ([]Entry, uint64, 
 	return out, next, nil
 }
 
-// Stop stops accepting writes, commits what is queued, closes the log and
-// waits for Run to return.
-func (n *Node) Stop() {
-	n.mu.Lock()
-	already := n.closed
-	n.closed = true
-	n.mu.Unlock()
-	if !already {
-		close(n.stop)
+// sendAll hands messages to the transport.
+func (n *Node) sendAll(msgs []wire.Message) {
+	if n.net == nil {
+		return
 	}
-	if n.started.Load() {
-		<-n.done
+	for i := range msgs {
+		n.net.Send(msgs[i])
 	}
-	n.setState(status.StateShutdown)
-}
-
-// Live fails when the node hit a storage failure or its loop stalled.
-func (n *Node) Live() error {
-	if err := n.fatalErr(); err != nil {
-		return fmt.Errorf("storage failure: %v", err)
-	}
-	if n.state.Load().(string) == status.StateRecovering {
-		return nil // recovery runs outside the loop and may take long
-	}
-	if stalled := n.now().Sub(time.Unix(0, n.lastIter.Load())); stalled > n.cfg.StallTimeout {
-		return fmt.Errorf("event loop stalled for %s", stalled.Round(time.Second))
-	}
-	return nil
-}
-
-// Ready fails unless the node can serve reads and writes.
-func (n *Node) Ready() error {
-	if err := n.fatalErr(); err != nil {
-		return fmt.Errorf("storage failure: %v", err)
-	}
-	switch s := n.state.Load().(string); s {
-	case status.StateNormal:
-		return nil
-	case status.StateRecovering:
-		return errors.New("recovering: replaying the log")
-	default:
-		return fmt.Errorf("replica status %s", s)
-	}
-}
-
-func (n *Node) logSize() int64 {
-	if n.state.Load().(string) == status.StateRecovering || n.log == nil {
-		return 0
-	}
-	return n.log.SizeBytes()
-}
-
-// Status returns the node's status snapshot. It only reads atomics.
-func (n *Node) Status() status.Snapshot {
-	s := status.Snapshot{
-		NodeID:       n.cfg.NodeID,
-		Status:       n.state.Load().(string),
-		CommitNumber: n.commitNumber.Load(),
-		ClusterSize:  1,
-		Build:        n.build,
-		Projection: status.Projection{
-			AppliedPosition: n.proj.AppliedPosition(),
-			ActiveTenants:   n.proj.ActiveTenants(),
-		},
-	}
-	if n.fatalErr() != nil {
-		s.Status = status.StateShutdown
-	}
-	if s.Status == status.StateNormal {
-		s.IsLeader, s.LeaderID, s.HealthyReplicas = true, n.cfg.NodeID, 1
-	}
-	if s.Status != status.StateRecovering && n.log != nil {
-		s.OpNumber = n.log.LastOp()
-		s.Log = status.Log{FirstOp: n.log.FirstOp(), LastOp: s.OpNumber, LastPosition: n.log.LastPosition(), SizeBytes: n.log.SizeBytes()}
-		if s.Log.LastPosition > s.Projection.AppliedPosition {
-			s.Projection.Lag = s.Log.LastPosition - s.Projection.AppliedPosition
-		}
-	}
-	return s
 }

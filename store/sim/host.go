@@ -168,7 +168,7 @@ func (h *host) handleReady() {
 				w.primaries[e.View] = h.id
 			case vsr.EventViewStarted:
 				w.res.ViewChanges++
-			case vsr.EventRecovered:
+			case vsr.EventRecovered, vsr.EventClusterFormed:
 				h.wiped = false
 			}
 		}

@@ -8,7 +8,7 @@ func (r *Replica) formatNewCluster() {
 	r.recovery = nil
 	r.verified = r.op
 	r.enterNormal(0, 0)
-	r.event(Event{Kind: EventRecovered, View: 0, Primary: r.primaryOf(0)})
+	r.event(Event{Kind: EventClusterFormed, View: 0, Primary: r.primaryOf(0)})
 }
 
 // startRecovery begins (or restarts) the recovery protocol with a new nonce.

@@ -44,12 +44,12 @@ type Replica struct {
 	match map[uint64]uint64
 
 	// View change.
-	svc          map[uint64]bool // replicas whose StartViewChange for view arrived
-	vcBase       uint64          // the new primary's commit number, announced in its StartViewChange
-	haveVCBase   bool
-	dvc          map[uint64]wire.Message // at the new primary
-	dvcSent      bool
-	lastDVC      wire.Message
+	svc        map[uint64]bool // replicas whose StartViewChange for view arrived
+	vcBase     uint64          // the new primary's commit number, announced in its StartViewChange
+	haveVCBase bool
+	dvc        map[uint64]wire.Message // at the new primary
+	dvcSent    bool
+	lastDVC    wire.Message
 
 	// Recovery.
 	nonce          uint64
@@ -62,21 +62,21 @@ type Replica struct {
 	repairTick uint64
 
 	// Timers, in ticks.
-	tick          uint64
-	lastHeard     uint64 // from the primary (backup) or last view-change progress
-	lastSent      uint64 // primary: last broadcast
-	timeout       uint64 // randomised view-change timeout
-	lastContact   map[uint64]uint64
+	tick        uint64
+	lastHeard   uint64 // from the primary (backup) or last view-change progress
+	lastSent    uint64 // primary: last broadcast
+	timeout     uint64 // randomised view-change timeout
+	lastContact map[uint64]uint64
 
 	// Pending output.
-	hs          HardState
-	hsDirty     bool
-	truncate    bool
-	truncAfter  uint64
-	appends     []*kmblog.Op
-	msgs        []wire.Message
-	events      []Event
-	commitSent  uint64
+	hs         HardState
+	hsDirty    bool
+	truncate   bool
+	truncAfter uint64
+	appends    []*kmblog.Op
+	msgs       []wire.Message
+	events     []Event
+	commitSent uint64
 }
 
 // New returns a replica. hs and lastOp describe its durable state; hasState
@@ -100,6 +100,7 @@ func New(cfg Config, hs HardState, hasState bool, lastOp uint64) (*Replica, erro
 		// Ops without hard state cannot be trusted to be a prefix of any
 		// view's log: drop them and fetch the log again.
 		if lastOp > 0 {
+			r.op, r.durable, r.memBase, r.verified = lastOp, lastOp, lastOp, lastOp
 			r.truncateLog(0)
 		}
 		r.fresh = true
@@ -170,13 +171,14 @@ func (r *Replica) isPrimary() bool { return r.primaryOf(r.view) == r.id }
 // State returns a snapshot for status and metrics.
 func (r *Replica) State() State {
 	return State{
-		Status:    r.status,
-		View:      r.view,
-		LogView:   r.logView,
-		Op:        r.op,
-		Commit:    r.commit,
-		Primary:   r.primaryOf(r.view),
-		IsPrimary: r.status == StatusNormal && r.isPrimary(),
+		Status:     r.status,
+		View:       r.view,
+		LogView:    r.logView,
+		Op:         r.op,
+		Commit:     r.commit,
+		Primary:    r.primaryOf(r.view),
+		IsPrimary:  r.status == StatusNormal && r.isPrimary() && !r.catchingUp,
+		CatchingUp: r.status == StatusNormal && r.catchingUp,
 	}
 }
 

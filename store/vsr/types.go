@@ -155,6 +155,8 @@ const (
 	EventRecoveryStarted
 	// EventRecovered: recovery completed; the replica is normal.
 	EventRecovered
+	// EventClusterFormed: a new cluster started in view 0.
+	EventClusterFormed
 )
 
 // Event is something a driver logs or counts.
@@ -197,4 +199,7 @@ type State struct {
 	Primary uint64 // the primary of View
 	// IsPrimary: this replica is the primary and normal.
 	IsPrimary bool
+	// CatchingUp: normal in View, but still verifying its log against the
+	// primary's; it does not acknowledge yet.
+	CatchingUp bool
 }

@@ -29,10 +29,11 @@
 // the same bytes: it rejects an unknown version, type or flag, a
 // non-minimal or overflowing varint, a length or count above its limit or
 // beyond the input, an op that kmblog.DecodeOp rejects, and trailing bytes.
-// It never panics and allocates nothing for input it rejects before the
-// ops, and nothing larger than a small multiple of the input: every count
-// and length is checked against the bytes that remain before anything is
-// allocated for it.
+// It never panics, and never allocates on the strength of a claim: every
+// count and length is checked against its limit and against the bytes
+// that remain, and every op's length prefix is checked, before anything is
+// allocated for the ops. What it does allocate is bounded by a small
+// multiple of the input.
 //
 // # Frames
 //

@@ -44,7 +44,9 @@ type HistogramSnapshot struct {
 	// Count is the number of observations, including those above the last
 	// bound.
 	Count uint64
-	// Sum is the sum of all observations, in exported units.
+	// Sum is the sum of all observations, in exported units. It is kept
+	// as an int64 sum of raw units, which wraps after 2^63 of them (292
+	// years of nanoseconds).
 	Sum float64
 }
 
@@ -82,9 +84,6 @@ func newBucketLayout(name string, opts HistogramOpts) *bucketLayout {
 		}
 		bounds[i] = rawBound(u, scale)
 	}
-	if len(bounds) > math.MaxInt32 {
-		panic(fmt.Sprintf("metric: histogram %s: too many buckets", name))
-	}
 	return &bucketLayout{upper: upper, bounds: bounds, search: newBucketSearch(bounds), scale: scale}
 }
 
@@ -92,9 +91,9 @@ func newBucketLayout(name string, opts HistogramOpts) *bucketLayout {
 // most upper, that is floor(upper/scale).
 //
 // The division is done in floating point, where a bound meant to be exact
-// (0.00025 s at scale 1e-9 is 250000 ns) can come out a hair below the
-// integer (249999.99999999997), and a plain floor would push an observation
-// of exactly 250µs into the next bucket. Quotients within a relative 1e-12
+// can come out a hair below the integer (1 s at scale 1e-9 gives
+// 999999999.99999988 ns), and a plain floor would push an observation of
+// exactly 1s into the next bucket. Quotients within a relative 1e-12
 // of an integer are therefore taken to be that integer: far above the few
 // ulps of rounding error, far below any real difference between bounds.
 func rawBound(upper, scale float64) int64 {
@@ -119,63 +118,59 @@ func rawBound(upper, scale float64) int64 {
 // dependent loads and, for observations spread across buckets, branch
 // mispredictions that dominate an otherwise few-nanosecond Observe. Instead
 // a table indexed by the observation's bit length (its power-of-two octave)
-// gives the first candidate bucket, and a fixed number of branch-free steps
-// walks over the few bounds that lie inside the octave. Latency buckets are
-// roughly exponential, so that is usually one step; layouts with many bounds
-// per octave fall back to a binary search.
+// gives the first candidate bucket together with its bound, so when at most
+// one bound lies inside the octave, as in latency and size layouts, which
+// are roughly exponential, finding the bucket is one table load and one
+// branch-free comparison. Denser layouts then walk the remaining bounds of
+// the octave, which is never more work than the linear scan other
+// libraries do.
 type bucketSearch struct {
+	// octaves[bits.Len64(uint64(v))] describes the octave of v; slot 0
+	// holds just zero and slot 64 every negative value.
+	octaves *[65]octave
 	// bounds are the raw bounds followed by a MaxInt64 sentinel, which no
-	// observation exceeds, so a step never reads past the end.
+	// observation exceeds, so the walk needs no length check.
 	bounds []int64
-	// octave[bits.Len64(uint64(v))] is the bucket of the smallest value
-	// with v's bit length; slot 64 holds all negative values.
-	octave *[65]int32
-	// steps is the most bounds that lie within one octave, or -1 for a
-	// layout that uses binary search.
-	steps int
 }
 
-// maxLinearSteps bounds the per-observation walk; beyond it binary search,
-// at about four dependent steps for typical bucket counts, is cheaper.
-const maxLinearSteps = 3
+// octave is the search table entry for one power-of-two range of values.
+type octave struct {
+	first int64 // the bucket of the octave's smallest value
+	bound int64 // bounds[first], copied here to save a dependent load
+}
 
 func newBucketSearch(bounds []int64) bucketSearch {
 	s := bucketSearch{
-		bounds: append(slices.Clip(bounds), math.MaxInt64),
-		octave: new([65]int32),
+		octaves: new([65]octave),
+		bounds:  append(slices.Clip(bounds), math.MaxInt64),
 	}
-	steps := 0
 	for length := range 65 {
-		// The octave of bit length length holds [lo, hi].
-		var lo, hi int64
+		var smallest int64 // of the values with this bit length
 		switch length {
 		case 0:
-			lo, hi = 0, 0
+			smallest = 0
 		case 64:
-			lo, hi = math.MinInt64, -1
+			smallest = math.MinInt64
 		default:
-			lo, hi = int64(1)<<(length-1), int64(uint64(1)<<length-1)
+			smallest = int64(1) << (length - 1)
 		}
-		first, last := lowerBound(bounds, lo), lowerBound(bounds, hi)
-		s.octave[length] = int32(first)
-		steps = max(steps, last-first)
-	}
-	s.steps = steps
-	if steps > maxLinearSteps {
-		s.steps = -1
+		first := lowerBound(bounds, smallest)
+		s.octaves[length] = octave{first: int64(first), bound: s.bounds[first]}
 	}
 	return s
 }
 
 // index returns the index of the first bound >= v, or the number of bounds
-// for the implicit +Inf bucket.
+// for the implicit +Inf bucket. It is small enough to inline.
 func (s *bucketSearch) index(v int64) int {
-	if s.steps < 0 {
-		return lowerBound(s.bounds[:len(s.bounds)-1], v)
-	}
-	i := int(s.octave[bits.Len64(uint64(v))])
-	for range s.steps {
-		i += b2i(s.bounds[i] < v)
+	// With at most one bound inside the octave, v is either in the
+	// octave's first bucket or, if above that bucket's bound, the next.
+	o := &s.octaves[bits.Len64(uint64(v))]
+	i := int(o.first) + b2i(o.bound < v)
+	// Denser layouts walk on from there. For the others this check is a
+	// correctly predicted branch whose load is off the critical path.
+	for s.bounds[i] < v {
+		i++
 	}
 	return i
 }
@@ -186,7 +181,7 @@ func lowerBound(bounds []int64, v int64) int {
 	return i
 }
 
-// b2i compiles to a flag-setting instruction rather than a branch.
+// b2i compiles to a flag-setting instruction (SETcc) rather than a branch.
 func b2i(b bool) int {
 	if b {
 		return 1
@@ -219,12 +214,12 @@ func (l *bucketLayout) snapshot(cells []atomic.Uint64, stride int, counts []uint
 	clear(counts)
 	var sum, inf uint64
 	for base := 0; base+stride <= len(cells); base += stride {
-		shard := cells[base : base+stride]
-		sum += shard[sumCell].Load()
+		sh := cells[base : base+stride]
+		sum += sh[sumCell].Load()
 		for i := range nb {
-			counts[i] += shard[firstCount+i].Load()
+			counts[i] += sh[firstCount+i].Load()
 		}
-		inf += shard[firstCount+nb].Load()
+		inf += sh[firstCount+nb].Load()
 	}
 	var cum uint64
 	for i := range counts {

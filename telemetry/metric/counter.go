@@ -5,8 +5,9 @@ import "sync/atomic"
 // Counter is a monotonically increasing count that any goroutine may add to.
 //
 // It is sharded per P: each shard is one word alone in its own 128-byte
-// block, and Add updates the shard of the P the caller runs on, so writers on
-// different CPUs never contend for a cache line. Value sums the shards.
+// block, and Add atomically updates the shard of the P the caller runs on,
+// so writers on different CPUs do not contend for a cache line. Value sums
+// the shards.
 //
 // Create Counters with Registry.NewCounter or CounterVec.With.
 type Counter struct {
@@ -25,12 +26,12 @@ func newCounter() *Counter {
 
 // Add increases the counter by n.
 func (c *Counter) Add(n uint64) {
-	c.cells[(procID()&c.mask)*blockWords].Add(n)
+	c.cells[shard(c.mask)*blockWords].Add(n)
 }
 
 // Inc increases the counter by one.
 func (c *Counter) Inc() {
-	c.cells[(procID()&c.mask)*blockWords].Add(1)
+	c.cells[shard(c.mask)*blockWords].Add(1)
 }
 
 // Value returns the current count. Adds that complete before Value is called

@@ -14,12 +14,12 @@
 // Primitives come in three flavours, chosen by who writes them:
 //
 //   - Multi-writer (Counter, Histogram, Gauge): any goroutine may record.
-//     Counter and Histogram are sharded per P (the scheduler's processor):
-//     each shard sits alone in its own 128-byte block, and a writer updates
-//     the shard of the P it runs on with one atomic add, so concurrent
-//     writers on different CPUs do not bounce a cache line between them.
-//     Readers sum the shards. Gauge is a single atomic word because Set
-//     cannot be sharded.
+//     Counter and Histogram are sharded per P (the scheduler's processor,
+//     whose id the runtime's procPin reports): each shard sits alone in its
+//     own 128-byte block, and a writer atomically updates the shard of the
+//     P it runs on, so concurrent writers on different CPUs do not bounce a
+//     cache line between them. Readers sum the shards. Gauge is a single
+//     atomic word because Set cannot be sharded.
 //
 //   - Loop-owned (LoopCounter, LoopHistogram, CappedLoopCounterVec): exactly
 //     one goroutine, typically a replica's event loop, records. On amd64

@@ -10,8 +10,8 @@ import (
 //
 // Like Counter it is sharded per P. Each shard holds the raw sum and one
 // count per bucket, padded to whole 128-byte blocks, so an observation is a
-// branch-free bucket search and two atomic adds on memory no other CPU is
-// writing.
+// table-driven bucket search and two atomic adds on memory that normally no
+// other CPU is writing.
 //
 // Create Histograms with Registry.NewHistogram or HistogramVec.With.
 type Histogram struct {
@@ -38,8 +38,8 @@ func newHistogram(l *bucketLayout) *Histogram {
 
 // Observe records v, in raw units (exported as v * Scale).
 func (h *Histogram) Observe(v int64) {
+	base := shard(h.mask) * h.stride
 	i := h.search.index(v)
-	base := (procID() & h.mask) * h.stride
 	h.cells[base+firstCount+i].Add(1)
 	h.cells[base+sumCell].Add(uint64(v))
 }

@@ -154,9 +154,10 @@ func (r *Registry) NewLoopHistogram(name, help string, opts HistogramOpts) *Loop
 // NewGaugeVecFunc registers a labelled gauge family whose series are
 // produced at every Gather: f is called with an emit callback and calls it
 // once per series, e.g. emit(1, "normal") and emit(0, "view_change") for a
-// state set. Each call must pass one value per label name; emitting the
-// same label values twice is a mistake the registry does not detect. f must
-// be safe to call from any goroutine.
+// state set. Each call must pass one value per label name, or Gather
+// panics; emitting the same label values twice is a mistake the registry
+// does not detect. emit is valid only until f returns. f must be safe to
+// call from any goroutine.
 func (r *Registry) NewGaugeVecFunc(name, help string, labelNames []string, f func(emit func(value float64, labelValues ...string))) {
 	if f == nil {
 		panicNilFunc(name)

@@ -31,16 +31,25 @@ func procPin() int
 //go:linkname procUnpin runtime.procUnpin
 func procUnpin()
 
-// procID returns the id of the P the caller is running on. The caller can be
-// moved to another P as soon as procID returns, so the id is only a hint for
-// picking a shard: it keeps writers on different CPUs apart in the common
-// case, and because shard updates are atomic a stale hint costs a little
-// contention, never a lost update. Unpinning straight away keeps the
-// non-preemptible window to a few instructions.
-func procID() int {
+// shard returns the shard that the calling goroutine should write, given a
+// metric's shard mask (shard count - 1).
+//
+// The shard is the id of the P the caller is running on. The caller can be
+// moved to another P as soon as shard returns, so the result is only a hint:
+// it keeps writers on different CPUs apart in the common case, and because
+// shard updates are atomic a stale hint costs a little contention, never a
+// lost update. Unpinning straight away keeps the non-preemptible window to a
+// few instructions. A single shard, as under GOMAXPROCS=1, needs no hint.
+//
+// shard is deliberately not inlinable (its two runtime calls exceed the
+// budget anyway) so that Counter.Add, which calls it, stays inlinable.
+func shard(mask int) int {
+	if mask == 0 {
+		return 0
+	}
 	id := procPin()
 	procUnpin()
-	return id
+	return id & mask
 }
 
 // shardCount returns GOMAXPROCS rounded up to a power of two, so a P id can

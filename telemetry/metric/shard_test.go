@@ -40,28 +40,29 @@ func TestShardCount(t *testing.T) {
 	}
 }
 
-func TestProcIDInRange(t *testing.T) {
-	procs := runtime.GOMAXPROCS(0)
-	inParallel(4, func(int) {
-		for range 100 {
-			if id := procID(); id < 0 || id >= procs {
-				t.Errorf("procID() = %d, want [0, %d)", id, procs)
-				return
+func TestShardInRange(t *testing.T) {
+	for _, mask := range []int{0, 1, 3, maxShards - 1} {
+		inParallel(4, func(int) {
+			for range 100 {
+				if s := shard(mask); s < 0 || s > mask {
+					t.Errorf("shard(%d) = %d, want [0, %d]", mask, s, mask)
+					return
+				}
 			}
-		}
-	})
+		})
+	}
 }
 
 // TestCounterIncLandsInCallersShard checks that Inc writes the shard of
-// the P it runs on. The goroutine can be moved between procID and Inc, so
+// the P it runs on. The goroutine can be moved between shard and Inc, so
 // the test retries until it observes one undisturbed attempt.
 func TestCounterIncLandsInCallersShard(t *testing.T) {
 	c := NewRegistry().NewCounter("c", "")
 	for range 1000 {
-		shard := procID() & c.mask
-		before := c.cells[shard*blockWords].Load()
+		s := shard(c.mask)
+		before := c.cells[s*blockWords].Load()
 		c.Inc()
-		if c.cells[shard*blockWords].Load() == before+1 {
+		if c.cells[s*blockWords].Load() == before+1 {
 			return
 		}
 	}

@@ -1,0 +1,324 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	kmblog "github.com/kmb-db/kmb/store/log"
+	"github.com/kmb-db/kmb/store/vsr"
+	"github.com/kmb-db/kmb/store/wire"
+)
+
+// commitPersistInterval is how often, at most, the commit number's lower
+// bound in the superblock is refreshed outside view changes. A restarted
+// replica re-learns the rest from its peers; a single replica from its own
+// log.
+const commitPersistInterval = time.Second
+
+func (n *Node) loop() error {
+	ticker := time.NewTicker(n.cfg.TickInterval)
+	defer ticker.Stop()
+	var recv <-chan wire.Message
+	if n.net != nil {
+		recv = n.net.Recv()
+	}
+	n.handleReady()
+	n.publishStatus("")
+	for {
+		select {
+		case req := <-n.reqs:
+			n.batch = append(n.batch[:0], req)
+			n.fill()
+			n.propose()
+		case m := <-recv:
+			n.rep.Step(m)
+			// Take whatever else arrived, so one fsync covers it all.
+			for more := true; more && len(recv) > 0; {
+				select {
+				case m := <-recv:
+					n.rep.Step(m)
+				default:
+					more = false
+				}
+			}
+		case <-ticker.C:
+			n.rep.Tick()
+			n.persistCommitLazily()
+		case <-n.stop:
+			return n.shutdown()
+		}
+		n.handleReady()
+		n.m.publish()
+		n.publishStatus("")
+		n.lastIter.Store(n.now().UnixNano())
+		if err := n.fatalErr(); err != nil {
+			n.failWaiting(err)
+			n.drainRejected(err)
+			<-n.stop
+			n.closeAll()
+			return err
+		}
+	}
+}
+
+// shutdown answers what is queued and closes everything. Writes still
+// waiting for a quorum are answered with ErrShuttingDown: they may commit
+// on the other replicas.
+func (n *Node) shutdown() error {
+	for len(n.reqs) > 0 {
+		n.batch = n.batch[:0]
+		n.fill()
+		n.propose()
+		n.handleReady()
+	}
+	n.failWaiting(ErrShuttingDown)
+	n.m.publish()
+	return n.closeAll()
+}
+
+// fill moves waiting requests into the batch, up to MaxBatchOps.
+func (n *Node) fill() {
+	for len(n.batch) < n.cfg.MaxBatchOps {
+		select {
+		case req := <-n.reqs:
+			n.batch = append(n.batch, req)
+		default:
+			return
+		}
+	}
+}
+
+// propose turns the batch into ops. All of them reach the log in the next
+// Ready, so the group shares one fsync.
+func (n *Node) propose() {
+	if err := n.fatalErr(); err != nil {
+		n.answer(n.batch, err)
+		return
+	}
+	ts := n.now().UnixNano()
+	n.proposals = n.proposals[:0]
+	accepted := n.batch[:0]
+	for _, req := range n.batch {
+		if req.clientID != 0 {
+			if res, done, err := n.clock.check(req.clientID, req.requestID); done || err != nil {
+				req.result <- response{res: res, err: err}
+				continue
+			}
+		}
+		n.proposals = append(n.proposals, vsr.Proposal{
+			Tenant: req.tenant, Entries: req.entries,
+			ClientID: req.clientID, RequestID: req.requestID, Timestamp: ts,
+		})
+		accepted = append(accepted, req)
+	}
+	if len(accepted) == 0 {
+		return
+	}
+	first, err := n.rep.Propose(n.proposals...)
+	if err != nil {
+		if errors.Is(err, vsr.ErrNotPrimary) {
+			err = n.writable()
+			if err == nil {
+				err = ErrNoLeader
+			}
+		}
+		n.answer(accepted, err)
+		return
+	}
+	for i, req := range accepted {
+		req.op = first + uint64(i)
+		n.waiting[req.op] = req
+	}
+}
+
+func (n *Node) answer(reqs []*request, err error) {
+	for _, req := range reqs {
+		req.result <- response{err: err}
+	}
+}
+
+func (n *Node) failWaiting(err error) {
+	for op, req := range n.waiting {
+		req.result <- response{err: err}
+		delete(n.waiting, op)
+	}
+}
+
+// handleReady carries out what the replica asked, in the order its contract
+// requires: the log (durably), then the hard state, then the messages, then
+// applying committed ops.
+func (n *Node) handleReady() {
+	for n.rep.HasReady() && n.fatalErr() == nil {
+		rd := n.rep.Ready()
+		if err := n.persist(rd); err != nil {
+			n.fail(err)
+			return
+		}
+		n.sendAll(rd.Messages)
+		n.observe(rd.Events)
+		n.applyUpTo(rd.CommitTo)
+		n.rep.Advance(rd)
+	}
+}
+
+func (n *Node) persist(rd vsr.Ready) error {
+	if rd.Truncate {
+		if err := n.log.TruncateAfter(rd.TruncateAfter); err != nil {
+			return fmt.Errorf("log truncate: %w", err)
+		}
+		n.dropUnapplied(rd.TruncateAfter)
+	}
+	if len(rd.Append) > 0 {
+		if err := n.log.Append(rd.Append...); err != nil {
+			return fmt.Errorf("log append: %w", err)
+		}
+		// After a failed fsync the page cache may not match the disk; the
+		// log refuses further writes and the node needs a restart.
+		if err := n.log.Sync(); err != nil {
+			return fmt.Errorf("log fsync: %w", err)
+		}
+		n.unapplied = append(n.unapplied, rd.Append...)
+	}
+	if rd.MustPersist {
+		if err := n.writeHardState(rd.HardState); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (n *Node) writeHardState(hs vsr.HardState) error {
+	hs.Commit = max(hs.Commit, n.hs.Commit)
+	hs.Commit = min(hs.Commit, n.log.LastOp())
+	if err := writeSuperblock(n.cfg.DataDir, superblock{NodeID: n.cfg.NodeID, State: hs}); err != nil {
+		return fmt.Errorf("write superblock: %w", err)
+	}
+	n.hs, n.hsAt = hs, n.now()
+	return nil
+}
+
+// persistCommitLazily refreshes the superblock's commit lower bound now and
+// then, so a restart replays most of the projection from the local log.
+func (n *Node) persistCommitLazily() {
+	st := n.rep.State()
+	if st.Commit <= n.hs.Commit || n.now().Sub(n.hsAt) < commitPersistInterval || n.fatalErr() != nil {
+		return
+	}
+	hs := n.hs
+	hs.Commit = st.Commit
+	if err := n.writeHardState(hs); err != nil {
+		n.fail(err)
+	}
+}
+
+// dropUnapplied forgets appended ops after op that a truncation removed, and
+// fails the writes that proposed them: they never committed.
+func (n *Node) dropUnapplied(op uint64) {
+	for i, o := range n.unapplied {
+		if o.Op > op {
+			n.unapplied = n.unapplied[:i]
+			break
+		}
+	}
+	for o, req := range n.waiting {
+		if o > op {
+			req.result <- response{err: ErrLostLeadership}
+			delete(n.waiting, o)
+		}
+	}
+}
+
+// applyUpTo applies committed ops in order and answers their writers.
+func (n *Node) applyUpTo(commit uint64) {
+	for n.applied < commit {
+		next := n.applied + 1
+		var op *kmblog.Op
+		if len(n.unapplied) > 0 && n.unapplied[0].Op == next {
+			op, n.unapplied = n.unapplied[0], n.unapplied[1:]
+		} else {
+			o, err := n.log.Read(next)
+			if err != nil {
+				n.fail(fmt.Errorf("read committed op %d: %w", next, err))
+				return
+			}
+			op = &o
+			for len(n.unapplied) > 0 && n.unapplied[0].Op <= next {
+				n.unapplied = n.unapplied[1:]
+			}
+		}
+		res := n.applyOp(op)
+		n.m.commits.Add(uint64(len(op.Entries)))
+		if req, ok := n.waiting[op.Op]; ok {
+			delete(n.waiting, op.Op)
+			if req.clientID == op.ClientID && req.requestID == op.RequestID && req.tenant == op.Tenant {
+				req.result <- response{res: res}
+			} else {
+				req.result <- response{err: ErrLostLeadership}
+			}
+		}
+	}
+}
+
+// applyOp applies one committed op to the projection and the client table.
+func (n *Node) applyOp(op *kmblog.Op) AppendResult {
+	res := AppendResult{FirstPosition: op.FirstPosition, LastPosition: op.LastPosition(), CommitNumber: op.Op}
+	if op.ClientID != 0 && !n.clock.record(op.ClientID, op.RequestID, res) {
+		// A retry of a request already applied: the log holds it twice,
+		// the state machine executes it once.
+		n.applied = op.Op
+		return n.clock.result(op.ClientID)
+	}
+	n.proj.Apply(op)
+	n.applied = op.Op
+	return res
+}
+
+// observe turns replica events into logs and metrics.
+func (n *Node) observe(events []vsr.Event) {
+	for _, e := range events {
+		switch e.Kind {
+		case vsr.EventBecamePrimary:
+			n.clogger.Info("Became leader",
+				slog.Uint64("node_id", n.cfg.NodeID),
+				slog.Uint64("view", e.View),
+				slog.Uint64("commit_index", e.Commit),
+				slog.Uint64("op_number", e.Op),
+				slog.Int("cluster_size", len(n.ids)))
+		case vsr.EventViewChangeStarted:
+			n.clogger.Warn("view change started",
+				slog.Uint64("node_id", n.cfg.NodeID),
+				slog.Uint64("view", e.View),
+				slog.Uint64("candidate_leader", e.Primary))
+			// Writes waiting here may still commit in the new view; their
+			// writers learn the outcome only by retrying.
+			n.failWaiting(ErrLostLeadership)
+		case vsr.EventViewStarted:
+			if e.View > 0 {
+				n.m.viewChanges.Inc()
+			}
+			n.clogger.Info("view started",
+				slog.Uint64("node_id", n.cfg.NodeID),
+				slog.Uint64("view", e.View),
+				slog.Uint64("leader", e.Primary),
+				slog.Uint64("op_number", e.Op),
+				slog.Uint64("commit_index", e.Commit))
+		case vsr.EventRepairRequested:
+			n.m.repairs.Inc()
+			if n.clogger.Enabled(context.Background(), slog.LevelDebug) {
+				n.clogger.Debug("repair requested", slog.Uint64("view", e.View), slog.Uint64("from_op", e.Op))
+			}
+		case vsr.EventLogTruncated:
+			n.clogger.Warn("uncommitted log suffix replaced", slog.Uint64("view", e.View), slog.Uint64("last_op", e.Op))
+		case vsr.EventRecoveryStarted:
+			n.clogger.Warn("no replica state on disk: recovering from the cluster", slog.Uint64("node_id", n.cfg.NodeID))
+		case vsr.EventClusterFormed:
+			n.clogger.Info("cluster formed", slog.Uint64("node_id", n.cfg.NodeID), slog.Int("cluster_size", len(n.ids)))
+		case vsr.EventRecovered:
+			n.m.stateTransfers.Inc()
+			n.clogger.Info("recovered", slog.Uint64("view", e.View), slog.Uint64("op_number", e.Op), slog.Uint64("commit_index", e.Commit))
+		}
+	}
+}

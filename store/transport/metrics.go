@@ -1,0 +1,112 @@
+package transport
+
+import (
+	"slices"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/kmb-db/kmb/store/wire"
+	"github.com/kmb-db/kmb/telemetry/metric"
+)
+
+// unknownPeer labels frames rejected on connections whose peer has not
+// identified itself (or claimed an id outside the cluster), which keeps the
+// peer label bounded by the cluster size plus one.
+const unknownPeer = "unknown"
+
+// rttBuckets are upper bounds in seconds, from loopback to a congested WAN.
+var rttBuckets = []float64{
+	0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
+	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+}
+
+// Metrics are a Transport's instruments. Every labelled child is resolved
+// at construction, so recording is an atomic add: no allocation, no lock,
+// no map write. One Metrics serves one Transport.
+type Metrics struct {
+	peers   map[uint64]*peerMetrics // read-only after NewMetrics
+	unknown *metric.Counter         // frames rejected from unidentified connections
+}
+
+// peerMetrics are the instruments of one peer.
+type peerMetrics struct {
+	sent, received [wire.MaxType + 1]*metric.Counter // indexed by wire.Type; [0] unused
+	bytesSent      *metric.Counter
+	bytesReceived  *metric.Counter
+	dropped        *metric.Counter
+	connects       *metric.Counter
+	rejected       *metric.Counter
+	rtt            *metric.Histogram
+	connected      atomic.Bool // the outbound connection is up; read at scrape
+}
+
+// NewMetrics registers the kmb_replication_* families in r and resolves
+// their children for every peer except self:
+//
+//	kmb_replication_messages_sent_total{peer,type}
+//	kmb_replication_messages_received_total{peer,type}
+//	kmb_replication_bytes_sent_total{peer}
+//	kmb_replication_bytes_received_total{peer}
+//	kmb_replication_send_dropped_total{peer}
+//	kmb_replication_connects_total{peer}
+//	kmb_replication_connected{peer}
+//	kmb_replication_peer_rtt_seconds{peer}
+//	kmb_replication_frames_rejected_total{peer}
+//
+// peer is the node id in decimal; type is wire.Type.String().
+func NewMetrics(r *metric.Registry, self uint64, peers []uint64) *Metrics {
+	sent := r.NewCounterVec("kmb_replication_messages_sent_total",
+		"Replication messages written to a peer's connection, by message type.", "peer", "type")
+	received := r.NewCounterVec("kmb_replication_messages_received_total",
+		"Replication messages received from a peer and delivered to consensus, by message type.", "peer", "type")
+	bytesSent := r.NewCounterVec("kmb_replication_bytes_sent_total",
+		"Bytes written to a peer's replication connection, framing, handshakes and pings included.", "peer")
+	bytesReceived := r.NewCounterVec("kmb_replication_bytes_received_total",
+		"Bytes read from a peer's replication connections, framing, handshakes and pongs included.", "peer")
+	dropped := r.NewCounterVec("kmb_replication_send_dropped_total",
+		"Replication messages dropped before reaching a peer: its queue was full, it was unreachable, or the connection failed under them. Consensus retries.", "peer")
+	connects := r.NewCounterVec("kmb_replication_connects_total",
+		"Outbound replication connections established (handshake completed).", "peer")
+	rejected := r.NewCounterVec("kmb_replication_frames_rejected_total",
+		"Frames rejected as corrupt or breaking the protocol, and messages claiming a sender other than the connection's peer; peer=\"unknown\" before the peer identified itself.", "peer")
+	rtt := r.NewHistogramVec("kmb_replication_peer_rtt_seconds",
+		"Round-trip time of transport pings to a peer.",
+		metric.HistogramOpts{Buckets: rttBuckets, Scale: 1e-9}, "peer")
+
+	m := &Metrics{peers: map[uint64]*peerMetrics{}, unknown: rejected.With(unknownPeer)}
+	ids := slices.Sorted(slices.Values(peers))
+	ids = slices.Compact(ids)
+	labels := make(map[uint64]string, len(ids))
+	for _, id := range ids {
+		if id == self {
+			continue
+		}
+		peer := strconv.FormatUint(id, 10)
+		labels[id] = peer
+		pm := &peerMetrics{
+			bytesSent:     bytesSent.With(peer),
+			bytesReceived: bytesReceived.With(peer),
+			dropped:       dropped.With(peer),
+			connects:      connects.With(peer),
+			rejected:      rejected.With(peer),
+			rtt:           rtt.With(peer),
+		}
+		for typ := wire.Type(1); typ <= wire.MaxType; typ++ {
+			pm.sent[typ] = sent.With(peer, typ.String())
+			pm.received[typ] = received.With(peer, typ.String())
+		}
+		m.peers[id] = pm
+	}
+	r.NewGaugeVecFunc("kmb_replication_connected",
+		"1 while the outbound replication connection to a peer is up, else 0.",
+		[]string{"peer"}, func(emit func(float64, ...string)) {
+			for id, pm := range m.peers {
+				v := 0.0
+				if pm.connected.Load() {
+					v = 1
+				}
+				emit(v, labels[id])
+			}
+		})
+	return m
+}

@@ -1,0 +1,305 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kmb-db/kmb/store/wire"
+	"github.com/kmb-db/kmb/telemetry/metric"
+)
+
+// Transport carries replication messages between this replica and its
+// peers over TCP. Create it with New or NewWithListener, then Start it.
+// Send, Recv, PeerAPIAddr and LastContact are safe for concurrent use.
+type Transport struct {
+	cfg    Config
+	logger *slog.Logger
+	m      *Metrics
+	peers  map[uint64]*peer // read-only after New
+	recv   chan wire.Message
+	epoch  time.Time // origin of ping timestamps; carries a monotonic reading
+	dialer net.Dialer
+
+	ctx    context.Context // cancelled by Close, which aborts dials
+	cancel context.CancelFunc
+	done   chan struct{} // closed by Close
+
+	mu      sync.Mutex
+	ln      net.Listener
+	started bool
+	closed  bool
+	conns   map[net.Conn]struct{} // every open connection, for Close
+
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// peer is the state of one other replica.
+type peer struct {
+	id          uint64
+	addr        string
+	queue       chan wire.Message
+	m           *peerMetrics
+	apiAddr     atomic.Pointer[string]
+	lastContact atomic.Int64 // Unix nanoseconds of the last frame from the peer; 0 if none
+	inbound     net.Conn     // the accepted connection from the peer; guarded by Transport.mu
+	inboundSeq  uint64       // its place in accept order; guarded by Transport.mu
+}
+
+// touch records that a frame arrived from the peer.
+func (p *peer) touch(now time.Time) { p.lastContact.Store(now.UnixNano()) }
+
+// New returns a Transport for cfg, with defaults applied and validated.
+// logger may be nil (nothing is logged); m may be nil (metrics go to a
+// private registry), otherwise it must have been made for cfg's peers.
+// Start binds cfg.Listen.
+func New(cfg Config, logger *slog.Logger, m *Metrics) (*Transport, error) {
+	return newTransport(cfg, nil, logger, m)
+}
+
+// NewWithListener is New with the replication listener already bound,
+// which lets tests learn every replica's address (port 0) before any
+// configuration names it. cfg.Listen is set to ln's address. The
+// Transport owns ln from now on, even if New fails.
+func NewWithListener(cfg Config, ln net.Listener, logger *slog.Logger, m *Metrics) (*Transport, error) {
+	cfg.Listen = ln.Addr().String()
+	t, err := newTransport(cfg, ln, logger, m)
+	if err != nil {
+		ln.Close()
+	}
+	return t, err
+}
+
+func newTransport(cfg Config, ln net.Listener, logger *slog.Logger, m *Metrics) (*Transport, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if m == nil {
+		m = NewMetrics(metric.NewRegistry(), cfg.NodeID, slices.Collect(maps.Keys(cfg.Peers)))
+	}
+	t := &Transport{
+		cfg:    cfg,
+		logger: logger,
+		m:      m,
+		peers:  make(map[uint64]*peer, len(cfg.Peers)),
+		recv:   make(chan wire.Message, cfg.QueueDepth),
+		epoch:  time.Now(),
+		done:   make(chan struct{}),
+		ln:     ln,
+		conns:  map[net.Conn]struct{}{},
+	}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	for id, addr := range cfg.Peers {
+		pm := m.peers[id]
+		if pm == nil {
+			t.cancel()
+			return nil, fmt.Errorf("transport: metrics were made without peer %d", id)
+		}
+		t.peers[id] = &peer{id: id, addr: addr, queue: make(chan wire.Message, cfg.QueueDepth), m: pm}
+	}
+	return t, nil
+}
+
+// Start binds the listen address unless a listener was given, so that a
+// taken port fails here rather than later, then starts accepting peers'
+// connections and one writer per peer, which dials it.
+func (t *Transport) Start() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case t.closed:
+		return errors.New("transport: Start after Close")
+	case t.started:
+		return errors.New("transport: already started")
+	}
+	if t.ln == nil {
+		ln, err := net.Listen("tcp", t.cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("transport: cluster.replicas: listen on this node's address %s: %w", t.cfg.Listen, err)
+		}
+		t.ln = ln
+	}
+	t.started = true
+	t.wg.Add(1 + len(t.peers))
+	go t.acceptLoop(t.ln)
+	for _, p := range t.peers {
+		go t.runPeer(p)
+	}
+	t.logger.Info("replication transport started",
+		slog.Uint64("node_id", t.cfg.NodeID),
+		slog.String("listen", t.ln.Addr().String()),
+		slog.Int("peers", len(t.peers)))
+	return nil
+}
+
+// Addr is the replication listener's address, nil before it is bound.
+func (t *Transport) Addr() net.Addr {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ln == nil {
+		return nil
+	}
+	return t.ln.Addr()
+}
+
+// Send queues m for m.To and returns at once. It sets m.From to this
+// node's id. When the queue is full, or the peer is unreachable, the
+// message is dropped and counted: consensus tolerates loss and retries.
+// The transport reads m and its ops after Send returns, so the caller must
+// not modify them. A message to a node that is not a peer is dropped with
+// a warning.
+func (t *Transport) Send(m wire.Message) {
+	p := t.peers[m.To]
+	if p == nil {
+		t.logger.Warn("replication message to a node that is not a peer dropped",
+			slog.Uint64("to", m.To), slog.String("type", m.Type.String()))
+		return
+	}
+	m.From = t.cfg.NodeID
+	select {
+	case p.queue <- m:
+	default:
+		p.m.dropped.Inc()
+	}
+}
+
+// Recv delivers every message received from the peers, in order per peer.
+// Each message's From is the id its connection authenticated in the
+// handshake. Close closes the channel.
+func (t *Transport) Recv() <-chan wire.Message { return t.recv }
+
+// PeerAPIAddr is the client API address peer id advertised in its last
+// handshake, "" if it has not shaken hands or is not a peer.
+func (t *Transport) PeerAPIAddr(id uint64) string {
+	if p := t.peers[id]; p != nil {
+		if s := p.apiAddr.Load(); s != nil {
+			return *s
+		}
+	}
+	return ""
+}
+
+// LastContact is when the last frame of any kind (a pong included) arrived
+// from peer id; the zero Time if none did or id is not a peer.
+func (t *Transport) LastContact(id uint64) time.Time {
+	if p := t.peers[id]; p != nil {
+		if ns := p.lastContact.Load(); ns != 0 {
+			return time.Unix(0, ns)
+		}
+	}
+	return time.Time{}
+}
+
+// Close stops the transport: it closes the listener and every connection,
+// waits for all its goroutines, and closes Recv. Messages still queued are
+// abandoned. Close is idempotent.
+func (t *Transport) Close() error {
+	t.closeOnce.Do(func() {
+		t.cancel()
+		close(t.done)
+		t.mu.Lock()
+		t.closed = true
+		ln := t.ln
+		for c := range t.conns {
+			c.Close()
+		}
+		t.mu.Unlock()
+		if ln != nil {
+			ln.Close()
+		}
+		t.wg.Wait()
+		close(t.recv)
+	})
+	return nil
+}
+
+// isClosed reports whether Close has begun.
+func (t *Transport) isClosed() bool {
+	select {
+	case <-t.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// track registers c so that Close closes it; it reports false, and the
+// caller must close c, once Close has begun.
+func (t *Transport) track(c net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.conns[c] = struct{}{}
+	return true
+}
+
+// closeConn closes c and forgets it.
+func (t *Transport) closeConn(c net.Conn) {
+	c.Close()
+	t.mu.Lock()
+	delete(t.conns, c)
+	t.mu.Unlock()
+}
+
+// setInbound makes c, accepted seq-th, the connection of p and closes the
+// one it replaces: a peer that redials has given up on its old connection,
+// which may be half-open, and one connection per direction keeps delivery
+// in order. A peer dials one connection at a time, so accept order is its
+// dial order: if a newer connection got here first, c is stale and
+// setInbound reports false.
+func (t *Transport) setInbound(p *peer, c net.Conn, seq uint64) bool {
+	t.mu.Lock()
+	if seq < p.inboundSeq {
+		t.mu.Unlock()
+		return false
+	}
+	old := p.inbound
+	p.inbound, p.inboundSeq = c, seq
+	t.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return true
+}
+
+// clearInbound forgets c as p's accepted connection, unless it was
+// replaced already.
+func (t *Transport) clearInbound(p *peer, c net.Conn) {
+	t.mu.Lock()
+	if p.inbound == c {
+		p.inbound = nil
+	}
+	t.mu.Unlock()
+}
+
+// setNoDelay turns Nagle's algorithm off: the writer already batches, and
+// a PrepareOK held back for 40ms would stall commits.
+func setNoDelay(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+}
+
+// controlFrame frames a small control payload built by build into buf.
+func controlFrame(buf []byte, build func([]byte) []byte) []byte {
+	buf, start := wire.StartFrame(buf[:0])
+	buf, err := wire.FinishFrame(build(buf), start)
+	if err != nil {
+		panic("transport: control frame out of range: " + err.Error()) // sizes are constants
+	}
+	return buf
+}

@@ -1,0 +1,543 @@
+package vsr
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	kmblog "github.com/kmb-db/kmb/store/log"
+	"github.com/kmb-db/kmb/store/wire"
+)
+
+// This file is a small deterministic test harness: a cluster of replicas
+// with in-memory disks and a message queue that the test delivers by hand.
+// It is the driver of the package comment reduced to its contract (persist
+// the log, then the hard state, send, apply, Advance) plus invariant checks
+// that fail the test on the first violation.
+
+// clusterOpts configures a test cluster. Zero fields take the replica's
+// defaults, except ViewChangeTicks (10) and HeartbeatTicks (1), which are
+// set explicitly so that scripts do not depend on package defaults.
+type clusterOpts struct {
+	N                int
+	Fresh            bool // start every replica without state (recovery handshake)
+	HeartbeatTicks   int
+	ViewChangeTicks  int
+	MaxPipeline      int
+	MaxOpsPerMessage int
+	Seed             uint64
+	// FixedRand, when set, makes Rand(n) return *FixedRand % n instead of
+	// a seeded random number: the view-change timeout is then exactly
+	// ViewChangeTicks (with 0), which keeps scripts easy to follow.
+	FixedRand *int
+}
+
+// testNode is one simulated machine: the disk survives crashes, the rest
+// does not.
+type testNode struct {
+	id uint64
+
+	// Disk.
+	disk     []*kmblog.Op
+	hs       HardState
+	hasState bool
+
+	// Memory.
+	r       *Replica // nil while down
+	applied uint64
+	rng     *rand.Rand
+}
+
+// nodeStorage serves a replica's reads from its node's disk.
+type nodeStorage struct{ n *testNode }
+
+func (s nodeStorage) Read(op uint64) (kmblog.Op, error) {
+	if op == 0 || op > uint64(len(s.n.disk)) {
+		return kmblog.Op{}, fmt.Errorf("harness: op %d not on disk (%d ops)", op, len(s.n.disk))
+	}
+	return *cloneOp(s.n.disk[op-1]), nil
+}
+
+// nodeEvent is an event with the replica that emitted it.
+type nodeEvent struct {
+	id uint64
+	Event
+}
+
+type cluster struct {
+	tb    testing.TB
+	opts  clusterOpts
+	ids   []uint64
+	nodes map[uint64]*testNode
+
+	queue  []wire.Message // in flight, in delivery order
+	blocks []msgFilter    // network rules: matching messages are lost on delivery
+
+	// Per command (reset by resetRecords): what was sent and emitted.
+	sent   []wire.Message
+	events []nodeEvent
+
+	committed map[uint64]string // op number → identity, as first applied anywhere
+	primaries map[uint64]uint64 // view → the replica that became its primary
+	nextReq   uint64
+	clock     int64
+}
+
+func newCluster(tb testing.TB, o clusterOpts) *cluster {
+	tb.Helper()
+	if o.N == 0 {
+		o.N = 3
+	}
+	if o.HeartbeatTicks == 0 {
+		o.HeartbeatTicks = 1
+	}
+	if o.ViewChangeTicks == 0 {
+		o.ViewChangeTicks = 10
+	}
+	c := &cluster{
+		tb:        tb,
+		opts:      o,
+		nodes:     map[uint64]*testNode{},
+		committed: map[uint64]string{},
+		primaries: map[uint64]uint64{},
+	}
+	for i := 1; i <= o.N; i++ {
+		id := uint64(i)
+		c.ids = append(c.ids, id)
+		c.nodes[id] = &testNode{
+			id:       id,
+			hasState: !o.Fresh, // a formatted cluster: empty hard state, view 0
+			rng:      rand.New(rand.NewPCG(o.Seed, id)),
+		}
+	}
+	for _, id := range c.ids {
+		c.start(id)
+	}
+	return c
+}
+
+func (c *cluster) fatalf(format string, args ...any) {
+	c.tb.Helper()
+	c.tb.Fatalf("%s\ncluster: %s", fmt.Sprintf(format, args...), c.describe())
+}
+
+func (c *cluster) node(id uint64) *testNode {
+	c.tb.Helper()
+	n := c.nodes[id]
+	if n == nil {
+		c.fatalf("no replica %d", id)
+	}
+	return n
+}
+
+// replica returns the running replica id.
+func (c *cluster) replica(id uint64) *Replica {
+	c.tb.Helper()
+	n := c.node(id)
+	if n.r == nil {
+		c.fatalf("replica %d is down", id)
+	}
+	return n.r
+}
+
+func (c *cluster) config(n *testNode) Config {
+	return Config{
+		NodeID:           n.id,
+		Replicas:         slices.Clone(c.ids),
+		HeartbeatTicks:   c.opts.HeartbeatTicks,
+		ViewChangeTicks:  c.opts.ViewChangeTicks,
+		MaxPipeline:      c.opts.MaxPipeline,
+		MaxOpsPerMessage: c.opts.MaxOpsPerMessage,
+		Rand: func(k int) int {
+			if c.opts.FixedRand != nil {
+				return *c.opts.FixedRand % k
+			}
+			return n.rng.IntN(k)
+		},
+		Storage: nodeStorage{n},
+	}
+}
+
+// start boots replica id from its disk, replaying its committed prefix as
+// a node does.
+func (c *cluster) start(id uint64) {
+	c.tb.Helper()
+	n := c.node(id)
+	if n.r != nil {
+		c.fatalf("replica %d is already up", id)
+	}
+	n.applied = 0
+	if n.hasState {
+		n.applied = min(n.hs.Commit, uint64(len(n.disk)))
+	}
+	r, err := New(c.config(n), n.hs, n.hasState, uint64(len(n.disk)))
+	if err != nil {
+		c.fatalf("replica %d: New: %v", id, err)
+	}
+	n.r = r
+	c.handleReady(n)
+}
+
+// crash discards the replica and its memory; the disk stays.
+func (c *cluster) crash(id uint64) {
+	c.tb.Helper()
+	n := c.node(id)
+	if n.r == nil {
+		c.fatalf("replica %d is already down", id)
+	}
+	n.r, n.applied = nil, 0
+}
+
+// wipe crashes the replica (if up) and loses its disk.
+func (c *cluster) wipe(id uint64) {
+	c.tb.Helper()
+	n := c.node(id)
+	n.r, n.applied = nil, 0
+	n.disk, n.hs, n.hasState = nil, HardState{}, false
+}
+
+func (c *cluster) resetRecords() { c.sent, c.events = nil, nil }
+
+// handleReady runs the driver contract for every pending Ready of n and
+// checks the invariants a correct replica keeps.
+func (c *cluster) handleReady(n *testNode) {
+	c.tb.Helper()
+	for n.r != nil && n.r.HasReady() {
+		rd := n.r.Ready()
+
+		// 1. The log, durably: truncation first, then appends.
+		if rd.Truncate {
+			if rd.TruncateAfter > uint64(len(n.disk)) {
+				c.fatalf("replica %d: truncate after %d beyond its log end %d", n.id, rd.TruncateAfter, len(n.disk))
+			}
+			if rd.TruncateAfter < n.applied {
+				c.fatalf("replica %d: truncate after %d removes applied (committed) ops up to %d", n.id, rd.TruncateAfter, n.applied)
+			}
+			n.disk = n.disk[:rd.TruncateAfter]
+		}
+		for _, op := range rd.Append {
+			if op.Op != uint64(len(n.disk))+1 {
+				c.fatalf("replica %d: append of op %d after op %d", n.id, op.Op, len(n.disk))
+			}
+			n.disk = append(n.disk, cloneOp(op))
+		}
+		// 2. Then the hard state.
+		if rd.MustPersist {
+			if rd.HardState.View < n.hs.View {
+				c.fatalf("replica %d: persisted view went back from %d to %d", n.id, n.hs.View, rd.HardState.View)
+			}
+			if rd.HardState.LogView > rd.HardState.View {
+				c.fatalf("replica %d: persisted log view %d above view %d", n.id, rd.HardState.LogView, rd.HardState.View)
+			}
+			n.hs.View, n.hs.LogView = rd.HardState.View, rd.HardState.LogView
+			n.hasState = true
+		}
+		if rd.CommitTo > uint64(len(n.disk)) {
+			c.fatalf("replica %d: commit %d beyond its log (%d ops)", n.id, rd.CommitTo, len(n.disk))
+		}
+		n.hs.Commit = max(n.hs.Commit, min(rd.CommitTo, uint64(len(n.disk))))
+
+		// 3. Send.
+		for _, m := range rd.Messages {
+			if m.From != n.id {
+				c.fatalf("replica %d sent a message from %d: %s", n.id, m.From, fmtMsg(m))
+			}
+			if m.To == n.id || c.nodes[m.To] == nil {
+				c.fatalf("replica %d sent a message to %d: %s", n.id, m.To, fmtMsg(m))
+			}
+			m = cloneMsg(m)
+			c.queue = append(c.queue, m)
+			c.sent = append(c.sent, m)
+		}
+
+		// 4. Apply, checking agreement.
+		for n.applied < rd.CommitTo {
+			op := n.disk[n.applied]
+			id := identity(op)
+			if prev, ok := c.committed[op.Op]; ok && prev != id {
+				c.fatalf("agreement: replica %d committed op %d as %s, committed elsewhere as %s", n.id, op.Op, id, prev)
+			}
+			c.committed[op.Op] = id
+			n.applied++
+		}
+
+		for _, e := range rd.Events {
+			c.events = append(c.events, nodeEvent{id: n.id, Event: e})
+			if e.Kind == EventBecamePrimary {
+				if e.Primary != n.id {
+					c.fatalf("replica %d: became_primary event names %d", n.id, e.Primary)
+				}
+				if prev, ok := c.primaries[e.View]; ok && prev != n.id {
+					c.fatalf("two primaries in view %d: %d and %d", e.View, prev, n.id)
+				}
+				c.primaries[e.View] = n.id
+			}
+		}
+		n.r.Advance(rd)
+		if s := n.r.State(); s.Commit > s.Op {
+			c.fatalf("replica %d: commit %d > op %d", n.id, s.Commit, s.Op)
+		}
+	}
+}
+
+// propose submits one proposal per key=value pair in one Propose call.
+func (c *cluster) propose(id uint64, kvs ...string) (uint64, error) {
+	c.tb.Helper()
+	n := c.node(id)
+	if n.r == nil {
+		c.fatalf("propose at replica %d: it is down", id)
+	}
+	ps := make([]Proposal, len(kvs))
+	for i, kv := range kvs {
+		k, v, _ := strings.Cut(kv, "=")
+		c.nextReq++
+		c.clock += 1000
+		ps[i] = Proposal{
+			Tenant:    "put",
+			Entries:   []kmblog.Entry{{Key: k, Value: []byte(v)}},
+			ClientID:  1,
+			RequestID: c.nextReq,
+			Timestamp: c.clock,
+		}
+	}
+	first, err := n.r.Propose(ps...)
+	c.handleReady(n)
+	return first, err
+}
+
+// tick advances replica id by one tick.
+func (c *cluster) tick(id uint64) {
+	c.tb.Helper()
+	n := c.node(id)
+	if n.r == nil {
+		return
+	}
+	n.r.Tick()
+	c.handleReady(n)
+}
+
+func (c *cluster) blocked(m wire.Message) bool {
+	for _, f := range c.blocks {
+		if f.match(m) {
+			return true
+		}
+	}
+	return false
+}
+
+// deliverMsg hands m to its receiver, unless the network loses it.
+func (c *cluster) deliverMsg(m wire.Message) {
+	c.tb.Helper()
+	n := c.nodes[m.To]
+	if n == nil || n.r == nil || c.blocked(m) {
+		return
+	}
+	n.r.Step(cloneMsg(m))
+	c.handleReady(n)
+}
+
+// deliver delivers the queued messages matching f, in queue order, and
+// those they cause, until no matching message is left. Messages not
+// matching f stay queued in their order.
+func (c *cluster) deliver(f msgFilter) {
+	c.tb.Helper()
+	for steps := 0; ; steps++ {
+		if steps > 100000 {
+			c.fatalf("deliver %s: no quiescence after %d messages", f, steps)
+		}
+		i := slices.IndexFunc(c.queue, f.match)
+		if i < 0 {
+			return
+		}
+		m := c.queue[i]
+		c.queue = slices.Delete(c.queue, i, i+1)
+		c.deliverMsg(m)
+	}
+}
+
+// deliverOnce delivers only the messages matching f that are queued now;
+// what they cause stays queued.
+func (c *cluster) deliverOnce(f msgFilter) {
+	c.tb.Helper()
+	var due, rest []wire.Message
+	for _, m := range c.queue {
+		if f.match(m) {
+			due = append(due, m)
+		} else {
+			rest = append(rest, m)
+		}
+	}
+	c.queue = rest
+	for _, m := range due {
+		c.deliverMsg(m)
+	}
+}
+
+// drop removes the queued messages matching f and returns how many.
+func (c *cluster) drop(f msgFilter) int {
+	n := len(c.queue)
+	c.queue = slices.DeleteFunc(c.queue, f.match)
+	return n - len(c.queue)
+}
+
+// dup duplicates every queued message matching f (the copy right after it).
+func (c *cluster) dup(f msgFilter) {
+	var q []wire.Message
+	for _, m := range c.queue {
+		q = append(q, m)
+		if f.match(m) {
+			q = append(q, cloneMsg(m))
+		}
+	}
+	c.queue = q
+}
+
+// reverse reverses the order of the queued messages matching f among
+// themselves; the others keep their places.
+func (c *cluster) reverse(f msgFilter) {
+	var idx []int
+	for i, m := range c.queue {
+		if f.match(m) {
+			idx = append(idx, i)
+		}
+	}
+	for i, j := 0, len(idx)-1; i < j; i, j = i+1, j-1 {
+		c.queue[idx[i]], c.queue[idx[j]] = c.queue[idx[j]], c.queue[idx[i]]
+	}
+}
+
+// run runs rounds: tick the given replicas (the running ones), then
+// deliver everything in flight until the network is quiet.
+func (c *cluster) run(rounds int, ids []uint64) {
+	c.tb.Helper()
+	for range rounds {
+		for _, id := range ids {
+			c.tick(id)
+		}
+		c.deliver(msgFilter{})
+	}
+}
+
+func (c *cluster) up() []uint64 {
+	var ids []uint64
+	for _, id := range c.ids {
+		if c.nodes[id].r != nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+func (c *cluster) describe() string {
+	var b strings.Builder
+	for _, id := range c.ids {
+		n := c.nodes[id]
+		if n.r == nil {
+			fmt.Fprintf(&b, "\n  [%d down] disk=%d hs=%+v hasState=%v", id, len(n.disk), n.hs, n.hasState)
+			continue
+		}
+		s := n.r.State()
+		fmt.Fprintf(&b, "\n  [%d %s v%d lv%d op%d c%d verified%d catchingUp=%v applied%d] log: %s",
+			id, s.Status, s.View, s.LogView, s.Op, s.Commit, n.r.verified, n.r.catchingUp, n.applied, logString(n.disk))
+	}
+	fmt.Fprintf(&b, "\n  queue (%d):", len(c.queue))
+	for _, m := range c.queue {
+		fmt.Fprintf(&b, "\n    %s", fmtMsg(m))
+	}
+	return b.String()
+}
+
+// identity names an op by its first entry and the view it was prepared in:
+// "k=v@view".
+func identity(op *kmblog.Op) string {
+	kv := "-"
+	if len(op.Entries) > 0 {
+		kv = op.Entries[0].Key + "=" + string(op.Entries[0].Value)
+	}
+	return fmt.Sprintf("%s@%d", kv, op.View)
+}
+
+func logString(ops []*kmblog.Op) string {
+	s := make([]string, len(ops))
+	for i, op := range ops {
+		s[i] = identity(op)
+	}
+	return strings.Join(s, " ")
+}
+
+func fmtMsg(m wire.Message) string {
+	var ops []string
+	for _, op := range m.Ops {
+		ops = append(ops, fmt.Sprintf("%d:%s", op.Op, identity(op)))
+	}
+	return fmt.Sprintf("%s %d->%d view=%d logview=%d op=%d commit=%d ops=[%s]",
+		m.Type, m.From, m.To, m.View, m.LogView, m.Op, m.Commit, strings.Join(ops, " "))
+}
+
+// cloneOp deep-copies op, as the wire and the disk would: no replica may
+// share an op with another.
+func cloneOp(op *kmblog.Op) *kmblog.Op {
+	cp := *op
+	cp.Entries = make([]kmblog.Entry, len(op.Entries))
+	for i, e := range op.Entries {
+		cp.Entries[i] = kmblog.Entry{Key: e.Key, Value: slices.Clone(e.Value)}
+	}
+	return &cp
+}
+
+func cloneMsg(m wire.Message) wire.Message {
+	if m.Ops != nil {
+		ops := make([]*kmblog.Op, len(m.Ops))
+		for i, op := range m.Ops {
+			ops[i] = cloneOp(op)
+		}
+		m.Ops = ops
+	}
+	return m
+}
+
+// msgFilter selects messages; empty fields match anything.
+type msgFilter struct {
+	from, to []uint64
+	types    []wire.Type
+	view     *uint64
+	op       *uint64
+	commit   *uint64
+}
+
+func (f msgFilter) match(m wire.Message) bool {
+	return (len(f.from) == 0 || slices.Contains(f.from, m.From)) &&
+		(len(f.to) == 0 || slices.Contains(f.to, m.To)) &&
+		(len(f.types) == 0 || slices.Contains(f.types, m.Type)) &&
+		(f.view == nil || *f.view == m.View) &&
+		(f.op == nil || *f.op == m.Op) &&
+		(f.commit == nil || *f.commit == m.Commit)
+}
+
+func (f msgFilter) String() string {
+	var parts []string
+	if len(f.from) > 0 {
+		parts = append(parts, fmt.Sprintf("from=%v", f.from))
+	}
+	if len(f.to) > 0 {
+		parts = append(parts, fmt.Sprintf("to=%v", f.to))
+	}
+	if len(f.types) > 0 {
+		parts = append(parts, fmt.Sprintf("type=%v", f.types))
+	}
+	if f.view != nil {
+		parts = append(parts, fmt.Sprintf("view=%d", *f.view))
+	}
+	if f.op != nil {
+		parts = append(parts, fmt.Sprintf("op=%d", *f.op))
+	}
+	if f.commit != nil {
+		parts = append(parts, fmt.Sprintf("commit=%d", *f.commit))
+	}
+	if len(parts) == 0 {
+		return "all"
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,665 @@
+package vsr
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/kmb-db/kmb/store/wire"
+)
+
+// Scenario scripts (testdata/scenarios/*.txt) drive a test cluster one
+// command per line; "#" starts a comment. A script fails at its first
+// failing line. The language:
+//
+//	skip BUG: text              the scenario shows a known bug: skip it
+//	                            (run it anyway with VSR_RUN_BUGS=1)
+//	cluster N [fresh] [hb=H] [vct=T] [pipeline=P] [maxops=M] [seed=S] [rand=R]
+//	                            replicas 1..N (vct defaults to 10, hb to 1);
+//	                            each replica's Rand is seeded from S (default
+//	                            1), or returns R%n with rand=R (rand=0: the
+//	                            view-change timeout is exactly vct ticks); the primary of view v is
+//	                            replica v%N+1. Without "fresh" every replica
+//	                            starts formatted (empty hard state, view 0);
+//	                            with it, without state (recovery handshake).
+//	propose ID k=v... [err=not_primary|busy] [first=N]
+//	                            one Propose call at ID, one op per k=v;
+//	                            without err= it must succeed
+//	tick IDS [N]                tick each replica of IDS N times (default 1);
+//	                            nothing is delivered
+//	run N [IDS]                 N rounds of: tick IDS (default all running
+//	                            replicas) once, then deliver all
+//	deliver [once] [FILTER]     deliver the queued messages matching FILTER
+//	                            in queue order, and those they cause, until
+//	                            none match; "once": only those queued now
+//	drop|dup|reverse [FILTER]   lose, duplicate, or reverse the order of the
+//	                            queued messages matching FILTER
+//	block FILTER / unblock      the network loses matching messages on
+//	                            delivery from now on / forget every rule
+//	isolate IDS / heal          block everything from and to IDS / unblock
+//	crash IDS, restart IDS      lose memory / boot from the disk
+//	wipe IDS                    crash and lose the disk (restart to boot it)
+//	dump                        log the cluster
+//	expect status|view|logview|op|commit|applied|primary|is_primary|up IDS = V
+//	expect log ID op N = k=v[@view] | none
+//	expect log ID = k=v[@view]...      the whole durable log (nothing: empty)
+//	expect sent [FILTER] = N    messages sent by the previous command
+//	expect queued [FILTER] = N  messages in flight now
+//	expect events [id=IDS] [kind=K] [view=N] [op=N] [primary=N] = N
+//	                            events emitted during the previous command
+//
+// IDS is "all" or a comma-separated list of ids (several may be given,
+// separated by spaces, before "=" in expect). FILTER is a list of
+// from=IDS to=IDS type=T[,T] view=N op=N commit=N; T is a wire type name
+// (prepare, prepare_ok, commit, start_view_change, do_view_change,
+// start_view, get_ops, ops, recovery, recovery_response). K is an event kind
+// (view_change_started, view_started, became_primary, repair_requested,
+// log_truncated, recovery_started, recovered).
+
+func TestScenarios(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "scenarios", "*.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no scenarios in testdata/scenarios")
+	}
+	for _, file := range files {
+		name := strings.TrimSuffix(filepath.Base(file), ".txt")
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			runScript(t, file)
+		})
+	}
+}
+
+type scriptLine struct {
+	no   int
+	text string
+	args []string
+}
+
+func parseScript(t *testing.T, file string) []scriptLine {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []scriptLine
+	for i, raw := range strings.Split(string(b), "\n") {
+		text := raw
+		if j := strings.Index(text, "#"); j >= 0 {
+			text = text[:j]
+		}
+		args := strings.Fields(text)
+		if len(args) == 0 {
+			continue
+		}
+		lines = append(lines, scriptLine{no: i + 1, text: strings.TrimSpace(text), args: args})
+	}
+	return lines
+}
+
+func runScript(t *testing.T, file string) {
+	lines := parseScript(t, file)
+	s := &script{t: t, file: file}
+	for _, l := range lines {
+		s.line = l
+		if err := s.exec(l.args); err != nil {
+			if s.c != nil {
+				t.Fatalf("%s:%d: %s: %v\ncluster: %s", file, l.no, l.text, err, s.c.describe())
+			}
+			t.Fatalf("%s:%d: %s: %v", file, l.no, l.text, err)
+		}
+	}
+}
+
+type script struct {
+	t    *testing.T
+	file string
+	line scriptLine
+	c    *cluster
+}
+
+// lineTB makes harness failures point at the script line.
+type lineTB struct {
+	testing.TB
+	s *script
+}
+
+func (l lineTB) Fatalf(format string, args ...any) {
+	l.TB.Helper()
+	l.TB.Fatalf("%s:%d: %s: %s", l.s.file, l.s.line.no, l.s.line.text, fmt.Sprintf(format, args...))
+}
+
+func (s *script) exec(args []string) error {
+	cmd, args := args[0], args[1:]
+	if cmd == "skip" {
+		if os.Getenv("VSR_RUN_BUGS") == "" {
+			s.t.Skip(strings.Join(args, " "))
+		}
+		return nil
+	}
+	if cmd == "cluster" {
+		return s.cluster(args)
+	}
+	if s.c == nil {
+		return errors.New("no cluster yet")
+	}
+	c := s.c
+	if cmd != "expect" && cmd != "dump" {
+		c.resetRecords()
+	}
+	switch cmd {
+	case "propose":
+		return s.propose(args)
+	case "tick":
+		if len(args) < 1 || len(args) > 2 {
+			return errors.New("usage: tick IDS [N]")
+		}
+		ids, err := s.ids(args[0])
+		if err != nil {
+			return err
+		}
+		n := 1
+		if len(args) == 2 {
+			if n, err = strconv.Atoi(args[1]); err != nil {
+				return err
+			}
+		}
+		for range n {
+			for _, id := range ids {
+				c.tick(id)
+			}
+		}
+	case "run":
+		if len(args) < 1 || len(args) > 2 {
+			return errors.New("usage: run N [IDS]")
+		}
+		n, err := strconv.Atoi(args[0])
+		if err != nil {
+			return err
+		}
+		for range n {
+			ids := c.up()
+			if len(args) == 2 {
+				if ids, err = s.ids(args[1]); err != nil {
+					return err
+				}
+			}
+			c.run(1, ids)
+		}
+	case "deliver":
+		once := len(args) > 0 && args[0] == "once"
+		if once {
+			args = args[1:]
+		}
+		f, err := s.filter(args)
+		if err != nil {
+			return err
+		}
+		if once {
+			c.deliverOnce(f)
+		} else {
+			c.deliver(f)
+		}
+	case "drop", "dup", "reverse", "block":
+		f, err := s.filter(args)
+		if err != nil {
+			return err
+		}
+		switch cmd {
+		case "drop":
+			c.drop(f)
+		case "dup":
+			c.dup(f)
+		case "reverse":
+			c.reverse(f)
+		case "block":
+			if len(args) == 0 {
+				return errors.New("block needs a filter")
+			}
+			c.blocks = append(c.blocks, f)
+		}
+	case "unblock", "heal":
+		c.blocks = nil
+	case "isolate", "crash", "restart", "wipe":
+		if len(args) != 1 {
+			return fmt.Errorf("usage: %s IDS", cmd)
+		}
+		ids, err := s.ids(args[0])
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			switch cmd {
+			case "isolate":
+				c.blocks = append(c.blocks, msgFilter{from: []uint64{id}}, msgFilter{to: []uint64{id}})
+			case "crash":
+				c.crash(id)
+			case "restart":
+				c.start(id)
+			case "wipe":
+				c.wipe(id)
+			}
+		}
+	case "dump":
+		s.t.Logf("%s:%d: %s", s.file, s.line.no, c.describe())
+	case "expect":
+		return s.expect(args)
+	default:
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+	return nil
+}
+
+func (s *script) cluster(args []string) error {
+	if len(args) < 1 {
+		return errors.New("usage: cluster N [fresh] [hb=H] [vct=T] [pipeline=P] [maxops=M] [seed=S] [rand=R]")
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil {
+		return err
+	}
+	o := clusterOpts{N: n, Seed: 1}
+	for _, a := range args[1:] {
+		if a == "fresh" {
+			o.Fresh = true
+			continue
+		}
+		k, v, ok := strings.Cut(a, "=")
+		if !ok {
+			return fmt.Errorf("bad option %q", a)
+		}
+		x, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("option %q: %v", a, err)
+		}
+		switch k {
+		case "hb":
+			o.HeartbeatTicks = x
+		case "vct":
+			o.ViewChangeTicks = x
+		case "pipeline":
+			o.MaxPipeline = x
+		case "maxops":
+			o.MaxOpsPerMessage = x
+		case "seed":
+			o.Seed = uint64(x)
+		case "rand":
+			o.FixedRand = &x
+		default:
+			return fmt.Errorf("unknown option %q", a)
+		}
+	}
+	s.c = newCluster(lineTB{s.t, s}, o)
+	return nil
+}
+
+func (s *script) propose(args []string) error {
+	if len(args) < 1 {
+		return errors.New("usage: propose ID k=v... [err=E] [first=N]")
+	}
+	ids, err := s.ids(args[0])
+	if err != nil || len(ids) != 1 {
+		return fmt.Errorf("propose needs one replica id, got %q", args[0])
+	}
+	var kvs []string
+	wantErr, wantFirst := "", -1
+	for _, a := range args[1:] {
+		switch {
+		case strings.HasPrefix(a, "err="):
+			wantErr = strings.TrimPrefix(a, "err=")
+		case strings.HasPrefix(a, "first="):
+			if wantFirst, err = strconv.Atoi(strings.TrimPrefix(a, "first=")); err != nil {
+				return err
+			}
+		default:
+			kvs = append(kvs, a)
+		}
+	}
+	first, err := s.c.propose(ids[0], kvs...)
+	got := ""
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrNotPrimary):
+		got = "not_primary"
+	case errors.Is(err, ErrBusy):
+		got = "busy"
+	default:
+		got = err.Error()
+	}
+	if got != wantErr {
+		return fmt.Errorf("propose: got error %q, want %q", got, wantErr)
+	}
+	if wantFirst >= 0 && first != uint64(wantFirst) {
+		return fmt.Errorf("propose: first op %d, want %d", first, wantFirst)
+	}
+	return nil
+}
+
+// ids parses "all" or "1,2,3".
+func (s *script) ids(a string) ([]uint64, error) {
+	if a == "all" {
+		return slices.Clone(s.c.ids), nil
+	}
+	var ids []uint64
+	for _, p := range strings.Split(a, ",") {
+		id, err := strconv.ParseUint(p, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("bad replica id %q", p)
+		}
+		if s.c.nodes[id] == nil {
+			return nil, fmt.Errorf("no replica %d", id)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+var typeNames = func() map[string]wire.Type {
+	m := map[string]wire.Type{}
+	for t := wire.Type(1); t <= wire.MaxType; t++ {
+		m[t.String()] = t
+	}
+	return m
+}()
+
+var kindNames = map[string]EventKind{
+	"view_change_started": EventViewChangeStarted,
+	"view_started":        EventViewStarted,
+	"became_primary":      EventBecamePrimary,
+	"repair_requested":    EventRepairRequested,
+	"log_truncated":       EventLogTruncated,
+	"recovery_started":    EventRecoveryStarted,
+	"recovered":           EventRecovered,
+}
+
+func (s *script) filter(args []string) (msgFilter, error) {
+	var f msgFilter
+	for _, a := range args {
+		if a == "all" {
+			continue
+		}
+		k, v, ok := strings.Cut(a, "=")
+		if !ok {
+			return f, fmt.Errorf("bad filter term %q", a)
+		}
+		switch k {
+		case "from", "to":
+			ids, err := s.ids(v)
+			if err != nil {
+				return f, err
+			}
+			if k == "from" {
+				f.from = ids
+			} else {
+				f.to = ids
+			}
+		case "type":
+			for _, name := range strings.Split(v, ",") {
+				typ, ok := typeNames[name]
+				if !ok {
+					return f, fmt.Errorf("unknown message type %q", name)
+				}
+				f.types = append(f.types, typ)
+			}
+		case "view", "op", "commit":
+			x, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				return f, err
+			}
+			switch k {
+			case "view":
+				f.view = &x
+			case "op":
+				f.op = &x
+			case "commit":
+				f.commit = &x
+			}
+		default:
+			return f, fmt.Errorf("unknown filter key %q", k)
+		}
+	}
+	return f, nil
+}
+
+// splitEq splits args at the "=" token.
+func splitEq(args []string) (lhs, rhs []string, err error) {
+	i := slices.Index(args, "=")
+	if i < 0 {
+		return nil, nil, errors.New(`expect needs " = "`)
+	}
+	return args[:i], args[i+1:], nil
+}
+
+func (s *script) expect(args []string) error {
+	if len(args) < 1 {
+		return errors.New("usage: expect WHAT ... = VALUE")
+	}
+	what := args[0]
+	lhs, rhs, err := splitEq(args[1:])
+	if err != nil {
+		return err
+	}
+	c := s.c
+	switch what {
+	case "sent", "queued":
+		f, err := s.filter(lhs)
+		if err != nil {
+			return err
+		}
+		want, err := oneInt(rhs)
+		if err != nil {
+			return err
+		}
+		msgs := c.sent
+		if what == "queued" {
+			msgs = c.queue
+		}
+		var got []string
+		for _, m := range msgs {
+			if f.match(m) {
+				got = append(got, fmtMsg(m))
+			}
+		}
+		if len(got) != want {
+			return fmt.Errorf("%d %s messages match %s, want %d:\n  %s", len(got), what, f, want, strings.Join(got, "\n  "))
+		}
+		return nil
+	case "events":
+		return s.expectEvents(lhs, rhs)
+	case "log":
+		return s.expectLog(lhs, rhs)
+	}
+
+	// Per-replica values.
+	var ids []uint64
+	for _, a := range lhs {
+		x, err := s.ids(a)
+		if err != nil {
+			return err
+		}
+		ids = append(ids, x...)
+	}
+	if len(ids) == 0 || len(rhs) != 1 {
+		return fmt.Errorf("usage: expect %s IDS = VALUE", what)
+	}
+	want := rhs[0]
+	for _, id := range ids {
+		n := c.node(id)
+		if what == "up" {
+			if got := strconv.FormatBool(n.r != nil); got != want {
+				return fmt.Errorf("replica %d: up = %s, want %s", id, got, want)
+			}
+			continue
+		}
+		if what == "applied" {
+			if got := strconv.FormatUint(n.applied, 10); got != want {
+				return fmt.Errorf("replica %d: applied = %s, want %s", id, got, want)
+			}
+			continue
+		}
+		if n.r == nil {
+			return fmt.Errorf("replica %d is down", id)
+		}
+		st := n.r.State()
+		var got string
+		switch what {
+		case "status":
+			got = st.Status.String()
+		case "view":
+			got = strconv.FormatUint(st.View, 10)
+		case "logview":
+			got = strconv.FormatUint(st.LogView, 10)
+		case "op":
+			got = strconv.FormatUint(st.Op, 10)
+		case "commit":
+			got = strconv.FormatUint(st.Commit, 10)
+		case "primary":
+			got = strconv.FormatUint(st.Primary, 10)
+		case "is_primary":
+			got = strconv.FormatBool(st.IsPrimary)
+		default:
+			return fmt.Errorf("unknown expectation %q", what)
+		}
+		if got != want {
+			return fmt.Errorf("replica %d: %s = %s, want %s", id, what, got, want)
+		}
+	}
+	return nil
+}
+
+func oneInt(rhs []string) (int, error) {
+	if len(rhs) != 1 {
+		return 0, errors.New("want one number after =")
+	}
+	return strconv.Atoi(rhs[0])
+}
+
+// expectLog: "log ID op N = IDENT|none" or "log ID = IDENT...".
+func (s *script) expectLog(lhs, rhs []string) error {
+	if len(lhs) != 1 && !(len(lhs) == 3 && lhs[1] == "op") {
+		return errors.New("usage: expect log ID [op N] = ...")
+	}
+	ids, err := s.ids(lhs[0])
+	if err != nil || len(ids) != 1 {
+		return fmt.Errorf("expect log needs one replica id, got %q", lhs[0])
+	}
+	n := s.c.node(ids[0])
+	if len(lhs) == 3 {
+		k, err := strconv.Atoi(lhs[2])
+		if err != nil || k < 1 {
+			return fmt.Errorf("bad op number %q", lhs[2])
+		}
+		if len(rhs) != 1 {
+			return errors.New("want one op identity after =")
+		}
+		got := "none"
+		if k <= len(n.disk) {
+			got = identity(n.disk[k-1])
+			if n.disk[k-1].Op != uint64(k) {
+				return fmt.Errorf("replica %d: disk slot %d holds op %d", n.id, k, n.disk[k-1].Op)
+			}
+		}
+		if !identMatch(got, rhs[0]) {
+			return fmt.Errorf("replica %d: op %d = %s, want %s", n.id, k, got, rhs[0])
+		}
+		return nil
+	}
+	if len(n.disk) != len(rhs) {
+		return fmt.Errorf("replica %d: log = [%s], want [%s]", n.id, logString(n.disk), strings.Join(rhs, " "))
+	}
+	for i, want := range rhs {
+		if !identMatch(identity(n.disk[i]), want) {
+			return fmt.Errorf("replica %d: log = [%s], want [%s]", n.id, logString(n.disk), strings.Join(rhs, " "))
+		}
+	}
+	return nil
+}
+
+// identMatch compares an identity "k=v@view" with a wanted one that may
+// leave out "@view".
+func identMatch(got, want string) bool {
+	if strings.Contains(want, "@") || got == "none" {
+		return got == want
+	}
+	kv, _, _ := strings.Cut(got, "@")
+	return kv == want
+}
+
+func (s *script) expectEvents(lhs, rhs []string) error {
+	want, err := oneInt(rhs)
+	if err != nil {
+		return err
+	}
+	var ids []uint64
+	var kind EventKind
+	fields := map[string]uint64{}
+	for _, a := range lhs {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok {
+			return fmt.Errorf("bad event term %q", a)
+		}
+		switch k {
+		case "id":
+			if ids, err = s.ids(v); err != nil {
+				return err
+			}
+		case "kind":
+			if kind, ok = kindNames[v]; !ok {
+				return fmt.Errorf("unknown event kind %q", v)
+			}
+		case "view", "op", "primary", "commit":
+			x, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				return err
+			}
+			fields[k] = x
+		default:
+			return fmt.Errorf("unknown event key %q", k)
+		}
+	}
+	var got []string
+	for _, e := range s.c.events {
+		if len(ids) > 0 && !slices.Contains(ids, e.id) || kind != 0 && e.Kind != kind {
+			continue
+		}
+		if x, ok := fields["view"]; ok && e.View != x {
+			continue
+		}
+		if x, ok := fields["op"]; ok && e.Op != x {
+			continue
+		}
+		if x, ok := fields["primary"]; ok && e.Primary != x {
+			continue
+		}
+		if x, ok := fields["commit"]; ok && e.Commit != x {
+			continue
+		}
+		got = append(got, fmt.Sprintf("replica %d: %s", e.id, fmtEvent(e.Event)))
+	}
+	if len(got) != want {
+		var all []string
+		for _, e := range s.c.events {
+			all = append(all, fmt.Sprintf("replica %d: %s", e.id, fmtEvent(e.Event)))
+		}
+		return fmt.Errorf("%d events match, want %d; all events of the previous command:\n  %s", len(got), want, strings.Join(all, "\n  "))
+	}
+	return nil
+}
+
+func fmtEvent(e Event) string {
+	name := "unknown"
+	for k, v := range kindNames {
+		if v == e.Kind {
+			name = k
+		}
+	}
+	return fmt.Sprintf("%s view=%d primary=%d op=%d commit=%d", name, e.View, e.Primary, e.Op, e.Commit)
+}
