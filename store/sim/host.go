@@ -26,8 +26,8 @@ type host struct {
 	// Memory: lost at every crash and rebuilt from the disk.
 	applied uint64
 	kv      map[string]string
-	table   map[uint64]tableEntry     // client → last request applied
-	waiting map[[2]uint64]bool        // (client, request) proposed here
+	table   map[uint64]tableEntry // client → last request applied
+	waiting map[[2]uint64]bool    // (client, request) proposed here
 }
 
 type tableEntry struct {
