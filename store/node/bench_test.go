@@ -30,8 +30,13 @@ func BenchmarkAppend(b *testing.B) {
 }
 
 func benchAppend(b *testing.B, writers, batch int, value []byte) {
-	n := startNode(&testing.T{}, b.TempDir(), metric.NewRegistry(), nil)
-	defer n.Stop()
+	n := startNode(b, b.TempDir(), metric.NewRegistry(), nil)
+	runAppendBench(b, n, writers, batch, value)
+}
+
+// runAppendBench spreads b.N appends of batch entries over writers
+// goroutines and reports throughput and latency percentiles.
+func runAppendBench(b *testing.B, n *Node, writers, batch int, value []byte) {
 	entries := make([]kmblog.Entry, batch)
 	for i := range entries {
 		entries[i] = kmblog.Entry{Key: fmt.Sprintf("key-%d", i), Value: value}

@@ -15,7 +15,7 @@ import (
 )
 
 // startNode runs a node on dir and waits until it is ready.
-func startNode(t *testing.T, dir string, reg *metric.Registry, now func() time.Time) *Node {
+func startNode(t testing.TB, dir string, reg *metric.Registry, now func() time.Time) *Node {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DataDir = dir

@@ -47,9 +47,9 @@ type Config struct {
 	// cluster.min_backoff, cluster.max_backoff. Defaults 50ms and 2s.
 	MinBackoff, MaxBackoff time.Duration
 	// PingInterval is how often each outbound connection measures the
-	// round-trip time. A connection that hears nothing for
-	// deadIntervals pings is presumed dead and redialled. TOML:
-	// cluster.ping_interval. Default 500ms, accepted 1ms..1m.
+	// round-trip time. A connection that carries nothing for 6 intervals
+	// is presumed dead and redialled. TOML: cluster.ping_interval.
+	// Default 500ms, accepted 1ms..1m.
 	PingInterval time.Duration
 }
 

@@ -503,6 +503,7 @@ type msgFilter struct {
 	from, to []uint64
 	types    []wire.Type
 	view     *uint64
+	logView  *uint64
 	op       *uint64
 	commit   *uint64
 }
@@ -512,6 +513,7 @@ func (f msgFilter) match(m wire.Message) bool {
 		(len(f.to) == 0 || slices.Contains(f.to, m.To)) &&
 		(len(f.types) == 0 || slices.Contains(f.types, m.Type)) &&
 		(f.view == nil || *f.view == m.View) &&
+		(f.logView == nil || *f.logView == m.LogView) &&
 		(f.op == nil || *f.op == m.Op) &&
 		(f.commit == nil || *f.commit == m.Commit)
 }
@@ -529,6 +531,9 @@ func (f msgFilter) String() string {
 	}
 	if f.view != nil {
 		parts = append(parts, fmt.Sprintf("view=%d", *f.view))
+	}
+	if f.logView != nil {
+		parts = append(parts, fmt.Sprintf("logview=%d", *f.logView))
 	}
 	if f.op != nil {
 		parts = append(parts, fmt.Sprintf("op=%d", *f.op))

@@ -50,12 +50,14 @@ import (
 //	expect log ID = k=v[@view]...      the whole durable log (nothing: empty)
 //	expect sent [FILTER] = N    messages sent by the previous command
 //	expect queued [FILTER] = N  messages in flight now
-//	expect events [id=IDS] [kind=K] [view=N] [op=N] [primary=N] = N
+//	expect events [id=IDS] [kind=K] [view=N] [op=N] [primary=N] [commit=N] = N
 //	                            events emitted during the previous command
+//	                            (sent, queued, events: ">= N" for at least N)
 //
 // IDS is "all" or a comma-separated list of ids (several may be given,
 // separated by spaces, before "=" in expect). FILTER is a list of
-// from=IDS to=IDS type=T[,T] view=N op=N commit=N; T is a wire type name
+// from=IDS to=IDS type=T[,T] view=N logview=N op=N
+// commit=N; T is a wire type name
 // (prepare, prepare_ok, commit, start_view_change, do_view_change,
 // start_view, get_ops, ops, recovery, recovery_response). K is an event kind
 // (view_change_started, view_started, became_primary, repair_requested,
@@ -409,7 +411,7 @@ func (s *script) filter(args []string) (msgFilter, error) {
 				}
 				f.types = append(f.types, typ)
 			}
-		case "view", "op", "commit":
+		case "view", "logview", "op", "commit":
 			x, err := strconv.ParseUint(v, 10, 64)
 			if err != nil {
 				return f, err
@@ -417,6 +419,8 @@ func (s *script) filter(args []string) (msgFilter, error) {
 			switch k {
 			case "view":
 				f.view = &x
+			case "logview":
+				f.logView = &x
 			case "op":
 				f.op = &x
 			case "commit":
@@ -429,13 +433,21 @@ func (s *script) filter(args []string) (msgFilter, error) {
 	return f, nil
 }
 
-// splitEq splits args at the "=" token.
-func splitEq(args []string) (lhs, rhs []string, err error) {
-	i := slices.Index(args, "=")
-	if i < 0 {
-		return nil, nil, errors.New(`expect needs " = "`)
+// splitEq splits args at the "=" (or ">=") token.
+func splitEq(args []string) (lhs, rhs []string, atLeast bool, err error) {
+	for i, a := range args {
+		if a == "=" || a == ">=" {
+			return args[:i], args[i+1:], a == ">=", nil
+		}
 	}
-	return args[:i], args[i+1:], nil
+	return nil, nil, false, errors.New(`expect needs " = "`)
+}
+
+func countOK(got, want int, atLeast bool) bool {
+	if atLeast {
+		return got >= want
+	}
+	return got == want
 }
 
 func (s *script) expect(args []string) error {
@@ -443,9 +455,12 @@ func (s *script) expect(args []string) error {
 		return errors.New("usage: expect WHAT ... = VALUE")
 	}
 	what := args[0]
-	lhs, rhs, err := splitEq(args[1:])
+	lhs, rhs, atLeast, err := splitEq(args[1:])
 	if err != nil {
 		return err
+	}
+	if atLeast && what != "sent" && what != "queued" && what != "events" {
+		return fmt.Errorf("expect %s: >= only counts messages and events", what)
 	}
 	c := s.c
 	switch what {
@@ -468,12 +483,12 @@ func (s *script) expect(args []string) error {
 				got = append(got, fmtMsg(m))
 			}
 		}
-		if len(got) != want {
+		if !countOK(len(got), want, atLeast) {
 			return fmt.Errorf("%d %s messages match %s, want %d:\n  %s", len(got), what, f, want, strings.Join(got, "\n  "))
 		}
 		return nil
 	case "events":
-		return s.expectEvents(lhs, rhs)
+		return s.expectEvents(lhs, rhs, atLeast)
 	case "log":
 		return s.expectLog(lhs, rhs)
 	}
@@ -593,7 +608,7 @@ func identMatch(got, want string) bool {
 	return kv == want
 }
 
-func (s *script) expectEvents(lhs, rhs []string) error {
+func (s *script) expectEvents(lhs, rhs []string, atLeast bool) error {
 	want, err := oneInt(rhs)
 	if err != nil {
 		return err
@@ -644,7 +659,7 @@ func (s *script) expectEvents(lhs, rhs []string) error {
 		}
 		got = append(got, fmt.Sprintf("replica %d: %s", e.id, fmtEvent(e.Event)))
 	}
-	if len(got) != want {
+	if !countOK(len(got), want, atLeast) {
 		var all []string
 		for _, e := range s.c.events {
 			all = append(all, fmt.Sprintf("replica %d: %s", e.id, fmtEvent(e.Event)))
