@@ -20,3 +20,5 @@ export KMB_REQUIRE_TOOLS=1
 
 go vet ./...
 go test -race -count=1 ./... "$@"
+# The simulator's checkers must catch a planted bug (see store/vsr/canary_on.go).
+go test -count=1 -tags kmb_canary -run TestCanaryCaught ./store/sim

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -56,6 +57,50 @@ func (a *app) request(t *testing.T, h http.Handler, method, path, body string) *
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
 	h.ServeHTTP(rec, req)
 	return rec
+}
+
+// testCluster assembles three nodes in one process, replicating over
+// loopback TCP, and returns them once all are ready, the leader first.
+func testCluster(t *testing.T) []*app {
+	t.Helper()
+	addrs := freeAddrs(t, 3)
+	var parts []string
+	for i, a := range addrs {
+		parts = append(parts, fmt.Sprintf("%d=%s", i+1, a))
+	}
+	var apps []*app
+	for id := uint64(1); id <= 3; id++ {
+		cfg := defaultConfig()
+		cfg.NodeID, cfg.DataDir, cfg.Cluster.Replicas = id, t.TempDir(), strings.Join(parts, ",")
+		cfg.API.Advertise = fmt.Sprintf("127.0.0.1:%d", 17100+id)
+		a, err := newApp(cfg, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go a.node.Run()
+		t.Cleanup(a.node.Stop)
+		apps = append(apps, a)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ready, leader := 0, -1
+		for i, a := range apps {
+			if a.node.Ready() == nil {
+				ready++
+				if a.node.Status().IsLeader {
+					leader = i
+				}
+			}
+		}
+		if ready == 3 && leader >= 0 {
+			apps[0], apps[leader] = apps[leader], apps[0]
+			return apps
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("cluster not ready within 30s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // traffic sends a fixed set of requests so every family has series.
@@ -303,7 +348,7 @@ func TestOpenMetricsNegotiation(t *testing.T) {
 // promtool, Prometheus' own linter, accepts the live exposition.
 func TestPromtoolCheckMetrics(t *testing.T) {
 	promtool := requireTool(t, "KMB_PROMTOOL", "promtool")
-	a := testApp(t, nil)
+	a := testCluster(t)[0]
 	traffic(t, a)
 	text, _ := scrape(t, a, "")
 	cmd := exec.Command(promtool, "check", "metrics")

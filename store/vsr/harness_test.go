@@ -73,7 +73,7 @@ type cluster struct {
 	nodes map[uint64]*testNode
 
 	queue  []wire.Message // in flight, in delivery order
-	blocks []msgFilter    // network rules: matching messages are lost on delivery
+	blocks []msgFilter    // network rules: matching messages are lost when sent or delivered
 
 	// Per command (reset by resetRecords): what was sent and emitted.
 	sent   []wire.Message
@@ -248,8 +248,10 @@ func (c *cluster) handleReady(n *testNode) {
 				c.fatalf("replica %d sent a message to %d: %s", n.id, m.To, fmtMsg(m))
 			}
 			m = cloneMsg(m)
-			c.queue = append(c.queue, m)
 			c.sent = append(c.sent, m)
+			if !c.blocked(m) {
+				c.queue = append(c.queue, m)
+			}
 		}
 
 		// 4. Apply, checking agreement.
@@ -347,14 +349,23 @@ func (c *cluster) deliver(f msgFilter) {
 		if steps > 100000 {
 			c.fatalf("deliver %s: no quiescence after %d messages", f, steps)
 		}
-		i := slices.IndexFunc(c.queue, f.match)
-		if i < 0 {
+		if !c.deliverNext(f) {
 			return
 		}
-		m := c.queue[i]
-		c.queue = slices.Delete(c.queue, i, i+1)
-		c.deliverMsg(m)
 	}
+}
+
+// deliverNext delivers the first queued message matching f, if any.
+func (c *cluster) deliverNext(f msgFilter) bool {
+	c.tb.Helper()
+	i := slices.IndexFunc(c.queue, f.match)
+	if i < 0 {
+		return false
+	}
+	m := c.queue[i]
+	c.queue = slices.Delete(c.queue, i, i+1)
+	c.deliverMsg(m)
+	return true
 }
 
 // deliverOnce delivers only the messages matching f that are queued now;

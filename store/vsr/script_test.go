@@ -34,18 +34,22 @@ import (
 //	                            nothing is delivered
 //	run N [IDS]                 N rounds of: tick IDS (default all running
 //	                            replicas) once, then deliver all
-//	deliver [once] [FILTER]     deliver the queued messages matching FILTER
+//	deliver [once|next] [FILTER]
+//	                            deliver the queued messages matching FILTER
 //	                            in queue order, and those they cause, until
-//	                            none match; "once": only those queued now
+//	                            none match; "once": only those queued now;
+//	                            "next": only the first one (it must exist)
 //	drop|dup|reverse [FILTER]   lose, duplicate, or reverse the order of the
 //	                            queued messages matching FILTER
-//	block FILTER / unblock      the network loses matching messages on
-//	                            delivery from now on / forget every rule
+//	block FILTER / unblock      from now on the network loses matching
+//	                            messages (when sent, and queued ones when
+//	                            delivered) / forget every rule
 //	isolate IDS / heal          block everything from and to IDS / unblock
 //	crash IDS, restart IDS      lose memory / boot from the disk
 //	wipe IDS                    crash and lose the disk (restart to boot it)
 //	dump                        log the cluster
-//	expect status|view|logview|op|commit|applied|primary|is_primary|up IDS = V
+//	expect status|view|logview|op|commit|applied|primary|is_primary|
+//	       catching_up|up IDS = V
 //	expect log ID op N = k=v[@view] | none
 //	expect log ID = k=v[@view]...      the whole durable log (nothing: empty)
 //	expect sent [FILTER] = N    messages sent by the previous command
@@ -61,7 +65,7 @@ import (
 // (prepare, prepare_ok, commit, start_view_change, do_view_change,
 // start_view, get_ops, ops, recovery, recovery_response). K is an event kind
 // (view_change_started, view_started, became_primary, repair_requested,
-// log_truncated, recovery_started, recovered).
+// log_truncated, recovery_started, recovered, cluster_formed).
 
 func TestScenarios(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "scenarios", "*.txt"))
@@ -197,17 +201,22 @@ func (s *script) exec(args []string) error {
 			c.run(1, ids)
 		}
 	case "deliver":
-		once := len(args) > 0 && args[0] == "once"
-		if once {
-			args = args[1:]
+		mode := ""
+		if len(args) > 0 && (args[0] == "once" || args[0] == "next") {
+			mode, args = args[0], args[1:]
 		}
 		f, err := s.filter(args)
 		if err != nil {
 			return err
 		}
-		if once {
+		switch mode {
+		case "once":
 			c.deliverOnce(f)
-		} else {
+		case "next":
+			if !c.deliverNext(f) {
+				return fmt.Errorf("no queued message matches %s", f)
+			}
+		default:
 			c.deliver(f)
 		}
 	case "drop", "dup", "reverse", "block":
@@ -380,6 +389,7 @@ var kindNames = map[string]EventKind{
 	"log_truncated":       EventLogTruncated,
 	"recovery_started":    EventRecoveryStarted,
 	"recovered":           EventRecovered,
+	"cluster_formed":      EventClusterFormed,
 }
 
 func (s *script) filter(args []string) (msgFilter, error) {
@@ -540,6 +550,8 @@ func (s *script) expect(args []string) error {
 			got = strconv.FormatUint(st.Primary, 10)
 		case "is_primary":
 			got = strconv.FormatBool(st.IsPrimary)
+		case "catching_up":
+			got = strconv.FormatBool(st.CatchingUp)
 		default:
 			return fmt.Errorf("unknown expectation %q", what)
 		}
