@@ -109,7 +109,9 @@ func (a *API) append(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	res, err := a.backend.Append(r.Context(), tenant, entries, clientID, requestID)
+	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(a.cfg.WriteTimeoutMillis)*time.Millisecond)
+	defer cancel()
+	res, err := a.backend.Append(ctx, tenant, entries, clientID, requestID)
 	a.m.writeDuration.ObserveDuration(time.Since(start))
 	if err != nil {
 		a.backendError(w, r, counts, err)
@@ -267,6 +269,9 @@ func (a *API) backendError(w http.ResponseWriter, r *http.Request, c *requestCou
 		c.err.Inc()
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "no_leader", err.Error())
+	case errors.Is(err, node.ErrOutcomeUnknown):
+		c.err.Inc()
+		writeError(w, http.StatusServiceUnavailable, "timeout", err.Error())
 	case errors.Is(err, node.ErrLostLeadership):
 		c.err.Inc()
 		writeError(w, http.StatusServiceUnavailable, "leadership_lost", err.Error())

@@ -22,6 +22,11 @@ type Config struct {
 	// MaxValueBytes bounds one value's JSON encoding, compacted. TOML:
 	// api.max_value_bytes. Default 1 MiB, accepted 1..64 MiB.
 	MaxValueBytes int `toml:"max_value_bytes"`
+	// WriteTimeoutMillis bounds how long an append waits for its commit
+	// before answering 503 "timeout" (the write may still commit; retry
+	// with the same Kmb-Client-Id/Kmb-Request-Id). TOML:
+	// api.write_timeout_ms. Default 10000, accepted 100..600000.
+	WriteTimeoutMillis int `toml:"write_timeout_ms"`
 	// MaxReadLimit bounds ?limit= of a log read; the default limit is 100.
 	// TOML: api.max_read_limit. Default 1000, accepted 1..100000.
 	MaxReadLimit int `toml:"max_read_limit"`
@@ -33,12 +38,13 @@ const DefaultReadLimit = 100
 // DefaultConfig returns the built-in defaults.
 func DefaultConfig() Config {
 	return Config{
-		Listen:          "127.0.0.1:7000",
-		MaxBodyBytes:    4 << 20,
-		MaxBatchEntries: 1000,
-		MaxKeyBytes:     1024,
-		MaxValueBytes:   1 << 20,
-		MaxReadLimit:    1000,
+		Listen:             "127.0.0.1:7000",
+		MaxBodyBytes:       4 << 20,
+		MaxBatchEntries:    1000,
+		MaxKeyBytes:        1024,
+		MaxValueBytes:      1 << 20,
+		MaxReadLimit:       1000,
+		WriteTimeoutMillis: 10000,
 	}
 }
 
@@ -53,6 +59,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("api.max_key_bytes = %d: accepted 1..65536", c.MaxKeyBytes)
 	case c.MaxValueBytes < 1 || c.MaxValueBytes > 64<<20:
 		return fmt.Errorf("api.max_value_bytes = %d: accepted 1..67108864", c.MaxValueBytes)
+	case c.WriteTimeoutMillis < 100 || c.WriteTimeoutMillis > 600000:
+		return fmt.Errorf("api.write_timeout_ms = %d: accepted 100..600000", c.WriteTimeoutMillis)
 	case c.MaxReadLimit < 1 || c.MaxReadLimit > 100000:
 		return fmt.Errorf("api.max_read_limit = %d: accepted 1..100000", c.MaxReadLimit)
 	}

@@ -34,6 +34,9 @@ var (
 	// leading before it committed. It may or may not commit: retry with
 	// the same client and request ids to find out without duplicating it.
 	ErrLostLeadership = errors.New("leadership changed before the write committed; it may or may not be applied")
+	// ErrOutcomeUnknown: the caller stopped waiting (its deadline passed)
+	// after the write was proposed. It may or may not commit.
+	ErrOutcomeUnknown = errors.New("gave up waiting for the commit; the write may or may not be applied")
 )
 
 // NotLeaderError redirects a write to the leader.
@@ -255,7 +258,7 @@ func (n *Node) recover() error {
 			return err
 		}
 		if err := n.net.Start(); err != nil {
-			return fmt.Errorf("cluster.replicas: %w", err)
+			return err
 		}
 	}
 	rng := rand.New(rand.NewPCG(uint64(n.now().UnixNano()), n.cfg.NodeID))
@@ -381,12 +384,17 @@ func (n *Node) Append(ctx context.Context, tenant string, entries []kmblog.Entry
 	}
 	n.mu.RUnlock()
 
-	// Once queued the write is the loop's: wait for its answer even if the
-	// client gives up, so the request is not reused while the loop holds it.
-	resp := <-req.result
-	*req = request{result: req.result}
-	requestPool.Put(req)
-	return resp.res, resp.err
+	select {
+	case resp := <-req.result:
+		*req = request{result: req.result}
+		requestPool.Put(req)
+		return resp.res, resp.err
+	case <-ctx.Done():
+		// The loop still holds the request and will answer into its
+		// buffered channel, so it is left to the garbage collector rather
+		// than reused. The write may still commit.
+		return AppendResult{}, fmt.Errorf("%w: %v", ErrOutcomeUnknown, ctx.Err())
+	}
 }
 
 func (n *Node) writable() error {

@@ -124,7 +124,6 @@ func (c *cluster) fatalf(format string, args ...any) {
 }
 
 func (c *cluster) node(id uint64) *testNode {
-	c.tb.Helper()
 	n := c.nodes[id]
 	if n == nil {
 		c.fatalf("no replica %d", id)
@@ -134,7 +133,6 @@ func (c *cluster) node(id uint64) *testNode {
 
 // replica returns the running replica id.
 func (c *cluster) replica(id uint64) *Replica {
-	c.tb.Helper()
 	n := c.node(id)
 	if n.r == nil {
 		c.fatalf("replica %d is down", id)
@@ -203,7 +201,6 @@ func (c *cluster) resetRecords() { c.sent, c.events = nil, nil }
 // handleReady runs the driver contract for every pending Ready of n and
 // checks the invariants a correct replica keeps.
 func (c *cluster) handleReady(n *testNode) {
-	c.tb.Helper()
 	for n.r != nil && n.r.HasReady() {
 		rd := n.r.Ready()
 
@@ -311,7 +308,6 @@ func (c *cluster) propose(id uint64, kvs ...string) (uint64, error) {
 
 // tick advances replica id by one tick.
 func (c *cluster) tick(id uint64) {
-	c.tb.Helper()
 	n := c.node(id)
 	if n.r == nil {
 		return
@@ -331,7 +327,6 @@ func (c *cluster) blocked(m wire.Message) bool {
 
 // deliverMsg hands m to its receiver, unless the network loses it.
 func (c *cluster) deliverMsg(m wire.Message) {
-	c.tb.Helper()
 	n := c.nodes[m.To]
 	if n == nil || n.r == nil || c.blocked(m) {
 		return
@@ -344,7 +339,6 @@ func (c *cluster) deliverMsg(m wire.Message) {
 // those they cause, until no matching message is left. Messages not
 // matching f stay queued in their order.
 func (c *cluster) deliver(f msgFilter) {
-	c.tb.Helper()
 	for steps := 0; ; steps++ {
 		if steps > 100000 {
 			c.fatalf("deliver %s: no quiescence after %d messages", f, steps)
@@ -357,7 +351,6 @@ func (c *cluster) deliver(f msgFilter) {
 
 // deliverNext delivers the first queued message matching f, if any.
 func (c *cluster) deliverNext(f msgFilter) bool {
-	c.tb.Helper()
 	i := slices.IndexFunc(c.queue, f.match)
 	if i < 0 {
 		return false
@@ -371,7 +364,6 @@ func (c *cluster) deliverNext(f msgFilter) bool {
 // deliverOnce delivers only the messages matching f that are queued now;
 // what they cause stays queued.
 func (c *cluster) deliverOnce(f msgFilter) {
-	c.tb.Helper()
 	var due, rest []wire.Message
 	for _, m := range c.queue {
 		if f.match(m) {
@@ -422,7 +414,6 @@ func (c *cluster) reverse(f msgFilter) {
 // run runs rounds: tick the given replicas (the running ones), then
 // deliver everything in flight until the network is quiet.
 func (c *cluster) run(rounds int, ids []uint64) {
-	c.tb.Helper()
 	for range rounds {
 		for _, id := range ids {
 			c.tick(id)
