@@ -19,6 +19,7 @@ import (
 	"github.com/kmb-db/kmb/profiling"
 	"github.com/kmb-db/kmb/telemetry/logging"
 	"github.com/kmb-db/kmb/telemetry/metric"
+	"github.com/kmb-db/kmb/telemetry/spans"
 )
 
 // Build identifies the running binary; it becomes kmb_build_info's labels.
@@ -49,6 +50,9 @@ type Telemetry struct {
 	logger *slog.Logger
 	// TracerProvider is a no-op provider when tracing is disabled.
 	TracerProvider trace.TracerProvider
+	// Spans decides what to trace and starts kmb.* spans; hand it to the
+	// store.
+	Spans *spans.Tracer
 
 	shutdownTracing func(context.Context) error
 }
@@ -96,13 +100,16 @@ func New(cfg Config, opts Options) (*Telemetry, error) {
 	); err != nil {
 		return nil, err
 	}
+	queueMetrics := newSpanQueueMetrics(t.Metrics)
+	t.Spans = spans.Disabled()
 	if cfg.TracingEnabled {
-		tp, err := newTracerProvider(cfg, nodeID, opts.Build)
+		tp, err := newTracerProvider(cfg, nodeID, opts.Build, queueMetrics, t.Logger("kmb_telemetry"))
 		if err != nil {
 			return nil, err
 		}
 		t.TracerProvider = tp
 		t.shutdownTracing = tp.Shutdown
+		t.Spans = spans.New(tp, true, cfg.TracingSampleRatio)
 	}
 	return t, nil
 }

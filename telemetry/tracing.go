@@ -3,6 +3,8 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
@@ -19,7 +21,7 @@ const (
 	spanBatchSize = 512
 )
 
-func newTracerProvider(cfg Config, nodeID string, build Build) (*sdktrace.TracerProvider, error) {
+func newTracerProvider(cfg Config, nodeID string, build Build, m spanQueueMetrics, logger *slog.Logger) (*sdktrace.TracerProvider, error) {
 	ctx := context.Background()
 	var (
 		exp *otlptrace.Exporter
@@ -45,12 +47,16 @@ func newTracerProvider(cfg Config, nodeID string, build Build) (*sdktrace.Tracer
 	if err != nil {
 		return nil, err
 	}
+	return newProvider(res, newSpanQueue(exp, spanQueueSize, spanBatchSize, time.Second, m, logger)), nil
+}
+
+// newProvider builds the SDK provider. The sampling decision is taken before
+// the SDK is involved (telemetry/spans), so the SDK records every span it is
+// asked for, unless its parent was not sampled.
+func newProvider(res *resource.Resource, p sdktrace.SpanProcessor) *sdktrace.TracerProvider {
 	return sdktrace.NewTracerProvider(
 		sdktrace.WithResource(res),
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.TracingSampleRatio))),
-		sdktrace.WithBatcher(exp,
-			sdktrace.WithMaxQueueSize(spanQueueSize),
-			sdktrace.WithMaxExportBatchSize(spanBatchSize),
-		),
-	), nil
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
+		sdktrace.WithSpanProcessor(p),
+	)
 }

@@ -98,11 +98,12 @@ func newApp(cfg Config, logOutput io.Writer) (*app, error) {
 		Metrics:        tel.Metrics,
 		TenantLabelCap: cfg.Telemetry.TenantLabelCap,
 		Build:          build,
+		Tracer:         tel.Spans,
 	})
 	if err != nil {
 		return nil, err
 	}
-	handler, err := api.New(cfg.API, n, tel.Metrics, tel.Logger("kmb_api"))
+	handler, err := api.New(cfg.API, n, tel.Metrics, tel.Logger("kmb_api"), tel.Spans)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,12 @@ import (
 	"github.com/kmb-db/kmb/store/node"
 	"github.com/kmb-db/kmb/store/projection"
 	"github.com/kmb-db/kmb/telemetry/metric"
+	"github.com/kmb-db/kmb/telemetry/spans"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Backend is what the API serves; *node.Node implements it.
@@ -29,19 +35,24 @@ type API struct {
 	cfg     Config
 	backend Backend
 	logger  *slog.Logger
+	tracer  *spans.Tracer
 	mux     *http.ServeMux
 	m       apiMetrics
 }
 
-// New returns the API over backend, registering its metrics in reg.
-func New(cfg Config, backend Backend, reg *metric.Registry, logger *slog.Logger) (*API, error) {
+// New returns the API over backend, registering its metrics in reg. A nil
+// logger discards, a nil tracer traces nothing.
+func New(cfg Config, backend Backend, reg *metric.Registry, logger *slog.Logger, tracer *spans.Tracer) (*API, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	a := &API{cfg: cfg, backend: backend, logger: logger, mux: http.NewServeMux(), m: newAPIMetrics(reg)}
+	if tracer == nil {
+		tracer = spans.Disabled()
+	}
+	a := &API{cfg: cfg, backend: backend, logger: logger, tracer: tracer, mux: http.NewServeMux(), m: newAPIMetrics(reg)}
 	a.mux.HandleFunc("/v1/tenants/{tenant}/entries", a.entries)
 	a.mux.HandleFunc("/v1/tenants/{tenant}/keys/{key}", a.key)
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -55,6 +66,57 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.m.inFlight.Inc()
 	defer a.m.inFlight.Dec()
 	a.mux.ServeHTTP(w, r)
+}
+
+// startSpan opens the request's kmb.write or kmb.query span, continuing the
+// client's traceparent. Unsampled requests get a no-op span for free.
+func (a *API) startSpan(r *http.Request, name, tenant string) (*http.Request, trace.Span) {
+	if !a.tracer.Enabled() {
+		return r, noSpan
+	}
+	ctx := spans.ExtractHTTP(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx, span := a.tracer.Start(ctx, name, trace.SpanKindServer)
+	if !span.IsRecording() {
+		return r, span
+	}
+	span.SetAttributes(
+		semconv.HTTPRequestMethodKey.String(r.Method),
+		semconv.URLPath(r.URL.Path),
+		attribute.String("kmb.tenant", tenant),
+	)
+	return r.WithContext(ctx), span
+}
+
+var noSpan = trace.SpanFromContext(context.Background())
+
+// traced wraps a handler's request in its span; done ends it with the
+// response status. Untraced requests pay for one branch.
+func (a *API) traced(w http.ResponseWriter, r *http.Request, name, tenant string) (*http.Request, http.ResponseWriter, func()) {
+	r, span := a.startSpan(r, name, tenant)
+	if !span.IsRecording() {
+		return r, w, noop
+	}
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	return r, sw, func() {
+		span.SetAttributes(semconv.HTTPResponseStatusCode(sw.status))
+		if sw.status >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(sw.status))
+		}
+		span.End()
+	}
+}
+
+func noop() {}
+
+// statusWriter remembers the status code written.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
 }
 
 func (a *API) entries(w http.ResponseWriter, r *http.Request) {
@@ -94,6 +156,8 @@ type appendResponse struct {
 func (a *API) append(w http.ResponseWriter, r *http.Request) {
 	counts := &a.m.appendReqs
 	tenant := r.PathValue("tenant")
+	r, w, done := a.traced(w, r, spans.Write, tenant)
+	defer done()
 	if !validTenant(tenant) {
 		a.reject(w, counts, http.StatusBadRequest, "invalid_tenant", fmt.Sprintf("tenant %q: accepted [a-z0-9][a-z0-9_-]{0,63}", tenant))
 		return
@@ -180,6 +244,8 @@ type keyResponse struct {
 func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
 	counts := &a.m.getReqs
 	tenant, key := r.PathValue("tenant"), r.PathValue("key")
+	r, w, done := a.traced(w, r, spans.Query, tenant)
+	defer done()
 	if !validTenant(tenant) {
 		a.reject(w, counts, http.StatusBadRequest, "invalid_tenant", fmt.Sprintf("tenant %q: accepted [a-z0-9][a-z0-9_-]{0,63}", tenant))
 		return
@@ -214,6 +280,8 @@ type entriesResponse struct {
 func (a *API) readEntries(w http.ResponseWriter, r *http.Request) {
 	counts := &a.m.readReqs
 	tenant := r.PathValue("tenant")
+	r, w, done := a.traced(w, r, spans.Query, tenant)
+	defer done()
 	if !validTenant(tenant) {
 		a.reject(w, counts, http.StatusBadRequest, "invalid_tenant", fmt.Sprintf("tenant %q: accepted [a-z0-9][a-z0-9_-]{0,63}", tenant))
 		return

@@ -38,7 +38,7 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	a, err := New(cfg, n, reg, nil)
+	a, err := New(cfg, n, reg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

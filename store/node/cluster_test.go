@@ -14,6 +14,11 @@ import (
 // startCluster runs three nodes over loopback TCP and returns them once one
 // leads and all are ready.
 func startCluster(t testing.TB) (map[uint64]*Node, *Node) {
+	return startClusterWith(t, func(uint64, *Deps) {})
+}
+
+// startClusterWith lets the caller adjust each node's Deps.
+func startClusterWith(t testing.TB, adjust func(id uint64, d *Deps)) (map[uint64]*Node, *Node) {
 	t.Helper()
 	replicas := map[uint64]string{}
 	var lns []net.Listener
@@ -33,7 +38,9 @@ func startCluster(t testing.TB) (map[uint64]*Node, *Node) {
 		cfg := DefaultConfig()
 		cfg.NodeID, cfg.DataDir, cfg.Replicas = id, t.TempDir(), replicas
 		cfg.APIAddr = fmt.Sprintf("127.0.0.1:%d", 17000+id)
-		n, err := New(cfg, Deps{Metrics: metric.NewRegistry()})
+		deps := Deps{Metrics: metric.NewRegistry()}
+		adjust(id, &deps)
+		n, err := New(cfg, deps)
 		if err != nil {
 			t.Fatal(err)
 		}

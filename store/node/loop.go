@@ -34,12 +34,12 @@ func (n *Node) loop() error {
 			n.fill()
 			n.propose()
 		case m := <-recv:
-			n.rep.Step(m)
+			n.stepTraced(m)
 			// Take whatever else arrived, so one fsync covers it all.
 			for more := true; more && len(recv) > 0; {
 				select {
 				case m := <-recv:
-					n.rep.Step(m)
+					n.stepTraced(m)
 				default:
 					more = false
 				}
@@ -131,6 +131,7 @@ func (n *Node) propose() {
 	for i, req := range accepted {
 		req.op = first + uint64(i)
 		n.waiting[req.op] = req
+		n.startPrepare(req)
 	}
 }
 
@@ -142,6 +143,7 @@ func (n *Node) answer(reqs []*request, err error) {
 
 func (n *Node) failWaiting(err error) {
 	for op, req := range n.waiting {
+		endPrepare(req, err.Error())
 		req.result <- response{err: err}
 		delete(n.waiting, op)
 	}
@@ -157,11 +159,13 @@ func (n *Node) handleReady() {
 			n.fail(err)
 			return
 		}
+		n.stampMessages(rd.Messages)
 		n.sendAll(rd.Messages)
 		n.observe(rd.Events)
 		n.applyUpTo(rd.CommitTo)
 		n.rep.Advance(rd)
 	}
+	n.endStepSpans()
 }
 
 func (n *Node) persist(rd vsr.Ready) error {
@@ -225,6 +229,7 @@ func (n *Node) dropUnapplied(op uint64) {
 	}
 	for o, req := range n.waiting {
 		if o > op {
+			endPrepare(req, "log truncated")
 			req.result <- response{err: ErrLostLeadership}
 			delete(n.waiting, o)
 		}
@@ -254,8 +259,13 @@ func (n *Node) applyUpTo(commit uint64) {
 		if req, ok := n.waiting[op.Op]; ok {
 			delete(n.waiting, op.Op)
 			if req.clientID == op.ClientID && req.requestID == op.RequestID && req.tenant == op.Tenant {
+				span := n.commitSpan(req)
 				req.result <- response{res: res}
+				if span != nil {
+					span.End()
+				}
 			} else {
+				endPrepare(req, "replaced by another op")
 				req.result <- response{err: ErrLostLeadership}
 			}
 		}
@@ -279,6 +289,8 @@ func (n *Node) applyOp(op *kmblog.Op) AppendResult {
 // observe turns replica events into logs and metrics.
 func (n *Node) observe(events []vsr.Event) {
 	for _, e := range events {
+		ctx := n.traces.viewChangeCtx // the view change open before this event
+		n.traceEvent(e)
 		switch e.Kind {
 		case vsr.EventBecamePrimary:
 			n.clogger.Info("Became leader",
@@ -288,7 +300,8 @@ func (n *Node) observe(events []vsr.Event) {
 				slog.Uint64("op_number", e.Op),
 				slog.Int("cluster_size", len(n.ids)))
 		case vsr.EventViewChangeStarted:
-			n.clogger.Warn("view change started",
+			ctx = n.traces.viewChangeCtx
+			n.clogger.WarnContext(ctx, "view change started",
 				slog.Uint64("node_id", n.cfg.NodeID),
 				slog.Uint64("view", e.View),
 				slog.Uint64("candidate_leader", e.Primary))
@@ -299,7 +312,7 @@ func (n *Node) observe(events []vsr.Event) {
 			if e.View > 0 {
 				n.m.viewChanges.Inc()
 			}
-			n.clogger.Info("view started",
+			n.clogger.InfoContext(ctx, "view started",
 				slog.Uint64("node_id", n.cfg.NodeID),
 				slog.Uint64("view", e.View),
 				slog.Uint64("leader", e.Primary),

@@ -18,6 +18,8 @@ import (
 	"github.com/kmb-db/kmb/store/vsr"
 	"github.com/kmb-db/kmb/store/wire"
 	"github.com/kmb-db/kmb/telemetry/metric"
+	"github.com/kmb-db/kmb/telemetry/spans"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Errors the API maps to status codes.
@@ -61,6 +63,8 @@ type Deps struct {
 	Now func() time.Time
 	// Build is reported in /status.
 	Build status.Build
+	// Tracer starts the node's spans; nil traces nothing.
+	Tracer *spans.Tracer
 }
 
 // AppendResult is what a committed write returns.
@@ -87,6 +91,8 @@ type Node struct {
 	tlogger  *slog.Logger // kmb_transport
 	registry *metric.Registry
 	m        metrics
+	tracer   *spans.Tracer
+	traces   tracing // loop-owned open spans
 
 	log   *kmblog.Log
 	lock  *os.File // dir/LOCK, held while the node runs
@@ -125,6 +131,9 @@ type Node struct {
 }
 
 type request struct {
+	// span is the writer's span context, valid only when sampled.
+	span      trace.SpanContext
+	prepare   trace.Span // kmb.consensus.prepare on the leader, when sampled
 	tenant    string
 	entries   []kmblog.Entry
 	clientID  uint64
@@ -172,7 +181,12 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		done:     make(chan struct{}),
 		waiting:  map[uint64]*request{},
 		clock:    newClientTable(),
+		tracer:   deps.Tracer,
 	}
+	if n.tracer == nil {
+		n.tracer = spans.Disabled()
+	}
+	n.traces.init()
 	n.lastIter.Store(deps.Now().UnixNano())
 	n.registerMetrics(deps.Metrics, deps.TenantLabelCap)
 	n.proj = projection.New(n.m.projection)
@@ -368,6 +382,9 @@ func (n *Node) Append(ctx context.Context, tenant string, entries []kmblog.Entry
 	}
 	req := requestPool.Get().(*request)
 	req.tenant, req.entries, req.clientID, req.requestID = tenant, entries, clientID, requestID
+	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
+		req.span = sc
+	}
 
 	n.mu.RLock()
 	if n.closed {

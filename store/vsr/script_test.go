@@ -29,7 +29,8 @@ import (
 //	                            with it, without state (recovery handshake).
 //	propose ID k=v... [err=not_primary|busy] [first=N]
 //	                            one Propose call at ID, one op per k=v;
-//	                            without err= it must succeed
+//	                            without err= it must succeed. ID "primary":
+//	                            at a running normal primary, if there is one
 //	tick IDS [N]                tick each replica of IDS N times (default 1);
 //	                            nothing is delivered
 //	run N [IDS]                 N rounds of: tick IDS (default all running
@@ -316,8 +317,19 @@ func (s *script) propose(args []string) error {
 	if len(args) < 1 {
 		return errors.New("usage: propose ID k=v... [err=E] [first=N]")
 	}
-	ids, err := s.ids(args[0])
-	if err != nil || len(ids) != 1 {
+	var ids []uint64
+	var err error
+	if args[0] == "primary" {
+		for _, id := range s.c.up() {
+			if s.c.replica(id).State().IsPrimary {
+				ids = append(ids, id)
+			}
+		}
+		if len(ids) == 0 {
+			return nil // nobody to propose to
+		}
+		ids = ids[:1]
+	} else if ids, err = s.ids(args[0]); err != nil || len(ids) != 1 {
 		return fmt.Errorf("propose needs one replica id, got %q", args[0])
 	}
 	var kvs []string

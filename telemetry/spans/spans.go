@@ -1,0 +1,113 @@
+package spans
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// The span names kmbd emits.
+const (
+	Write       = "kmb.write"             // a client append: Prepare → Commit → Apply
+	Query       = "kmb.query"             // a client read
+	Prepare     = "kmb.consensus.prepare" // replicating ops: on the leader until a quorum holds them, on a follower while it persists them
+	Commit      = "kmb.consensus.commit"  // applying committed ops and answering the writer
+	Repair      = "kmb.repair"            // serving or requesting missing log ops
+	ViewChange  = "kmb.view_change"       // from a view change's start to the replica's return to normal
+	ServiceName = "kmbd"
+)
+
+// Names lists every span name, for documentation checks.
+var Names = []string{Write, Query, Prepare, Commit, Repair, ViewChange}
+
+// Tracer starts spans for sampled operations only.
+type Tracer struct {
+	enabled   bool
+	threshold uint64 // a new trace is sampled when a random uint64 < threshold
+	tracer    trace.Tracer
+}
+
+var noopSpan = noop.Span{}
+
+// New returns a tracer over tp. When enabled is false every Start returns the
+// context unchanged and a no-op span. ratio is clamped to 0..1.
+func New(tp trace.TracerProvider, enabled bool, ratio float64) *Tracer {
+	t := &Tracer{enabled: enabled && tp != nil}
+	if !t.enabled {
+		return t
+	}
+	t.tracer = tp.Tracer("github.com/kmb-db/kmb")
+	switch {
+	case ratio >= 1:
+		t.threshold = math.MaxUint64
+	case ratio > 0:
+		t.threshold = uint64(ratio * float64(math.MaxUint64))
+	}
+	return t
+}
+
+// Disabled is a tracer that never traces.
+func Disabled() *Tracer { return &Tracer{} }
+
+// Enabled reports whether any span can be started.
+func (t *Tracer) Enabled() bool { return t != nil && t.enabled }
+
+// Start starts a span when the operation is sampled: always under a sampled
+// parent, with the configured ratio for a new trace. Otherwise it returns
+// ctx and a no-op span, without allocating.
+func (t *Tracer) Start(ctx context.Context, name string, kind trace.SpanKind, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	if t == nil || !t.enabled {
+		return ctx, noopSpan
+	}
+	if parent := trace.SpanContextFromContext(ctx); parent.IsValid() {
+		if !parent.IsSampled() {
+			return ctx, noopSpan
+		}
+	} else if t.threshold != math.MaxUint64 && rand.Uint64() >= t.threshold {
+		return ctx, noopSpan
+	}
+	return t.tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+}
+
+// StartAlways starts a span whenever tracing is on, regardless of the
+// ratio: for rare operations worth always seeing (view changes).
+func (t *Tracer) StartAlways(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	if t == nil || !t.enabled {
+		return ctx, noopSpan
+	}
+	return t.tracer.Start(ctx, name, trace.WithAttributes(attrs...))
+}
+
+var propagator = propagation.TraceContext{}
+
+// Inject returns the W3C traceparent of the span in ctx, "" when there is
+// no sampled span.
+func Inject(ctx context.Context) string {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() || !sc.IsSampled() {
+		return ""
+	}
+	carrier := propagation.MapCarrier{}
+	propagator.Inject(ctx, carrier)
+	return carrier["traceparent"]
+}
+
+// Extract returns ctx carrying the remote span context of a W3C
+// traceparent; ctx unchanged when traceparent is empty or malformed.
+func Extract(ctx context.Context, traceparent string) context.Context {
+	if traceparent == "" {
+		return ctx
+	}
+	return propagator.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent})
+}
+
+// ExtractHTTP returns ctx carrying the remote span context of the request's
+// traceparent (and tracestate) headers.
+func ExtractHTTP(ctx context.Context, header propagation.TextMapCarrier) context.Context {
+	return propagator.Extract(ctx, header)
+}
