@@ -32,7 +32,8 @@ type Tracer struct {
 	tracer    trace.Tracer
 }
 
-var noopSpan = noop.Span{}
+// noopSpan is boxed once: returning a fresh noop.Span would allocate.
+var noopSpan trace.Span = noop.Span{}
 
 // New returns a tracer over tp. When enabled is false every Start returns the
 // context unchanged and a no-op span. ratio is clamped to 0..1.
