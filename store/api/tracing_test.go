@@ -60,8 +60,8 @@ func TestSpans(t *testing.T) {
 	}
 	do("POST", "/v1/tenants/acme/entries", `{"entries":[{"key":"k","value":1}]}`, "00-"+traceID+"-00f067aa0ba902b7-01")
 	do("GET", "/v1/tenants/acme/keys/k", "", "00-"+traceID+"-00f067aa0ba902b8-01")
-	do("GET", "/v1/tenants/acme/entries", "", "00-"+traceID+"-00f067aa0ba902b9-00") // not sampled
-	do("POST", "/v1/tenants/acme/entries", `{"entries":[{"key":"k","value":2}]}`, "")     // no trace, ratio 0
+	do("GET", "/v1/tenants/acme/entries", "", "00-"+traceID+"-00f067aa0ba902b9-00")   // not sampled
+	do("POST", "/v1/tenants/acme/entries", `{"entries":[{"key":"k","value":2}]}`, "") // no trace, ratio 0
 
 	byName := map[string][]tracetest.SpanStub{}
 	for _, s := range exp.GetSpans() {
