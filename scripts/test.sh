@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs kmb's whole test suite. It installs what the tests need and cannot
-# build themselves: promtool (Debian package "prometheus") for the exposition
-# checks. Tests that need such a tool fail, rather than skip, when
-# KMB_REQUIRE_TOOLS=1, which this script sets.
+# build themselves: promtool and the Prometheus server (Debian package
+# "prometheus") for the exposition, rules and scraping tests, and Jaeger v2
+# (built from its Go module, cached) for the tracing test. Tests that need
+# such a tool fail, rather than skip, when KMB_REQUIRE_TOOLS=1, which this
+# script sets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +18,9 @@ if ! command -v promtool >/dev/null 2>&1; then
 	DEBIAN_FRONTEND=noninteractive need_root apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 export KMB_PROMTOOL="$(command -v promtool)"
+export KMB_PROMETHEUS="$(command -v prometheus)"
+# Jaeger v2, built from its Go module and cached, for the tracing end-to-end test.
+export KMB_JAEGER="$(./scripts/jaeger.sh)"
 export KMB_REQUIRE_TOOLS=1
 
 go vet ./...

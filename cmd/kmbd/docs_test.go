@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/kmb-db/kmb/telemetry/spans"
 )
 
 // docFiles are the user-facing documents whose claims are checked here.
@@ -136,4 +138,34 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// Every kmb.* span the docs name is one kmbd emits (telemetry/spans lists
+// them; the tracing tests in store/node, store/api and the Jaeger test
+// observe each), and every span kmbd emits is documented.
+func TestDocumentedSpansExist(t *testing.T) {
+	known, attrs := map[string]bool{}, map[string]bool{}
+	for _, n := range spans.Names {
+		known[n] = true
+	}
+	for _, k := range spans.AttributeKeys {
+		attrs[string(k)] = true
+	}
+	name := regexp.MustCompile("`(kmb\\.[a-z_.]+)`")
+	readme := ""
+	for path, text := range docFiles(t) {
+		if strings.HasSuffix(path, "README.md") {
+			readme = text
+		}
+		for _, m := range name.FindAllStringSubmatch(text, -1) {
+			if !known[m[1]] && !attrs[m[1]] {
+				t.Errorf("%s names span %s, which kmbd does not emit", path, m[1])
+			}
+		}
+	}
+	for n := range known {
+		if !strings.Contains(readme, "`"+n+"`") {
+			t.Errorf("span %s is not documented in the README", n)
+		}
+	}
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/kmb-db/kmb/store/projection"
 	"github.com/kmb-db/kmb/telemetry/metric"
 	"github.com/kmb-db/kmb/telemetry/spans"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
@@ -82,7 +81,7 @@ func (a *API) startSpan(r *http.Request, name, tenant string) (*http.Request, tr
 	span.SetAttributes(
 		semconv.HTTPRequestMethodKey.String(r.Method),
 		semconv.URLPath(r.URL.Path),
-		attribute.String("kmb.tenant", tenant),
+		spans.AttrTenant.String(tenant),
 	)
 	return r.WithContext(ctx), span
 }

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
@@ -35,15 +34,15 @@ func (t *tracing) init() {
 }
 
 var (
-	attrNode    = attribute.Key("kmb.node_id")
-	attrView    = attribute.Key("kmb.view")
-	attrOp      = attribute.Key("kmb.op_number")
-	attrOpLast  = attribute.Key("kmb.op_number.last")
-	attrPeer    = attribute.Key("kmb.peer")
-	attrTenant  = attribute.Key("kmb.tenant")
-	attrEntries = attribute.Key("kmb.batch.entries")
-	attrCommit  = attribute.Key("kmb.commit_number")
-	attrLeader  = attribute.Key("kmb.leader")
+	attrNode    = spans.AttrNodeID
+	attrView    = spans.AttrView
+	attrOp      = spans.AttrOpNumber
+	attrOpLast  = spans.AttrOpNumberLast
+	attrPeer    = spans.AttrPeer
+	attrTenant  = spans.AttrTenant
+	attrEntries = spans.AttrBatchEntries
+	attrCommit  = spans.AttrCommitNumber
+	attrLeader  = spans.AttrLeader
 )
 
 // startPrepare opens the leader's prepare span of a sampled write and
@@ -103,7 +102,8 @@ func (n *Node) stepTraced(m wire.Message) {
 				n.traces.followerPrepares = append(n.traces.followerPrepares, span)
 			}
 		case m.Type == wire.TypeGetOps:
-			_, span := n.tracer.Start(context.Background(), spans.Repair, trace.SpanKindServer)
+			// Repairs are rare and telling: traced whatever the ratio.
+			_, span := n.tracer.StartAlways(context.Background(), spans.Repair)
 			if span.IsRecording() {
 				span.SetAttributes(attrNode.Int64(int64(n.cfg.NodeID)), attrPeer.Int64(int64(m.From)),
 					attrView.Int64(int64(m.View)), attrOp.Int64(int64(m.Op)))

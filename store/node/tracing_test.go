@@ -97,10 +97,42 @@ func TestTracingAcrossReplicas(t *testing.T) {
 	}
 	for id, exp := range exporters {
 		for _, s := range exp.GetSpans() {
-			if s.SpanContext.TraceID() != writer.TraceID() && s.Name != spans.ViewChange {
+			if s.SpanContext.TraceID() != writer.TraceID() && s.Name != spans.ViewChange && s.Name != spans.Repair {
 				t.Errorf("node %d traced an unsampled operation: %s", id, s.Name)
 			}
 		}
+	}
+
+	// A follower that was down repairs its log from the leader, traced.
+	var follower *Node
+	for _, n := range nodes {
+		if n != leader {
+			follower = n
+			break
+		}
+	}
+	follower.Stop()
+	for i := 0; i < 5; i++ {
+		if _, err := leader.Append(context.Background(), "acme", entries("while-down", "1"), 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	back, err := New(follower.cfg, Deps{Tracer: follower.tracer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go back.Run()
+	t.Cleanup(back.Stop)
+	deadline = time.Now().Add(20 * time.Second)
+	for len(spansNamed(lexp, spans.Repair, trace.TraceID{})) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no kmb.repair span on the leader after a follower restarted behind")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	rep := spansNamed(lexp, spans.Repair, trace.TraceID{})[0]
+	if peer, _ := intAttr(rep, "kmb.peer"); uint64(peer) != follower.cfg.NodeID {
+		t.Fatalf("kmb.repair peer %d, want %d", peer, follower.cfg.NodeID)
 	}
 
 	// Stopping the leader makes the others change view, traced.

@@ -48,6 +48,28 @@ type testNode struct {
 	r       *Replica // nil while down
 	applied uint64
 	rng     *rand.Rand
+
+	// crashAt, when set, crashes the replica in the middle of its next
+	// Ready with log changes or hard state (see crashPoint).
+	crashAt crashPoint
+}
+
+// crashPoint is where in the driver contract a replica crashes.
+type crashPoint int
+
+const (
+	noCrash            crashPoint = iota
+	crashBeforePersist            // nothing of the Ready is durable
+	crashTornAppend               // truncation and part of the appends are durable
+	crashAfterLog                 // the log is durable, the hard state is not
+	crashBeforeSend               // log and hard state are durable, nothing sent
+)
+
+var crashPointNames = map[string]crashPoint{
+	"before_persist": crashBeforePersist,
+	"torn_append":    crashTornAppend,
+	"after_log":      crashAfterLog,
+	"before_send":    crashBeforeSend,
 }
 
 // nodeStorage serves a replica's reads from its node's disk.
@@ -203,6 +225,14 @@ func (c *cluster) resetRecords() { c.sent, c.events = nil, nil }
 func (c *cluster) handleReady(n *testNode) {
 	for n.r != nil && n.r.HasReady() {
 		rd := n.r.Ready()
+		at := noCrash
+		if n.crashAt != noCrash && (rd.Truncate || len(rd.Append) > 0 || rd.MustPersist) {
+			at, n.crashAt = n.crashAt, noCrash
+		}
+		if at == crashBeforePersist {
+			c.crash(n.id)
+			return
+		}
 
 		// 1. The log, durably: truncation first, then appends.
 		if rd.Truncate {
@@ -214,11 +244,19 @@ func (c *cluster) handleReady(n *testNode) {
 			}
 			n.disk = n.disk[:rd.TruncateAfter]
 		}
-		for _, op := range rd.Append {
+		appends := rd.Append
+		if at == crashTornAppend {
+			appends = appends[:len(appends)/2] // a torn write keeps a prefix
+		}
+		for _, op := range appends {
 			if op.Op != uint64(len(n.disk))+1 {
 				c.fatalf("replica %d: append of op %d after op %d", n.id, op.Op, len(n.disk))
 			}
 			n.disk = append(n.disk, cloneOp(op))
+		}
+		if at == crashTornAppend || at == crashAfterLog {
+			c.crash(n.id)
+			return
 		}
 		// 2. Then the hard state.
 		if rd.MustPersist {
@@ -235,6 +273,10 @@ func (c *cluster) handleReady(n *testNode) {
 			c.fatalf("replica %d: commit %d beyond its log (%d ops)", n.id, rd.CommitTo, len(n.disk))
 		}
 		n.hs.Commit = max(n.hs.Commit, min(rd.CommitTo, uint64(len(n.disk))))
+		if at == crashBeforeSend {
+			c.crash(n.id)
+			return
+		}
 
 		// 3. Send.
 		for _, m := range rd.Messages {
@@ -331,7 +373,7 @@ func (c *cluster) deliverMsg(m wire.Message) {
 	if n == nil || n.r == nil || c.blocked(m) {
 		return
 	}
-	n.r.Step(cloneMsg(m))
+	n.r.Step(m) // m is the queue's own copy (cloned when sent or duplicated)
 	c.handleReady(n)
 }
 
@@ -356,7 +398,11 @@ func (c *cluster) deliverNext(f msgFilter) bool {
 		return false
 	}
 	m := c.queue[i]
-	c.queue = slices.Delete(c.queue, i, i+1)
+	if i == 0 {
+		c.queue = c.queue[1:] // cheap: deliveries mostly take the head
+	} else {
+		c.queue = slices.Delete(c.queue, i, i+1)
+	}
 	c.deliverMsg(m)
 	return true
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/kmb-db/kmb/store/wire"
 )
 
-var randomSeeds = flag.Int("vsr.seeds", 150, "seeds of TestRandomSchedules per configuration")
+var randomSeeds = flag.Int("vsr.seeds", 0, "seeds of TestRandomSchedules per configuration (default 40, 10 with -race)")
 
 // TestRandomSchedules drives the harness with random schedules: random
 // delivery order (reordering and arbitrary delays), losses, duplicates,
@@ -30,10 +30,20 @@ func TestRandomSchedules(t *testing.T) {
 		{"3-fresh-wipes", 3, true, true},
 		{"5-wipes", 5, false, true},
 	}
+	seeds := *randomSeeds
+	if seeds == 0 {
+		seeds = 40
+		if raceEnabled {
+			seeds = 10
+		}
+	}
+	if testing.Short() {
+		seeds = min(seeds, 5)
+	}
 	for _, cfg := range configs {
 		t.Run(cfg.name, func(t *testing.T) {
 			t.Parallel()
-			for seed := uint64(1); seed <= uint64(*randomSeeds); seed++ {
+			for seed := uint64(1); seed <= uint64(seeds); seed++ {
 				runRandom(t, seed, cfg.n, cfg.fresh, cfg.wipes, os.Getenv("VSR_RUN_BUGS") != "")
 				if t.Failed() {
 					return
@@ -67,7 +77,7 @@ func runRandom(t *testing.T, seed uint64, n int, fresh, wipes, keepStale bool) {
 	failures := func() int {
 		k := 0
 		for _, id := range c.ids {
-			if c.nodes[id].r == nil || wiped[id] {
+			if c.nodes[id].r == nil || wiped[id] || c.nodes[id].crashAt != noCrash {
 				k++
 			}
 		}
@@ -127,8 +137,11 @@ func runRandom(t *testing.T, seed uint64, n int, fresh, wipes, keepStale bool) {
 					// the previous life's prepares must not outlive it.
 					c.queue = slices.DeleteFunc(c.queue, func(m wire.Message) bool { return m.From == id })
 				}
-			} else {
+			} else if rng.IntN(2) == 0 {
 				c.crash(id)
+			} else {
+				// In the middle of its next durable write.
+				c.nodes[id].crashAt = crashPoint(1 + rng.IntN(4))
 			}
 		default: // restart
 			for _, id := range c.ids {
@@ -141,12 +154,13 @@ func runRandom(t *testing.T, seed uint64, n int, fresh, wipes, keepStale bool) {
 	}
 
 	// Heal: everyone up, nothing lost, everything delivered each round.
-	for _, id := range c.ids {
-		if c.nodes[id].r == nil {
-			c.start(id)
-		}
-	}
 	for round := 0; round < 300; round++ {
+		for _, id := range c.ids {
+			c.nodes[id].crashAt = noCrash
+			if c.nodes[id].r == nil {
+				c.start(id)
+			}
+		}
 		c.run(1, c.up())
 		noteRecovered()
 		if converged(c) {

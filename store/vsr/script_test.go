@@ -48,6 +48,11 @@ import (
 //	isolate IDS / heal          block everything from and to IDS / unblock
 //	crash IDS, restart IDS      lose memory / boot from the disk
 //	wipe IDS                    crash and lose the disk (restart to boot it)
+//	crashat IDS POINT           crash in the middle of the next Ready that
+//	                            has log changes or hard state: before_persist,
+//	                            torn_append (half the appends are durable),
+//	                            after_log (log durable, hard state not),
+//	                            before_send (both durable, nothing sent)
 //	dump                        log the cluster
 //	expect status|view|logview|op|commit|applied|primary|is_primary|
 //	       catching_up|up IDS = V
@@ -240,6 +245,21 @@ func (s *script) exec(args []string) error {
 		}
 	case "unblock", "heal":
 		c.blocks = nil
+	case "crashat":
+		if len(args) != 2 {
+			return errors.New("usage: crashat IDS POINT")
+		}
+		ids, err := s.ids(args[0])
+		if err != nil {
+			return err
+		}
+		at, ok := crashPointNames[args[1]]
+		if !ok {
+			return fmt.Errorf("unknown crash point %q", args[1])
+		}
+		for _, id := range ids {
+			c.node(id).crashAt = at
+		}
 	case "isolate", "crash", "restart", "wipe":
 		if len(args) != 1 {
 			return fmt.Errorf("usage: %s IDS", cmd)

@@ -25,6 +25,23 @@ const (
 // Names lists every span name, for documentation checks.
 var Names = []string{Write, Query, Prepare, Commit, Repair, ViewChange}
 
+// Attribute keys of kmbd's spans, besides OpenTelemetry's semantic
+// conventions (http.request.method, url.path, http.response.status_code).
+const (
+	AttrNodeID       = attribute.Key("kmb.node_id")
+	AttrView         = attribute.Key("kmb.view")
+	AttrOpNumber     = attribute.Key("kmb.op_number")
+	AttrOpNumberLast = attribute.Key("kmb.op_number.last")
+	AttrCommitNumber = attribute.Key("kmb.commit_number")
+	AttrPeer         = attribute.Key("kmb.peer")
+	AttrLeader       = attribute.Key("kmb.leader")
+	AttrTenant       = attribute.Key("kmb.tenant")
+	AttrBatchEntries = attribute.Key("kmb.batch.entries")
+)
+
+// AttributeKeys lists the kmb.* attribute keys, for documentation checks.
+var AttributeKeys = []attribute.Key{AttrNodeID, AttrView, AttrOpNumber, AttrOpNumberLast, AttrCommitNumber, AttrPeer, AttrLeader, AttrTenant, AttrBatchEntries}
+
 // Tracer starts spans for sampled operations only.
 type Tracer struct {
 	enabled   bool

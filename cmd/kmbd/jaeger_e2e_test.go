@@ -1,0 +1,219 @@
+package main
+
+// End-to-end tracing: three kmbd processes export spans over OTLP to a real
+// Jaeger v2 on loopback; the assertions go through Jaeger's query API.
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const jaegerConfig = `
+service:
+  extensions: [jaeger_storage, jaeger_query, healthcheckv2]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    metrics:
+      level: none
+    logs:
+      level: warn
+extensions:
+  healthcheckv2:
+    use_v2: true
+    http:
+      endpoint: %s
+  jaeger_query:
+    storage:
+      traces: memstore
+    http:
+      endpoint: %s
+    grpc:
+      endpoint: %s
+  jaeger_storage:
+    backends:
+      memstore:
+        memory:
+          max_traces: 100000
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: %s
+      http:
+        endpoint: %s
+processors:
+  batch:
+    timeout: 200ms
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: memstore
+`
+
+type jaegerTrace struct {
+	TraceID string `json:"traceID"`
+	Spans   []struct {
+		SpanID        string `json:"spanID"`
+		OperationName string `json:"operationName"`
+		ProcessID     string `json:"processID"`
+		References    []struct {
+			RefType string `json:"refType"`
+			SpanID  string `json:"spanID"`
+		} `json:"references"`
+	} `json:"spans"`
+	Processes map[string]struct {
+		ServiceName string `json:"serviceName"`
+		Tags        []struct {
+			Key   string `json:"key"`
+			Value any    `json:"value"`
+		} `json:"tags"`
+	} `json:"processes"`
+}
+
+func jaegerGet(t *testing.T, url string) []jaegerTrace {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Data []jaegerTrace `json:"data"`
+	}
+	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&body) != nil {
+		return nil
+	}
+	return body.Data
+}
+
+// instance returns the service.instance.id of the span's process.
+func (tr jaegerTrace) instance(processID string) string {
+	for _, tag := range tr.Processes[processID].Tags {
+		if tag.Key == "service.instance.id" {
+			return fmt.Sprint(tag.Value)
+		}
+	}
+	return ""
+}
+
+func TestE2EJaegerTraces(t *testing.T) {
+	jaeger := requireTool(t, "KMB_JAEGER", "jaeger")
+	addrs := freeAddrs(t, 5) // health, query http, query grpc, otlp grpc, otlp http
+	cfgPath := filepath.Join(t.TempDir(), "jaeger.yaml")
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(jaegerConfig, addrs[0], addrs[1], addrs[2], addrs[3], addrs[4])), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j := exec.Command(jaeger, "--config", cfgPath)
+	jlog := &syncBuffer{}
+	j.Stdout, j.Stderr = jlog, jlog
+	if err := j.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		j.Process.Signal(syscall.SIGTERM)
+		j.Wait()
+		if t.Failed() {
+			t.Logf("jaeger output:\n%.4000s", jlog.String())
+		}
+	})
+	query := "http://" + addrs[1]
+	waitFor(t, "jaeger query API", 60*time.Second, func() bool {
+		resp, err := http.Get(query + "/api/services")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+
+	// Three nodes exporting every sampled span; new traces at 1% so the
+	// test's own traceparent decides.
+	c := &cluster{t: t, dirs: map[uint64]string{}, procs: map[uint64]*proc{}}
+	repl := freeAddrs(t, 3)
+	var parts []string
+	for i, a := range repl {
+		parts = append(parts, fmt.Sprintf("%d=%s", i+1, a))
+	}
+	c.replicas = strings.Join(parts, ",")
+	for id := uint64(1); id <= 3; id++ {
+		c.dirs[id] = t.TempDir()
+		c.procs[id] = launchKmbd(t, c.dirs[id], "--node-id", strconv.FormatUint(id, 10), "--replicas", c.replicas,
+			"--tracing-enabled", "--tracing-endpoint", "http://"+addrs[4], "--tracing-sample-ratio", "0.01")
+	}
+	for id := range c.procs {
+		c.waitReady(id)
+	}
+	leader := c.leader()
+
+	const writeTrace = "5bf92f3577b34da6a3ce929d0e0e4736"
+	const queryTrace = "6bf92f3577b34da6a3ce929d0e0e4736"
+	req, _ := http.NewRequest("POST", c.procs[leader].api+"/v1/tenants/acme/entries", strings.NewReader(`{"entries":[{"key":"k","value":1}]}`))
+	req.Header.Set("traceparent", "00-"+writeTrace+"-00f067aa0ba902b7-01")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("traced write: %v %v", err, resp)
+	} else {
+		resp.Body.Close()
+	}
+	req, _ = http.NewRequest("GET", c.procs[leader].api+"/v1/tenants/acme/keys/k", nil)
+	req.Header.Set("traceparent", "00-"+queryTrace+"-00f067aa0ba902b8-01")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("traced query: %v %v", err, resp)
+	} else {
+		resp.Body.Close()
+	}
+
+	// One write is one trace: kmb.write, and kmb.consensus.prepare from at
+	// least two nodes.
+	var write jaegerTrace
+	waitFor(t, "the write's trace in Jaeger", 30*time.Second, func() bool {
+		traces := jaegerGet(t, query+"/api/traces/"+writeTrace)
+		if len(traces) != 1 {
+			return false
+		}
+		write = traces[0]
+		prepareNodes := map[string]bool{}
+		hasWrite := false
+		for _, s := range write.Spans {
+			switch s.OperationName {
+			case "kmb.write":
+				hasWrite = true
+			case "kmb.consensus.prepare":
+				prepareNodes[write.instance(s.ProcessID)] = true
+			}
+		}
+		return hasWrite && len(prepareNodes) >= 2
+	})
+	for _, p := range write.Processes {
+		if p.ServiceName != "kmbd" {
+			t.Errorf("service.name %q", p.ServiceName)
+		}
+	}
+	waitFor(t, "the query's trace in Jaeger", 30*time.Second, func() bool {
+		traces := jaegerGet(t, query+"/api/traces/"+queryTrace)
+		return len(traces) == 1 && len(traces[0].Spans) >= 1 && traces[0].Spans[0].OperationName == "kmb.query"
+	})
+
+	// Killing the leader produces a kmb.view_change span.
+	old := c.procs[leader]
+	old.cmd.Process.Signal(syscall.SIGKILL)
+	<-old.exited
+	delete(c.procs, leader)
+	c.leader()
+	waitFor(t, "a kmb.view_change span in Jaeger", 30*time.Second, func() bool {
+		return len(jaegerGet(t, query+"/api/traces?service=kmbd&operation=kmb.view_change&limit=20")) > 0
+	})
+	t.Logf("write trace %s: %d spans over %d processes", writeTrace, len(write.Spans), len(write.Processes))
+	for _, p := range c.procs {
+		p.stop(t)
+	}
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package vsr
+
+const raceEnabled = false
