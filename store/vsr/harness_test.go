@@ -88,13 +88,14 @@ type nodeEvent struct {
 	Event
 }
 
-type cluster struct {
+type testCluster struct {
 	tb    testing.TB
 	opts  clusterOpts
 	ids   []uint64
 	nodes map[uint64]*testNode
 
 	queue  []wire.Message // in flight, in delivery order
+	stash  []wire.Message // held back by the test (see stashMsgs)
 	blocks []msgFilter    // network rules: matching messages are lost when sent or delivered
 
 	// Per command (reset by resetRecords): what was sent and emitted.
@@ -107,7 +108,7 @@ type cluster struct {
 	clock     int64
 }
 
-func newCluster(tb testing.TB, o clusterOpts) *cluster {
+func newTestCluster(tb testing.TB, o clusterOpts) *testCluster {
 	tb.Helper()
 	if o.N == 0 {
 		o.N = 3
@@ -118,7 +119,7 @@ func newCluster(tb testing.TB, o clusterOpts) *cluster {
 	if o.ViewChangeTicks == 0 {
 		o.ViewChangeTicks = 10
 	}
-	c := &cluster{
+	c := &testCluster{
 		tb:        tb,
 		opts:      o,
 		nodes:     map[uint64]*testNode{},
@@ -140,12 +141,12 @@ func newCluster(tb testing.TB, o clusterOpts) *cluster {
 	return c
 }
 
-func (c *cluster) fatalf(format string, args ...any) {
+func (c *testCluster) fatalf(format string, args ...any) {
 	c.tb.Helper()
 	c.tb.Fatalf("%s\ncluster: %s", fmt.Sprintf(format, args...), c.describe())
 }
 
-func (c *cluster) node(id uint64) *testNode {
+func (c *testCluster) node(id uint64) *testNode {
 	n := c.nodes[id]
 	if n == nil {
 		c.fatalf("no replica %d", id)
@@ -154,7 +155,7 @@ func (c *cluster) node(id uint64) *testNode {
 }
 
 // replica returns the running replica id.
-func (c *cluster) replica(id uint64) *Replica {
+func (c *testCluster) replica(id uint64) *Replica {
 	n := c.node(id)
 	if n.r == nil {
 		c.fatalf("replica %d is down", id)
@@ -162,7 +163,7 @@ func (c *cluster) replica(id uint64) *Replica {
 	return n.r
 }
 
-func (c *cluster) config(n *testNode) Config {
+func (c *testCluster) config(n *testNode) Config {
 	return Config{
 		NodeID:           n.id,
 		Replicas:         slices.Clone(c.ids),
@@ -182,7 +183,7 @@ func (c *cluster) config(n *testNode) Config {
 
 // start boots replica id from its disk, replaying its committed prefix as
 // a node does.
-func (c *cluster) start(id uint64) {
+func (c *testCluster) start(id uint64) {
 	c.tb.Helper()
 	n := c.node(id)
 	if n.r != nil {
@@ -201,7 +202,7 @@ func (c *cluster) start(id uint64) {
 }
 
 // crash discards the replica and its memory; the disk stays.
-func (c *cluster) crash(id uint64) {
+func (c *testCluster) crash(id uint64) {
 	c.tb.Helper()
 	n := c.node(id)
 	if n.r == nil {
@@ -211,18 +212,18 @@ func (c *cluster) crash(id uint64) {
 }
 
 // wipe crashes the replica (if up) and loses its disk.
-func (c *cluster) wipe(id uint64) {
+func (c *testCluster) wipe(id uint64) {
 	c.tb.Helper()
 	n := c.node(id)
 	n.r, n.applied = nil, 0
 	n.disk, n.hs, n.hasState = nil, HardState{}, false
 }
 
-func (c *cluster) resetRecords() { c.sent, c.events = nil, nil }
+func (c *testCluster) resetRecords() { c.sent, c.events = nil, nil }
 
 // handleReady runs the driver contract for every pending Ready of n and
 // checks the invariants a correct replica keeps.
-func (c *cluster) handleReady(n *testNode) {
+func (c *testCluster) handleReady(n *testNode) {
 	for n.r != nil && n.r.HasReady() {
 		rd := n.r.Ready()
 		at := noCrash
@@ -296,7 +297,7 @@ func (c *cluster) handleReady(n *testNode) {
 		// 4. Apply, checking agreement.
 		for n.applied < rd.CommitTo {
 			op := n.disk[n.applied]
-			id := identity(op)
+			id := opIdent(op)
 			if prev, ok := c.committed[op.Op]; ok && prev != id {
 				c.fatalf("agreement: replica %d committed op %d as %s, committed elsewhere as %s", n.id, op.Op, id, prev)
 			}
@@ -324,7 +325,7 @@ func (c *cluster) handleReady(n *testNode) {
 }
 
 // propose submits one proposal per key=value pair in one Propose call.
-func (c *cluster) propose(id uint64, kvs ...string) (uint64, error) {
+func (c *testCluster) propose(id uint64, kvs ...string) (uint64, error) {
 	c.tb.Helper()
 	n := c.node(id)
 	if n.r == nil {
@@ -349,7 +350,7 @@ func (c *cluster) propose(id uint64, kvs ...string) (uint64, error) {
 }
 
 // tick advances replica id by one tick.
-func (c *cluster) tick(id uint64) {
+func (c *testCluster) tick(id uint64) {
 	n := c.node(id)
 	if n.r == nil {
 		return
@@ -358,7 +359,7 @@ func (c *cluster) tick(id uint64) {
 	c.handleReady(n)
 }
 
-func (c *cluster) blocked(m wire.Message) bool {
+func (c *testCluster) blocked(m wire.Message) bool {
 	for _, f := range c.blocks {
 		if f.match(m) {
 			return true
@@ -368,7 +369,7 @@ func (c *cluster) blocked(m wire.Message) bool {
 }
 
 // deliverMsg hands m to its receiver, unless the network loses it.
-func (c *cluster) deliverMsg(m wire.Message) {
+func (c *testCluster) deliverMsg(m wire.Message) {
 	n := c.nodes[m.To]
 	if n == nil || n.r == nil || c.blocked(m) {
 		return
@@ -380,7 +381,7 @@ func (c *cluster) deliverMsg(m wire.Message) {
 // deliver delivers the queued messages matching f, in queue order, and
 // those they cause, until no matching message is left. Messages not
 // matching f stay queued in their order.
-func (c *cluster) deliver(f msgFilter) {
+func (c *testCluster) deliver(f msgFilter) {
 	for steps := 0; ; steps++ {
 		if steps > 100000 {
 			c.fatalf("deliver %s: no quiescence after %d messages", f, steps)
@@ -392,7 +393,7 @@ func (c *cluster) deliver(f msgFilter) {
 }
 
 // deliverNext delivers the first queued message matching f, if any.
-func (c *cluster) deliverNext(f msgFilter) bool {
+func (c *testCluster) deliverNext(f msgFilter) bool {
 	i := slices.IndexFunc(c.queue, f.match)
 	if i < 0 {
 		return false
@@ -409,7 +410,7 @@ func (c *cluster) deliverNext(f msgFilter) bool {
 
 // deliverOnce delivers only the messages matching f that are queued now;
 // what they cause stays queued.
-func (c *cluster) deliverOnce(f msgFilter) {
+func (c *testCluster) deliverOnce(f msgFilter) {
 	var due, rest []wire.Message
 	for _, m := range c.queue {
 		if f.match(m) {
@@ -425,14 +426,30 @@ func (c *cluster) deliverOnce(f msgFilter) {
 }
 
 // drop removes the queued messages matching f and returns how many.
-func (c *cluster) drop(f msgFilter) int {
+func (c *testCluster) drop(f msgFilter) int {
 	n := len(c.queue)
 	c.queue = slices.DeleteFunc(c.queue, f.match)
 	return n - len(c.queue)
 }
 
+// stashMsgs moves the queued messages matching f aside; unstash puts
+// them back at the end of the queue, to be delivered late.
+func (c *testCluster) stashMsgs(f msgFilter) {
+	for _, m := range c.queue {
+		if f.match(m) {
+			c.stash = append(c.stash, m)
+		}
+	}
+	c.drop(f)
+}
+
+func (c *testCluster) unstash() {
+	c.queue = append(c.queue, c.stash...)
+	c.stash = nil
+}
+
 // dup duplicates every queued message matching f (the copy right after it).
-func (c *cluster) dup(f msgFilter) {
+func (c *testCluster) dup(f msgFilter) {
 	var q []wire.Message
 	for _, m := range c.queue {
 		q = append(q, m)
@@ -445,7 +462,7 @@ func (c *cluster) dup(f msgFilter) {
 
 // reverse reverses the order of the queued messages matching f among
 // themselves; the others keep their places.
-func (c *cluster) reverse(f msgFilter) {
+func (c *testCluster) reverse(f msgFilter) {
 	var idx []int
 	for i, m := range c.queue {
 		if f.match(m) {
@@ -459,7 +476,7 @@ func (c *cluster) reverse(f msgFilter) {
 
 // run runs rounds: tick the given replicas (the running ones), then
 // deliver everything in flight until the network is quiet.
-func (c *cluster) run(rounds int, ids []uint64) {
+func (c *testCluster) run(rounds int, ids []uint64) {
 	for range rounds {
 		for _, id := range ids {
 			c.tick(id)
@@ -468,7 +485,7 @@ func (c *cluster) run(rounds int, ids []uint64) {
 	}
 }
 
-func (c *cluster) up() []uint64 {
+func (c *testCluster) up() []uint64 {
 	var ids []uint64
 	for _, id := range c.ids {
 		if c.nodes[id].r != nil {
@@ -478,7 +495,7 @@ func (c *cluster) up() []uint64 {
 	return ids
 }
 
-func (c *cluster) describe() string {
+func (c *testCluster) describe() string {
 	var b strings.Builder
 	for _, id := range c.ids {
 		n := c.nodes[id]
@@ -497,9 +514,9 @@ func (c *cluster) describe() string {
 	return b.String()
 }
 
-// identity names an op by its first entry and the view it was prepared in:
+// opIdent names an op by its first entry and the view it was prepared in:
 // "k=v@view".
-func identity(op *kmblog.Op) string {
+func opIdent(op *kmblog.Op) string {
 	kv := "-"
 	if len(op.Entries) > 0 {
 		kv = op.Entries[0].Key + "=" + string(op.Entries[0].Value)
@@ -510,7 +527,7 @@ func identity(op *kmblog.Op) string {
 func logString(ops []*kmblog.Op) string {
 	s := make([]string, len(ops))
 	for i, op := range ops {
-		s[i] = identity(op)
+		s[i] = opIdent(op)
 	}
 	return strings.Join(s, " ")
 }
@@ -518,7 +535,7 @@ func logString(ops []*kmblog.Op) string {
 func fmtMsg(m wire.Message) string {
 	var ops []string
 	for _, op := range m.Ops {
-		ops = append(ops, fmt.Sprintf("%d:%s", op.Op, identity(op)))
+		ops = append(ops, fmt.Sprintf("%d:%s", op.Op, opIdent(op)))
 	}
 	return fmt.Sprintf("%s %d->%d view=%d logview=%d op=%d commit=%d ops=[%s]",
 		m.Type, m.From, m.To, m.View, m.LogView, m.Op, m.Commit, strings.Join(ops, " "))

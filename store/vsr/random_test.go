@@ -25,10 +25,12 @@ func TestRandomSchedules(t *testing.T) {
 		n     int
 		fresh bool
 		wipes bool
+		vct   int // ViewChangeTicks; small: many view changes
 	}{
-		{"3", 3, false, false},
-		{"3-fresh-wipes", 3, true, true},
-		{"5-wipes", 5, false, true},
+		{"3", 3, false, false, 10},
+		{"3-fresh-wipes", 3, true, true, 10},
+		{"3-wipes-fast-view-changes", 3, false, true, 3},
+		{"5-wipes", 5, false, true, 10},
 	}
 	seeds := *randomSeeds
 	if seeds == 0 {
@@ -44,7 +46,7 @@ func TestRandomSchedules(t *testing.T) {
 		t.Run(cfg.name, func(t *testing.T) {
 			t.Parallel()
 			for seed := uint64(1); seed <= uint64(seeds); seed++ {
-				runRandom(t, seed, cfg.n, cfg.fresh, cfg.wipes, os.Getenv("VSR_RUN_BUGS") != "")
+				runRandom(t, seed, cfg.n, cfg.vct, cfg.fresh, cfg.wipes, os.Getenv("VSR_RUN_BUGS") != "")
 				if t.Failed() {
 					return
 				}
@@ -65,10 +67,10 @@ func (s seedTB) Fatalf(format string, args ...any) {
 	s.TB.Fatalf("n=%d seed=%d: %s", s.n, s.seed, fmt.Sprintf(format, args...))
 }
 
-func runRandom(t *testing.T, seed uint64, n int, fresh, wipes, keepStale bool) {
+func runRandom(t *testing.T, seed uint64, n, vct int, fresh, wipes, keepStale bool) {
 	const steps = 2000
 	rng := rand.New(rand.NewPCG(seed, 0xdecafbad))
-	c := newCluster(seedTB{t, seed, n}, clusterOpts{N: n, Fresh: fresh, Seed: seed, MaxOpsPerMessage: 3, MaxPipeline: 16})
+	c := newTestCluster(seedTB{t, seed, n}, clusterOpts{N: n, Fresh: fresh, Seed: seed, ViewChangeTicks: vct, MaxOpsPerMessage: 3, MaxPipeline: 16})
 	f := (n - 1) / 2
 	wiped := map[uint64]bool{} // holding no state yet: counts as a failure
 	for _, id := range c.ids {
@@ -163,7 +165,7 @@ func runRandom(t *testing.T, seed uint64, n int, fresh, wipes, keepStale bool) {
 		}
 		c.run(1, c.up())
 		noteRecovered()
-		if converged(c) {
+		if clusterConverged(c) {
 			return
 		}
 		if round%20 == 19 {
@@ -178,9 +180,9 @@ func runRandom(t *testing.T, seed uint64, n int, fresh, wipes, keepStale bool) {
 	c.fatalf("no convergence 300 rounds after healing")
 }
 
-// converged: all normal in one view, identical logs, everything committed
+// clusterConverged: all normal in one view, identical logs, everything committed
 // and applied.
-func converged(c *cluster) bool {
+func clusterConverged(c *testCluster) bool {
 	first := c.nodes[c.ids[0]]
 	for _, id := range c.ids {
 		n := c.nodes[id]

@@ -10,10 +10,10 @@ import (
 	"github.com/kmb-db/kmb/store/wire"
 )
 
-// memStorage is a Storage over a slice (op n at index n-1).
-type memStorage []*kmblog.Op
+// sliceStorage is a Storage over a slice (op n at index n-1).
+type sliceStorage []*kmblog.Op
 
-func (s memStorage) Read(op uint64) (kmblog.Op, error) {
+func (s sliceStorage) Read(op uint64) (kmblog.Op, error) {
 	if op == 0 || op > uint64(len(s)) {
 		return kmblog.Op{}, fmt.Errorf("op %d not stored", op)
 	}
@@ -24,12 +24,12 @@ type failStorage struct{}
 
 func (failStorage) Read(uint64) (kmblog.Op, error) { return kmblog.Op{}, errors.New("disk on fire") }
 
-func validConfig() Config {
+func validTestConfig() Config {
 	return Config{
 		NodeID:   1,
 		Replicas: []uint64{1, 2, 3},
 		Rand:     func(int) int { return 0 },
-		Storage:  memStorage(nil),
+		Storage:  sliceStorage(nil),
 	}
 }
 
@@ -63,7 +63,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := validConfig()
+			c := validTestConfig()
 			tt.edit(&c)
 			before := fmt.Sprintf("%+v", c)
 			err := c.Validate()
@@ -87,7 +87,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestNewReadsLastOp(t *testing.T) {
-	cfg := validConfig()
+	cfg := validTestConfig()
 	cfg.Storage = failStorage{}
 	if _, err := New(cfg, HardState{}, true, 3); err == nil || !strings.Contains(err.Error(), "disk on fire") {
 		t.Fatalf("New with an unreadable last op: %v", err)
@@ -98,12 +98,12 @@ func TestNewReadsLastOp(t *testing.T) {
 	}
 }
 
-// newPrimary returns replica 1, primary of view 0 of an n-replica
+// newTestPrimary returns replica 1, primary of view 0 of an n-replica
 // cluster, holding k proposed ops; with durable, the driver has persisted
 // them.
-func newPrimary(t *testing.T, n, k int, durable bool) *Replica {
+func newTestPrimary(t *testing.T, n, k int, durable bool) *Replica {
 	t.Helper()
-	cfg := validConfig()
+	cfg := validTestConfig()
 	cfg.Replicas = nil
 	for i := 1; i <= n; i++ {
 		cfg.Replicas = append(cfg.Replicas, uint64(i))
@@ -166,7 +166,7 @@ func TestCommitQuorum(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("n=%d/durable=%v/acks=%v", tt.n, tt.durable, tt.acks), func(t *testing.T) {
-			r := newPrimary(t, tt.n, 3, tt.durable)
+			r := newTestPrimary(t, tt.n, 3, tt.durable)
 			for id := uint64(2); id <= uint64(tt.n); id++ {
 				if op, ok := tt.acks[id]; ok {
 					r.Step(wire.Message{Type: wire.TypePrepareOK, From: id, To: 1, View: 0, Op: op})
@@ -202,13 +202,13 @@ func TestPrepareOKFiltered(t *testing.T) {
 		{"at a backup", HardState{View: 4, LogView: 4}, ok(4, 2, 1), 0},
 		{"during a view change", HardState{View: 3, LogView: 2}, ok(3, 2, 1), 0},
 	}
-	var disk memStorage
+	var disk sliceStorage
 	for i := uint64(1); i <= 3; i++ {
 		disk = append(disk, &kmblog.Op{Op: i, View: 2, FirstPosition: i, Entries: []kmblog.Entry{{Key: "k"}}})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := validConfig()
+			cfg := validTestConfig()
 			cfg.Storage = disk
 			r, err := New(cfg, tt.hs, true, 3)
 			if err != nil {
@@ -222,7 +222,7 @@ func TestPrepareOKFiltered(t *testing.T) {
 		})
 	}
 	// A lower acknowledgement does not undo a higher one.
-	r := newPrimary(t, 3, 3, false)
+	r := newTestPrimary(t, 3, 3, false)
 	r.Step(wire.Message{Type: wire.TypePrepareOK, From: 2, To: 1, Op: 3})
 	r.Step(wire.Message{Type: wire.TypePrepareOK, From: 2, To: 1, Op: 1})
 	r.Step(wire.Message{Type: wire.TypePrepareOK, From: 3, To: 1, Op: 2})
@@ -234,7 +234,7 @@ func TestPrepareOKFiltered(t *testing.T) {
 // Propose assigns contiguous op numbers and positions and non-decreasing
 // timestamps, and hands the ops to the driver with the prepares.
 func TestProposeOps(t *testing.T) {
-	r := newPrimary(t, 3, 0, true)
+	r := newTestPrimary(t, 3, 0, true)
 	first, err := r.Propose(
 		Proposal{Tenant: "a", Entries: []kmblog.Entry{{Key: "x"}, {Key: "y"}}, ClientID: 7, RequestID: 1, Timestamp: 100},
 		Proposal{Tenant: "a", Entries: nil, ClientID: 7, RequestID: 2, Timestamp: 50}, // the clock went back
@@ -273,8 +273,8 @@ func TestProposeOps(t *testing.T) {
 
 	// The next op continues after the last position and timestamp, also
 	// after a restart from the disk.
-	disk := memStorage(rd.Append)
-	cfg := validConfig()
+	disk := sliceStorage(rd.Append)
+	cfg := validTestConfig()
 	cfg.Storage = disk
 	r2, err := New(cfg, HardState{}, true, 3)
 	if err != nil {
@@ -293,7 +293,7 @@ func TestProposeOps(t *testing.T) {
 // Positions and timestamps continue across a view change, from the new
 // primary's last op.
 func TestPositionsAcrossViewChange(t *testing.T) {
-	c := newCluster(t, clusterOpts{N: 3, FixedRand: new(int)})
+	c := newTestCluster(t, clusterOpts{N: 3, FixedRand: new(int)})
 	c.propose(1, "a=1", "b=2")
 	c.run(2, c.up())
 	c.crash(1)
@@ -334,7 +334,7 @@ func TestStepIgnoresMisaddressed(t *testing.T) {
 		{Type: wire.TypeRecovery, From: 9, To: 2, Nonce: 1},
 		{Type: wire.Type(99), From: 1, To: 2, View: 5},
 	} {
-		cfg := validConfig()
+		cfg := validTestConfig()
 		cfg.NodeID = 2
 		r, err := New(cfg, HardState{}, true, 0)
 		if err != nil {
@@ -353,7 +353,7 @@ func TestStepIgnoresMisaddressed(t *testing.T) {
 
 // Now and LastContact follow ticks and traffic.
 func TestClockAndContact(t *testing.T) {
-	c := newCluster(t, clusterOpts{N: 3})
+	c := newTestCluster(t, clusterOpts{N: 3})
 	for range 3 {
 		c.tick(2)
 	}
@@ -371,7 +371,7 @@ func TestClockAndContact(t *testing.T) {
 // The driver contract: nothing pending after Advance; a Ready with
 // appends carries the messages that depend on them.
 func TestReadyCycle(t *testing.T) {
-	r := newPrimary(t, 3, 0, true)
+	r := newTestPrimary(t, 3, 0, true)
 	if r.HasReady() {
 		t.Fatalf("idle replica has a Ready: %+v", r.Ready())
 	}

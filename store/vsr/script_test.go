@@ -15,18 +15,21 @@ import (
 
 // Scenario scripts (testdata/scenarios/*.txt) drive a test cluster one
 // command per line; "#" starts a comment. A script fails at its first
-// failing line. The language:
+// failing line; "sent" and "events" expectations look at what the previous
+// non-expect command caused. The language:
 //
 //	skip BUG: text              the scenario shows a known bug: skip it
 //	                            (run it anyway with VSR_RUN_BUGS=1)
 //	cluster N [fresh] [hb=H] [vct=T] [pipeline=P] [maxops=M] [seed=S] [rand=R]
-//	                            replicas 1..N (vct defaults to 10, hb to 1);
-//	                            each replica's Rand is seeded from S (default
-//	                            1), or returns R%n with rand=R (rand=0: the
-//	                            view-change timeout is exactly vct ticks); the primary of view v is
-//	                            replica v%N+1. Without "fresh" every replica
-//	                            starts formatted (empty hard state, view 0);
-//	                            with it, without state (recovery handshake).
+//	                            a new cluster of replicas 1..N; the primary
+//	                            of view v is replica v%N+1. hb and vct
+//	                            default to 1 and 10. Each replica's Rand is
+//	                            seeded from S (default 1), or returns R%n
+//	                            with rand=R (rand=0: the view-change timeout
+//	                            is exactly vct ticks). Without "fresh" every
+//	                            replica starts formatted (empty hard state,
+//	                            view 0); with it, without state (recovery
+//	                            handshake).
 //	propose ID k=v... [err=not_primary|busy] [first=N]
 //	                            one Propose call at ID, one op per k=v;
 //	                            without err= it must succeed. ID "primary":
@@ -42,6 +45,8 @@ import (
 //	                            "next": only the first one (it must exist)
 //	drop|dup|reverse [FILTER]   lose, duplicate, or reverse the order of the
 //	                            queued messages matching FILTER
+//	stash [FILTER] / unstash    hold the queued messages matching FILTER
+//	                            back / queue them again (at the end)
 //	block FILTER / unblock      from now on the network loses matching
 //	                            messages (when sent, and queued ones when
 //	                            delivered) / forget every rule
@@ -66,12 +71,18 @@ import (
 //
 // IDS is "all" or a comma-separated list of ids (several may be given,
 // separated by spaces, before "=" in expect). FILTER is a list of
-// from=IDS to=IDS type=T[,T] view=N logview=N op=N
-// commit=N; T is a wire type name
-// (prepare, prepare_ok, commit, start_view_change, do_view_change,
-// start_view, get_ops, ops, recovery, recovery_response). K is an event kind
-// (view_change_started, view_started, became_primary, repair_requested,
-// log_truncated, recovery_started, recovered, cluster_formed).
+// from=IDS to=IDS type=T[,T] view=N logview=N op=N commit=N; T is a wire
+// type name (prepare, prepare_ok, commit, start_view_change,
+// do_view_change, start_view, get_ops, ops, recovery, recovery_response). K
+// is an event kind (view_change_started, view_started, became_primary,
+// repair_requested, log_truncated, recovery_started, recovered,
+// cluster_formed). An op's identity is "key=value@view" of its first entry
+// and the view it was prepared in.
+//
+// Besides the expectations, the harness checks on every Ready: appends are
+// contiguous, no truncation below an applied op or beyond the log, the
+// persisted view never goes back, commit <= op, agreement of every applied
+// op across replicas, and one primary per view.
 
 func TestScenarios(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "scenarios", "*.txt"))
@@ -135,7 +146,7 @@ type script struct {
 	t    *testing.T
 	file string
 	line scriptLine
-	c    *cluster
+	c    *testCluster
 }
 
 // lineTB makes harness failures point at the script line.
@@ -225,7 +236,9 @@ func (s *script) exec(args []string) error {
 		default:
 			c.deliver(f)
 		}
-	case "drop", "dup", "reverse", "block":
+	case "unstash":
+		c.unstash()
+	case "drop", "dup", "reverse", "block", "stash":
 		f, err := s.filter(args)
 		if err != nil {
 			return err
@@ -233,6 +246,8 @@ func (s *script) exec(args []string) error {
 		switch cmd {
 		case "drop":
 			c.drop(f)
+		case "stash":
+			c.stashMsgs(f)
 		case "dup":
 			c.dup(f)
 		case "reverse":
@@ -329,7 +344,7 @@ func (s *script) cluster(args []string) error {
 			return fmt.Errorf("unknown option %q", a)
 		}
 	}
-	s.c = newCluster(lineTB{s.t, s}, o)
+	s.c = newTestCluster(lineTB{s.t, s}, o)
 	return nil
 }
 
@@ -621,7 +636,7 @@ func (s *script) expectLog(lhs, rhs []string) error {
 		}
 		got := "none"
 		if k <= len(n.disk) {
-			got = identity(n.disk[k-1])
+			got = opIdent(n.disk[k-1])
 			if n.disk[k-1].Op != uint64(k) {
 				return fmt.Errorf("replica %d: disk slot %d holds op %d", n.id, k, n.disk[k-1].Op)
 			}
@@ -635,7 +650,7 @@ func (s *script) expectLog(lhs, rhs []string) error {
 		return fmt.Errorf("replica %d: log = [%s], want [%s]", n.id, logString(n.disk), strings.Join(rhs, " "))
 	}
 	for i, want := range rhs {
-		if !identMatch(identity(n.disk[i]), want) {
+		if !identMatch(opIdent(n.disk[i]), want) {
 			return fmt.Errorf("replica %d: log = [%s], want [%s]", n.id, logString(n.disk), strings.Join(rhs, " "))
 		}
 	}
