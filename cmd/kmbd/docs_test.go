@@ -34,9 +34,12 @@ func TestDocumentedMetricsExist(t *testing.T) {
 	a := testCluster(t)[0]
 	traffic(t, a)
 	_, fams := scrape(t, a, "")
-	name := regexp.MustCompile(`\bkmb_[a-z0-9_]+`)
+	// Recording rules (level:kmb_metric:operations) are checked by the deploy
+	// package's promtool tests, not here: a name touching a colon is skipped.
+	name := regexp.MustCompile(`(?:^|[^:\w])(kmb_[a-z0-9_]+)\b[^:]`)
 	for path, text := range docFiles(t) {
-		for _, m := range name.FindAllString(text, -1) {
+		for _, sub := range name.FindAllStringSubmatch(text, -1) {
+			m := sub[1]
 			base := m
 			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
 				if trimmed, ok := strings.CutSuffix(m, suffix); ok && fams[trimmed] != nil {
@@ -50,11 +53,12 @@ func TestDocumentedMetricsExist(t *testing.T) {
 	}
 }
 
-// Log targets (kmb_storage) and the canary build tag look like metric
+// Log targets (kmb_storage), the canary build tag and the Fluent Bit parser
+// (kmb_json) look like metric
 // names; they are not metrics.
 func notAMetric(s string) bool {
 	switch s {
-	case "kmb_storage", "kmb_consensus", "kmb_api", "kmb_http", "kmb_telemetry", "kmb_transport", "kmb_vsr", "kmb_canary":
+	case "kmb_storage", "kmb_consensus", "kmb_api", "kmb_http", "kmb_telemetry", "kmb_transport", "kmb_vsr", "kmb_canary", "kmb_json":
 		return true
 	}
 	return false
