@@ -54,8 +54,7 @@ func TestDocumentedMetricsExist(t *testing.T) {
 }
 
 // Log targets (kmb_storage), the canary build tag and the Fluent Bit parser
-// (kmb_json) look like metric
-// names; they are not metrics.
+// (kmb_json) look like metric names; they are not metrics.
 func notAMetric(s string) bool {
 	switch s {
 	case "kmb_storage", "kmb_consensus", "kmb_api", "kmb_http", "kmb_telemetry", "kmb_transport", "kmb_vsr", "kmb_canary", "kmb_json":
