@@ -25,21 +25,27 @@
 // (a wiped disk): it must not take part in view changes or acknowledge
 // prepares until it has fetched the log up to the commit number of the
 // current primary, or it could help elect a log that misses committed ops.
-// A brand-new cluster is recognised when a quorum answers "fresh" (no state
-// ever held).
+// See below for how a brand-new cluster is recognised.
 //
 // Log suffixes instead of whole logs. DoViewChange carries only the ops
 // after the new primary's commit number, which the new primary announces in
 // its StartViewChange (a replica waits for that announcement before sending
 // its DoViewChange); the ops at or below it are committed, so the new
 // primary already holds them. StartView carries the ops after the
-// primary's view-change base; a backup whose commit number is below that
-// base truncates its log to its commit number (those ops are committed and
-// therefore in the new log) and fetches the rest with GetOps.
+// primary's view-change base; a backup whose log cannot be verified up to
+// the primary's op number from that message catches up: it keeps its log,
+// verifies or replaces it op by op against the primary's (GetOps), and
+// neither acknowledges nor claims the new view's log until it holds it.
 //
 // Repair and state transfer are one mechanism. A backup that sees a gap (a
 // Prepare beyond its next op, a Commit or StartView beyond its log) asks the
 // primary for the missing ops with GetOps. A backup that learns of a newer
-// view from its primary's normal traffic first truncates its log to its
-// commit number, as the paper's state transfer does, and then repairs.
+// view from its primary's normal traffic catches up the same way. A log is
+// never shortened below what its replica vouched for, except where the
+// primary's log holds a different op: such ops were never committed.
+//
+// A new cluster forms when every replica answers the recovery handshake and
+// none holds an op; the primary of view 0 additionally needs every answer
+// to be "fresh" (never held state), so that a primary of view 0 that lost its
+// disk cannot lead view 0 a second time.
 package vsr

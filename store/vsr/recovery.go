@@ -42,14 +42,16 @@ func (r *Replica) onRecoveryResponse(m wire.Message) {
 		return
 	}
 	r.recovery[m.From] = m
-	if len(r.recovery) < r.quorum {
+	// Answers from n-q+1 others always include a member of every quorum
+	// that excludes this replica, so one of them knows the latest view.
+	if len(r.recovery) < r.n-r.quorum+1 {
 		return
 	}
 	var maxView uint64
 	for _, resp := range r.recovery {
 		maxView = max(maxView, resp.View)
 	}
-	// The paper's rule: a quorum answered, including the normal primary of
+	// The paper's rule: enough answers, including the normal primary of
 	// the latest view among them. Adopt that view and fetch its log.
 	if p, ok := r.recovery[r.primaryOf(maxView)]; ok && p.View == maxView && p.Flags&wire.FlagNormal != 0 {
 		r.adopt(maxView, p.Op)
@@ -60,13 +62,24 @@ func (r *Replica) onRecoveryResponse(m wire.Message) {
 	// more than one replica includes another replica), so starting with an
 	// empty log in view 0 is safe; replicas already in a later view pull
 	// this one into it with their view-change traffic.
+	//
+	// The primary of view 0 is stricter: it formats only when no replica
+	// ever held state. Otherwise it may be a primary of view 0 that lost its
+	// disk, with prepares of its earlier life still in flight; leading view
+	// 0 again would give two different ops the same number and view. It
+	// waits for the others to elect view 1 and recovers from it instead.
 	if len(r.recovery) < r.n-1 {
 		return
 	}
+	allFresh := true
 	for _, resp := range r.recovery {
 		if resp.Op != 0 {
 			return
 		}
+		allFresh = allFresh && resp.Flags&wire.FlagFresh != 0
+	}
+	if r.primaryOf(0) == r.id && !allFresh {
+		return
 	}
 	r.formatNewCluster()
 }

@@ -323,6 +323,9 @@ func (r *Replica) Propose(ps ...Proposal) (uint64, error) {
 	if r.status != StatusNormal || !r.isPrimary() {
 		return 0, ErrNotPrimary
 	}
+	if len(ps) == 0 {
+		return 0, nil
+	}
 	if int(r.op-r.commit)+len(ps) > r.cfg.MaxPipeline {
 		return 0, ErrBusy
 	}

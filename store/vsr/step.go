@@ -139,7 +139,9 @@ func (r *Replica) enterNormal(v, target uint64) {
 	r.match = map[uint64]uint64{}
 	r.catchingUp, r.catchUpTo = true, target
 	r.persistHardState() // the view, before anything is sent in it
-	if !r.maybeCaughtUp() {
+	if r.maybeCaughtUp() {
+		r.ack()
+	} else {
 		r.requestRepair(true)
 	}
 }
@@ -162,8 +164,6 @@ func (r *Replica) maybeCaughtUp() bool {
 	if r.isPrimary() {
 		r.lastSent = r.tick
 		r.event(Event{Kind: EventBecamePrimary, View: r.view, Primary: r.id, Op: r.op, Commit: r.commit})
-	} else {
-		r.ack()
 	}
 	return true
 }
@@ -217,7 +217,7 @@ func (r *Replica) onOps(m wire.Message) {
 // ack tells the primary how far this backup's log goes. A backup that is
 // catching up says nothing: its log is not yet the view's.
 func (r *Replica) ack() {
-	if r.catchingUp || r.status != StatusNormal {
+	if r.catchingUp || r.status != StatusNormal || r.isPrimary() {
 		return
 	}
 	r.send(wire.Message{Type: wire.TypePrepareOK, To: r.primaryOf(r.view), Op: r.op})
