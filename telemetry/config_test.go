@@ -84,3 +84,16 @@ func TestApplyEnv(t *testing.T) {
 		})
 	}
 }
+
+func TestTracesURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://localhost:4318":              "http://localhost:4318/v1/traces",
+		"http://localhost:4318/":             "http://localhost:4318/v1/traces",
+		"https://otel.example:443/v1/traces": "https://otel.example:443/v1/traces",
+		"http://gateway:8080/custom/otlp/tr": "http://gateway:8080/custom/otlp/tr",
+	} {
+		if got := tracesURL(in); got != want {
+			t.Errorf("tracesURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

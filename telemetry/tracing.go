@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -31,7 +32,7 @@ func newTracerProvider(cfg Config, nodeID string, build Build, m spanQueueMetric
 	case ProtocolGRPC:
 		exp, err = otlptracegrpc.New(ctx, otlptracegrpc.WithEndpointURL(cfg.TracingEndpoint))
 	default:
-		exp, err = otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(cfg.TracingEndpoint))
+		exp, err = otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(tracesURL(cfg.TracingEndpoint)))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("telemetry.tracing_endpoint = %q: %w", cfg.TracingEndpoint, err)
@@ -59,4 +60,17 @@ func newProvider(res *resource.Resource, p sdktrace.SpanProcessor) *sdktrace.Tra
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
 		sdktrace.WithSpanProcessor(p),
 	)
+}
+
+// tracesURL completes an OTLP/HTTP base URL with the traces path, as the
+// OpenTelemetry exporter specification does for OTEL_EXPORTER_OTLP_ENDPOINT:
+// "http://collector:4318" becomes "http://collector:4318/v1/traces". A URL
+// that already has a path is used as it is.
+func tracesURL(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Path != "" && u.Path != "/") {
+		return endpoint
+	}
+	u.Path = "/v1/traces"
+	return u.String()
 }
