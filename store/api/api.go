@@ -175,7 +175,11 @@ func (a *API) append(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(a.cfg.WriteTimeoutMillis)*time.Millisecond)
 	defer cancel()
 	res, err := a.backend.Append(ctx, tenant, entries, clientID, requestID)
-	a.m.writeDuration.ObserveDuration(time.Since(start))
+	if err == nil || errors.Is(err, node.ErrOutcomeUnknown) || errors.Is(err, node.ErrLostLeadership) {
+		// Only writes this node tried to commit: a redirect or a refusal
+		// before proposing would drag the latency quantiles down.
+		a.m.writeDuration.ObserveDuration(time.Since(start))
+	}
 	if err != nil {
 		a.backendError(w, r, counts, err)
 		return

@@ -49,7 +49,7 @@ func newAPIMetrics(r *metric.Registry) apiMetrics {
 		getReqs:       counters(MethodGetKey),
 		readReqs:      counters(MethodReadEntries),
 		inFlight:      r.NewGauge("kmb_requests_in_flight", "Client API requests being processed."),
-		writeDuration: r.NewHistogram("kmb_write_duration_seconds", "Latency of accepted writes, from validation to commit and apply.", durations),
+		writeDuration: r.NewHistogram("kmb_write_duration_seconds", "Latency of writes this node tried to commit, from validation to commit and apply (redirects and refusals excluded).", durations),
 		queryDuration: r.NewHistogram("kmb_query_duration_seconds", "Latency of accepted reads (key and log range reads).", durations),
 	}
 }
