@@ -32,6 +32,10 @@ type ClusterConfig struct {
 	// Replicas lists the cluster as id=host:port pairs separated by commas.
 	// Empty means this node alone. Default empty.
 	Replicas string `toml:"replicas"`
+	// Listen is where this node accepts replication connections. Default:
+	// its own address in Replicas (set it to bind e.g. 0.0.0.0:7101 while
+	// peers dial a routable name).
+	Listen string `toml:"listen"`
 }
 
 // StorageConfig is the [storage] table.
@@ -60,6 +64,7 @@ func (c Config) node() node.Config {
 	n := node.DefaultConfig()
 	n.NodeID, n.DataDir = c.NodeID, c.DataDir
 	n.Replicas, _ = parseReplicas(c.Cluster.Replicas)
+	n.ReplicationListen = c.Cluster.Listen
 	n.APIAddr = c.API.Advertise
 	if n.APIAddr == "" {
 		n.APIAddr = c.API.Listen
@@ -76,6 +81,16 @@ func (c Config) Validate() error {
 	}
 	if err := telemetry.ValidListen("api.listen", c.API.Listen); err != nil {
 		return err
+	}
+	if c.API.Advertise != "" {
+		if err := telemetry.ValidListen("api.advertise", c.API.Advertise); err != nil {
+			return err
+		}
+	}
+	if c.Cluster.Listen != "" {
+		if err := telemetry.ValidListen("cluster.listen", c.Cluster.Listen); err != nil {
+			return err
+		}
 	}
 	if err := c.API.Validate(); err != nil {
 		return err
@@ -139,6 +154,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		tracingRatio    = fs.Float64("tracing-sample-ratio", cfg.Telemetry.TracingSampleRatio, "fraction of new traces sampled, 0..1")
 		segmentSize     = fs.Int64("segment-size-bytes", cfg.Storage.SegmentSizeBytes, "roll log segments at this size")
 		tenantCap       = fs.Int("tenant-label-cap", cfg.Telemetry.TenantLabelCap, "distinct tenant_id label values before folding into _overflow")
+		replListen      = fs.String("replication-listen", "", "replication listen address; default: this node's address in --replicas")
+		apiAdvertise    = fs.String("api-advertise", "", "API address followers redirect writes to; default: the API listen address")
 		showVersion     = fs.Bool("version", false, "print the version and exit")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -168,6 +185,10 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 			cfg.Cluster.Replicas = *replicas
 		case "api-listen":
 			cfg.API.Listen = *apiListen
+		case "api-advertise":
+			cfg.API.Advertise = *apiAdvertise
+		case "replication-listen":
+			cfg.Cluster.Listen = *replListen
 		case "telemetry-listen":
 			cfg.Telemetry.Listen = *telListen
 		case "log-level":

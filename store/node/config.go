@@ -19,6 +19,9 @@ type Config struct {
 	// Empty or this node alone means a single-node cluster. TOML:
 	// [cluster] replicas.
 	Replicas map[uint64]string
+	// ReplicationListen is where the transport accepts peers; empty means
+	// this node's address in Replicas. TOML: [cluster] listen.
+	ReplicationListen string
 	// APIAddr is this node's client API address, advertised to peers so
 	// that followers can redirect writes to the leader.
 	APIAddr string

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -264,7 +265,7 @@ func (n *Node) recover() error {
 	if len(n.ids) > 1 {
 		n.net, err = transport.New(transport.Config{
 			NodeID:  n.cfg.NodeID,
-			Listen:  n.cfg.Replicas[n.cfg.NodeID],
+			Listen:  cmp.Or(n.cfg.ReplicationListen, n.cfg.Replicas[n.cfg.NodeID]),
 			Peers:   n.cfg.peers(),
 			APIAddr: n.cfg.APIAddr,
 		}, n.tlogger, transport.NewMetrics(n.registry, n.cfg.NodeID, n.otherIDs()))

@@ -27,8 +27,8 @@ func TestApplyAndRead(t *testing.T) {
 
 	for _, c := range []struct {
 		tenant, key, want string
-		pos              uint64
-		ok               bool
+		pos               uint64
+		ok                bool
 	}{
 		{"a", "k", "4", 4, true},
 		{"a", "j", "2", 2, true},
