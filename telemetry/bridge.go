@@ -41,7 +41,11 @@ func (b *bridge) Collect(ch chan<- prometheus.Metric) {
 				for i, le := range h.Upper {
 					buckets[le] = h.Counts[i]
 				}
-				ch <- prometheus.MustNewConstHistogram(desc, h.Count, h.Sum, buckets, s.LabelValues...)
+				m := prometheus.MustNewConstHistogram(desc, h.Count, h.Sum, buckets, s.LabelValues...)
+				if len(h.Exemplars) > 0 {
+					m = withExemplars(m, h.Exemplars)
+				}
+				ch <- m
 			}
 		}
 	}
@@ -56,4 +60,18 @@ func (b *bridge) desc(f *metric.Family) *prometheus.Desc {
 		b.descs[f.Name] = d
 	}
 	return d
+}
+
+// withExemplars attaches trace exemplars to a histogram; they are served in
+// the OpenMetrics format, where a dashboard can follow them to the trace.
+func withExemplars(m prometheus.Metric, es []metric.Exemplar) prometheus.Metric {
+	pes := make([]prometheus.Exemplar, len(es))
+	for i, e := range es {
+		pes[i] = prometheus.Exemplar{Value: e.Value, Labels: prometheus.Labels{"trace_id": e.TraceID}, Timestamp: e.Time}
+	}
+	withEx, err := prometheus.NewMetricWithExemplars(m, pes...)
+	if err != nil {
+		return m // a malformed exemplar never costs the histogram itself
+	}
+	return withEx
 }

@@ -157,3 +157,33 @@ func TestProviderSampling(t *testing.T) {
 }
 
 func nilLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// Histogram exemplars are served with their trace ids in OpenMetrics.
+func TestExemplarsInOpenMetrics(t *testing.T) {
+	tel, err := New(DefaultConfig(), Options{NodeID: 1, LogOutput: &bytes.Buffer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := tel.Metrics.NewHistogram("kmb_test_seconds", "A test histogram.", metric.HistogramOpts{Buckets: []float64{0.1, 1}, Scale: 1e-9})
+	h.ObserveDurationWithExemplar(500*time.Millisecond, "4bf92f3577b34da6a3ce929d0e0e4736")
+	mux := http.NewServeMux()
+	tel.Mount(mux)
+	req := httptest.NewRequest("GET", "/metrics", nil)
+	req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0")
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, req)
+	want := `kmb_test_seconds_bucket{node_id="1",le="1.0"} 1 # {trace_id="4bf92f3577b34da6a3ce929d0e0e4736"} 0.5`
+	if !strings.Contains(rec.Body.String(), want) {
+		t.Fatalf("OpenMetrics output lacks %q:\n%s", want, grep(rec.Body.String(), "kmb_test_seconds_bucket"))
+	}
+}
+
+func grep(text, substr string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -6,6 +6,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -171,6 +172,19 @@ func TestE2EJaegerTraces(t *testing.T) {
 		t.Fatalf("traced query: %v %v", err, resp)
 	} else {
 		resp.Body.Close()
+	}
+
+	// The write's latency observation carries its trace id as an exemplar.
+	mreq, _ := http.NewRequest("GET", c.procs[leader].tel+"/metrics", nil)
+	mreq.Header.Set("Accept", "application/openmetrics-text;version=1.0.0")
+	mresp, err := http.DefaultClient.Do(mreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	om, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	if !strings.Contains(string(om), `# {trace_id="`+writeTrace+`"}`) {
+		t.Errorf("no exemplar with the write's trace id in the leader's OpenMetrics output")
 	}
 
 	// One write is one trace: kmb.write, and kmb.consensus.prepare from at

@@ -107,6 +107,15 @@ func (a *API) traced(w http.ResponseWriter, r *http.Request, name, tenant string
 
 func noop() {}
 
+// traceID is the id of the request's sampled trace, "" when untraced.
+func traceID(r *http.Request) string {
+	sc := trace.SpanContextFromContext(r.Context())
+	if !sc.IsSampled() {
+		return ""
+	}
+	return sc.TraceID().String()
+}
+
 // statusWriter remembers the status code written.
 type statusWriter struct {
 	http.ResponseWriter
@@ -178,7 +187,7 @@ func (a *API) append(w http.ResponseWriter, r *http.Request) {
 	if err == nil || errors.Is(err, node.ErrOutcomeUnknown) || errors.Is(err, node.ErrLostLeadership) {
 		// Only writes this node tried to commit: a redirect or a refusal
 		// before proposing would drag the latency quantiles down.
-		a.m.writeDuration.ObserveDuration(time.Since(start))
+		a.m.writeDuration.ObserveDurationWithExemplar(time.Since(start), traceID(r))
 	}
 	if err != nil {
 		a.backendError(w, r, counts, err)
@@ -259,7 +268,7 @@ func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	v, err := a.backend.Get(tenant, key)
-	a.m.queryDuration.ObserveDuration(time.Since(start))
+	a.m.queryDuration.ObserveDurationWithExemplar(time.Since(start), traceID(r))
 	if err != nil {
 		a.backendError(w, r, counts, err)
 		return
@@ -310,7 +319,7 @@ func (a *API) readEntries(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	entries, next, err := a.backend.Entries(tenant, from, limit)
-	a.m.queryDuration.ObserveDuration(time.Since(start))
+	a.m.queryDuration.ObserveDurationWithExemplar(time.Since(start), traceID(r))
 	if err != nil {
 		a.backendError(w, r, counts, err)
 		return

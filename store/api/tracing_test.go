@@ -98,3 +98,48 @@ func names(ss tracetest.SpanStubs) []string {
 	}
 	return out
 }
+
+// A traced request leaves its trace id as the exemplar of its latency
+// bucket.
+func TestExemplars(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sdktrace.NewSimpleSpanProcessor(exp)))
+	defer tp.Shutdown(context.Background())
+	tracer := spans.New(tp, true, 0)
+	ncfg := node.DefaultConfig()
+	ncfg.DataDir = t.TempDir()
+	reg := metric.NewRegistry()
+	n, err := node.New(ncfg, node.Deps{Metrics: reg, Tracer: tracer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go n.Run()
+	defer n.Stop()
+	for deadline := time.Now().Add(10 * time.Second); n.Ready() != nil; {
+		if time.Now().After(deadline) {
+			t.Fatal("not ready")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	a, err := New(DefaultConfig(), n, reg, nil, tracer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("POST", "/v1/tenants/acme/entries", strings.NewReader(`{"entries":[{"key":"k","value":1}]}`))
+	req.Header.Set("traceparent", "00-7bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	a.ServeHTTP(rec, req)
+	rec = httptest.NewRecorder()
+	a.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/tenants/acme/entries", strings.NewReader(`{"entries":[{"key":"k","value":2}]}`)))
+	for _, f := range reg.Gather() {
+		if f.Name != "kmb_write_duration_seconds" {
+			continue
+		}
+		h := f.Series[0].Histogram
+		if h.Count != 2 || len(h.Exemplars) != 1 || h.Exemplars[0].TraceID != "7bf92f3577b34da6a3ce929d0e0e4736" {
+			t.Fatalf("write histogram %+v", h)
+		}
+		return
+	}
+	t.Fatal("no kmb_write_duration_seconds")
+}

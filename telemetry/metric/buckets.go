@@ -6,6 +6,7 @@ import (
 	"math/bits"
 	"slices"
 	"sync/atomic"
+	"time"
 )
 
 // HistogramOpts configures a histogram's buckets and units.
@@ -32,6 +33,13 @@ func DurationBuckets() []float64 {
 	}
 }
 
+// Exemplar is one observation and the trace it belongs to.
+type Exemplar struct {
+	Value   float64 // in exported units
+	TraceID string  // W3C trace id, 32 hex digits
+	Time    time.Time
+}
+
 // HistogramSnapshot is a histogram's state at one moment, in exported
 // units, shaped like a Prometheus histogram.
 type HistogramSnapshot struct {
@@ -48,6 +56,10 @@ type HistogramSnapshot struct {
 	// as an int64 sum of raw units, which wraps after 2^63 of them (292
 	// years of nanoseconds).
 	Sum float64
+	// Exemplars holds the latest traced observation of each bucket that
+	// has one, in bucket order (histograms recorded with
+	// ObserveDurationWithExemplar only).
+	Exemplars []Exemplar
 }
 
 // bucketLayout is a histogram's immutable geometry, computed once per

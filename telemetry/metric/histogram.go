@@ -22,6 +22,9 @@ type Histogram struct {
 	stride int
 	mask   int
 	layout *bucketLayout
+	// exemplars holds the latest exemplar of each bucket (+Inf last); nil
+	// pointers until a traced observation lands there.
+	exemplars []atomic.Pointer[Exemplar]
 }
 
 func newHistogram(l *bucketLayout) *Histogram {
@@ -33,6 +36,8 @@ func newHistogram(l *bucketLayout) *Histogram {
 		stride: stride,
 		mask:   shards - 1,
 		layout: l,
+
+		exemplars: make([]atomic.Pointer[Exemplar], len(l.bounds)+1),
 	}
 }
 
@@ -56,5 +61,25 @@ func (h *Histogram) Snapshot() HistogramSnapshot {
 }
 
 func (h *Histogram) snapshotInto(counts []uint64) HistogramSnapshot {
-	return h.layout.snapshot(h.cells, h.stride, counts)
+	s := h.layout.snapshot(h.cells, h.stride, counts)
+	for i := range h.exemplars {
+		if e := h.exemplars[i].Load(); e != nil {
+			s.Exemplars = append(s.Exemplars, *e)
+		}
+	}
+	return s
+}
+
+// ObserveDurationWithExemplar records d like ObserveDuration and, when
+// traceID is not empty, keeps it as the exemplar of d's bucket so a
+// dashboard can jump from the bucket to the trace. Only traced operations
+// pay for the exemplar (one small allocation); the observation itself stays
+// lock-free.
+func (h *Histogram) ObserveDurationWithExemplar(d time.Duration, traceID string) {
+	h.Observe(int64(d))
+	if traceID == "" {
+		return
+	}
+	i := h.search.index(int64(d))
+	h.exemplars[i].Store(&Exemplar{Value: float64(d) * h.layout.scale, TraceID: traceID, Time: time.Now()})
 }
