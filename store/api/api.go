@@ -166,8 +166,7 @@ func (a *API) append(w http.ResponseWriter, r *http.Request) {
 	tenant := r.PathValue("tenant")
 	r, w, done := a.traced(w, r, spans.Write, tenant)
 	defer done()
-	if !validTenant(tenant) {
-		a.reject(w, counts, http.StatusBadRequest, "invalid_tenant", fmt.Sprintf("tenant %q: accepted [a-z0-9][a-z0-9_-]{0,63}", tenant))
+	if !a.checkTenant(w, counts, tenant) {
 		return
 	}
 	clientID, requestID, err := idempotencyKey(r)
@@ -258,8 +257,7 @@ func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
 	tenant, key := r.PathValue("tenant"), r.PathValue("key")
 	r, w, done := a.traced(w, r, spans.Query, tenant)
 	defer done()
-	if !validTenant(tenant) {
-		a.reject(w, counts, http.StatusBadRequest, "invalid_tenant", fmt.Sprintf("tenant %q: accepted [a-z0-9][a-z0-9_-]{0,63}", tenant))
+	if !a.checkTenant(w, counts, tenant) {
 		return
 	}
 	if !validKey(key) || len(key) > a.cfg.MaxKeyBytes {
@@ -294,8 +292,7 @@ func (a *API) readEntries(w http.ResponseWriter, r *http.Request) {
 	tenant := r.PathValue("tenant")
 	r, w, done := a.traced(w, r, spans.Query, tenant)
 	defer done()
-	if !validTenant(tenant) {
-		a.reject(w, counts, http.StatusBadRequest, "invalid_tenant", fmt.Sprintf("tenant %q: accepted [a-z0-9][a-z0-9_-]{0,63}", tenant))
+	if !a.checkTenant(w, counts, tenant) {
 		return
 	}
 	q := r.URL.Query()
@@ -330,6 +327,15 @@ func (a *API) readEntries(w http.ResponseWriter, r *http.Request) {
 	}
 	counts.ok.Inc()
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// checkTenant rejects a request whose tenant id is malformed.
+func (a *API) checkTenant(w http.ResponseWriter, c *requestCounters, tenant string) bool {
+	if validTenant(tenant) {
+		return true
+	}
+	a.reject(w, c, http.StatusBadRequest, "invalid_tenant", fmt.Sprintf("tenant %q: accepted [a-z0-9][a-z0-9_-]{0,63}", tenant))
+	return false
 }
 
 // reject answers a request refused before it reached the node.

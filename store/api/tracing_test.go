@@ -16,14 +16,15 @@ import (
 	"github.com/kmb-db/kmb/telemetry/spans"
 )
 
-// A client's traceparent continues into kmb.write, whose children are the
-// node's prepare and commit spans; reads are kmb.query spans.
-func TestSpans(t *testing.T) {
+// tracedAPI serves a ready single node whose spans go to an in-memory
+// exporter. New traces are never started (ratio 0): only sampled client
+// traces are continued.
+func tracedAPI(t *testing.T) (*API, *tracetest.InMemoryExporter, *metric.Registry) {
+	t.Helper()
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sdktrace.NewSimpleSpanProcessor(exp)))
-	defer tp.Shutdown(context.Background())
-	tracer := spans.New(tp, true, 0) // only continue sampled client traces
-
+	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	tracer := spans.New(tp, true, 0)
 	ncfg := node.DefaultConfig()
 	ncfg.DataDir = t.TempDir()
 	reg := metric.NewRegistry()
@@ -32,7 +33,7 @@ func TestSpans(t *testing.T) {
 		t.Fatal(err)
 	}
 	go n.Run()
-	defer n.Stop()
+	t.Cleanup(n.Stop)
 	for deadline := time.Now().Add(10 * time.Second); n.Ready() != nil; {
 		if time.Now().After(deadline) {
 			t.Fatal("not ready")
@@ -43,6 +44,13 @@ func TestSpans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return a, exp, reg
+}
+
+// A client's traceparent continues into kmb.write, whose children are the
+// node's prepare and commit spans; reads are kmb.query spans.
+func TestSpans(t *testing.T) {
+	a, exp, _ := tracedAPI(t)
 	srv := httptest.NewServer(a)
 	defer srv.Close()
 
@@ -102,29 +110,7 @@ func names(ss tracetest.SpanStubs) []string {
 // A traced request leaves its trace id as the exemplar of its latency
 // bucket.
 func TestExemplars(t *testing.T) {
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sdktrace.NewSimpleSpanProcessor(exp)))
-	defer tp.Shutdown(context.Background())
-	tracer := spans.New(tp, true, 0)
-	ncfg := node.DefaultConfig()
-	ncfg.DataDir = t.TempDir()
-	reg := metric.NewRegistry()
-	n, err := node.New(ncfg, node.Deps{Metrics: reg, Tracer: tracer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go n.Run()
-	defer n.Stop()
-	for deadline := time.Now().Add(10 * time.Second); n.Ready() != nil; {
-		if time.Now().After(deadline) {
-			t.Fatal("not ready")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	a, err := New(DefaultConfig(), n, reg, nil, tracer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, _, reg := tracedAPI(t)
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest("POST", "/v1/tenants/acme/entries", strings.NewReader(`{"entries":[{"key":"k","value":1}]}`))
 	req.Header.Set("traceparent", "00-7bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
