@@ -4,8 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math/bits"
 	"strings"
+
+	"github.com/kmb-db/kmb/store/internal/strictbin"
 )
 
 // opVersion is the first byte of every encoded op. A decoder that meets a
@@ -48,13 +49,14 @@ func (o *Op) LastPosition() uint64 {
 
 // EncodedSize is len(AppendOp(nil, op)).
 func EncodedSize(op *Op) int {
-	n := 1 + uvarintLen(op.Op) + uvarintLen(op.View) + 8 +
-		uvarintLen(uint64(len(op.Tenant))) + len(op.Tenant) +
-		uvarintLen(op.FirstPosition) + uvarintLen(op.ClientID) + uvarintLen(op.RequestID) +
-		uvarintLen(uint64(len(op.Entries)))
+	n := 1 + strictbin.UvarintLen(op.Op) + strictbin.UvarintLen(op.View) + 8 +
+		strictbin.UvarintLen(uint64(len(op.Tenant))) + len(op.Tenant) +
+		strictbin.UvarintLen(op.FirstPosition) + strictbin.UvarintLen(op.ClientID) +
+		strictbin.UvarintLen(op.RequestID) + strictbin.UvarintLen(uint64(len(op.Entries)))
 	for i := range op.Entries {
 		e := &op.Entries[i]
-		n += uvarintLen(uint64(len(e.Key))) + len(e.Key) + uvarintLen(uint64(len(e.Value))) + len(e.Value)
+		n += strictbin.UvarintLen(uint64(len(e.Key))) + len(e.Key) +
+			strictbin.UvarintLen(uint64(len(e.Value))) + len(e.Value)
 	}
 	return n
 }
@@ -117,10 +119,10 @@ func DecodeOp(b []byte) (Op, error) {
 	var sb strings.Builder
 	sb.Grow(p.keyBytes)
 	sb.Write(p.tenant)
-	d := decoder{b: b, off: p.entriesAt}
+	d := newDecoder(b[p.entriesAt:])
 	for range p.entries {
-		sb.Write(d.bytes(""))
-		d.bytes("")
+		sb.Write(d.Bytes("key length"))
+		d.Bytes("value length")
 	}
 	strs := sb.String()
 	op.Tenant, strs = strs[:len(p.tenant)], strs[len(p.tenant):]
@@ -133,11 +135,11 @@ func DecodeOp(b []byte) (Op, error) {
 	if p.entries > 0 {
 		op.Entries = make([]Entry, p.entries)
 	}
-	d = decoder{b: b, off: p.entriesAt}
+	d = newDecoder(b[p.entriesAt:])
 	for i := range op.Entries {
-		k := len(d.bytes(""))
+		k := len(d.Bytes("key length"))
 		op.Entries[i].Key, strs = strs[:k], strs[k:]
-		if v := d.bytes(""); len(v) > 0 {
+		if v := d.Bytes("value length"); len(v) > 0 {
 			start := len(values)
 			values = append(values, v...)
 			op.Entries[i].Value = values[start:len(values):len(values)]
@@ -160,123 +162,44 @@ type parsedOp struct {
 // fails. Recovery uses it directly: it needs the op and position numbers of
 // every record but none of the payload.
 func parseOp(b []byte) (parsedOp, error) {
-	d := decoder{b: b}
-	if v := d.byte(); d.err == nil && v != opVersion {
+	if len(b) == 0 {
+		return parsedOp{}, fmt.Errorf("%w: empty", ErrMalformedOp)
+	}
+	d := newDecoder(b)
+	if v := d.Byte("version"); v != opVersion {
 		return parsedOp{}, fmt.Errorf("%w: unknown version %d", ErrMalformedOp, v)
 	}
 	var p parsedOp
-	p.op.Op = d.uvarint("op")
-	p.op.View = d.uvarint("view")
-	p.op.Timestamp = int64(d.fixed64("timestamp"))
-	p.tenant = d.bytes("tenant length")
-	p.op.FirstPosition = d.uvarint("first position")
-	p.op.ClientID = d.uvarint("client id")
-	p.op.RequestID = d.uvarint("request id")
-	p.entries = d.uvarint("entry count")
+	p.op.Op = d.Uvarint("op")
+	p.op.View = d.Uvarint("view")
+	p.op.Timestamp = int64(d.Fixed64("timestamp"))
+	p.tenant = d.Bytes("tenant length")
+	p.op.FirstPosition = d.Uvarint("first position")
+	p.op.ClientID = d.Uvarint("client id")
+	p.op.RequestID = d.Uvarint("request id")
+	p.entries = d.Uvarint("entry count")
 	// Every entry takes at least two bytes (two zero lengths), which
 	// bounds the count by the input before anything is allocated.
-	if d.err == nil && p.entries > uint64(d.remaining()/2) {
+	if d.Err() == nil && p.entries > uint64(d.Remaining()/2) {
 		return parsedOp{}, fmt.Errorf("%w: entry count %d exceeds record", ErrMalformedOp, p.entries)
 	}
-	p.entriesAt = d.off
+	p.entriesAt = d.Offset()
 	p.keyBytes = len(p.tenant)
-	for i := uint64(0); i < p.entries && d.err == nil; i++ {
-		p.keyBytes += len(d.bytes("key length"))
-		p.valueBytes += len(d.bytes("value length"))
+	for i := uint64(0); i < p.entries && d.Err() == nil; i++ {
+		p.keyBytes += len(d.Bytes("key length"))
+		p.valueBytes += len(d.Bytes("value length"))
 	}
-	if d.err != nil {
-		return parsedOp{}, d.err
+	if err := d.Err(); err != nil {
+		return parsedOp{}, err
 	}
-	if d.off != len(b) {
-		return parsedOp{}, fmt.Errorf("%w: %d trailing bytes", ErrMalformedOp, len(b)-d.off)
+	if d.Offset() != len(b) {
+		return parsedOp{}, fmt.Errorf("%w: %d trailing bytes", ErrMalformedOp, len(b)-d.Offset())
 	}
 	return p, nil
 }
 
-// decoder reads the fields of an encoded op. The first error sticks and
-// turns later reads into no-ops, which keeps DecodeOp free of error checks
-// after every field.
-type decoder struct {
-	b   []byte
-	off int
-	err error
-}
-
-func (d *decoder) remaining() int { return len(d.b) - d.off }
-
-func (d *decoder) fail(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: "+format, append([]any{ErrMalformedOp}, args...)...)
-	}
-}
-
-func (d *decoder) byte() byte {
-	if d.err != nil {
-		return 0
-	}
-	if d.remaining() < 1 {
-		d.fail("empty")
-		return 0
-	}
-	d.off++
-	return d.b[d.off-1]
-}
-
-func (d *decoder) uvarint(field string) uint64 {
-	if d.err != nil {
-		return 0
-	}
-	// Most lengths and counts fit in one byte.
-	if d.off < len(d.b) && d.b[d.off] < 0x80 {
-		d.off++
-		return uint64(d.b[d.off-1])
-	}
-	x, n := binary.Uvarint(d.b[d.off:])
-	switch {
-	case n == 0:
-		d.fail("truncated %s", field)
-		return 0
-	case n < 0:
-		d.fail("%s overflows 64 bits", field)
-		return 0
-	case n != uvarintLen(x):
-		// binary.Uvarint accepts padded encodings (0x80 0x00 for 0);
-		// accepting them would give one op two encodings.
-		d.fail("non-minimal varint for %s", field)
-		return 0
-	}
-	d.off += n
-	return x
-}
-
-func (d *decoder) fixed64(field string) uint64 {
-	if d.err != nil {
-		return 0
-	}
-	if d.remaining() < 8 {
-		d.fail("truncated %s", field)
-		return 0
-	}
-	d.off += 8
-	return binary.LittleEndian.Uint64(d.b[d.off-8:])
-}
-
-// bytes reads a uvarint length followed by that many bytes; field names
-// the length in errors. The returned slice aliases the input.
-func (d *decoder) bytes(field string) []byte {
-	n := d.uvarint(field)
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(d.remaining()) {
-		d.fail("%s %d exceeds record", field, n)
-		return nil
-	}
-	d.off += int(n)
-	return d.b[d.off-int(n) : d.off]
-}
-
-// uvarintLen is the number of bytes binary.AppendUvarint writes for x.
-func uvarintLen(x uint64) int {
-	return (bits.Len64(x|1) + 6) / 7
+// newDecoder returns a strict decoder of an encoded op, b, whose errors
+// wrap ErrMalformedOp.
+func newDecoder(b []byte) strictbin.Decoder {
+	return strictbin.NewDecoder(b, ErrMalformedOp, "record")
 }

@@ -4,8 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math/bits"
 
+	"github.com/kmb-db/kmb/store/internal/strictbin"
 	kmblog "github.com/kmb-db/kmb/store/log"
 )
 
@@ -64,14 +64,15 @@ func (m *Message) Validate() error {
 // EncodedSize is len(AppendMessage(nil, m)). Senders use it to split ops
 // over messages that fit in a frame.
 func EncodedSize(m *Message) int {
-	n := 2 + uvarintLen(m.From) + uvarintLen(m.To) + uvarintLen(m.View) +
-		uvarintLen(m.LogView) + uvarintLen(m.Op) + uvarintLen(m.Commit) +
-		uvarintLen(m.Nonce) + 1 +
-		uvarintLen(uint64(len(m.TraceParent))) + len(m.TraceParent) +
-		uvarintLen(uint64(len(m.Ops)))
+	n := 2 + strictbin.UvarintLen(m.From) + strictbin.UvarintLen(m.To) +
+		strictbin.UvarintLen(m.View) + strictbin.UvarintLen(m.LogView) +
+		strictbin.UvarintLen(m.Op) + strictbin.UvarintLen(m.Commit) +
+		strictbin.UvarintLen(m.Nonce) + 1 +
+		strictbin.UvarintLen(uint64(len(m.TraceParent))) + len(m.TraceParent) +
+		strictbin.UvarintLen(uint64(len(m.Ops)))
 	for _, op := range m.Ops {
 		s := kmblog.EncodedSize(op)
-		n += uvarintLen(uint64(s)) + s
+		n += strictbin.UvarintLen(uint64(s)) + s
 	}
 	return n
 }
@@ -105,47 +106,47 @@ func AppendMessage(dst []byte, m *Message) []byte {
 // message has none. Every error wraps ErrMalformedMessage; errors from
 // kmblog.DecodeOp also wrap kmblog.ErrMalformedOp.
 func DecodeMessage(b []byte) (Message, error) {
-	d := decoder{b: b}
-	if v := d.byte("version"); d.err == nil && v != Version {
+	d := newDecoder(b)
+	if v := d.Byte("version"); d.Err() == nil && v != Version {
 		return Message{}, fmt.Errorf("%w: unknown version %d", ErrMalformedMessage, v)
 	}
 	var m Message
-	m.Type = Type(d.byte("type"))
-	if d.err == nil && (m.Type == 0 || m.Type > MaxType) {
+	m.Type = Type(d.Byte("type"))
+	if d.Err() == nil && (m.Type == 0 || m.Type > MaxType) {
 		return Message{}, fmt.Errorf("%w: unknown type %d", ErrMalformedMessage, m.Type)
 	}
-	m.From = d.uvarint("from")
-	m.To = d.uvarint("to")
-	m.View = d.uvarint("view")
-	m.LogView = d.uvarint("log view")
-	m.Op = d.uvarint("op")
-	m.Commit = d.uvarint("commit")
-	m.Nonce = d.uvarint("nonce")
-	m.Flags = d.byte("flags")
-	if d.err == nil && m.Flags&^knownFlags != 0 {
+	m.From = d.Uvarint("from")
+	m.To = d.Uvarint("to")
+	m.View = d.Uvarint("view")
+	m.LogView = d.Uvarint("log view")
+	m.Op = d.Uvarint("op")
+	m.Commit = d.Uvarint("commit")
+	m.Nonce = d.Uvarint("nonce")
+	m.Flags = d.Byte("flags")
+	if d.Err() == nil && m.Flags&^knownFlags != 0 {
 		return Message{}, fmt.Errorf("%w: unknown flags %#x", ErrMalformedMessage, m.Flags)
 	}
-	trace := d.bytes("trace parent length", MaxTraceParentLen)
-	count := d.uvarint("op count")
-	if d.err == nil {
+	trace := d.LimitedBytes("trace parent length", MaxTraceParentLen)
+	count := d.Uvarint("op count")
+	if d.Err() == nil {
 		// Every op takes its length byte and at least minOpSize bytes.
 		if count > MaxOps {
-			d.fail("op count %d exceeds %d", count, MaxOps)
-		} else if count > uint64(d.remaining()/(1+minOpSize)) {
-			d.fail("op count %d exceeds message", count)
+			d.Fail("op count %d exceeds %d", count, MaxOps)
+		} else if count > uint64(d.Remaining()/(1+minOpSize)) {
+			d.Fail("op count %d exceeds message", count)
 		}
 	}
 	// Check every op's length before allocating anything for the ops, so
 	// that a count backed by no bytes costs nothing.
-	opsAt := d.off
-	for i := uint64(0); i < count && d.err == nil; i++ {
-		d.bytes("op length", MaxFrameSize)
+	opsAt := d.Offset()
+	for i := uint64(0); i < count && d.Err() == nil; i++ {
+		d.LimitedBytes("op length", MaxFrameSize)
 	}
-	if d.err != nil {
-		return Message{}, d.err
+	if err := d.Err(); err != nil {
+		return Message{}, err
 	}
-	if d.off != len(b) {
-		return Message{}, fmt.Errorf("%w: %d trailing bytes", ErrMalformedMessage, len(b)-d.off)
+	if d.Offset() != len(b) {
+		return Message{}, fmt.Errorf("%w: %d trailing bytes", ErrMalformedMessage, len(b)-d.Offset())
 	}
 
 	m.TraceParent = string(trace)
@@ -154,9 +155,9 @@ func DecodeMessage(b []byte) (Message, error) {
 	}
 	ops := make([]kmblog.Op, count)
 	m.Ops = make([]*kmblog.Op, count)
-	d.off = opsAt
+	d = newDecoder(b[opsAt:])
 	for i := range ops {
-		op, err := kmblog.DecodeOp(d.bytes("op length", MaxFrameSize))
+		op, err := kmblog.DecodeOp(d.LimitedBytes("op length", MaxFrameSize))
 		if err != nil {
 			return Message{}, fmt.Errorf("%w: op %d: %w", ErrMalformedMessage, i, err)
 		}
@@ -164,9 +165,4 @@ func DecodeMessage(b []byte) (Message, error) {
 		m.Ops[i] = &ops[i]
 	}
 	return m, nil
-}
-
-// uvarintLen is the number of bytes binary.AppendUvarint writes for x.
-func uvarintLen(x uint64) int {
-	return (bits.Len64(x|1) + 6) / 7
 }

@@ -77,11 +77,16 @@ func (t *Tracer) Enabled() bool { return t != nil && t.enabled }
 
 // Start starts a span when the operation is sampled: always under a sampled
 // parent, with the configured ratio for a new trace. Otherwise it returns
-// ctx and a no-op span, without allocating.
-func (t *Tracer) Start(ctx context.Context, name string, kind trace.SpanKind, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+// ctx and a no-op span, without allocating. The tracing-off branch is kept
+// small enough to be inlined into the caller.
+func (t *Tracer) Start(ctx context.Context, name string, kind trace.SpanKind) (context.Context, trace.Span) {
 	if t == nil || !t.enabled {
 		return ctx, noopSpan
 	}
+	return t.start(ctx, name, kind)
+}
+
+func (t *Tracer) start(ctx context.Context, name string, kind trace.SpanKind) (context.Context, trace.Span) {
 	if parent := trace.SpanContextFromContext(ctx); parent.IsValid() {
 		if !parent.IsSampled() {
 			return ctx, noopSpan
@@ -89,7 +94,7 @@ func (t *Tracer) Start(ctx context.Context, name string, kind trace.SpanKind, at
 	} else if t.threshold != math.MaxUint64 && rand.Uint64() >= t.threshold {
 		return ctx, noopSpan
 	}
-	return t.tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+	return t.tracer.Start(ctx, name, trace.WithSpanKind(kind))
 }
 
 // StartAlways starts a span whenever tracing is on, regardless of the
