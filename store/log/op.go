@@ -119,7 +119,8 @@ func DecodeOp(b []byte) (Op, error) {
 	var sb strings.Builder
 	sb.Grow(p.keyBytes)
 	sb.Write(p.tenant)
-	d := newDecoder(b[p.entriesAt:])
+	d := newDecoder(b)
+	d.Rewind(p.entriesAt)
 	for range p.entries {
 		sb.Write(d.Bytes("key length"))
 		d.Bytes("value length")
@@ -135,7 +136,7 @@ func DecodeOp(b []byte) (Op, error) {
 	if p.entries > 0 {
 		op.Entries = make([]Entry, p.entries)
 	}
-	d = newDecoder(b[p.entriesAt:])
+	d.Rewind(p.entriesAt)
 	for i := range op.Entries {
 		k := len(d.Bytes("key length"))
 		op.Entries[i].Key, strs = strs[:k], strs[k:]

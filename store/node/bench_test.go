@@ -9,8 +9,12 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/telemetry/metric"
+	"github.com/kmb-db/kmb/telemetry/spans"
 )
 
 // BenchmarkAppend measures durable single-node append throughput: every
@@ -85,3 +89,56 @@ func runAppendBench(b *testing.B, n *Node, writers, batch int, value []byte) {
 	b.ReportMetric(pct(0.50), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")
 }
+
+// BenchmarkAppendTracing measures write throughput with tracing off, at 1%
+// and at 100% sampling, in one run: each write is wrapped in a kmb.write
+// span as the API does, and the node adds its prepare and commit spans.
+// Spans go through a batching processor to an exporter that discards them.
+//
+//	go test ./store/node -run '^$' -bench AppendTracing -benchtime 3s -count 5
+func BenchmarkAppendTracing(b *testing.B) {
+	value := []byte(`"` + strings.Repeat("v", 98) + `"`)
+	for _, mode := range []struct {
+		name  string
+		ratio float64
+		on    bool
+	}{{"off", 0, false}, {"sampled-1pct", 0.01, true}, {"sampled-100pct", 1, true}} {
+		b.Run(mode.name, func(b *testing.B) {
+			tp := sdktrace.NewTracerProvider(
+				sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
+				sdktrace.WithBatcher(discardExporter{}),
+			)
+			defer tp.Shutdown(context.Background())
+			tracer := spans.New(tp, mode.on, mode.ratio)
+			cfg := DefaultConfig()
+			cfg.DataDir = b.TempDir()
+			n, err := New(cfg, Deps{Metrics: metric.NewRegistry(), Tracer: tracer})
+			if err != nil {
+				b.Fatal(err)
+			}
+			go n.Run()
+			defer n.Stop()
+			for n.Ready() != nil {
+				time.Sleep(time.Millisecond)
+			}
+			entries := []kmblog.Entry{{Key: "k", Value: value}}
+			b.SetParallelism(8) // 16 writers on 2 CPUs
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					ctx, span := tracer.Start(context.Background(), spans.Write, trace.SpanKindServer)
+					if _, err := n.Append(ctx, "bench", entries, 0, 0); err != nil {
+						b.Error(err)
+					}
+					span.End()
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+		})
+	}
+}
+
+type discardExporter struct{}
+
+func (discardExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discardExporter) Shutdown(context.Context) error                             { return nil }

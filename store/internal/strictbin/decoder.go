@@ -35,6 +35,11 @@ func (d *Decoder) Offset() int { return d.off }
 // Remaining is the number of bytes of the input not read yet.
 func (d *Decoder) Remaining() int { return len(d.b) - d.off }
 
+// Rewind moves back to off, an offset returned by Offset, to read the same
+// fields again: callers validate a whole value before they allocate for
+// it, then read it a second time to copy it out. It keeps any error.
+func (d *Decoder) Rewind(off int) { d.off = off }
+
 // Fail records the error "<malformed>: <format, args>" unless the Decoder
 // has already failed, which turns every later read into a no-op. Callers
 // use it for the checks of their own format (limits on counts and the
