@@ -154,6 +154,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		tracingRatio    = fs.Float64("tracing-sample-ratio", cfg.Telemetry.TracingSampleRatio, "fraction of new traces sampled, 0..1")
 		segmentSize     = fs.Int64("segment-size-bytes", cfg.Storage.SegmentSizeBytes, "roll log segments at this size")
 		tenantCap       = fs.Int("tenant-label-cap", cfg.Telemetry.TenantLabelCap, "distinct tenant_id label values before folding into _overflow")
+		tracingProtocol = fs.String("tracing-protocol", cfg.Telemetry.TracingProtocol, "OTLP transport: http/protobuf or grpc")
 		replListen      = fs.String("replication-listen", "", "replication listen address; default: this node's address in --replicas")
 		apiAdvertise    = fs.String("api-advertise", "", "API address followers redirect writes to; default: the API listen address")
 		showVersion     = fs.Bool("version", false, "print the version and exit")
@@ -201,6 +202,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 			cfg.Telemetry.TracingEnabled = *tracingEnabled
 		case "tracing-endpoint":
 			cfg.Telemetry.TracingEndpoint = *tracingEndpoint
+		case "tracing-protocol":
+			cfg.Telemetry.TracingProtocol = *tracingProtocol
 		case "tracing-sample-ratio":
 			cfg.Telemetry.TracingSampleRatio = *tracingRatio
 		case "segment-size-bytes":

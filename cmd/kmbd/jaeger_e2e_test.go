@@ -227,6 +227,38 @@ func TestE2EJaegerTraces(t *testing.T) {
 	waitFor(t, "a kmb.view_change span in Jaeger", 30*time.Second, func() bool {
 		return len(jaegerGet(t, query+"/api/traces?service=kmbd&operation=kmb.view_change&limit=20")) > 0
 	})
+	// Log lines written inside the view change's span carry its ids.
+	waitFor(t, "a view-change log line with trace_id and span_id", 10*time.Second, func() bool {
+		for _, p := range c.procs {
+			for _, l := range p.stderr.logLines(t) {
+				f, _ := l["fields"].(map[string]any)
+				if l["message"] == "view change started" && f["trace_id"] != nil && f["span_id"] != nil {
+					return true
+				}
+			}
+		}
+		return false
+	})
+
+	// OTLP over gRPC reaches Jaeger too.
+	grpcNode := launchKmbd(t, t.TempDir(), "--tracing-enabled", "--tracing-protocol", "grpc", "--tracing-endpoint", "http://"+addrs[3], "--tracing-sample-ratio", "1")
+	const grpcTrace = "8bf92f3577b34da6a3ce929d0e0e4736"
+	waitFor(t, "the gRPC node ready", 20*time.Second, func() bool {
+		code, _ := httpDo(t, "GET", grpcNode.tel+"/health/ready", "")
+		return code == 200
+	})
+	req, _ = http.NewRequest("POST", grpcNode.api+"/v1/tenants/acme/entries", strings.NewReader(`{"entries":[{"key":"g","value":1}]}`))
+	req.Header.Set("traceparent", "00-"+grpcTrace+"-00f067aa0ba902b9-01")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("write to the gRPC-exporting node: %v %v", err, resp)
+	} else {
+		resp.Body.Close()
+	}
+	waitFor(t, "the gRPC-exported trace in Jaeger", 30*time.Second, func() bool {
+		return len(jaegerGet(t, query+"/api/traces/"+grpcTrace)) == 1
+	})
+	grpcNode.stop(t)
+
 	t.Logf("write trace %s: %d spans over %d processes", writeTrace, len(write.Spans), len(write.Processes))
 	for _, p := range c.procs {
 		p.stop(t)

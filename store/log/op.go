@@ -199,8 +199,10 @@ func parseOp(b []byte) (parsedOp, error) {
 	return p, nil
 }
 
-// newDecoder returns a strict decoder of an encoded op, b, whose errors
-// wrap ErrMalformedOp.
+// opErrors makes a decoder's errors wrap ErrMalformedOp.
+var opErrors = &strictbin.Errors{Malformed: ErrMalformedOp, Input: "record"}
+
+// newDecoder returns a strict decoder of an encoded op, b.
 func newDecoder(b []byte) strictbin.Decoder {
-	return strictbin.NewDecoder(b, ErrMalformedOp, "record")
+	return strictbin.NewDecoder(b, opErrors)
 }

@@ -155,7 +155,7 @@ func DecodeMessage(b []byte) (Message, error) {
 	}
 	ops := make([]kmblog.Op, count)
 	m.Ops = make([]*kmblog.Op, count)
-	d = newDecoder(b[opsAt:])
+	d.Rewind(opsAt)
 	for i := range ops {
 		op, err := kmblog.DecodeOp(d.LimitedBytes("op length", MaxFrameSize))
 		if err != nil {

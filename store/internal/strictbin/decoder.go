@@ -11,19 +11,27 @@ import (
 // meant to live in a local variable: its methods do not allocate unless
 // they fail.
 type Decoder struct {
-	b         []byte
-	off       int
-	err       error
-	malformed error  // wrapped by every error
-	input     string // names the input in errors: "record", "message"
+	b   []byte
+	off int
+	err error
+	e   *Errors
 }
 
-// NewDecoder returns a Decoder reading b from its start. Every error it
-// reports wraps malformed, which must not be nil, and reads "<malformed>:
-// <what went wrong>"; input names the whole of b in errors about lengths
-// beyond it ("tenant length 127 exceeds record").
-func NewDecoder(b []byte, malformed error, input string) Decoder {
-	return Decoder{b: b, malformed: malformed, input: input}
+// Errors says how a Decoder reports malformed input. A package keeps one
+// in a variable for all its Decoders.
+type Errors struct {
+	// Malformed is wrapped by every error, which reads "<Malformed>: <what
+	// went wrong>". It must not be nil.
+	Malformed error
+	// Input names the whole input in errors about lengths beyond it:
+	// "tenant length 127 exceeds record".
+	Input string
+}
+
+// NewDecoder returns a Decoder reading b from its start, reporting errors
+// as e says.
+func NewDecoder(b []byte, e *Errors) Decoder {
+	return Decoder{b: b, e: e}
 }
 
 // Err is the first error the Decoder met, or nil.
@@ -35,18 +43,18 @@ func (d *Decoder) Offset() int { return d.off }
 // Remaining is the number of bytes of the input not read yet.
 func (d *Decoder) Remaining() int { return len(d.b) - d.off }
 
-// Rewind moves back to off, an offset returned by Offset, to read the same
+// Rewind moves back to off, an offset Offset returned, to read the same
 // fields again: callers validate a whole value before they allocate for
 // it, then read it a second time to copy it out. It keeps any error.
 func (d *Decoder) Rewind(off int) { d.off = off }
 
-// Fail records the error "<malformed>: <format, args>" unless the Decoder
+// Fail records the error "<Malformed>: <format, args>" unless the Decoder
 // has already failed, which turns every later read into a no-op. Callers
 // use it for the checks of their own format (limits on counts and the
 // like), so that those errors stick as well.
 func (d *Decoder) Fail(format string, args ...any) {
 	if d.err == nil {
-		d.err = fmt.Errorf("%w: "+format, append([]any{d.malformed}, args...)...)
+		d.err = fmt.Errorf("%w: "+format, append([]any{d.e.Malformed}, args...)...)
 	}
 }
 
@@ -115,7 +123,7 @@ func (d *Decoder) Bytes(field string) []byte {
 		return nil
 	}
 	if n > uint64(d.Remaining()) {
-		d.Fail("%s %d exceeds %s", field, n, d.input)
+		d.Fail("%s %d exceeds %s", field, n, d.e.Input)
 		return nil
 	}
 	d.off += int(n)
@@ -136,7 +144,7 @@ func (d *Decoder) LimitedBytes(field string, limit int) []byte {
 	}
 	// As in Bytes; a call to a shared helper would not be inlined.
 	if n > uint64(d.Remaining()) {
-		d.Fail("%s %d exceeds %s", field, n, d.input)
+		d.Fail("%s %d exceeds %s", field, n, d.e.Input)
 		return nil
 	}
 	d.off += int(n)

@@ -11,7 +11,9 @@ import (
 
 var errTest = errors.New("test: malformed thing")
 
-func newTest(b []byte) Decoder { return NewDecoder(b, errTest, "thing") }
+var testErrors = &Errors{Malformed: errTest, Input: "thing"}
+
+func newTest(b []byte) Decoder { return NewDecoder(b, testErrors) }
 
 // cat concatenates byte slices.
 func cat(bs ...[]byte) []byte { return slices.Concat(bs...) }
@@ -196,6 +198,34 @@ func TestSequenceAndStickyError(t *testing.T) {
 	}
 }
 
+// Rewind reads the same fields again, as DecodeOp and DecodeMessage do
+// once they have validated their input.
+func TestRewind(t *testing.T) {
+	in := cat([]byte{9}, uv(2), []byte("ab"), uv(300))
+	d := newTest(in)
+	d.Byte("b")
+	at := d.Offset()
+	first, n := d.Bytes("s"), d.Uvarint("u")
+	d.Rewind(at)
+	if again := d.Bytes("s"); &again[0] != &first[0] || len(again) != len(first) {
+		t.Errorf("after Rewind read %q at %p, first %q at %p", again, again, first, first)
+	}
+	if again := d.Uvarint("u"); again != n || n != 300 {
+		t.Errorf("after Rewind read %d, first %d", again, n)
+	}
+	if d.Err() != nil || d.Remaining() != 0 {
+		t.Errorf("err %v, %d bytes left", d.Err(), d.Remaining())
+	}
+
+	// An error sticks across a Rewind.
+	d.Byte("past the end")
+	err := d.Err()
+	d.Rewind(at)
+	if d.Err() != err || err == nil || d.Bytes("s") != nil {
+		t.Errorf("Rewind cleared the error %v", err)
+	}
+}
+
 func TestFail(t *testing.T) {
 	d := newTest([]byte{1, 2})
 	d.Byte("b")
@@ -261,6 +291,8 @@ func TestReadsDoNotAllocate(t *testing.T) {
 		d := newTest(in)
 		sink += uint64(d.Byte("b")) + d.Uvarint("u") + d.Fixed64("f")
 		sink += uint64(len(d.Bytes("s")) + len(d.LimitedBytes("l", 2)) + d.Remaining() + d.Offset())
+		d.Rewind(0)
+		sink += uint64(d.Byte("b"))
 		if d.Err() != nil {
 			panic(d.Err())
 		}

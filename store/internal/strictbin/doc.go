@@ -24,7 +24,7 @@
 //
 // A Decoder's first error sticks and turns later reads into no-ops that
 // return zero values, so a caller reads a run of fields and checks Err
-// once. Every error wraps the sentinel error the caller gave to NewDecoder
-// (log.ErrMalformedOp, wire.ErrMalformedMessage), so each package keeps its
-// own error identity and message texts.
+// once. Every error wraps the sentinel error of the Errors the caller gave
+// to NewDecoder (log.ErrMalformedOp, wire.ErrMalformedMessage), so each
+// package keeps its own error identity and message texts.
 package strictbin
