@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"time"
 
@@ -236,8 +238,14 @@ func (n *Node) dropUnapplied(op uint64) {
 	}
 }
 
-// applyUpTo applies committed ops in order and answers their writers.
+// applyUpTo applies committed ops in order, publishes the status that
+// includes them, then answers their writers: a writer that reads /status or
+// the metrics after its write returns sees the write.
 func (n *Node) applyUpTo(commit uint64) {
+	if n.applied >= commit {
+		return
+	}
+	answers := n.answers[:0]
 	for n.applied < commit {
 		next := n.applied + 1
 		var op *kmblog.Op
@@ -247,29 +255,48 @@ func (n *Node) applyUpTo(commit uint64) {
 			o, err := n.log.Read(next)
 			if err != nil {
 				n.fail(fmt.Errorf("read committed op %d: %w", next, err))
-				return
+				break
 			}
 			op = &o
 			for len(n.unapplied) > 0 && n.unapplied[0].Op <= next {
 				n.unapplied = n.unapplied[1:]
 			}
 		}
+		req, waiting := n.waiting[op.Op]
+		mine := waiting && req.clientID == op.ClientID && req.requestID == op.RequestID && req.tenant == op.Tenant
+		var span trace.Span
+		if mine {
+			span = n.commitSpan(req) // covers applying and answering
+		}
 		res := n.applyOp(op)
 		n.m.commits.Add(uint64(len(op.Entries)))
-		if req, ok := n.waiting[op.Op]; ok {
+		switch {
+		case mine:
 			delete(n.waiting, op.Op)
-			if req.clientID == op.ClientID && req.requestID == op.RequestID && req.tenant == op.Tenant {
-				span := n.commitSpan(req)
-				req.result <- response{res: res}
-				if span != nil {
-					span.End()
-				}
-			} else {
-				endPrepare(req, "replaced by another op")
-				req.result <- response{err: ErrLostLeadership}
-			}
+			answers = append(answers, answer{req: req, resp: response{res: res}, span: span})
+		case waiting:
+			delete(n.waiting, op.Op)
+			endPrepare(req, "replaced by another op")
+			answers = append(answers, answer{req: req, resp: response{err: ErrLostLeadership}})
 		}
 	}
+	n.m.publish()
+	n.publishStatus("")
+	for _, a := range answers {
+		a.req.result <- a.resp
+		if a.span != nil {
+			a.span.End()
+		}
+	}
+	clear(answers)
+	n.answers = answers[:0]
+}
+
+// answer is a writer's response held until the status is published.
+type answer struct {
+	req  *request
+	resp response
+	span trace.Span // kmb.consensus.commit, when traced
 }
 
 // applyOp applies one committed op to the projection and the client table.

@@ -124,6 +124,7 @@ type Node struct {
 	batch      []*request
 	proposals  []vsr.Proposal
 	waiting    map[uint64]*request // op number → the request that proposed it
+	answers    []answer            // reused by applyUpTo
 	unapplied  []*kmblog.Op        // appended ops above applied, in order
 	applied    uint64
 	hs         vsr.HardState // as persisted
