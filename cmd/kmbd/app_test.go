@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kmb-db/kmb/internal/kmbdtest"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -63,7 +64,7 @@ func (a *app) request(t *testing.T, h http.Handler, method, path, body string) *
 // loopback TCP, and returns them once all are ready, the leader first.
 func testCluster(t *testing.T) []*app {
 	t.Helper()
-	addrs := freeAddrs(t, 3)
+	addrs := kmbdtest.FreeAddrs(t, 3)
 	var parts []string
 	for i, a := range addrs {
 		parts = append(parts, fmt.Sprintf("%d=%s", i+1, a))
@@ -347,7 +348,7 @@ func TestOpenMetricsNegotiation(t *testing.T) {
 
 // promtool, Prometheus' own linter, accepts the live exposition.
 func TestPromtoolCheckMetrics(t *testing.T) {
-	promtool := requireTool(t, "KMB_PROMTOOL", "promtool")
+	promtool := kmbdtest.RequireTool(t, "KMB_PROMTOOL", "promtool")
 	a := testCluster(t)[0]
 	traffic(t, a)
 	text, _ := scrape(t, a, "")
@@ -359,21 +360,4 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out.String())
 	}
 	t.Logf("promtool check metrics: ok (%d bytes of exposition)", len(text))
-}
-
-// requireTool finds an external tool. When KMB_REQUIRE_TOOLS=1 (the test
-// script sets it) a missing tool fails the test instead of skipping it.
-func requireTool(t *testing.T, envVar, name string) string {
-	t.Helper()
-	if p := os.Getenv(envVar); p != "" {
-		return p
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	if os.Getenv("KMB_REQUIRE_TOOLS") == "1" {
-		t.Fatalf("%s not found (set %s or install it; scripts/test.sh does)", name, envVar)
-	}
-	t.Skipf("%s not found; scripts/test.sh installs it", name)
-	return ""
 }

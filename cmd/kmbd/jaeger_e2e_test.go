@@ -9,13 +9,12 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kmb-db/kmb/internal/kmbdtest"
 )
 
 const jaegerConfig = `
@@ -109,28 +108,16 @@ func (tr jaegerTrace) instance(processID string) string {
 }
 
 func TestE2EJaegerTraces(t *testing.T) {
-	jaeger := requireTool(t, "KMB_JAEGER", "jaeger")
-	addrs := freeAddrs(t, 5) // health, query http, query grpc, otlp grpc, otlp http
+	jaeger := kmbdtest.RequireTool(t, "KMB_JAEGER", "jaeger")
+	addrs := kmbdtest.FreeAddrs(t, 5) // health, query http, query grpc, otlp grpc, otlp http
 	cfgPath := filepath.Join(t.TempDir(), "jaeger.yaml")
 	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(jaegerConfig, addrs[0], addrs[1], addrs[2], addrs[3], addrs[4])), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	j := exec.Command(jaeger, "--config", cfgPath)
-	j.Env = append(os.Environ(), "OTEL_SDK_DISABLED=true", "OTEL_TRACES_EXPORTER=none") // Jaeger traces nothing of its own
-	jlog := &syncBuffer{}
-	j.Stdout, j.Stderr = jlog, jlog
-	if err := j.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		j.Process.Signal(syscall.SIGTERM)
-		j.Wait()
-		if t.Failed() {
-			t.Logf("jaeger output:\n%.4000s", jlog.String())
-		}
-	})
+	// Jaeger traces nothing of its own.
+	kmbdtest.Start(t, "jaeger", []string{"OTEL_SDK_DISABLED=true", "OTEL_TRACES_EXPORTER=none"}, jaeger, "--config", cfgPath)
 	query := "http://" + addrs[1]
-	waitFor(t, "jaeger query API", 60*time.Second, func() bool {
+	kmbdtest.WaitFor(t, "jaeger query API", 60*time.Second, func() bool {
 		resp, err := http.Get(query + "/api/services")
 		if err == nil {
 			resp.Body.Close()
@@ -140,33 +127,19 @@ func TestE2EJaegerTraces(t *testing.T) {
 
 	// Three nodes exporting every sampled span; new traces at 1% so the
 	// test's own traceparent decides.
-	c := &cluster{t: t, dirs: map[uint64]string{}, procs: map[uint64]*proc{}}
-	repl := freeAddrs(t, 3)
-	var parts []string
-	for i, a := range repl {
-		parts = append(parts, fmt.Sprintf("%d=%s", i+1, a))
-	}
-	c.replicas = strings.Join(parts, ",")
-	for id := uint64(1); id <= 3; id++ {
-		c.dirs[id] = t.TempDir()
-		c.procs[id] = launchKmbd(t, c.dirs[id], "--node-id", strconv.FormatUint(id, 10), "--replicas", c.replicas,
-			"--tracing-enabled", "--tracing-endpoint", "http://"+addrs[4], "--tracing-sample-ratio", "0.01")
-	}
-	for id := range c.procs {
-		c.waitReady(id)
-	}
-	leader := c.leader()
+	c := kmbdtest.StartCluster(t, debugLog, "--tracing-enabled", "--tracing-endpoint", "http://"+addrs[4], "--tracing-sample-ratio", "0.01")
+	leader := c.Leader()
 
 	const writeTrace = "5bf92f3577b34da6a3ce929d0e0e4736"
 	const queryTrace = "6bf92f3577b34da6a3ce929d0e0e4736"
-	req, _ := http.NewRequest("POST", c.procs[leader].api+"/v1/tenants/acme/entries", strings.NewReader(`{"entries":[{"key":"k","value":1}]}`))
+	req, _ := http.NewRequest("POST", c.Nodes[leader].API+"/v1/tenants/acme/entries", strings.NewReader(`{"entries":[{"key":"k","value":1}]}`))
 	req.Header.Set("traceparent", "00-"+writeTrace+"-00f067aa0ba902b7-01")
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("traced write: %v %v", err, resp)
 	} else {
 		resp.Body.Close()
 	}
-	req, _ = http.NewRequest("GET", c.procs[leader].api+"/v1/tenants/acme/keys/k", nil)
+	req, _ = http.NewRequest("GET", c.Nodes[leader].API+"/v1/tenants/acme/keys/k", nil)
 	req.Header.Set("traceparent", "00-"+queryTrace+"-00f067aa0ba902b8-01")
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("traced query: %v %v", err, resp)
@@ -175,7 +148,7 @@ func TestE2EJaegerTraces(t *testing.T) {
 	}
 
 	// The write's latency observation carries its trace id as an exemplar.
-	mreq, _ := http.NewRequest("GET", c.procs[leader].tel+"/metrics", nil)
+	mreq, _ := http.NewRequest("GET", c.Nodes[leader].Tel+"/metrics", nil)
 	mreq.Header.Set("Accept", "application/openmetrics-text;version=1.0.0")
 	mresp, err := http.DefaultClient.Do(mreq)
 	if err != nil {
@@ -190,7 +163,7 @@ func TestE2EJaegerTraces(t *testing.T) {
 	// One write is one trace: kmb.write, and kmb.consensus.prepare from at
 	// least two nodes.
 	var write jaegerTrace
-	waitFor(t, "the write's trace in Jaeger", 30*time.Second, func() bool {
+	kmbdtest.WaitFor(t, "the write's trace in Jaeger", 30*time.Second, func() bool {
 		traces := jaegerGet(t, query+"/api/traces/"+writeTrace)
 		if len(traces) != 1 {
 			return false
@@ -213,24 +186,21 @@ func TestE2EJaegerTraces(t *testing.T) {
 			t.Errorf("service.name %q", p.ServiceName)
 		}
 	}
-	waitFor(t, "the query's trace in Jaeger", 30*time.Second, func() bool {
+	kmbdtest.WaitFor(t, "the query's trace in Jaeger", 30*time.Second, func() bool {
 		traces := jaegerGet(t, query+"/api/traces/"+queryTrace)
 		return len(traces) == 1 && len(traces[0].Spans) >= 1 && traces[0].Spans[0].OperationName == "kmb.query"
 	})
 
 	// Killing the leader produces a kmb.view_change span.
-	old := c.procs[leader]
-	old.cmd.Process.Signal(syscall.SIGKILL)
-	<-old.exited
-	delete(c.procs, leader)
-	c.leader()
-	waitFor(t, "a kmb.view_change span in Jaeger", 30*time.Second, func() bool {
+	c.Kill(leader)
+	c.Leader()
+	kmbdtest.WaitFor(t, "a kmb.view_change span in Jaeger", 30*time.Second, func() bool {
 		return len(jaegerGet(t, query+"/api/traces?service=kmbd&operation=kmb.view_change&limit=20")) > 0
 	})
 	// Log lines written inside the view change's span carry its ids.
-	waitFor(t, "a view-change log line with trace_id and span_id", 10*time.Second, func() bool {
-		for _, p := range c.procs {
-			for _, l := range p.stderr.logLines(t) {
+	kmbdtest.WaitFor(t, "a view-change log line with trace_id and span_id", 10*time.Second, func() bool {
+		for _, p := range c.Nodes {
+			for _, l := range p.Output.LogLines(t) {
 				f, _ := l["fields"].(map[string]any)
 				if l["message"] == "view change started" && f["trace_id"] != nil && f["span_id"] != nil {
 					return true
@@ -241,26 +211,22 @@ func TestE2EJaegerTraces(t *testing.T) {
 	})
 
 	// OTLP over gRPC reaches Jaeger too.
-	grpcNode := launchKmbd(t, t.TempDir(), "--tracing-enabled", "--tracing-protocol", "grpc", "--tracing-endpoint", "http://"+addrs[3], "--tracing-sample-ratio", "1")
+	grpcNode := kmbdtest.StartNode(t, t.TempDir(), debugLog, "--tracing-enabled", "--tracing-protocol", "grpc", "--tracing-endpoint", "http://"+addrs[3], "--tracing-sample-ratio", "1")
 	const grpcTrace = "8bf92f3577b34da6a3ce929d0e0e4736"
-	waitFor(t, "the gRPC node ready", 20*time.Second, func() bool {
-		code, _ := httpDo(t, "GET", grpcNode.tel+"/health/ready", "")
-		return code == 200
-	})
-	req, _ = http.NewRequest("POST", grpcNode.api+"/v1/tenants/acme/entries", strings.NewReader(`{"entries":[{"key":"g","value":1}]}`))
+	req, _ = http.NewRequest("POST", grpcNode.API+"/v1/tenants/acme/entries", strings.NewReader(`{"entries":[{"key":"g","value":1}]}`))
 	req.Header.Set("traceparent", "00-"+grpcTrace+"-00f067aa0ba902b9-01")
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("write to the gRPC-exporting node: %v %v", err, resp)
 	} else {
 		resp.Body.Close()
 	}
-	waitFor(t, "the gRPC-exported trace in Jaeger", 30*time.Second, func() bool {
+	kmbdtest.WaitFor(t, "the gRPC-exported trace in Jaeger", 30*time.Second, func() bool {
 		return len(jaegerGet(t, query+"/api/traces/"+grpcTrace)) == 1
 	})
-	grpcNode.stop(t)
+	grpcNode.Stop(t)
 
 	t.Logf("write trace %s: %d spans over %d processes", writeTrace, len(write.Spans), len(write.Processes))
-	for _, p := range c.procs {
-		p.stop(t)
+	for _, p := range c.Nodes {
+		p.Stop(t)
 	}
 }

@@ -2,12 +2,12 @@ package node
 
 import (
 	"context"
-
 	"errors"
 	"fmt"
-	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/store/vsr"
