@@ -20,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kmb-db/kmb/internal/kmbdtest"
 )
 
 type promSample struct {
@@ -140,38 +142,22 @@ func describeAlerts(alerts []promAlert) string {
 	return strings.Join(parts, "; ")
 }
 
-type e2eNode struct {
-	id       int
-	api, tel string
-	proc     *process
-}
-
 func TestE2EPrometheusScrapesCluster(t *testing.T) {
 	t.Parallel()
-	prometheus := requireTool(t, "KMB_PROMETHEUS", "prometheus")
-	bin := kmbdBinary(t)
+	prometheus := kmbdtest.RequireTool(t, "KMB_PROMETHEUS", "prometheus")
+	kmbdtest.Binary(t) // built before the clock starts
 	started := time.Now()
 
 	// Three replicas on kernel-chosen ports, as scripts/cluster.sh runs them.
-	addrs := freeAddrs(t, 10)
-	repl, apis, tels, promAddr := addrs[0:3], addrs[3:6], addrs[6:9], addrs[9]
-	replicas := fmt.Sprintf("1=%s,2=%s,3=%s", repl[0], repl[1], repl[2])
-	nodes := make([]*e2eNode, 3)
-	for i := range nodes {
-		n := &e2eNode{id: i + 1, api: "http://" + apis[i], tel: "http://" + tels[i]}
-		n.proc = startProcess(t, fmt.Sprintf("kmbd node %d", n.id), 5*time.Second, nil, bin,
-			"--node-id", strconv.Itoa(n.id), "--replicas", replicas, "--data-dir", t.TempDir(),
-			"--api-listen", apis[i], "--telemetry-listen", tels[i])
-		nodes[i] = n
-	}
+	c := kmbdtest.StartCluster(t, nil)
+	// nodes[id-1] is node id; tels are its telemetry addresses, which
+	// Prometheus scrapes and names instances by.
+	nodes := []*kmbdtest.Node{c.Nodes[1], c.Nodes[2], c.Nodes[3]}
+	var tels []string
 	for _, n := range nodes {
-		waitFor(t, fmt.Sprintf("node %d ready", n.id), 30*time.Second, func() bool {
-			if n.proc.exited() {
-				t.Fatalf("node %d exited:\n%s", n.id, n.proc.stderr.String())
-			}
-			return httpStatus(n.tel+"/health/ready") == 200
-		})
+		tels = append(tels, strings.TrimPrefix(n.Tel, "http://"))
 	}
+	promAddr := kmbdtest.FreeAddrs(t, 1)[0]
 	t.Logf("cluster ready after %s", time.Since(started).Round(time.Millisecond))
 
 	// Prometheus scraping every second, evaluating every second, with the
@@ -199,14 +185,15 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	prom := "http://" + promAddr
-	pp := startProcess(t, "prometheus", 10*time.Second, nil, prometheus,
+	pp := kmbdtest.Start(t, "prometheus", nil, prometheus,
 		"--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+promAddr, "--web.enable-lifecycle", "--log.level=warn")
-	waitFor(t, "prometheus ready", 30*time.Second, func() bool {
-		if pp.exited() {
-			t.Fatalf("prometheus exited:\n%s", pp.stderr.String())
+	kmbdtest.WaitFor(t, "prometheus ready", 30*time.Second, func() bool {
+		if pp.Exited() {
+			t.Fatalf("prometheus exited:\n%s", pp.Output.String())
 		}
-		return httpStatus(prom+"/-/ready") == 200
+		code, _ := kmbdtest.HTTPDo(t, "GET", prom+"/-/ready", "")
+		return code == 200
 	})
 
 	// Load: writes through every node (followers redirect to the leader),
@@ -243,7 +230,7 @@ scrape_configs:
 			for seq := 0; ctx.Err() == nil; seq++ {
 				n := nodes[(w+seq)%3]
 				body := fmt.Sprintf(`{"entries":[{"key":"k%d","value":%d},{"key":"w%d","value":"v%d"}]}`, seq, seq, w, seq)
-				req, _ := http.NewRequest("POST", n.api+fmt.Sprintf("/v1/tenants/tenant-%d/entries", w), strings.NewReader(body))
+				req, _ := http.NewRequest("POST", n.API+fmt.Sprintf("/v1/tenants/tenant-%d/entries", w), strings.NewReader(body))
 				do("append", req)
 				time.Sleep(100 * time.Millisecond)
 			}
@@ -256,9 +243,9 @@ scrape_configs:
 			rng := rand.New(rand.NewSource(int64(r)))
 			for i := 0; ctx.Err() == nil; i++ {
 				n := nodes[(r+i)%3]
-				req, _ := http.NewRequest("GET", n.api+fmt.Sprintf("/v1/tenants/tenant-%d/keys/w%d", rng.Intn(2), rng.Intn(2)), nil)
+				req, _ := http.NewRequest("GET", n.API+fmt.Sprintf("/v1/tenants/tenant-%d/keys/w%d", rng.Intn(2), rng.Intn(2)), nil)
 				do("get_key", req)
-				req, _ = http.NewRequest("GET", n.api+fmt.Sprintf("/v1/tenants/tenant-%d/entries?from=1&limit=20", rng.Intn(2)), nil)
+				req, _ = http.NewRequest("GET", n.API+fmt.Sprintf("/v1/tenants/tenant-%d/entries?from=1&limit=20", rng.Intn(2)), nil)
 				do("read_entries", req)
 				time.Sleep(100 * time.Millisecond)
 			}
@@ -328,7 +315,7 @@ scrape_configs:
 	// Every rule loaded, evaluated without error; every recording rule has data.
 	wantRecords := ruleNames(parseRules(t, recordingsFile))
 	var rules []promRule
-	waitFor(t, "every rule evaluated", 20*time.Second, func() bool {
+	kmbdtest.WaitFor(t, "every rule evaluated", 20*time.Second, func() bool {
 		rules, err = promRules(prom)
 		if err != nil {
 			return false
@@ -377,7 +364,7 @@ scrape_configs:
 
 	// No alert fires on a healthy cluster under load, and the availability
 	// alerts are not even pending.
-	waitFor(t, "no availability alert active", 20*time.Second, func() bool {
+	kmbdtest.WaitFor(t, "no availability alert active", 20*time.Second, func() bool {
 		as, err := promAlerts(prom)
 		if err != nil {
 			return false
@@ -402,41 +389,38 @@ scrape_configs:
 	t.Logf("alerts on the healthy cluster: %s", describeAlerts(as))
 
 	// The log lines of a real cluster have the shape the shippers expect.
-	for _, n := range nodes {
-		checkLogLines(t, fmt.Sprintf("node %d stderr", n.id), n.proc.stderr.String())
+	for i, n := range nodes {
+		checkLogLines(t, fmt.Sprintf("node %d stderr", i+1), n.Output.String())
 	}
 
 	// Drill 1: a follower dies. KmbTargetDown goes pending for it; the
 	// other two replicas still share a leader, so ClusterNoQuorum stays
 	// quiet.
-	leader := 0
-	for _, n := range nodes {
+	var leader uint64
+	for i, n := range nodes {
 		var s struct {
 			IsLeader bool `json:"is_leader"`
 		}
-		resp, err := http.Get(n.tel + "/status")
+		resp, err := http.Get(n.Tel + "/status")
 		if err == nil {
 			_ = json.NewDecoder(resp.Body).Decode(&s)
 			resp.Body.Close()
 		}
 		if s.IsLeader {
-			leader = n.id
+			leader = uint64(i + 1)
 		}
 	}
 	if leader == 0 {
 		t.Fatal("no node reports itself leader")
 	}
-	var follower *e2eNode
-	for _, n := range nodes {
-		if n.id != leader {
-			follower = n
-			break
-		}
+	follower := uint64(1) // the first node that is not the leader
+	if leader == 1 {
+		follower = 2
 	}
-	follower.proc.kill()
-	followerInstance := strings.TrimPrefix(follower.tel, "http://")
+	c.Kill(follower)
+	followerInstance := tels[follower-1]
 	var drill []promAlert
-	waitFor(t, "KmbTargetDown pending for the killed follower", 20*time.Second, func() bool {
+	kmbdtest.WaitFor(t, "KmbTargetDown pending for the killed follower", 20*time.Second, func() bool {
 		drill, err = promAlerts(prom)
 		if err != nil {
 			return false
@@ -456,12 +440,12 @@ scrape_configs:
 		}
 	}
 	hl, _ := promQuery(prom, `sum by (job) (kmb_consensus_has_leader)`)
-	t.Logf("follower node %d killed: has_leader sum %s; alerts: %s", follower.id, describe(hl, "job"), describeAlerts(drill))
+	t.Logf("follower node %d killed: has_leader sum %s; alerts: %s", follower, describe(hl, "job"), describeAlerts(drill))
 
 	// Drill 2: the leader dies too. The survivor cannot form a quorum:
 	// ClusterNoQuorum goes pending (it fires after 30s).
-	nodes[leader-1].proc.kill()
-	waitFor(t, "ClusterNoQuorum pending after losing two of three replicas", 20*time.Second, func() bool {
+	c.Kill(leader)
+	kmbdtest.WaitFor(t, "ClusterNoQuorum pending after losing two of three replicas", 20*time.Second, func() bool {
 		drill, err = promAlerts(prom)
 		if err != nil {
 			return false

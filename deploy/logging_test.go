@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kmb-db/kmb/internal/kmbdtest"
 )
 
 // kmbd's log shape: exactly these keys, these levels and targets.
@@ -123,29 +125,20 @@ func parseFluentConf(t *testing.T, path string) []confSection {
 // what the log shippers read.
 func captureKmbdLog(t *testing.T) string {
 	t.Helper()
-	bin := kmbdBinary(t)
-	addrs := freeAddrs(t, 2)
-	api, tel := "http://"+addrs[0], "http://"+addrs[1]
-	p := startProcess(t, "kmbd", 15*time.Second, []string{"KMB_LOG=kmb=debug", "KMB_LOG_FORMAT=json"}, bin,
-		"--node-id", "1", "--data-dir", t.TempDir(), "--api-listen", addrs[0], "--telemetry-listen", addrs[1])
-	waitFor(t, "kmbd ready", 30*time.Second, func() bool {
-		if p.exited() {
-			t.Fatalf("kmbd exited:\n%s", p.stderr.String())
-		}
-		return httpStatus(tel+"/health/ready") == 200
-	})
+	p := kmbdtest.Launch(t, t.TempDir(), []string{"KMB_LOG=kmb=debug", "KMB_LOG_FORMAT=json"}, "--node-id", "1")
+	p.WaitReady(t, 30*time.Second)
 	for i := 0; i < 5; i++ {
-		resp, err := http.Post(api+"/v1/tenants/logs/entries", "application/json",
+		resp, err := http.Post(p.API+"/v1/tenants/logs/entries", "application/json",
 			strings.NewReader(fmt.Sprintf(`{"entries":[{"key":"k%d","value":%d}]}`, i, i)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
 	}
-	httpStatus(api + "/v1/tenants/logs/keys/k1")
-	httpStatus(api + "/v1/tenants/Bad!/keys/k1")
-	p.stop(15 * time.Second)
-	return p.stderr.String()
+	kmbdtest.HTTPDo(t, "GET", p.API+"/v1/tenants/logs/keys/k1", "")
+	kmbdtest.HTTPDo(t, "GET", p.API+"/v1/tenants/Bad!/keys/k1", "")
+	p.Terminate(15 * time.Second)
+	return p.Output.String()
 }
 
 // checkLogLines asserts the log shape the shippers rely on and returns the

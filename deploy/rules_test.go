@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/kmb-db/kmb/internal/kmbdtest"
 )
 
 const (
@@ -148,7 +150,7 @@ func ruleNames(rules []rule) map[string]bool {
 
 // promtool check rules accepts both rule files.
 func TestPromtoolCheckRules(t *testing.T) {
-	promtool := requireTool(t, "KMB_PROMTOOL", "promtool")
+	promtool := kmbdtest.RequireTool(t, "KMB_PROMTOOL", "promtool")
 	out, err := run(t, promtool, "check", "rules", alertsFile, recordingsFile)
 	t.Logf("promtool check rules:\n%s", out)
 	if err != nil {
@@ -167,7 +169,7 @@ func TestPromtoolCheckRules(t *testing.T) {
 
 // promtool check config accepts prometheus.yml and the rule files it names.
 func TestPromtoolCheckConfig(t *testing.T) {
-	promtool := requireTool(t, "KMB_PROMTOOL", "promtool")
+	promtool := kmbdtest.RequireTool(t, "KMB_PROMTOOL", "promtool")
 	out, err := run(t, promtool, "check", "config", configFile)
 	t.Logf("promtool check config:\n%s", out)
 	if err != nil {
@@ -189,7 +191,7 @@ func TestPromtoolCheckConfig(t *testing.T) {
 
 // The promtool unit tests pass.
 func TestPromtoolTestRules(t *testing.T) {
-	promtool := requireTool(t, "KMB_PROMTOOL", "promtool")
+	promtool := kmbdtest.RequireTool(t, "KMB_PROMTOOL", "promtool")
 	files, err := filepath.Glob("prometheus/tests/*.yml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no promtool test files: %v", err)
@@ -376,7 +378,7 @@ func markdownAnchors(md string) map[string]bool {
 // of the operations guide. They are written as recording rules of a
 // temporary rule file and checked with promtool.
 func TestPromQLParses(t *testing.T) {
-	promtool := requireTool(t, "KMB_PROMTOOL", "promtool")
+	promtool := kmbdtest.RequireTool(t, "KMB_PROMTOOL", "promtool")
 	type expr struct{ where, q string }
 	var exprs []expr
 	for i, q := range dashboardExprs(t) {

@@ -154,7 +154,7 @@ func (c *Cluster) Restart(id uint64) {
 // Kill kills node id with SIGKILL, as a crash would, and forgets it.
 func (c *Cluster) Kill(id uint64) {
 	c.t.Helper()
-	c.Nodes[id].Kill(c.t)
+	c.Nodes[id].kill(c.t)
 	delete(c.Nodes, id)
 }
 

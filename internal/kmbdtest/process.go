@@ -116,8 +116,8 @@ func (p *Process) Terminate(grace time.Duration) {
 	}
 }
 
-// Kill stops the process at once, as a crash would (kill -9).
-func (p *Process) Kill(t testing.TB) {
+// kill stops the process at once, as a crash would (kill -9).
+func (p *Process) kill(t testing.TB) {
 	t.Helper()
 	if err := p.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatalf("kill %s: %v", p.Name, err)
