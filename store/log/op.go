@@ -163,6 +163,7 @@ type parsedOp struct {
 // fails. Recovery uses it directly: it needs the op and position numbers of
 // every record but none of the payload.
 func parseOp(b []byte) (parsedOp, error) {
+	// Checked here, so that the version byte below is always there.
 	if len(b) == 0 {
 		return parsedOp{}, fmt.Errorf("%w: empty", ErrMalformedOp)
 	}
