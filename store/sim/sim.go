@@ -240,13 +240,15 @@ func (w *world) runTick() {
 	}
 }
 
-// failures counts replicas down or rebuilding after losing their disk;
-// the fault injector keeps it at most f so the safety checks stay
-// meaningful (beyond f failures, VSR promises nothing).
+// failures counts replicas that cannot take part in a view change: down,
+// rebuilding after losing their disk, or still running the recovery
+// protocol (a replica that has not yet joined the new cluster holds no
+// state it may vouch for). The fault injector keeps it below f+1, beyond
+// which VSR promises neither safety nor progress.
 func (w *world) failures() int {
 	n := 0
 	for _, h := range w.hosts {
-		if !h.up || h.wiped {
+		if !h.up || h.wiped || h.r.State().Status == vsr.StatusRecovering {
 			n++
 		}
 	}
