@@ -1,0 +1,114 @@
+// Package backup keeps kmbd's committed log in a backup repository and
+// restores a data dir from it, to the latest checkpoint, a position or a
+// time.
+//
+// This is the first layer: the repository format, a Backend for
+// directories, the writer (AppendSegment, AdvanceCheckpointTime), Verify
+// and Restore. The continuous backup task, snapshots, retention, the
+// commands, metrics and object stores build on it.
+//
+// # Backend
+//
+// A Backend stores objects under slash-separated keys (see Backend and
+// ValidateKey). OpenURL turns the backup.repository setting into one:
+// file:///absolute/dir gives a DirBackend, which replaces each object
+// atomically and durably (temporary file, fsync, rename, fsync of the
+// directory).
+//
+// # Repository layout
+//
+//	manifest.json
+//	segments/<first op>-<last op>.kseg.zst
+//
+// where each op number is written in decimal with 20 digits, zero-padded,
+// so that keys sort in op order.
+//
+// # Segment objects
+//
+// A segment object holds a contiguous run of committed ops: it is a
+// Zstandard stream (RFC 8878; the writer makes one frame, with the
+// content size and the frame's content checksum, and a reader accepts
+// any number of concatenated frames) whose decompressed content is a
+// sequence of records, with no header, padding or footer:
+//
+//	record, 8 + n bytes:
+//	  u32 LE   n, payload length; 1 <= n <= 16 MiB (log.MaxRecordSize)
+//	  u32 LE   CRC32C (Castagnoli) of the payload
+//	  [n]byte  payload: one op encoded by log.AppendOp (version 1)
+//
+// These are the records of the node's log segments (store/log), without
+// the log's segment header. The first record holds the op the key names
+// first, each next record holds the next op, starting at the position
+// after the previous op's last one, and the last record holds the op the
+// key names last. An object holds at least one record. With fixed encoder
+// options the object depends only on its ops, so writing the same ops
+// again writes the same bytes.
+//
+// # Manifest
+//
+// manifest.json is a JSON object with these members, in this order:
+//
+//	version                          int     1; a reader refuses any other
+//	repository_id                    string  32 hex digits, random, set at Init
+//	created_unix_nano                int     when Init ran, Unix ns
+//	generation                       int     1 at Init, +1 at every write
+//	segments                         array   the segment objects, in op order:
+//	  name                           string  the object's key
+//	  first_op, last_op              int     op range, inclusive
+//	  first_position                 int     position of the first op's first entry
+//	  last_position                  int     position of the last op's last entry
+//	  first_timestamp_unix_nano      int     commit time of the first op, Unix ns
+//	  last_timestamp_unix_nano       int     commit time of the last op
+//	  entries                        int     entries in all its ops
+//	  raw_bytes                      int     decompressed size (records with headers)
+//	  stored_bytes                   int     the object's size
+//	  sha256                         string  64 hex digits: SHA-256 of the object
+//	checkpoint                       object  how far the repository reaches:
+//	  op                             int     every op up to this one is in a segment
+//	  position                       int     that op's last position
+//	  timestamp_unix_nano            int     every op committed at or before this
+//	                                         time is in a segment
+//	last_snapshot_success_unix_nano  int     0 for never
+//	last_verify_success_unix_nano    int     0 for never
+//	checksum                         string  64 hex digits, see below
+//
+// Integers are JSON numbers written in full (op numbers and positions are
+// unsigned 64-bit, times signed 64-bit). The checksum is the SHA-256 of
+// the manifest's canonical content: the same object without its checksum
+// member, encoded compactly by Go's encoding/json (members in the order
+// above, no whitespace, segments as [] when empty). A reader decodes the
+// file, re-encodes it that way and compares; unknown members are refused.
+// The stored file is the same object, checksum included, indented by two
+// spaces and ending with a newline. It is replaced whole and atomically on
+// every change.
+//
+// A manifest is consistent when: the segments' op ranges are non-empty
+// and contiguous from op 1, their positions contiguous from position 1,
+// each name is the key of its range, each entry count equals its
+// position span, and the checkpoint's op and position are where the last
+// segment ends (0 and 0 without segments) and its time is no earlier
+// than the last segment's last commit time. Open refuses a manifest that
+// fails its checksum or is not consistent; Verify reports why.
+//
+// # Writing
+//
+// AppendSegment writes a segment object, then the manifest with the
+// segment listed and the checkpoint moved to its end. A crash between the
+// two leaves an object the manifest does not list (an orphan, which
+// Verify reports but does not count as a problem); the writer sends the
+// same ops again and overwrites it. The checkpoint only moves forwards:
+// AdvanceCheckpointTime moves its time while nothing is committed, and
+// never back. Before each manifest write the writer reads the manifest
+// again and refuses to write if its generation changed, so that a second
+// writer is caught rather than silently moving the checkpoint back.
+//
+// # Restore
+//
+// Restore reads the segments a target needs, in order, verifies each
+// against its SHA-256 and each record against its CRC, and appends the
+// ops to a new log in the data dir, which it then marks committed in the
+// node's superblock. See Restore for the data dir's life cycle; in short,
+// a restore that did not finish leaves a RESTORING file and a
+// log.restoring directory behind, and the operator deletes the data dir
+// and restores again.
+package backup
