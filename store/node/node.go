@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -224,6 +225,9 @@ func (n *Node) recover() error {
 		return err
 	}
 	n.lock = lock
+	if _, err := os.Stat(filepath.Join(n.cfg.DataDir, restoringMark)); err == nil {
+		return fmt.Errorf("data_dir %q holds a restore that did not finish (%s exists): delete the directory and restore again", n.cfg.DataDir, restoringMark)
+	}
 	l, report, err := kmblog.Open(n.cfg.logConfig(), n.logger, &n.m.log)
 	if err != nil {
 		return fmt.Errorf("open log: %w", err)
@@ -311,6 +315,10 @@ func (n *Node) otherIDs() []uint64 {
 	}
 	return out
 }
+
+// restoringMark is the file a point-in-time restore leaves in a data dir
+// until it has finished (see store/backup); such a dir must not be served.
+const restoringMark = "RESTORING"
 
 // logStorage serves the replica's reads of durable ops.
 type logStorage struct{ l *kmblog.Log }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -337,5 +339,22 @@ func TestDataDirLocked(t *testing.T) {
 	}
 	if second.Ready() == nil || second.Live() == nil {
 		t.Fatal("a node that failed to start reports healthy")
+	}
+}
+
+// A data dir left by a restore that did not finish is never served.
+func TestRefusesUnfinishedRestore(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, restoringMark), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.DataDir = dir
+	n, err := New(cfg, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Run(); err == nil || !strings.Contains(err.Error(), "restore that did not finish") {
+		t.Fatalf("Run() = %v", err)
 	}
 }
