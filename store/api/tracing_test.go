@@ -92,7 +92,7 @@ func TestSpans(t *testing.T) {
 	}
 	attrs := map[string]string{}
 	for _, kv := range write.Attributes {
-		attrs[string(kv.Key)] = kv.Value.Emit()
+		attrs[string(kv.Key)] = kv.Value.String()
 	}
 	if attrs["http.request.method"] != "POST" || attrs["http.response.status_code"] != "200" || attrs["kmb.tenant"] != "acme" {
 		t.Errorf("kmb.write attributes %v", attrs)

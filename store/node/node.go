@@ -122,15 +122,14 @@ type Node struct {
 	running atomic.Bool
 
 	// Loop-owned.
-	batch      []*request
-	proposals  []vsr.Proposal
-	waiting    map[uint64]*request // op number → the request that proposed it
-	answers    []answer            // reused by applyUpTo
-	unapplied  []*kmblog.Op        // appended ops above applied, in order
-	applied    uint64
-	hs         vsr.HardState // as persisted
-	hsAt       time.Time
-	lastLeader uint64
+	batch     []*request
+	proposals []vsr.Proposal
+	waiting   map[uint64]*request // op number → the request that proposed it
+	answers   []answer            // reused by applyUpTo
+	unapplied []*kmblog.Op        // appended ops above applied, in order
+	applied   uint64
+	hs        vsr.HardState // as persisted
+	hsAt      time.Time
 }
 
 type request struct {
