@@ -30,7 +30,8 @@ type Histogram struct {
 func newHistogram(l *bucketLayout) *Histogram {
 	shards := shardCount()
 	stride := roundUp(l.cellsPerShard(), blockWords)
-	return &Histogram{
+	h := newIsolated[Histogram]() // read by every Observe; see newCounter
+	*h = Histogram{
 		search: l.search,
 		cells:  isolatedSlice[atomic.Uint64](shards * stride),
 		stride: stride,
@@ -39,6 +40,7 @@ func newHistogram(l *bucketLayout) *Histogram {
 
 		exemplars: make([]atomic.Pointer[Exemplar], len(l.bounds)+1),
 	}
+	return h
 }
 
 // Observe records v, in raw units (exported as v * Scale).

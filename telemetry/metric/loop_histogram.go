@@ -27,12 +27,14 @@ type LoopHistogram struct {
 
 func newLoopHistogram(l *bucketLayout) *LoopHistogram {
 	n := l.cellsPerShard()
-	return &LoopHistogram{
+	h := newIsolated[LoopHistogram]() // read by every Observe; see newCounter
+	*h = LoopHistogram{
 		search:    l.search,
 		local:     isolatedSlice[uint64](roundUp(n, blockWords))[:n],
 		published: make([]atomic.Uint64, n),
 		layout:    l,
 	}
+	return h
 }
 
 // Observe records v, in raw units (exported as v * Scale). Only the owning

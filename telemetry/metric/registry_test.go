@@ -143,7 +143,8 @@ func TestVecWithReturnsSameChild(t *testing.T) {
 		t.Errorf("Value() = %d, want 8", got)
 	}
 	hv := r.NewHistogramVec("h", "", HistogramOpts{}, "a")
-	if hv.With("x") != hv.With("x") || hv.With("x") == hv.With("y") {
+	x1, x2, y := hv.With("x"), hv.With("x"), hv.With("y")
+	if x1 != x2 || x1 == y {
 		t.Error("HistogramVec.With does not map values to children one to one")
 	}
 }
