@@ -16,6 +16,7 @@ import (
 	"time"
 
 	kmblog "github.com/kmb-db/kmb/store/log"
+	"github.com/kmb-db/kmb/store/superblock"
 )
 
 // Names in a data dir. The node reads "log" and "superblock" and locks
@@ -192,7 +193,7 @@ func Restore(ctx context.Context, repo *Repository, target Target, dataDir strin
 	if err := syncDir(dataDir); err != nil {
 		return sum, interrupted(fmt.Errorf("restore: %w", err))
 	}
-	if err := writeFileDurably(dataDir, superblockName, encodeSuperblock(restoredNodeID, 0, 0, sum.LastOp)); err != nil {
+	if err := superblock.Write(dataDir, superblock.Superblock{NodeID: restoredNodeID, Commit: sum.LastOp}); err != nil {
 		return sum, interrupted(fmt.Errorf("restore: write superblock: %w", err))
 	}
 	if err := os.Remove(filepath.Join(dataDir, restoringMark)); err != nil {

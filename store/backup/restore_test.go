@@ -16,6 +16,7 @@ import (
 	"time"
 
 	kmblog "github.com/kmb-db/kmb/store/log"
+	"github.com/kmb-db/kmb/store/superblock"
 )
 
 // expectedAtPosition is the longest prefix of ops lying at or below
@@ -61,9 +62,9 @@ func checkRestored(t *testing.T, dataDir string, sum Summary, want []*kmblog.Op)
 		t.Fatalf("data dir holds %v", names)
 	}
 	assertOps(t, readLog(t, filepath.Join(dataDir, "log")), want)
-	sb, err := readNodeSuperblock(dataDir)
-	if err != nil {
-		t.Fatal(err)
+	sb, ok, err := superblock.Read(dataDir)
+	if err != nil || !ok {
+		t.Fatalf("superblock: ok=%v err=%v", ok, err)
 	}
 	var last kmblog.Op
 	var entriesN uint64
@@ -73,7 +74,7 @@ func checkRestored(t *testing.T, dataDir string, sum Summary, want []*kmblog.Op)
 	for _, op := range want {
 		entriesN += uint64(len(op.Entries))
 	}
-	if sb != (nodeSuperblock{NodeID: 1, Commit: last.Op}) {
+	if sb != (superblock.Superblock{NodeID: 1, Commit: last.Op}) {
 		t.Fatalf("superblock %+v, want node 1 commit %d", sb, last.Op)
 	}
 	if sum.Ops != uint64(len(want)) || sum.Entries != entriesN || sum.LastOp != last.Op || sum.DataDir != dataDir {

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	kmblog "github.com/kmb-db/kmb/store/log"
+	"github.com/kmb-db/kmb/store/superblock"
 	"github.com/kmb-db/kmb/store/vsr"
 	"github.com/kmb-db/kmb/store/wire"
 )
@@ -199,7 +200,7 @@ func (n *Node) persist(rd vsr.Ready) error {
 func (n *Node) writeHardState(hs vsr.HardState) error {
 	hs.Commit = max(hs.Commit, n.hs.Commit)
 	hs.Commit = min(hs.Commit, n.log.LastOp())
-	if err := writeSuperblock(n.cfg.DataDir, superblock{NodeID: n.cfg.NodeID, State: hs}); err != nil {
+	if err := superblock.Write(n.cfg.DataDir, superblock.Superblock{NodeID: n.cfg.NodeID, View: hs.View, LogView: hs.LogView, Commit: hs.Commit}); err != nil {
 		return fmt.Errorf("write superblock: %w", err)
 	}
 	n.hs, n.hsAt = hs, n.now()

@@ -16,6 +16,7 @@ import (
 	"github.com/kmb-db/kmb/status"
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/store/projection"
+	"github.com/kmb-db/kmb/store/superblock"
 	"github.com/kmb-db/kmb/store/transport"
 	"github.com/kmb-db/kmb/store/vsr"
 	"github.com/kmb-db/kmb/store/wire"
@@ -233,7 +234,7 @@ func (n *Node) recover() error {
 	}
 	n.log = l
 
-	sb, hasState, err := readSuperblock(n.cfg.DataDir)
+	sb, hasState, err := superblock.Read(n.cfg.DataDir)
 	if err != nil {
 		return err
 	}
@@ -243,16 +244,17 @@ func (n *Node) recover() error {
 	if !hasState && len(n.ids) == 1 && l.LastOp() > 0 {
 		// A single replica's log needs no peer to vouch for it: everything
 		// durable in it was committed.
-		sb, hasState = superblock{NodeID: n.cfg.NodeID, State: vsr.HardState{Commit: l.LastOp()}}, true
-		if err := writeSuperblock(n.cfg.DataDir, sb); err != nil {
+		sb, hasState = superblock.Superblock{NodeID: n.cfg.NodeID, Commit: l.LastOp()}, true
+		if err := superblock.Write(n.cfg.DataDir, sb); err != nil {
 			return fmt.Errorf("write superblock: %w", err)
 		}
 	}
-	n.hs, n.hsAt = sb.State, n.now()
+	hs := vsr.HardState{View: sb.View, LogView: sb.LogView, Commit: sb.Commit}
+	n.hs, n.hsAt = hs, n.now()
 
 	// Apply what is known committed; the rest is applied as the cluster
 	// confirms it.
-	committed := min(sb.State.Commit, l.LastOp())
+	committed := min(hs.Commit, l.LastOp())
 	if hasState {
 		if err := l.Scan(l.FirstOp(), func(op *kmblog.Op) error {
 			if op.Op > committed {
@@ -288,7 +290,7 @@ func (n *Node) recover() error {
 		ViewChangeTicks: n.cfg.ViewChangeTicks,
 		Rand:            func(k int) int { return rng.IntN(k) },
 		Storage:         logStorage{n.log},
-	}, sb.State, hasState, l.LastOp())
+	}, hs, hasState, l.LastOp())
 	if err != nil {
 		return err
 	}
