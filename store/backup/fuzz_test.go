@@ -3,12 +3,10 @@ package backup
 import (
 	"bytes"
 	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
 
+	"github.com/kmb-db/kmb/internal/fuzzseed"
 	kmblog "github.com/kmb-db/kmb/store/log"
 )
 
@@ -62,27 +60,11 @@ func TestFuzzSeeds(t *testing.T) {
 		"FuzzDecodeSegment": segmentSeeds(t),
 		"FuzzParseManifest": manifestSeeds(t),
 	} {
-		dir := filepath.Join("testdata", "fuzz", target)
+		files := make(map[string][]byte, len(seeds))
 		for name, data := range seeds {
-			p := filepath.Join(dir, name)
-			want := fmt.Appendf(nil, "go test fuzz v1\n[]byte(%q)\n", data)
-			if *update {
-				if err := os.MkdirAll(dir, 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(p, want, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				continue
-			}
-			got, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to write the seed corpus)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("seed %s is stale (run go test -update)", p)
-			}
+			files[name] = fuzzseed.Marshal(data)
 		}
+		fuzzseed.Check(t, *update, target, files)
 	}
 }
 

@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
+
+	"github.com/kmb-db/kmb/internal/fuzzseed"
 )
 
 // Recovery fuzz modes: what the fuzzer's bytes become.
@@ -159,53 +160,16 @@ func recoverSeeds() []recoverSeed {
 // -update rewrites it. The committed corpus also holds any crashers found
 // by fuzzing, which this test leaves alone.
 func TestFuzzSeedCorpora(t *testing.T) {
-	corpora := map[string][][]any{}
+	var ops [][]byte
 	for _, op := range fuzzSeedOps() {
-		corpora["FuzzDecodeOp"] = append(corpora["FuzzDecodeOp"], []any{AppendOp(nil, op)})
+		ops = append(ops, AppendOp(nil, op))
 	}
-	for _, h := range [][]byte{appendSegmentHeader(nil, 1), appendSegmentHeader(nil, 1<<40), make([]byte, segmentHeaderSize)} {
-		corpora["FuzzSegmentHeader"] = append(corpora["FuzzSegmentHeader"], []any{h})
-	}
+	headers := [][]byte{appendSegmentHeader(nil, 1), appendSegmentHeader(nil, 1<<40), make([]byte, segmentHeaderSize)}
+	var recoveries [][]any
 	for _, s := range recoverSeeds() {
-		corpora["FuzzRecover"] = append(corpora["FuzzRecover"], []any{s.mode, s.data})
+		recoveries = append(recoveries, []any{s.mode, s.data})
 	}
-	for target, seeds := range corpora {
-		dir := filepath.Join("testdata", "fuzz", target)
-		for i, args := range seeds {
-			path := filepath.Join(dir, "seed-"+strconv.Itoa(i))
-			want := marshalCorpusEntry(args...)
-			if *update {
-				if err := os.MkdirAll(dir, 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, want, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			got, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to write the seed corpora)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Fatalf("%s is stale (run with -update)", path)
-			}
-		}
-	}
-}
-
-// marshalCorpusEntry encodes fuzz arguments in the "go test fuzz v1" format
-// of testdata/fuzz files.
-func marshalCorpusEntry(args ...any) []byte {
-	b := []byte("go test fuzz v1\n")
-	for _, a := range args {
-		switch v := a.(type) {
-		case []byte:
-			b = fmt.Appendf(b, "[]byte(%q)\n", v)
-		case byte:
-			b = fmt.Appendf(b, "byte(%q)\n", v)
-		default:
-			panic(fmt.Sprintf("unsupported fuzz argument %T", a))
-		}
-	}
-	return b
+	fuzzseed.Check(t, *update, "FuzzDecodeOp", fuzzseed.Numbered(ops))
+	fuzzseed.Check(t, *update, "FuzzSegmentHeader", fuzzseed.Numbered(headers))
+	fuzzseed.Check(t, *update, "FuzzRecover", fuzzseed.Numbered(recoveries))
 }

@@ -154,21 +154,3 @@ func mutateFile(t testing.TB, path string, f func([]byte) []byte) {
 		t.Fatal(err)
 	}
 }
-
-// checkGolden compares got with testdata/name, or rewrites it with -update.
-func checkGolden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if string(got) != string(want) {
-		t.Fatalf("%s differs from the golden file (run with -update if the change is intended):\n got %x\nwant %x", name, got, want)
-	}
-}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/kmb-db/kmb/internal/fuzzseed"
 	"github.com/kmb-db/kmb/telemetry/metric"
 )
 
@@ -143,7 +144,7 @@ func TestSegmentGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkGolden(t, "segment_v1.golden", b)
+	fuzzseed.Golden(t, *update, "segment_v1.golden", b)
 }
 
 func TestReadRequiresSync(t *testing.T) {

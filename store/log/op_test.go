@@ -7,6 +7,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/kmb-db/kmb/internal/fuzzseed"
 )
 
 // goldenOp is the op whose encoding is pinned in testdata/op_v1.golden.
@@ -29,7 +31,7 @@ func goldenOp() *Op {
 
 func TestOpGolden(t *testing.T) {
 	b := AppendOp(nil, goldenOp())
-	checkGolden(t, "op_v1.golden", b)
+	fuzzseed.Golden(t, *update, "op_v1.golden", b)
 	op, err := DecodeOp(b)
 	if err != nil {
 		t.Fatal(err)

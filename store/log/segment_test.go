@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"hash/crc32"
 	"testing"
+
+	"github.com/kmb-db/kmb/internal/fuzzseed"
 )
 
 func TestSegmentName(t *testing.T) {
@@ -35,7 +37,7 @@ func TestSegmentName(t *testing.T) {
 
 func TestSegmentHeader(t *testing.T) {
 	good := appendSegmentHeader(nil, 77)
-	checkGolden(t, "segment_header_v1.golden", good)
+	fuzzseed.Golden(t, *update, "segment_header_v1.golden", good)
 	tests := []struct {
 		name   string
 		b      []byte

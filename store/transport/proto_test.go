@@ -3,13 +3,11 @@ package transport
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"math"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/kmb-db/kmb/internal/fuzzseed"
 )
 
 // goldenHello's frame is pinned in testdata/hello_v1.golden. Changing the
@@ -20,7 +18,7 @@ func TestHandshakeGolden(t *testing.T) {
 	got := controlFrame(nil, func(b []byte) []byte { return appendHello(b, goldenHello) })
 	got = append(got, controlFrame(nil, func(b []byte) []byte { return appendTimestamp(b, kindPing, 0x0102030405060708) })...)
 	got = append(got, controlFrame(nil, func(b []byte) []byte { return appendTimestamp(b, kindPong, 0x0102030405060708) })...)
-	checkGolden(t, "handshake_v1.golden", got)
+	fuzzseed.Golden(t, *update, "handshake_v1.golden", got)
 
 	// The layout, field by field, of the hello payload.
 	want := []byte{kindHello, 'K', 'M', 'B', 'R', protocolVersion, 2, 0xac, 0x02, 13}
@@ -149,48 +147,6 @@ func timestampSeeds() [][]byte {
 // TestFuzzSeedCorpora keeps testdata/fuzz in step with the seeds above:
 // -update rewrites it.
 func TestFuzzSeedCorpora(t *testing.T) {
-	corpora := map[string][][]byte{"FuzzDecodeHello": helloSeeds(), "FuzzDecodeTimestamp": timestampSeeds()}
-	for target, seeds := range corpora {
-		dir := filepath.Join("testdata", "fuzz", target)
-		for i, s := range seeds {
-			path := filepath.Join(dir, "seed-"+strconv.Itoa(i))
-			want := fmt.Appendf(nil, "go test fuzz v1\n[]byte(%q)\n", s)
-			if *update {
-				if err := os.MkdirAll(dir, 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, want, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			got, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to write the seed corpora)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Fatalf("%s is stale (run with -update)", path)
-			}
-		}
-	}
-}
-
-// checkGolden compares got with testdata/name, or rewrites it with -update.
-func checkGolden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("%s differs from the golden file (run with -update if the change is intended):\n got %x\nwant %x", name, got, want)
-	}
+	fuzzseed.Check(t, *update, "FuzzDecodeHello", fuzzseed.Numbered(helloSeeds()))
+	fuzzseed.Check(t, *update, "FuzzDecodeTimestamp", fuzzseed.Numbered(timestampSeeds()))
 }

@@ -9,12 +9,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kmb-db/kmb/internal/fuzzseed"
 	kmblog "github.com/kmb-db/kmb/store/log"
 )
 
 func TestMessageGolden(t *testing.T) {
 	b := AppendMessage(nil, goldenMessage())
-	checkGolden(t, "message_v1.golden", b)
+	fuzzseed.Golden(t, *update, "message_v1.golden", b)
 	m, err := DecodeMessage(b)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/kmb-db/kmb/internal/fuzzseed"
 	kmblog "github.com/kmb-db/kmb/store/log"
 )
 
@@ -25,7 +26,7 @@ func TestFrameGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkGolden(t, "frame_v1.golden", b)
+	fuzzseed.Golden(t, *update, "frame_v1.golden", b)
 	if want := rawFrame(AppendMessage(nil, goldenMessage())); !bytes.Equal(b, want) {
 		t.Fatalf("frame\n got %x\nwant %x", b, want)
 	}

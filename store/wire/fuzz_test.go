@@ -4,10 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"os"
-	"path/filepath"
-	"strconv"
 	"testing"
+
+	"github.com/kmb-db/kmb/internal/fuzzseed"
 )
 
 // FuzzDecodeMessage: DecodeMessage never panics, fails only with
@@ -109,30 +108,6 @@ func frameSeeds() [][]byte {
 // -update rewrites it. The committed corpus may also hold crashers found
 // by fuzzing, which this test leaves alone.
 func TestFuzzSeedCorpora(t *testing.T) {
-	corpora := map[string][][]byte{
-		"FuzzDecodeMessage": decodeSeeds(),
-		"FuzzFrameReader":   frameSeeds(),
-	}
-	for target, seeds := range corpora {
-		dir := filepath.Join("testdata", "fuzz", target)
-		for i, s := range seeds {
-			path := filepath.Join(dir, "seed-"+strconv.Itoa(i))
-			want := marshalCorpusEntry(s)
-			if *update {
-				if err := os.MkdirAll(dir, 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, want, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			got, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to write the seed corpora)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Fatalf("%s is stale (run with -update)", path)
-			}
-		}
-	}
+	fuzzseed.Check(t, *update, "FuzzDecodeMessage", fuzzseed.Numbered(decodeSeeds()))
+	fuzzseed.Check(t, *update, "FuzzFrameReader", fuzzseed.Numbered(frameSeeds()))
 }

@@ -1,11 +1,8 @@
 package wire
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -89,40 +86,4 @@ func describe(m *Message) string {
 		fmt.Fprintf(&sb, "\n  op %d: %+v", i, op)
 	}
 	return sb.String()
-}
-
-// checkGolden compares got with testdata/name, or rewrites it with -update.
-func checkGolden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("%s differs from the golden file (run with -update if the change is intended):\n got %x\nwant %x", name, got, want)
-	}
-}
-
-// marshalCorpusEntry encodes fuzz arguments in the "go test fuzz v1" format
-// of testdata/fuzz files.
-func marshalCorpusEntry(args ...any) []byte {
-	b := []byte("go test fuzz v1\n")
-	for _, a := range args {
-		switch v := a.(type) {
-		case []byte:
-			b = fmt.Appendf(b, "[]byte(%q)\n", v)
-		default:
-			panic(fmt.Sprintf("unsupported fuzz argument %T", a))
-		}
-	}
-	return b
 }
