@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kmb-db/kmb/store/internal/durable"
 	"io/fs"
 	"os"
 	"path"
@@ -91,7 +92,7 @@ func (b *DirBackend) Put(ctx context.Context, key string, data []byte) error {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	ok = true
-	if err := syncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	return nil
@@ -110,7 +111,7 @@ func (b *DirBackend) mkdirs(rel string) error {
 		err := os.Mkdir(d, 0o755)
 		switch {
 		case err == nil:
-			if err := syncDir(parent); err != nil {
+			if err := durable.SyncDir(parent); err != nil {
 				return err
 			}
 		case errors.Is(err, fs.ErrExist):
@@ -211,19 +212,8 @@ func (b *DirBackend) Delete(ctx context.Context, key string) error {
 		}
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
-	if err := syncDir(filepath.Dir(p)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(p)); err != nil {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
 	return nil
-}
-
-// syncDir fsyncs a directory so that names created, renamed or removed in
-// it survive a crash.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kmb-db/kmb/store/internal/durable"
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/store/superblock"
 )
@@ -164,7 +165,7 @@ func Restore(ctx context.Context, repo *Repository, target Target, dataDir strin
 		"started":       start.UTC().Format(time.RFC3339Nano),
 		"note":          "a restore into this directory is running or was interrupted; if none is running, delete the directory and restore again",
 	})
-	if err := writeFileDurably(dataDir, restoringMark, append(mark, '\n')); err != nil {
+	if err := durable.WriteFile(dataDir, restoringMark, append(mark, '\n')); err != nil {
 		return sum, fmt.Errorf("restore: %w", err)
 	}
 	interrupted := func(err error) error {
@@ -190,7 +191,7 @@ func Restore(ctx context.Context, repo *Repository, target Target, dataDir strin
 	if err := os.Rename(filepath.Join(dataDir, restoringLog), filepath.Join(dataDir, dataLogDir)); err != nil {
 		return sum, interrupted(fmt.Errorf("restore: %w", err))
 	}
-	if err := syncDir(dataDir); err != nil {
+	if err := durable.SyncDir(dataDir); err != nil {
 		return sum, interrupted(fmt.Errorf("restore: %w", err))
 	}
 	if err := superblock.Write(dataDir, superblock.Superblock{NodeID: restoredNodeID, Commit: sum.LastOp}); err != nil {
@@ -199,7 +200,7 @@ func Restore(ctx context.Context, repo *Repository, target Target, dataDir strin
 	if err := os.Remove(filepath.Join(dataDir, restoringMark)); err != nil {
 		return sum, fmt.Errorf("restore: %w", err)
 	}
-	if err := syncDir(dataDir); err != nil {
+	if err := durable.SyncDir(dataDir); err != nil {
 		return sum, fmt.Errorf("restore: %w", err)
 	}
 	if progress != nil {
@@ -263,7 +264,7 @@ func prepareDataDir(dir string) (unlock func(), err error) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("restore: create data dir: %w", err)
 		}
-		if err := syncDir(filepath.Dir(dir)); err != nil {
+		if err := durable.SyncDir(filepath.Dir(dir)); err != nil {
 			return nil, fmt.Errorf("restore: %w", err)
 		}
 	case err != nil:

@@ -7,6 +7,8 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+
+	"github.com/kmb-db/kmb/store/internal/durable"
 )
 
 // FileName is the superblock's name in a data dir.
@@ -75,36 +77,5 @@ func Read(dir string) (Superblock, bool, error) {
 
 // Write replaces dir's superblock durably.
 func Write(dir string, sb Superblock) error {
-	return writeFileDurably(dir, FileName, Encode(sb))
-}
-
-// writeFileDurably writes data to dir/name through a temporary file that is
-// fsynced and renamed into place, then fsyncs dir, so that a crash leaves
-// either the old file or the new one.
-func writeFileDurably(dir, name string, data []byte) error {
-	tmp := filepath.Join(dir, name+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return durable.WriteFile(dir, FileName, Encode(sb))
 }
