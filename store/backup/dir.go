@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/kmb-db/kmb/store/internal/durable"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/kmb-db/kmb/store/internal/durable"
 )
 
 // DirBackend keeps each object in a file under a root directory, at the
