@@ -20,16 +20,18 @@ run() { # group, then go test arguments
 }
 
 groups=("$@")
-[ ${#groups[@]} -eq 0 ] && groups=(primitives logging spans log wire append cluster)
+[ ${#groups[@]} -eq 0 ] && groups=(primitives logging spans render log wire append cluster tracing)
 for g in "${groups[@]}"; do
 	case "$g" in
 	primitives) run primitives ./telemetry/metric/bench -bench . -cpu 1,2 ;;
 	logging) run logging ./telemetry/logging -bench . ;;
 	spans) run spans ./telemetry/spans -bench . ;;
+	render) run render ./telemetry -bench MetricsRender ;;
 	log) run log ./store/log -bench . ;;
 	wire) run wire ./store/wire ./store/transport -bench . ;;
 	append) run append ./store/node -bench 'BenchmarkAppend$' -benchtime 3s ;;
 	cluster) run cluster ./store/node -bench 'BenchmarkClusterAppend$' -benchtime 3s ;;
+	tracing) run tracing ./store/node -bench 'BenchmarkAppendTracing$' -benchtime 3s ;;
 	*) echo "unknown group $g" >&2; exit 2 ;;
 	esac
 done
