@@ -26,7 +26,6 @@ import (
 const (
 	dataLogDir     = "log"
 	restoringLog   = "log.restoring"
-	restoringMark  = "RESTORING"
 	dataDirLock    = "LOCK"
 	restoreBatchOp = 1024    // ops per log Append
 	restoreBatchB  = 4 << 20 // raw bytes per log Append
@@ -91,6 +90,11 @@ type Summary struct {
 	LastPosition  uint64
 	LastTimestamp time.Time
 }
+
+// RestoringMarker is the file a restore keeps in the data dir it writes
+// until it has finished. A data dir holding it must not be served (the node
+// refuses it) and cannot be restored into again: delete it and restart.
+const RestoringMarker = "RESTORING"
 
 // Restore writes the ops of repo up to target into a new data dir,
 // dataDir, that a kmbd started with --data-dir dataDir (node_id 1) then
@@ -165,7 +169,7 @@ func Restore(ctx context.Context, repo *Repository, target Target, dataDir strin
 		"started":       start.UTC().Format(time.RFC3339Nano),
 		"note":          "a restore into this directory is running or was interrupted; if none is running, delete the directory and restore again",
 	})
-	if err := durable.WriteFile(dataDir, restoringMark, append(mark, '\n')); err != nil {
+	if err := durable.WriteFile(dataDir, RestoringMarker, append(mark, '\n')); err != nil {
 		return sum, fmt.Errorf("restore: %w", err)
 	}
 	interrupted := func(err error) error {
@@ -197,7 +201,7 @@ func Restore(ctx context.Context, repo *Repository, target Target, dataDir strin
 	if err := superblock.Write(dataDir, superblock.Superblock{NodeID: restoredNodeID, Commit: sum.LastOp}); err != nil {
 		return sum, interrupted(fmt.Errorf("restore: write superblock: %w", err))
 	}
-	if err := os.Remove(filepath.Join(dataDir, restoringMark)); err != nil {
+	if err := os.Remove(filepath.Join(dataDir, RestoringMarker)); err != nil {
 		return sum, fmt.Errorf("restore: %w", err)
 	}
 	if err := durable.SyncDir(dataDir); err != nil {
@@ -283,7 +287,7 @@ func prepareDataDir(dir string) (unlock func(), err error) {
 			}
 			hint := ""
 			for _, e := range entries {
-				if e.Name() == restoringMark {
+				if e.Name() == RestoringMarker {
 					hint = " It holds an interrupted restore (a RESTORING file):"
 				}
 			}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kmb-db/kmb/status"
+	"github.com/kmb-db/kmb/store/backup"
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/store/projection"
 	"github.com/kmb-db/kmb/store/superblock"
@@ -225,8 +226,8 @@ func (n *Node) recover() error {
 		return err
 	}
 	n.lock = lock
-	if _, err := os.Stat(filepath.Join(n.cfg.DataDir, restoringMark)); err == nil {
-		return fmt.Errorf("data_dir %q holds a restore that did not finish (%s exists): delete the directory and restore again", n.cfg.DataDir, restoringMark)
+	if _, err := os.Stat(filepath.Join(n.cfg.DataDir, backup.RestoringMarker)); err == nil {
+		return fmt.Errorf("data_dir %q holds a restore that did not finish (%s exists): delete the directory and restore again", n.cfg.DataDir, backup.RestoringMarker)
 	}
 	l, report, err := kmblog.Open(n.cfg.logConfig(), n.logger, &n.m.log)
 	if err != nil {
@@ -316,10 +317,6 @@ func (n *Node) otherIDs() []uint64 {
 	}
 	return out
 }
-
-// restoringMark is the file a point-in-time restore leaves in a data dir
-// until it has finished (see store/backup); such a dir must not be served.
-const restoringMark = "RESTORING"
 
 // logStorage serves the replica's reads of durable ops.
 type logStorage struct{ l *kmblog.Log }

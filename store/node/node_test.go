@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kmb-db/kmb/status"
+	"github.com/kmb-db/kmb/store/backup"
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/telemetry/metric"
 )
@@ -345,7 +346,7 @@ func TestDataDirLocked(t *testing.T) {
 // A data dir left by a restore that did not finish is never served.
 func TestRefusesUnfinishedRestore(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, restoringMark), nil, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, backup.RestoringMarker), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cfg := DefaultConfig()

@@ -33,18 +33,6 @@ func (t *tracing) init() {
 	t.viewChangeCtx = context.Background()
 }
 
-var (
-	attrNode    = spans.AttrNodeID
-	attrView    = spans.AttrView
-	attrOp      = spans.AttrOpNumber
-	attrOpLast  = spans.AttrOpNumberLast
-	attrPeer    = spans.AttrPeer
-	attrTenant  = spans.AttrTenant
-	attrEntries = spans.AttrBatchEntries
-	attrCommit  = spans.AttrCommitNumber
-	attrLeader  = spans.AttrLeader
-)
-
 // startPrepare opens the leader's prepare span of a sampled write and
 // remembers its context for the Prepare that carries the op.
 func (n *Node) startPrepare(req *request) {
@@ -56,9 +44,9 @@ func (n *Node) startPrepare(req *request) {
 	if !span.IsRecording() {
 		return
 	}
-	span.SetAttributes(attrNode.Int64(int64(n.cfg.NodeID)), attrOp.Int64(int64(req.op)),
-		attrTenant.String(req.tenant), attrEntries.Int(len(req.entries)),
-		attrView.Int64(int64(n.rep.State().View)))
+	span.SetAttributes(spans.AttrNodeID.Int64(int64(n.cfg.NodeID)), spans.AttrOpNumber.Int64(int64(req.op)),
+		spans.AttrTenant.String(req.tenant), spans.AttrBatchEntries.Int(len(req.entries)),
+		spans.AttrView.Int64(int64(n.rep.State().View)))
 	req.prepare = span
 	if len(n.ids) > 1 {
 		n.traces.parentByOp[req.op] = spans.Inject(trace.ContextWithSpan(ctx, span))
@@ -96,17 +84,17 @@ func (n *Node) stepTraced(m wire.Message) {
 			ctx := spans.Extract(context.Background(), m.TraceParent)
 			_, span := n.tracer.Start(ctx, spans.Prepare, trace.SpanKindServer)
 			if span.IsRecording() {
-				span.SetAttributes(attrNode.Int64(int64(n.cfg.NodeID)), attrPeer.Int64(int64(m.From)),
-					attrView.Int64(int64(m.View)), attrOp.Int64(int64(m.Ops[0].Op)),
-					attrOpLast.Int64(int64(m.Ops[len(m.Ops)-1].Op)))
+				span.SetAttributes(spans.AttrNodeID.Int64(int64(n.cfg.NodeID)), spans.AttrPeer.Int64(int64(m.From)),
+					spans.AttrView.Int64(int64(m.View)), spans.AttrOpNumber.Int64(int64(m.Ops[0].Op)),
+					spans.AttrOpNumberLast.Int64(int64(m.Ops[len(m.Ops)-1].Op)))
 				n.traces.followerPrepares = append(n.traces.followerPrepares, span)
 			}
 		case m.Type == wire.TypeGetOps:
 			// Repairs are rare and telling: traced whatever the ratio.
 			_, span := n.tracer.StartAlways(context.Background(), spans.Repair)
 			if span.IsRecording() {
-				span.SetAttributes(attrNode.Int64(int64(n.cfg.NodeID)), attrPeer.Int64(int64(m.From)),
-					attrView.Int64(int64(m.View)), attrOp.Int64(int64(m.Op)))
+				span.SetAttributes(spans.AttrNodeID.Int64(int64(n.cfg.NodeID)), spans.AttrPeer.Int64(int64(m.From)),
+					spans.AttrView.Int64(int64(m.View)), spans.AttrOpNumber.Int64(int64(m.Op)))
 				n.traces.repairs = append(n.traces.repairs, span)
 			}
 		}
@@ -135,14 +123,14 @@ func (n *Node) traceEvent(e vsr.Event) {
 			n.traces.viewChange.End()
 		}
 		ctx, span := n.tracer.StartAlways(context.Background(), spans.ViewChange,
-			attrNode.Int64(int64(n.cfg.NodeID)), attrView.Int64(int64(e.View)), attrLeader.Int64(int64(e.Primary)))
+			spans.AttrNodeID.Int64(int64(n.cfg.NodeID)), spans.AttrView.Int64(int64(e.View)), spans.AttrLeader.Int64(int64(e.Primary)))
 		if span.IsRecording() {
 			n.traces.viewChange, n.traces.viewChangeCtx = span, ctx
 		}
 	case vsr.EventViewStarted:
 		if s := n.traces.viewChange; s != nil {
-			s.SetAttributes(attrView.Int64(int64(e.View)), attrLeader.Int64(int64(e.Primary)),
-				attrOp.Int64(int64(e.Op)), attrCommit.Int64(int64(e.Commit)))
+			s.SetAttributes(spans.AttrView.Int64(int64(e.View)), spans.AttrLeader.Int64(int64(e.Primary)),
+				spans.AttrOpNumber.Int64(int64(e.Op)), spans.AttrCommitNumber.Int64(int64(e.Commit)))
 			s.End()
 			n.traces.viewChange, n.traces.viewChangeCtx = nil, context.Background()
 		}
@@ -161,7 +149,7 @@ func (n *Node) commitSpan(req *request) trace.Span {
 	if !span.IsRecording() {
 		return nil
 	}
-	span.SetAttributes(attrNode.Int64(int64(n.cfg.NodeID)), attrOp.Int64(int64(req.op)))
+	span.SetAttributes(spans.AttrNodeID.Int64(int64(n.cfg.NodeID)), spans.AttrOpNumber.Int64(int64(req.op)))
 	return span
 }
 
