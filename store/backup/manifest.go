@@ -15,8 +15,9 @@ const (
 	// ManifestKey is the manifest's key in the repository.
 	ManifestKey = "manifest.json"
 	// ManifestVersion is the manifest format this package writes and
-	// the only one it reads.
-	ManifestVersion = 1
+	// the only one it reads. Version 2 added snapshots and the task's
+	// pause.
+	ManifestVersion = 2
 )
 
 // ErrCorruptManifest is wrapped by errors about a manifest that fails its
@@ -34,6 +35,12 @@ type Manifest struct {
 	Generation uint64        `json:"generation"`
 	Segments   []SegmentInfo `json:"segments"`
 	Checkpoint Checkpoint    `json:"checkpoint"`
+	// Snapshots are the full copies, oldest first.
+	Snapshots []SnapshotInfo `json:"snapshots"`
+	// TaskPausedUnixNano is when an operator paused the continuous
+	// backup task, Unix ns; 0 while it is meant to run. It lives here so
+	// that whichever node runs the task next honours it.
+	TaskPausedUnixNano int64 `json:"task_paused_unix_nano"`
 	// Last successes, Unix ns; 0 for never. They only move forwards.
 	LastSnapshotSuccessUnixNano int64 `json:"last_snapshot_success_unix_nano"`
 	LastVerifySuccessUnixNano   int64 `json:"last_verify_success_unix_nano"`
@@ -54,6 +61,31 @@ type SegmentInfo struct {
 	RawBytes               uint64 `json:"raw_bytes"`    // decompressed: the records with their headers
 	StoredBytes            uint64 `json:"stored_bytes"` // the object's size
 	SHA256                 string `json:"sha256"`       // hex SHA-256 of the object
+}
+
+// SnapshotInfo is the manifest's entry for one snapshot: a full copy of
+// the log, ops 1..Op, as segment-format parts under its ID.
+type SnapshotInfo struct {
+	ID                string `json:"id"` // SnapshotID(Op); its parts' keys start with ID + "/"
+	Op                uint64 `json:"op"`
+	Position          uint64 `json:"position"`            // the last op's last position
+	TimestampUnixNano int64  `json:"timestamp_unix_nano"` // the last op's commit time
+	CreatedUnixNano   int64  `json:"created_unix_nano"`   // when it was taken
+	// Parts hold ops 1..Op, contiguous, in order; their names are
+	// PartKey(Op, first, last).
+	Parts []SegmentInfo `json:"parts"`
+}
+
+// Entries is the number of entries the snapshot holds.
+func (s *SnapshotInfo) Entries() uint64 { return s.Position }
+
+// StoredBytes is the size of the snapshot's objects.
+func (s *SnapshotInfo) StoredBytes() uint64 {
+	var n uint64
+	for _, p := range s.Parts {
+		n += p.StoredBytes
+	}
+	return n
 }
 
 // Checkpoint says how much of the log the repository holds: every op up
@@ -82,6 +114,11 @@ func (m *Manifest) clone() Manifest {
 	if c.Segments == nil {
 		c.Segments = []SegmentInfo{}
 	}
+	c.Snapshots = make([]SnapshotInfo, len(m.Snapshots))
+	for i, s := range m.Snapshots {
+		s.Parts = slices.Clone(s.Parts)
+		c.Snapshots[i] = s
+	}
 	return c
 }
 
@@ -92,6 +129,9 @@ func (m *Manifest) canonical() []byte {
 	c.Checksum = ""
 	if c.Segments == nil {
 		c.Segments = []SegmentInfo{}
+	}
+	if c.Snapshots == nil {
+		c.Snapshots = []SnapshotInfo{}
 	}
 	b, err := json.Marshal(&c)
 	if err != nil {
@@ -164,22 +204,91 @@ func decodeManifest(b []byte) (Manifest, error) {
 	if m.Segments == nil {
 		m.Segments = []SegmentInfo{}
 	}
+	if m.Snapshots == nil {
+		m.Snapshots = []SnapshotInfo{}
+	}
 	m.Checksum = ""
 	return m, nil
 }
 
-// problems describes every inconsistency of m: segments that are not
-// contiguous from op 1 and position 1, entries that contradict
-// themselves, and a checkpoint that is not where the last segment ends.
+// problems describes every inconsistency of m: snapshots whose parts are
+// not contiguous from op 1 and position 1 or pass the checkpoint;
+// segments that are not contiguous, or that start after op 1 with no
+// snapshot to bridge the gap; entries that contradict themselves; and a
+// checkpoint that is not where the log ends (the last segment, else the
+// newest snapshot).
 func (m *Manifest) problems() []string {
 	var ps []string
 	add := func(format string, args ...any) { ps = append(ps, fmt.Sprintf(format, args...)) }
 	if m.RepositoryID == "" {
 		add("no repository id")
 	}
-	nextOp, nextPos := uint64(1), uint64(1)
+	cp := m.Checkpoint
+	var endOp, endPos uint64
+	var prevSnap uint64
+	for i, s := range m.Snapshots {
+		name := s.ID
+		if name == "" {
+			name = fmt.Sprintf("snapshot #%d", i+1)
+		}
+		if s.Op == 0 || s.ID != SnapshotID(s.Op) {
+			add("%s: id does not match its op %d", name, s.Op)
+		}
+		if i > 0 && s.Op <= prevSnap {
+			add("%s: not after the previous snapshot (op %d)", name, prevSnap)
+		}
+		prevSnap = s.Op
+		if s.Op > cp.Op {
+			add("%s: op %d is past the checkpoint (op %d)", name, s.Op, cp.Op)
+		}
+		if len(s.Parts) == 0 {
+			add("%s: no parts", name)
+			continue
+		}
+		nextOp, nextPos, _ := runProblems(add, s.Parts, 1, 1, func(first, last uint64) string { return PartKey(s.Op, first, last) })
+		if nextOp-1 != s.Op || nextPos-1 != s.Position {
+			add("%s: parts end at op %d position %d, the snapshot says op %d position %d", name, nextOp-1, nextPos-1, s.Op, s.Position)
+		}
+		if last := s.Parts[len(s.Parts)-1]; last.LastTimestampUnixNano != s.TimestampUnixNano {
+			add("%s: commit time %d is not its last op's %d", name, s.TimestampUnixNano, last.LastTimestampUnixNano)
+		}
+		endOp, endPos = s.Op, s.Position
+	}
+	if len(m.Segments) > 0 {
+		first := m.Segments[0]
+		startOp, startPos := uint64(1), uint64(1)
+		if first.FirstOp != 1 {
+			// Retention removed the segments a snapshot holds: the rest
+			// must start within reach of the oldest snapshot.
+			startOp, startPos = first.FirstOp, first.FirstPosition
+			switch {
+			case len(m.Snapshots) == 0:
+				add("%s: the segments start at op %d, not op 1, and no snapshot holds the ops before", first.Name, first.FirstOp)
+			case m.Snapshots[0].Op+1 < first.FirstOp:
+				add("%s: the segments start at op %d, but the oldest snapshot ends at op %d", first.Name, first.FirstOp, m.Snapshots[0].Op)
+			case m.Snapshots[0].Op+1 == first.FirstOp && m.Snapshots[0].Position+1 != first.FirstPosition:
+				add("%s: starts at position %d, but the oldest snapshot ends at position %d", first.Name, first.FirstPosition, m.Snapshots[0].Position)
+			}
+		}
+		var lastTS int64
+		endOp, endPos, lastTS = runProblems(add, m.Segments, startOp, startPos, SegmentKey)
+		endOp, endPos = endOp-1, endPos-1
+		if cp.TimestampUnixNano < lastTS {
+			add("checkpoint time %d is before the last segment's last commit time %d", cp.TimestampUnixNano, lastTS)
+		}
+	}
+	if cp.Op != endOp || cp.Position != endPos {
+		add("checkpoint at op %d position %d, but the log in the repository ends at op %d position %d", cp.Op, cp.Position, endOp, endPos)
+	}
+	return ps
+}
+
+// runProblems checks that infos hold contiguous ops from nextOp and
+// positions from nextPos under the keys key gives, and returns the op and
+// position after them and the last commit time.
+func runProblems(add func(string, ...any), infos []SegmentInfo, nextOp, nextPos uint64, key func(first, last uint64) string) (uint64, uint64, int64) {
 	var lastTS int64
-	for i, s := range m.Segments {
+	for i, s := range infos {
 		name := s.Name
 		if name == "" {
 			name = fmt.Sprintf("segment #%d", i+1)
@@ -187,7 +296,7 @@ func (m *Manifest) problems() []string {
 		switch {
 		case s.FirstOp == 0 || s.LastOp < s.FirstOp:
 			add("%s: op range %d..%d is empty or starts at 0", name, s.FirstOp, s.LastOp)
-		case s.Name != SegmentKey(s.FirstOp, s.LastOp):
+		case s.Name != key(s.FirstOp, s.LastOp):
 			add("%s: name does not match its op range %d..%d", name, s.FirstOp, s.LastOp)
 		}
 		if s.FirstOp != nextOp {
@@ -207,14 +316,7 @@ func (m *Manifest) problems() []string {
 		}
 		nextOp, nextPos, lastTS = s.LastOp+1, s.LastPosition+1, s.LastTimestampUnixNano
 	}
-	cp := m.Checkpoint
-	if cp.Op != nextOp-1 || cp.Position != nextPos-1 {
-		add("checkpoint at op %d position %d, but the segments end at op %d position %d", cp.Op, cp.Position, nextOp-1, nextPos-1)
-	}
-	if len(m.Segments) > 0 && cp.TimestampUnixNano < lastTS {
-		add("checkpoint time %d is before the last segment's last commit time %d", cp.TimestampUnixNano, lastTS)
-	}
-	return ps
+	return nextOp, nextPos, lastTS
 }
 
 func joinProblems(ps []string) string {

@@ -18,6 +18,13 @@ func goldenManifest(t testing.TB) Manifest {
 	if err != nil {
 		t.Fatal(err)
 	}
+	part := info
+	part.Name = PartKey(info.LastOp, info.FirstOp, info.LastOp)
+	snap := SnapshotInfo{
+		ID: SnapshotID(info.LastOp), Op: info.LastOp, Position: info.LastPosition,
+		TimestampUnixNano: info.LastTimestampUnixNano, CreatedUnixNano: 1_760_000_012_000_000_000,
+		Parts: []SegmentInfo{part},
+	}
 	return Manifest{
 		Version:                     ManifestVersion,
 		RepositoryID:                "00112233445566778899aabbccddeeff",
@@ -25,16 +32,18 @@ func goldenManifest(t testing.TB) Manifest {
 		Generation:                  3,
 		Segments:                    []SegmentInfo{info},
 		Checkpoint:                  Checkpoint{Op: 4, Position: 4, TimestampUnixNano: 1_760_000_010_000_000_000},
-		LastSnapshotSuccessUnixNano: 0,
+		Snapshots:                   []SnapshotInfo{snap},
+		TaskPausedUnixNano:          1_760_000_011_000_000_000,
+		LastSnapshotSuccessUnixNano: 1_760_000_012_000_000_000,
 		LastVerifySuccessUnixNano:   1_760_000_005_000_000_000,
 	}
 }
 
 func TestManifestGolden(t *testing.T) {
 	m := goldenManifest(t)
-	checkGolden(t, "manifest_v1.json", encodeManifest(&m))
+	checkGolden(t, "manifest_v2.json", encodeManifest(&m))
 
-	b, err := os.ReadFile(filepath.Join("testdata", "manifest_v1.json"))
+	b, err := os.ReadFile(filepath.Join("testdata", "manifest_v2.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,9 +108,16 @@ func TestManifestCorruption(t *testing.T) {
 		{"empty", "", "not valid JSON"},
 		{"not an object", "[1,2,3]", "not valid JSON"},
 		{"no version", `{"repository_id":"x"}`, "no version"},
-		{"newer version", strings.Replace(good, `"version": 1`, `"version": 2`, 1), "version 2; this kmbd reads version 1"},
+		{"newer version", strings.Replace(good, `"version": 2`, `"version": 3`, 1), "version 3; this kmbd reads version 2"},
+		{"older version", strings.Replace(good, `"version": 2`, `"version": 1`, 1), "version 1; this kmbd reads version 2"},
 		{"trailing data", good + "{}", "not valid JSON"},
-		{"segment gap", reseal(func(m *Manifest) { m.Segments[0].FirstOp = 2 }), "starts at op 2, want op 1"},
+		{"segment gap", reseal(func(m *Manifest) { m.Segments = append(m.Segments, m.Segments[0]) }), "starts at op 1, want op 5"},
+		{"segments after nothing", reseal(func(m *Manifest) { m.Snapshots = nil; m.Segments[0].FirstOp = 2 }), "no snapshot holds the ops before"},
+		{"segments past snapshot", reseal(func(m *Manifest) { m.Snapshots[0].Op = 1 }), "id does not match"},
+		{"snapshot past checkpoint", reseal(func(m *Manifest) { m.Snapshots[0].Op, m.Snapshots[0].ID = 5, SnapshotID(5) }), "past the checkpoint"},
+		{"snapshot part gap", reseal(func(m *Manifest) { m.Snapshots[0].Parts[0].FirstOp = 2 }), "starts at op 2, want op 1"},
+		{"snapshot part name", reseal(func(m *Manifest) { m.Snapshots[0].Parts[0].Name = m.Segments[0].Name }), "name does not match"},
+		{"snapshot without parts", reseal(func(m *Manifest) { m.Snapshots[0].Parts = nil }), "no parts"},
 		{"wrong name", reseal(func(m *Manifest) { m.Segments[0].LastOp = 5; m.Checkpoint.Op = 5 }), "name does not match"},
 		{"checkpoint ahead", reseal(func(m *Manifest) { m.Checkpoint.Op = 9 }), "checkpoint at op 9"},
 		{"checkpoint time behind", reseal(func(m *Manifest) { m.Checkpoint.TimestampUnixNano = 1 }), "checkpoint time"},

@@ -135,9 +135,14 @@ type Stats struct {
 	Generation   uint64
 	Checkpoint   Checkpoint
 	Segments     int
-	Entries      uint64
+	Snapshots    int
+	Entries      uint64 // in the segments
 	RawBytes     uint64 // decompressed size of all segments
-	StoredBytes  uint64 // size of all segment objects (the manifest aside)
+	StoredBytes  uint64 // size of all segment objects and snapshot parts (the manifest aside)
+	// Paused is when the continuous backup task was paused; zero while
+	// it is meant to run.
+	Paused  time.Time
+	Created time.Time
 	// OldestRestorable is the commit time of the first op in the
 	// repository: the earliest time a restore can reach. Zero when
 	// empty.
@@ -155,6 +160,9 @@ func (r *Repository) Stats() Stats {
 		Generation:          r.m.Generation,
 		Checkpoint:          r.m.Checkpoint,
 		Segments:            len(r.m.Segments),
+		Snapshots:           len(r.m.Snapshots),
+		Paused:              unixNanoTime(r.m.TaskPausedUnixNano),
+		Created:             unixNanoTime(r.m.CreatedUnixNano),
 		LastSnapshotSuccess: unixNanoTime(r.m.LastSnapshotSuccessUnixNano),
 		LastVerifySuccess:   unixNanoTime(r.m.LastVerifySuccessUnixNano),
 	}
@@ -163,7 +171,13 @@ func (r *Repository) Stats() Stats {
 		s.RawBytes += seg.RawBytes
 		s.StoredBytes += seg.StoredBytes
 	}
-	if len(r.m.Segments) > 0 {
+	for _, snap := range r.m.Snapshots {
+		s.StoredBytes += snap.StoredBytes()
+	}
+	switch {
+	case len(r.m.Snapshots) > 0:
+		s.OldestRestorable = unixNanoTime(r.m.Snapshots[0].Parts[0].FirstTimestampUnixNano)
+	case len(r.m.Segments) > 0:
 		s.OldestRestorable = unixNanoTime(r.m.Segments[0].FirstTimestampUnixNano)
 	}
 	return s

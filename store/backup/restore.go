@@ -2,12 +2,9 @@ package backup
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -128,30 +125,33 @@ func Restore(ctx context.Context, repo *Repository, target Target, dataDir strin
 	m := repo.Manifest()
 	cp := m.Checkpoint
 
-	include, needed, total, err := plan(target, &m)
+	chain := m.sources(target)
+	include, needed, total, err := plan(target, &m, chain)
 	if err != nil {
 		return sum, err
 	}
 	var segs []SegmentInfo
-	for _, s := range m.Segments {
+	for _, s := range chain {
 		if !needed(s) {
 			break
 		}
 		segs = append(segs, s)
 	}
-	// A missing segment is found before anything is written.
+	// A missing object is found before anything is written.
 	if len(segs) > 0 {
-		keys, err := repo.backend.List(ctx, segmentsPrefix)
-		if err != nil {
-			return sum, fmt.Errorf("restore: list %s: %w", segmentsPrefix, err)
-		}
-		present := make(map[string]bool, len(keys))
-		for _, k := range keys {
-			present[k] = true
+		present := map[string]bool{}
+		for _, prefix := range []string{segmentsPrefix, snapshotsPrefix} {
+			keys, err := repo.backend.List(ctx, prefix)
+			if err != nil {
+				return sum, fmt.Errorf("restore: list %s: %w", prefix, err)
+			}
+			for _, k := range keys {
+				present[k] = true
+			}
 		}
 		for _, s := range segs {
 			if !present[s.Name] {
-				return sum, fmt.Errorf("restore to %s: segment %s (ops %d..%d) is missing from the repository; run kmbd backup verify",
+				return sum, fmt.Errorf("restore to %s: object %s (ops %d..%d) is missing from the repository; run kmbd backup verify",
 					target, s.Name, s.FirstOp, s.LastOp)
 			}
 		}
@@ -213,9 +213,47 @@ func Restore(ctx context.Context, repo *Repository, target Target, dataDir strin
 	return sum, nil
 }
 
-// plan turns target into which ops to restore, which segments to read
-// (a prefix of the manifest's), and how many entries that should come to.
-func plan(t Target, m *Manifest) (include func(*kmblog.Op) bool, needed func(SegmentInfo) bool, total uint64, err error) {
+// sources returns the objects a restore to t reads, in op order: the
+// parts of the newest snapshot that does not pass t (or of the oldest
+// snapshot, when retention removed the segments that reach back to op
+// 1), then the segments after that snapshot. A segment that straddles
+// the snapshot's end is read whole; the ops the snapshot already gave
+// are skipped.
+func (m *Manifest) sources(t Target) []SegmentInfo {
+	var base *SnapshotInfo
+	for i := range m.Snapshots {
+		s := &m.Snapshots[i]
+		within := true
+		switch t.kind {
+		case targetPosition:
+			within = s.Position <= t.position
+		case targetTime:
+			within = s.TimestampUnixNano <= t.time.UnixNano()
+		}
+		if within {
+			base = s
+		}
+	}
+	if base == nil && len(m.Snapshots) > 0 && (len(m.Segments) == 0 || m.Segments[0].FirstOp != 1) {
+		base = &m.Snapshots[0]
+	}
+	var out []SegmentInfo
+	after := uint64(0)
+	if base != nil {
+		out = append(out, base.Parts...)
+		after = base.Op
+	}
+	for _, s := range m.Segments {
+		if s.LastOp > after {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// plan turns target into which ops to restore, which of chain's objects
+// to read (a prefix), and how many entries that should come to.
+func plan(t Target, m *Manifest, chain []SegmentInfo) (include func(*kmblog.Op) bool, needed func(SegmentInfo) bool, total uint64, err error) {
 	cp := m.Checkpoint
 	switch t.kind {
 	case targetPosition:
@@ -235,7 +273,7 @@ func plan(t Target, m *Manifest) (include func(*kmblog.Op) bool, needed func(Seg
 		}
 		include = func(op *kmblog.Op) bool { return op.Timestamp <= ns }
 		needed = func(s SegmentInfo) bool { return s.FirstTimestampUnixNano <= ns }
-		for _, s := range m.Segments {
+		for _, s := range chain {
 			if needed(s) {
 				total = s.LastPosition
 			}
@@ -315,6 +353,7 @@ type restoreWriter struct {
 
 	batch      []*kmblog.Op
 	batchBytes int
+	last       uint64 // the last op added
 }
 
 func (w *restoreWriter) run(ctx context.Context, b Backend, segs []SegmentInfo, include func(*kmblog.Op) bool) error {
@@ -338,50 +377,25 @@ func (w *restoreWriter) run(ctx context.Context, b Backend, segs []SegmentInfo, 
 // segment restores the ops of s that include accepts, and reports whether
 // it met the first op past the target.
 func (w *restoreWriter) segment(ctx context.Context, b Backend, dec *segmentDecoder, s SegmentInfo, include func(*kmblog.Op) bool) (bool, error) {
-	data, err := b.Get(ctx, s.Name)
-	if errors.Is(err, ErrNotFound) {
-		return false, fmt.Errorf("segment %s (ops %d..%d) is missing from the repository; run kmbd backup verify", s.Name, s.FirstOp, s.LastOp)
-	}
-	if err != nil {
-		return false, fmt.Errorf("read segment %s: %w", s.Name, err)
-	}
-	digest := sha256.Sum256(data)
-	if got := hex.EncodeToString(digest[:]); uint64(len(data)) != s.StoredBytes || got != s.SHA256 {
-		return false, fmt.Errorf("segment %s (ops %d..%d) is corrupt: %d bytes with sha256 %s, the manifest says %d bytes with sha256 %s; run kmbd backup verify",
-			s.Name, s.FirstOp, s.LastOp, len(data), got, s.StoredBytes, s.SHA256)
-	}
+	past := false
+	n, err := readObject(ctx, b, dec, s, func(op *kmblog.Op, size int) (bool, error) {
+		if op.Op <= w.last {
+			return true, nil // a snapshot already gave it
+		}
+		if !include(op) {
+			past = true
+			return false, nil
+		}
+		return true, w.add(ctx, op, size)
+	})
 	w.sum.Segments++
-	w.sum.StoredBytes += uint64(len(data))
-	if err := dec.reset(data); err != nil {
-		return false, fmt.Errorf("segment %s: %w", s.Name, err)
-	}
-	for {
-		op, err := dec.nextOp()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return false, fmt.Errorf("segment %s: %w", s.Name, err)
-		}
-		if dec.ops == 1 && (op.Op != s.FirstOp || op.FirstPosition != s.FirstPosition) {
-			return false, fmt.Errorf("segment %s: %w: starts with op %d at position %d, the manifest says op %d at position %d",
-				s.Name, ErrCorruptSegment, op.Op, op.FirstPosition, s.FirstOp, s.FirstPosition)
-		}
-		if !include(&op) {
-			return true, nil
-		}
-		if err := w.add(ctx, &op, dec.lastSize); err != nil {
-			return false, err
-		}
-	}
-	if diffs := dec.check(s); len(diffs) > 0 {
-		return false, fmt.Errorf("segment %s: %w: %s", s.Name, ErrCorruptSegment, strings.Join(diffs, "; "))
-	}
-	return false, nil
+	w.sum.StoredBytes += uint64(n)
+	return past, err
 }
 
 func (w *restoreWriter) add(ctx context.Context, op *kmblog.Op, size int) error {
 	w.batch = append(w.batch, op)
+	w.last = op.Op
 	w.batchBytes += size
 	w.sum.Bytes += uint64(size)
 	if len(w.batch) >= restoreBatchOp || w.batchBytes >= restoreBatchB {

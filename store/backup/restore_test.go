@@ -118,6 +118,24 @@ func TestRestoreTargets(t *testing.T) {
 		t.Fatal("genOps changed: the last op should have no entries and share its commit time")
 	}
 
+	// The same ops again, in a repository where retention kept one
+	// snapshot (of ops 1..450) and deleted the segments it holds.
+	r2, _ := newRepo(t)
+	backUp(t, r2, ops[:250], 50, 73, 120)
+	snapshot(t, r2)
+	backUp(t, r2, ops[250:450], 50, 73, 120)
+	snapshot(t, r2)
+	backUp(t, r2, ops[450:], 50, 73, 120)
+	if err := r2.AdvanceCheckpointTime(ctx, idleUntil); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := r2.ApplyRetention(ctx, RetentionPolicy{KeepLast: 1}, time.Now()); err != nil || res.Snapshots != 1 || res.Segments == 0 {
+		t.Fatalf("retention: %+v, %v", res, err)
+	}
+	if m2 := r2.Manifest(); len(m2.Snapshots) != 1 || m2.Segments[0].FirstOp != 451 {
+		t.Fatalf("after retention: %d snapshots, segments from op %d", len(m2.Snapshots), m2.Segments[0].FirstOp)
+	}
+
 	for _, tc := range []struct {
 		name   string
 		target Target
@@ -141,31 +159,42 @@ func TestRestoreTargets(t *testing.T) {
 		{"time of the last op", ToTime(ts(599)), ops},
 		{"checkpoint time", ToTime(cp.Time()), ops},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			dataDir := filepath.Join(t.TempDir(), "data")
-			var calls [][2]uint64
-			sum, err := Restore(ctx, r, tc.target, dataDir, func(done, total uint64) { calls = append(calls, [2]uint64{done, total}) })
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkRestored(t, dataDir, sum, tc.want)
-			if sum.Target != tc.target || sum.Duration <= 0 {
-				t.Fatalf("summary %+v", sum)
-			}
-			// Progress only grows and ends complete.
-			if len(calls) == 0 {
-				t.Fatal("progress never called")
-			}
-			for i, c := range calls {
-				if c[0] > c[1] || (i > 0 && c[0] < calls[i-1][0]) {
-					t.Fatalf("progress calls %v", calls)
+		for layout, r := range map[string]*Repository{"segments": r, "snapshot": r2} {
+			t.Run(layout+"/"+tc.name, func(t *testing.T) {
+				dataDir := filepath.Join(t.TempDir(), "data")
+				var calls [][2]uint64
+				sum, err := Restore(ctx, r, tc.target, dataDir, func(done, total uint64) { calls = append(calls, [2]uint64{done, total}) })
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-			if lastCall := calls[len(calls)-1]; lastCall[0] != lastCall[1] || lastCall[0] != sum.Entries {
-				t.Fatalf("last progress call %v, restored %d entries", lastCall, sum.Entries)
-			}
-		})
+				checkRestored(t, dataDir, sum, tc.want)
+				if sum.Target != tc.target || sum.Duration <= 0 {
+					t.Fatalf("summary %+v", sum)
+				}
+				// Progress only grows and ends complete.
+				if len(calls) == 0 {
+					t.Fatal("progress never called")
+				}
+				for i, c := range calls {
+					if c[0] > c[1] || (i > 0 && c[0] < calls[i-1][0]) {
+						t.Fatalf("progress calls %v", calls)
+					}
+				}
+				if lastCall := calls[len(calls)-1]; lastCall[0] != lastCall[1] || lastCall[0] != sum.Entries {
+					t.Fatalf("last progress call %v, restored %d entries", lastCall, sum.Entries)
+				}
+			})
+		}
 	}
+}
+
+func snapshot(t *testing.T, r *Repository) SnapshotResult {
+	t.Helper()
+	res, err := r.CreateSnapshot(context.Background(), time.Now(), 4<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
 }
 
 func TestRestoreRefuses(t *testing.T) {

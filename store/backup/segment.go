@@ -3,6 +3,7 @@ package backup
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -22,6 +23,8 @@ import (
 const (
 	// segmentsPrefix is the folder of segment objects.
 	segmentsPrefix = "segments/"
+	// snapshotsPrefix is the folder of snapshots, one folder each.
+	snapshotsPrefix = "snapshots/"
 	// segmentSuffix ends every segment object's key.
 	segmentSuffix = ".kseg.zst"
 	// recordHeaderSize is the [u32 length][u32 CRC32C] before each payload.
@@ -46,6 +49,17 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // in op order.
 func SegmentKey(first, last uint64) string {
 	return fmt.Sprintf("%s%020d-%020d%s", segmentsPrefix, first, last, segmentSuffix)
+}
+
+// SnapshotID is the ID of the snapshot of ops 1..op, and the folder of
+// its parts: snapshots/<op, 20 digits>.
+func SnapshotID(op uint64) string { return fmt.Sprintf("%s%020d", snapshotsPrefix, op) }
+
+// PartKey is the key of the part of snapshot SnapshotID(snapOp) that
+// holds ops first..last: <snapshot id>/<first, 20 digits>-<last, 20
+// digits>.kseg.zst. The part's content is a segment object's.
+func PartKey(snapOp, first, last uint64) string {
+	return fmt.Sprintf("%s/%020d-%020d%s", SnapshotID(snapOp), first, last, segmentSuffix)
 }
 
 // ParseSegmentKey returns the op range a segment key names, and false
@@ -257,4 +271,48 @@ func (d *segmentDecoder) check(want SegmentInfo) []string {
 	diff("entry count", d.entries, want.Entries)
 	diff("raw size", d.off, want.RawBytes)
 	return diffs
+}
+
+// readObject reads the object s describes, checks its size and SHA-256
+// against s, and calls fn with each op and its encoded size, in order,
+// until fn returns false or an error. When fn saw every op, the object's
+// content is checked against s too. It returns the object's size. Errors
+// name the object; damage wraps ErrCorruptSegment.
+func readObject(ctx context.Context, b Backend, dec *segmentDecoder, s SegmentInfo, fn func(op *kmblog.Op, size int) (bool, error)) (int, error) {
+	data, err := b.Get(ctx, s.Name)
+	if errors.Is(err, ErrNotFound) {
+		return 0, fmt.Errorf("object %s (ops %d..%d) is missing from the repository; run kmbd backup verify", s.Name, s.FirstOp, s.LastOp)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", s.Name, err)
+	}
+	digest := sha256.Sum256(data)
+	if got := hex.EncodeToString(digest[:]); uint64(len(data)) != s.StoredBytes || got != s.SHA256 {
+		return len(data), fmt.Errorf("object %s (ops %d..%d) is corrupt: %d bytes with sha256 %s, the manifest says %d bytes with sha256 %s; run kmbd backup verify",
+			s.Name, s.FirstOp, s.LastOp, len(data), got, s.StoredBytes, s.SHA256)
+	}
+	if err := dec.reset(data); err != nil {
+		return len(data), fmt.Errorf("object %s: %w", s.Name, err)
+	}
+	for {
+		op, err := dec.nextOp()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return len(data), fmt.Errorf("object %s: %w", s.Name, err)
+		}
+		if dec.ops == 1 && (op.Op != s.FirstOp || op.FirstPosition != s.FirstPosition) {
+			return len(data), fmt.Errorf("object %s: %w: starts with op %d at position %d, the manifest says op %d at position %d",
+				s.Name, ErrCorruptSegment, op.Op, op.FirstPosition, s.FirstOp, s.FirstPosition)
+		}
+		more, err := fn(&op, dec.lastSize)
+		if err != nil || !more {
+			return len(data), err
+		}
+	}
+	if diffs := dec.check(s); len(diffs) > 0 {
+		return len(data), fmt.Errorf("object %s: %w: %s", s.Name, ErrCorruptSegment, strings.Join(diffs, "; "))
+	}
+	return len(data), nil
 }

@@ -43,7 +43,7 @@ type Report struct {
 	// the segment objects found by listing were verified instead.
 	ManifestOK bool
 	Checkpoint Checkpoint
-	Segments   int // segment objects examined
+	Segments   int // segment objects and snapshot parts examined
 	SegmentsOK int // of which verified without problem
 	// Totals over the segments that verified.
 	Ops, Entries, RawBytes, StoredBytes uint64
@@ -109,11 +109,15 @@ func VerifyBackend(ctx context.Context, b Backend) (Report, error) {
 	if err != nil {
 		return Report{}, fmt.Errorf("backup: verify: list %s: %w", segmentsPrefix, err)
 	}
+	parts, err := b.List(ctx, snapshotsPrefix)
+	if err != nil {
+		return Report{}, fmt.Errorf("backup: verify: list %s: %w", snapshotsPrefix, err)
+	}
 
 	if m.Version == 0 {
 		err = v.withoutManifest(ctx, listed)
 	} else {
-		err = v.withManifest(ctx, &m, listed)
+		err = v.withManifest(ctx, &m, append(listed, parts...))
 	}
 	return v.rep, err
 }
@@ -136,6 +140,15 @@ func (v *verifier) withManifest(ctx context.Context, m *Manifest, listed []strin
 	}
 	v.rep.ManifestOK = len(ps) == 0
 	inManifest := make(map[string]bool, len(m.Segments))
+	for i := range m.Snapshots {
+		for j := range m.Snapshots[i].Parts {
+			info := &m.Snapshots[i].Parts[j]
+			inManifest[info.Name] = true
+			if err := v.segment(ctx, info.Name, info); err != nil {
+				return err
+			}
+		}
+	}
 	for i := range m.Segments {
 		info := &m.Segments[i]
 		inManifest[info.Name] = true
