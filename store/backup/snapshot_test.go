@@ -13,7 +13,7 @@ func TestSnapshotAndRetention(t *testing.T) {
 	if _, err := r.CreateSnapshot(ctx, time.Now(), 0); !errors.Is(err, ErrEmptyRepository) {
 		t.Fatalf("snapshot of an empty repository: %v", err)
 	}
-	ops := sourceLog(t, genOps(1, 1, 300, 3))
+	ops := sourceLog(t, genOps(1, 1, 320, 3))
 	day := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i, end := range []int{100, 200, 300} {
 		backUp(t, r, ops[i*100:end], 40)
@@ -65,8 +65,7 @@ func TestSnapshotAndRetention(t *testing.T) {
 		t.Fatalf("after keep-last-1: %+v", m)
 	}
 	// The repository goes on from there.
-	more := sourceLog(t, genOps(301, ops[299].LastPosition()+1, 20, 4))
-	backUp(t, r, more, 7)
+	backUp(t, r, ops[300:], 7)
 	if rep, err := r.Verify(ctx); err != nil || !rep.OK() {
 		t.Fatalf("verify: %+v, %v", rep.Problems, err)
 	}
