@@ -13,17 +13,22 @@ import (
 
 // The span names kmbd emits.
 const (
-	Write       = "kmb.write"             // a client append: Prepare → Commit → Apply
-	Query       = "kmb.query"             // a client read
-	Prepare     = "kmb.consensus.prepare" // replicating ops: on the leader until a quorum holds them, on a follower while it persists them
-	Commit      = "kmb.consensus.commit"  // applying committed ops and answering the writer
-	Repair      = "kmb.repair"            // serving or requesting missing log ops
-	ViewChange  = "kmb.view_change"       // from a view change's start to the replica's return to normal
-	ServiceName = "kmbd"
+	Write      = "kmb.write"             // a client append: Prepare → Commit → Apply
+	Query      = "kmb.query"             // a client read
+	Prepare    = "kmb.consensus.prepare" // replicating ops: on the leader until a quorum holds them, on a follower while it persists them
+	Commit     = "kmb.consensus.commit"  // applying committed ops and answering the writer
+	Repair     = "kmb.repair"            // serving or requesting missing log ops
+	ViewChange = "kmb.view_change"       // from a view change's start to the replica's return to normal
+	// Backup spans: always started when tracing is on (they are rare).
+	BackupFlush  = "kmb.backup.flush"  // the backup task storing one segment and the manifest
+	Snapshot     = "kmb.snapshot"      // taking a snapshot (and applying retention)
+	Restore      = "kmb.restore"       // a restore run
+	BackupVerify = "kmb.backup.verify" // a verify run
+	ServiceName  = "kmbd"
 )
 
 // Names lists every span name, for documentation checks.
-var Names = []string{Write, Query, Prepare, Commit, Repair, ViewChange}
+var Names = []string{Write, Query, Prepare, Commit, Repair, ViewChange, BackupFlush, Snapshot, Restore, BackupVerify}
 
 // Attribute keys of kmbd's spans, besides OpenTelemetry's semantic
 // conventions (http.request.method, url.path, http.response.status_code).

@@ -1,0 +1,314 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	kmblog "github.com/kmb-db/kmb/store/log"
+	"github.com/kmb-db/kmb/telemetry/metric"
+)
+
+// fakeSource is a node: a committed log it may or may not lead, and the
+// commit-time floor CheckpointBound raises.
+type fakeSource struct {
+	mu     sync.Mutex
+	lead   bool
+	ops    []*kmblog.Op // committed
+	clock  time.Time
+	floor  time.Time
+	broken bool // ReadOp fails, as for a truncated log
+}
+
+func (s *fakeSource) BackupRole() (bool, uint64, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.ops) == 0 {
+		return s.lead, 0, 0
+	}
+	last := s.ops[len(s.ops)-1]
+	return s.lead, last.Op, last.LastPosition()
+}
+
+func (s *fakeSource) ReadOp(n uint64) (kmblog.Op, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.broken || n == 0 || n > uint64(len(s.ops)) {
+		return kmblog.Op{}, errors.New("op not in the local log")
+	}
+	return *s.ops[n-1], nil
+}
+
+func (s *fakeSource) CheckpointBound(_ context.Context, floor time.Time) (time.Time, uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.clock
+	if floor.After(t) {
+		t = floor
+	}
+	if t.After(s.floor) {
+		s.floor = t
+	}
+	return t, uint64(len(s.ops)), nil
+}
+
+func (s *fakeSource) set(f func(s *fakeSource)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(s)
+}
+
+type taskHarness struct {
+	t    *testing.T
+	task *Task
+	src  *fakeSource
+	reg  *metric.Registry
+	now  time.Time
+}
+
+func newTaskHarness(t *testing.T, b Backend, src *fakeSource, cfg TaskConfig) *taskHarness {
+	h := &taskHarness{t: t, src: src, reg: metric.NewRegistry(), now: time.Now()}
+	h.task = NewTask(cfg, "file:///test", b, src, h.reg, nil, nil)
+	h.task.now = func() time.Time { return h.now }
+	return h
+}
+
+// run steps the task until it has nothing left to do right away.
+func (h *taskHarness) run() {
+	h.t.Helper()
+	for i := 0; i < 1000; i++ {
+		if h.task.step(context.Background()) > 0 {
+			return
+		}
+	}
+	h.t.Fatal("the task never settled")
+}
+
+func (h *taskHarness) value(name string, labels ...string) float64 {
+	h.t.Helper()
+	for _, f := range h.reg.Gather() {
+		if f.Name != name {
+			continue
+		}
+		for _, s := range f.Series {
+			if strings.Join(s.LabelValues, ",") == strings.Join(labels, ",") {
+				if s.Histogram != nil {
+					return float64(s.Histogram.Count)
+				}
+				return s.Value
+			}
+		}
+	}
+	if len(labels) == 0 {
+		h.t.Fatalf("no series %s", name)
+	}
+	return 0 // a child not created yet
+}
+
+func (h *taskHarness) state() string { return h.task.Status().State }
+
+func TestTaskShipsAndAdvancesWhenIdle(t *testing.T) {
+	ops := sourceLog(t, genOps(1, 1, 200, 11))
+	b, _ := NewDirBackend(t.TempDir())
+	src := &fakeSource{lead: true, ops: ops[:120]}
+	h := newTaskHarness(t, b, src, TaskConfig{SegmentBytes: 4 << 10})
+	h.run()
+	if h.state() != StateRunning {
+		t.Fatalf("state %s", h.state())
+	}
+	st := h.task.Status()
+	if st.CheckpointOp != 120 || st.LagEntries != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	if segs := h.value("kmb_backup_segments_total"); segs < 2 {
+		t.Fatalf("%v segments for 120 ops of 4 KiB segments", segs)
+	}
+	if got, want := h.value("kmb_backup_entries_total"), float64(ops[119].LastPosition()); got != want {
+		t.Fatalf("entries_total %v, want %v", got, want)
+	}
+	if h.value("kmb_backup_task_state", TaskName, StateRunning) != 1 || h.value("kmb_backup_task_state", TaskName, StateStandby) != 0 {
+		t.Fatal("state gauge")
+	}
+	if h.value("kmb_backup_storage_operation_duration_seconds", "file", OpSegment) == 0 {
+		t.Fatal("no segment write timed")
+	}
+
+	// Idle: the checkpoint time follows the clock, and the floor makes
+	// later commits later.
+	idle := time.Unix(0, ops[119].Timestamp).Add(5 * time.Minute)
+	src.set(func(s *fakeSource) { s.clock = idle })
+	h.now = h.now.Add(time.Minute)
+	h.run()
+	if got := h.task.Status().CheckpointTime; !got.Equal(idle) {
+		t.Fatalf("idle checkpoint time %v, want %v", got, idle)
+	}
+	if !src.floor.Equal(idle) {
+		t.Fatalf("floor %v", src.floor)
+	}
+	if h.value("kmb_backup_checkpoint_timestamp_seconds", TaskName) != float64(idle.UnixNano())/1e9 {
+		t.Fatal("checkpoint gauge")
+	}
+
+	// New commits: lag shows until they are shipped.
+	src.set(func(s *fakeSource) { s.ops = ops })
+	h.task.publish(ops[199].LastPosition())
+	if h.value("kmb_backup_lag_entries", TaskName) != float64(ops[199].LastPosition()-ops[119].LastPosition()) {
+		t.Fatal("lag gauge")
+	}
+	h.run()
+	rep, err := VerifyBackend(context.Background(), b)
+	if err != nil || !rep.OK() || rep.Checkpoint.Op != 200 {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+}
+
+func TestTaskFailoverNoGapNoDuplicate(t *testing.T) {
+	ops := sourceLog(t, genOps(1, 1, 300, 12))
+	b, _ := NewDirBackend(t.TempDir())
+	a := newTaskHarness(t, b, &fakeSource{lead: true, ops: ops[:100]}, TaskConfig{SegmentBytes: 2 << 10})
+	c := newTaskHarness(t, b, &fakeSource{lead: false, ops: ops[:100]}, TaskConfig{SegmentBytes: 2 << 10})
+	a.run()
+	c.run()
+	if c.state() != StateStandby || c.task.Status().CheckpointOp != 0 && c.task.Status().CheckpointOp != 100 {
+		t.Fatalf("standby: %+v", c.task.Status())
+	}
+	// The leader fails; c leads and goes on from the manifest, with its
+	// clock behind the old leader's checkpoint.
+	cpTime := a.task.Status().CheckpointTime
+	c.src.set(func(s *fakeSource) { s.lead, s.ops, s.clock = true, ops[:250], cpTime.Add(-time.Hour) })
+	c.run()
+	if got := c.task.Status(); got.State != StateRunning || got.CheckpointOp != 250 {
+		t.Fatalf("after failover: %+v", got)
+	}
+	if c.src.floor.Before(cpTime) {
+		t.Fatalf("new leader's commit-time floor %v is before the checkpoint %v", c.src.floor, cpTime)
+	}
+	// The old leader comes back believing it leads, with a stale
+	// manifest: it must neither duplicate nor move the checkpoint back.
+	a.src.set(func(s *fakeSource) { s.ops = ops[:260] })
+	a.run()
+	c.src.set(func(s *fakeSource) { s.ops = ops })
+	c.run()
+	a.run()
+	m := c.task.repo.Manifest()
+	if err := c.task.repo.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m = c.task.repo.Manifest()
+	if m.Checkpoint.Op != 300 {
+		t.Fatalf("checkpoint op %d", m.Checkpoint.Op)
+	}
+	next := uint64(1)
+	for _, s := range m.Segments {
+		if s.FirstOp != next {
+			t.Fatalf("segment %s: want first op %d", s.Name, next)
+		}
+		next = s.LastOp + 1
+	}
+	if a.value("kmb_backup_errors_total", "flush", ClassRetryable, "concurrent_writer")+a.value("kmb_backup_errors_total", "flush", ClassRetryable, "overlap") == 0 {
+		t.Fatal("the stale leader's conflict was not counted")
+	}
+	rep, err := VerifyBackend(context.Background(), b)
+	if err != nil || !rep.OK() {
+		t.Fatalf("verify: %+v %v", rep.Problems, err)
+	}
+}
+
+func TestTaskPauseResumeAndFatal(t *testing.T) {
+	ops := sourceLog(t, genOps(1, 1, 60, 13))
+	b, _ := NewDirBackend(t.TempDir())
+	src := &fakeSource{lead: true, ops: ops[:30]}
+	h := newTaskHarness(t, b, src, TaskConfig{})
+	h.run()
+	op, err := Open(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := op.SetPaused(context.Background(), true, h.now); err != nil {
+		t.Fatal(err)
+	}
+	src.set(func(s *fakeSource) { s.ops = ops })
+	h.now = h.now.Add(time.Minute)
+	h.run() // meets the changed manifest
+	h.now = h.now.Add(time.Minute)
+	h.run()
+	if h.state() != StatePaused || h.task.Status().CheckpointOp != 30 {
+		t.Fatalf("paused: %+v", h.task.Status())
+	}
+	if h.value("kmb_backup_task_state", TaskName, StatePaused) != 1 {
+		t.Fatal("paused gauge")
+	}
+	if err := op.SetPaused(context.Background(), false, h.now); err != nil {
+		t.Fatal(err)
+	}
+	h.now = h.now.Add(time.Minute)
+	h.run()
+	h.run()
+	if h.state() != StateRunning || h.task.Status().CheckpointOp != 60 {
+		t.Fatalf("resumed: %+v", h.task.Status())
+	}
+
+	// The local log lost ops the repository needs: fatal.
+	src.set(func(s *fakeSource) { s.ops = append(s.ops, sourceLog(t, genOps(1, 1, 61, 13))[60]); s.broken = true })
+	h.task.step(context.Background())
+	if h.state() != StateError || h.value("kmb_backup_errors_total", "flush", ClassFatal, "log_read") != 1 {
+		t.Fatalf("after a lost op: %+v", h.task.Status())
+	}
+}
+
+// blockingBackend holds snapshot part writes until released.
+type blockingBackend struct {
+	Backend
+	release chan struct{}
+}
+
+func (b blockingBackend) Put(ctx context.Context, key string, data []byte) error {
+	if strings.HasPrefix(key, snapshotsPrefix) {
+		<-b.release
+	}
+	return b.Backend.Put(ctx, key, data)
+}
+
+func TestTaskSnapshotScheduleAndRestart(t *testing.T) {
+	ops := sourceLog(t, genOps(1, 1, 50, 14))
+	dir, _ := NewDirBackend(t.TempDir())
+	b := blockingBackend{Backend: dir, release: make(chan struct{})}
+	src := &fakeSource{lead: true, ops: ops}
+	cfg := TaskConfig{SnapshotInterval: time.Hour, Retention: RetentionPolicy{KeepLast: 1}}
+	h := newTaskHarness(t, b, src, cfg)
+	h.run()
+	if h.value("kmb_snapshot_started_total") != 0 {
+		t.Fatal("a snapshot before its schedule")
+	}
+	h.now = h.now.Add(61 * time.Minute)
+	h.run()
+	if h.value("kmb_snapshot_started_total") != 1 || h.value("kmb_snapshot_in_progress") != 1 {
+		t.Fatal("the scheduled snapshot did not start")
+	}
+	h.now = h.now.Add(61 * time.Minute)
+	h.run() // due again while the first still runs
+	if h.value("kmb_snapshot_skipped_total", "previous_running") != 1 {
+		t.Fatal("overlap not counted")
+	}
+	close(b.release)
+	h.task.bg.Wait()
+	if h.value("kmb_snapshot_completed_total", "success") != 1 || h.value("kmb_snapshot_in_progress") != 0 {
+		t.Fatal("snapshot did not complete")
+	}
+	h.run()
+	success := h.task.Status().LastSnapshotSuccess
+	if success.IsZero() || h.value("kmb_backup_snapshots") != 1 {
+		t.Fatalf("status %+v", h.task.Status())
+	}
+
+	// A restarted node (a new task) reports the persisted success at
+	// once, before it leads anything.
+	r := newTaskHarness(t, dir, &fakeSource{lead: false}, cfg)
+	r.run()
+	if got := r.value("kmb_snapshot_last_success_timestamp_seconds"); got != float64(success.UnixNano())/1e9 {
+		t.Fatalf("after restart: last success %v, want %v", got, float64(success.UnixNano())/1e9)
+	}
+}
