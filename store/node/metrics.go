@@ -62,6 +62,7 @@ func (n *Node) registerMetrics(r *metric.Registry, tenantCap int) {
 		}
 		return 0
 	}
+	r.NewGaugeFunc("kmb_log_first_retained_position", "Oldest log position still in the local log; 1 while nothing was truncated.", func() float64 { return float64(n.FirstRetainedPosition()) })
 	r.NewGaugeFunc("kmb_log_size_bytes", "Current size of the local log on disk.", func() float64 { return float64(n.logSize()) })
 	gauge("kmb_consensus_view", "Current consensus view number.", func(s *status.Snapshot) float64 { return float64(s.View) })
 	gauge("kmb_consensus_leader", "Node id of the current leader; 0 when no leader is known.", func(s *status.Snapshot) float64 { return float64(s.LeaderID) })

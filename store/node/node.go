@@ -109,6 +109,7 @@ type Node struct {
 	// submissions before stop is closed, so the loop can drain reqs knowing
 	// nobody sends any more.
 	reqs    chan *request
+	ctrl    chan func() // functions the loop runs between iterations' work
 	mu      sync.RWMutex
 	closed  bool
 	stop    chan struct{}
@@ -132,6 +133,10 @@ type Node struct {
 	applied   uint64
 	hs        vsr.HardState // as persisted
 	hsAt      time.Time
+	// tsFloor (Unix ns): proposals get commit times after it. The
+	// backup task raises it so that no op commits at or before a
+	// checkpoint time it already recorded.
+	tsFloor int64
 }
 
 type request struct {
@@ -181,6 +186,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		tlogger:  deps.Logger("kmb_transport"),
 		registry: deps.Metrics,
 		reqs:     make(chan *request, cfg.QueueDepth),
+		ctrl:     make(chan func()),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		waiting:  map[uint64]*request{},
@@ -506,6 +512,65 @@ func (n *Node) Entries(tenant string, from uint64, limit int) ([]Entry, uint64, 
 		}
 	}
 	return out, next, nil
+}
+
+// BackupRole reports whether this node leads a view in normal operation,
+// and the last op and position it applied (so committed, and durable
+// here).
+func (n *Node) BackupRole() (lead bool, op, position uint64) {
+	s := n.snap.Load()
+	lead = s.IsLeader && s.Status == status.StateNormal && n.fatalErr() == nil
+	return lead, n.proj.AppliedOp(), n.proj.AppliedPosition()
+}
+
+// ReadOp reads op from the local log.
+func (n *Node) ReadOp(op uint64) (kmblog.Op, error) {
+	if !n.running.Load() {
+		return kmblog.Op{}, ErrNotReady
+	}
+	return n.log.Read(op)
+}
+
+// FirstRetainedPosition is the oldest position the local log holds.
+func (n *Node) FirstRetainedPosition() uint64 {
+	if !n.running.Load() || n.log.FirstOp() <= 1 {
+		return 1
+	}
+	op, err := n.log.Read(n.log.FirstOp())
+	if err != nil {
+		return 1
+	}
+	return op.FirstPosition
+}
+
+// CheckpointBound raises the commit-time floor to the later of floor and
+// the node's clock, t, and returns t with the highest op number proposed
+// so far. It runs on the event loop, so every op proposed after it gets
+// a commit time after t, and every op committed at or before t is at or
+// below the returned op.
+func (n *Node) CheckpointBound(ctx context.Context, floor time.Time) (time.Time, uint64, error) {
+	type result struct {
+		t  time.Time
+		op uint64
+	}
+	done := make(chan result, 1)
+	f := func() {
+		t := max(n.now().UnixNano(), floor.UnixNano(), n.tsFloor)
+		n.tsFloor = t
+		done <- result{time.Unix(0, t), n.rep.State().Op}
+	}
+	if !n.running.Load() {
+		return time.Time{}, 0, ErrNotReady
+	}
+	select {
+	case n.ctrl <- f:
+	case <-n.done:
+		return time.Time{}, 0, ErrShuttingDown
+	case <-ctx.Done():
+		return time.Time{}, 0, ctx.Err()
+	}
+	r := <-done
+	return r.t, r.op, nil
 }
 
 // sendAll hands messages to the transport.
