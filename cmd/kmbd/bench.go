@@ -1,0 +1,1258 @@
+package main
+
+// kmbd bench: a load generator for the client API. It writes batches of
+// entries from concurrent clients, either to a cluster it assembles in this
+// process exactly as kmbd assembles a node (newApp, the same listeners and
+// shutdown order as serve), or to running nodes named by --addrs, and
+// reports throughput and latency.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/bits"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kmb-db/kmb/store/api"
+	"github.com/kmb-db/kmb/telemetry"
+)
+
+// Telemetry modes of an in-process cluster.
+const (
+	// benchTelOff: no tracing, logs at error level to io.Discard; the
+	// metrics registry exists (the store always records its metrics) but is
+	// never scraped.
+	benchTelOff = "off"
+	// benchTelMetrics: off, plus a /metrics scrape of every node every
+	// second by the bench, so rendering the exposition is paid for.
+	benchTelMetrics = "metrics"
+	// benchTelFull: metrics, plus JSON logs at info level to io.Discard and
+	// tracing at 1% sampling exported over OTLP/HTTP to a server of the
+	// bench on 127.0.0.1 that discards what it receives.
+	benchTelFull = "full"
+)
+
+const (
+	// benchFullSampleRatio is the tracing sample ratio of --telemetry full.
+	benchFullSampleRatio = 0.01
+	// benchMaxBodyBytes is the API body limit of an in-process cluster: the
+	// largest api.max_body_bytes accepted, so any valid flags fit.
+	benchMaxBodyBytes = 64 << 20
+	// benchMaxBatch is the largest --batch: api.max_batch_entries' maximum.
+	benchMaxBatch = 100000
+	// benchMaxValueSize is the largest --value-size: api.max_value_bytes' default.
+	benchMaxValueSize = 1 << 20
+	// benchKeys bounds the distinct keys per tenant, so the projection's
+	// memory does not grow with the run's length.
+	benchKeys = 1024
+	// benchRequestTimeout bounds one logical request, retries included.
+	benchRequestTimeout = 30 * time.Second
+	// benchLeaderTimeout bounds the wait for an in-process cluster's leader.
+	benchLeaderTimeout = 30 * time.Second
+	// benchBodyPool bounds the distinct request bodies prepared up front
+	// (clients cycle through them), and benchBodyPoolBytes their total size.
+	benchBodyPool      = 16
+	benchBodyPoolBytes = 64 << 20
+)
+
+// benchOptions are the parsed flags.
+type benchOptions struct {
+	nodes      int
+	addrs      []string // base URLs; empty for an in-process cluster
+	duration   time.Duration
+	warmup     time.Duration
+	clients    int
+	batch      int
+	valueSize  int
+	tenants    int
+	telemetry  string
+	json       bool
+	cpuProfile string
+	memProfile string
+	seed       uint64
+	keep       bool
+	dir        string
+}
+
+func (o benchOptions) inProcess() bool { return len(o.addrs) == 0 }
+
+// benchLoaded, when set, is called after the load and before an in-process
+// cluster is torn down. Tests use it to read back what was written.
+var benchLoaded func(nodes []*benchNode)
+
+// runBench is `kmbd bench`: 0 when the run completed, 1 when it failed or
+// was interrupted, 2 on bad flags.
+func runBench(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	o, err := parseBenchFlags(args, getenv, stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case err != nil:
+		if !errors.Is(err, errBenchFlagReported) {
+			fmt.Fprintf(stderr, "kmbd bench: %v\n", err)
+		}
+		return 2
+	}
+	if err := benchMain(ctx, o, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "kmbd bench: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// errBenchFlagReported: the flag package already printed the problem.
+var errBenchFlagReported = errors.New("flag error reported")
+
+const benchUsage = `usage: kmbd bench [flags]
+
+Writes batches of entries to kmb from concurrent clients and reports
+throughput and latency. By default it starts a cluster of --nodes nodes in
+this process on 127.0.0.1 (kernel-chosen ports, data in a temporary
+directory removed afterwards unless --keep), assembled as kmbd assembles a
+node; with --addrs it loads running nodes instead (client API addresses;
+writes go to whichever answers and follow 307 redirects to the leader).
+
+Each client sends one request at a time: --batch entries with keys drawn
+from 1024 per tenant and JSON string values of --value-size bytes, to
+tenants bench-0..bench-N rotated per request. A request answered 307 or 503
+(or failing to connect) is retried with the same Kmb-Client-Id and
+Kmb-Request-Id, for up to 30s; a request that still fails is an error, and
+a 4xx answer stops the run. Latency is per request, retries included.
+Requests completing during --warmup are not measured. MB are 10^6 bytes of
+values (entries x --value-size).
+
+--telemetry (in-process clusters only):
+  off      no tracing; logs at error level to a discarding writer; the
+           metrics registry exists but nothing scrapes it
+  metrics  off, plus a /metrics scrape of every node each second by the bench
+  full     metrics, plus JSON logs at info level to a discarding writer and
+           tracing sampled at 1% exported over OTLP/HTTP to a discarding
+           collector the bench runs on 127.0.0.1
+
+A live progress line is written to stderr when it is a terminal; the
+summary goes to stdout, and --json adds one JSON object as its last line.
+
+flags:
+`
+
+func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer) (benchOptions, error) {
+	var o benchOptions
+	fs := flag.NewFlagSet("kmbd bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), benchUsage)
+		fs.PrintDefaults()
+	}
+	var addrs string
+	var seed int64
+	fs.IntVar(&o.nodes, "nodes", 3, "nodes of the in-process cluster: 1 or 3")
+	fs.StringVar(&addrs, "addrs", "", "client API addresses of running nodes, host:port,...; replaces the in-process cluster")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time")
+	fs.DurationVar(&o.warmup, "warmup", time.Second, "load before the measured time, not measured")
+	fs.IntVar(&o.clients, "clients", 64, "concurrent writers, each with one request in flight")
+	fs.IntVar(&o.batch, "batch", 100, "entries per request, 1.."+strconv.Itoa(benchMaxBatch))
+	fs.IntVar(&o.valueSize, "value-size", 100, "bytes of each entry's JSON value, 2.."+strconv.Itoa(benchMaxValueSize))
+	fs.IntVar(&o.tenants, "tenants", 10, "tenants written, rotated over requests")
+	fs.StringVar(&o.telemetry, "telemetry", benchTelOff, "telemetry of an in-process cluster: off, metrics or full")
+	fs.BoolVar(&o.json, "json", false, "print the result as one JSON object on the last line")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole process during the measured time to this file")
+	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile at the end of the measured time to this file")
+	fs.Int64Var(&seed, "seed", 1, "seed of keys and values")
+	fs.BoolVar(&o.keep, "keep", false, "keep the in-process cluster's data directory")
+	fs.StringVar(&o.dir, "dir", "", "parent of the in-process cluster's data directory (default $TMPDIR or /tmp)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return o, err
+		}
+		return o, errBenchFlagReported
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q: kmbd bench takes only flags", fs.Arg(0))
+	}
+	o.seed = uint64(seed)
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	if addrs != "" {
+		for _, a := range strings.Split(addrs, ",") {
+			base, err := benchBaseURL(strings.TrimSpace(a))
+			if err != nil {
+				return o, fmt.Errorf("--addrs %q: entry %q: %v", addrs, a, err)
+			}
+			o.addrs = append(o.addrs, base)
+		}
+		for _, name := range []string{"nodes", "telemetry", "keep", "dir"} {
+			if set[name] {
+				return o, fmt.Errorf("--%s applies to the in-process cluster only; it cannot be combined with --addrs", name)
+			}
+		}
+		o.nodes = len(o.addrs)
+	} else if set["addrs"] {
+		return o, fmt.Errorf("--addrs %q: accepted host:port,... (omit the flag for an in-process cluster)", addrs)
+	}
+	switch {
+	case o.inProcess() && o.nodes != 1 && o.nodes != 3:
+		return o, fmt.Errorf("--nodes %d: accepted 1 or 3", o.nodes)
+	case o.duration <= 0:
+		return o, fmt.Errorf("--duration %v: must be positive", o.duration)
+	case o.warmup < 0:
+		return o, fmt.Errorf("--warmup %v: must not be negative", o.warmup)
+	case o.clients < 1 || o.clients > 100000:
+		return o, fmt.Errorf("--clients %d: accepted 1..100000", o.clients)
+	case o.batch < 1 || o.batch > benchMaxBatch:
+		return o, fmt.Errorf("--batch %d: accepted 1..%d", o.batch, benchMaxBatch)
+	case o.valueSize < 2 || o.valueSize > benchMaxValueSize:
+		return o, fmt.Errorf("--value-size %d: accepted 2..%d (a JSON string, quotes included)", o.valueSize, benchMaxValueSize)
+	case o.tenants < 1 || o.tenants > 100000:
+		return o, fmt.Errorf("--tenants %d: accepted 1..100000", o.tenants)
+	}
+	if o.inProcess() {
+		switch o.telemetry {
+		case benchTelOff, benchTelMetrics, benchTelFull:
+		default:
+			return o, fmt.Errorf("--telemetry %q: accepted off, metrics, full", o.telemetry)
+		}
+		if n := benchBodySize(o.batch, o.valueSize); n > benchMaxBodyBytes {
+			return o, fmt.Errorf("--batch %d with --value-size %d makes %d-byte requests, over the %d-byte limit", o.batch, o.valueSize, n, benchMaxBodyBytes)
+		}
+		if o.dir == "" {
+			o.dir = getenv("TMPDIR")
+		}
+	} else {
+		o.telemetry = "external"
+	}
+	return o, nil
+}
+
+// benchBaseURL turns host:port (or http://host:port) into a base URL.
+func benchBaseURL(s string) (string, error) {
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+		return "", errors.New("accepted host:port")
+	}
+	if _, _, err := net.SplitHostPort(u.Host); err != nil {
+		return "", errors.New("accepted host:port")
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
+
+// benchBodySize is the size of one request body (see benchBody).
+func benchBodySize(batch, valueSize int) int {
+	const entry = len(`{"key":"k0000","value":}`)
+	return len(`{"entries":[]}`) + batch*(entry+valueSize) + batch - 1
+}
+
+// benchBody builds one request body of batch entries.
+func benchBody(r *rand.Rand, batch, valueSize int) []byte {
+	b := make([]byte, 0, benchBodySize(batch, valueSize))
+	b = append(b, `{"entries":[`...)
+	for i := range batch {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = fmt.Appendf(b, `{"key":"k%04d","value":"`, r.IntN(benchKeys))
+		for range valueSize - 2 {
+			b = append(b, byte('a'+r.IntN(26)))
+		}
+		b = append(b, `"}`...)
+	}
+	return append(b, `]}`...)
+}
+
+func benchMain(ctx context.Context, o benchOptions, stdout, stderr io.Writer) error {
+	var cpuFile, memFile *os.File
+	for _, p := range []struct {
+		name string
+		path string
+		f    **os.File
+	}{{"cpuprofile", o.cpuProfile, &cpuFile}, {"memprofile", o.memProfile, &memFile}} {
+		if p.path == "" {
+			continue
+		}
+		f, err := os.Create(p.path)
+		if err != nil {
+			return fmt.Errorf("--%s: %w", p.name, err)
+		}
+		defer f.Close()
+		*p.f = f
+	}
+
+	b := &bencher{o: o, stderr: stderr}
+	b.prepare()
+	var cluster *benchCluster
+	stopCluster := func() {
+		if cluster == nil {
+			return
+		}
+		if err := cluster.stop(); err != nil {
+			fmt.Fprintf(stderr, "kmbd bench: stopping the cluster: %v\n", err)
+		}
+		if o.keep {
+			fmt.Fprintf(stderr, "kmbd bench: data kept in %s\n", cluster.dir)
+		}
+		cluster.stopped = true
+	}
+	if o.inProcess() {
+		var err error
+		started := time.Now()
+		fmt.Fprintf(stderr, "kmbd bench: starting %d node(s) on 127.0.0.1, telemetry %s\n", o.nodes, o.telemetry)
+		cluster, err = startBenchCluster(ctx, o)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if !cluster.stopped {
+				stopCluster()
+			}
+		}()
+		leader := cluster.leader()
+		fmt.Fprintf(stderr, "kmbd bench: node %d leads after %.2fs; data in %s\n", leader.id, time.Since(started).Seconds(), cluster.dir)
+		for _, n := range cluster.nodes {
+			b.targets = append(b.targets, n.apiURL)
+		}
+		if o.telemetry != benchTelOff {
+			for _, n := range cluster.nodes {
+				b.scrapeURLs = append(b.scrapeURLs, n.telURL+"/metrics")
+			}
+		}
+	} else {
+		b.targets = o.addrs
+	}
+
+	res, err := b.run(ctx, cpuFile, memFile)
+	if err != nil {
+		return err
+	}
+	if cluster != nil {
+		if benchLoaded != nil {
+			benchLoaded(cluster.nodes)
+		}
+		stopCluster() // flushes the last spans
+		res.SpanExports, res.SpanExportBytes = cluster.sink.load()
+	}
+	writeBenchSummary(stdout, o, res, cluster)
+	if o.json {
+		line, _ := json.Marshal(res)
+		fmt.Fprintf(stdout, "%s\n", line)
+	}
+	switch {
+	case res.Interrupted:
+		return errors.New("interrupted: the figures above cover the measured time before the interruption")
+	case res.Requests == 0:
+		if last := b.lastFail.Load(); last != nil {
+			return fmt.Errorf("no request succeeded during the measured time; the last attempt failed: %s", *last)
+		}
+		return errors.New("no request succeeded during the measured time")
+	}
+	return nil
+}
+
+// bencher runs the clients and collects what they measure.
+type bencher struct {
+	o          benchOptions
+	stderr     io.Writer
+	targets    []string // API base URLs, in the order tried
+	scrapeURLs []string
+	tenantPath []string // /v1/tenants/bench-N/entries
+	bodies     [][]byte
+	clientBase uint64
+
+	client *http.Client
+	target atomic.Pointer[string] // where writes go: the leader, once known
+
+	base     time.Time    // offsets below are from base
+	measureA atomic.Int64 // start of the measured time; MaxInt64 until then
+	measureB atomic.Int64 // its end; MaxInt64 until then
+
+	// Measured (completions inside the measured time).
+	lat                          histogram
+	requests, entries, bodyBytes atomic.Int64
+	errs, retries                atomic.Int64
+	scrapes, scrapeNanos         atomic.Int64
+	// Live, for the progress line: every completion.
+	live                  histogram
+	liveEntries, liveErrs atomic.Int64
+
+	cancel    context.CancelFunc // ends the run
+	fatalOnce sync.Once
+	fatal     error
+	lastFail  atomic.Pointer[string] // the latest failed attempt, for a run where none succeeds
+}
+
+func (b *bencher) prepare() {
+	o := b.o
+	for i := range o.tenants {
+		b.tenantPath = append(b.tenantPath, "/v1/tenants/"+benchTenant(i)+"/entries")
+	}
+	size := benchBodySize(o.batch, o.valueSize)
+	n := max(1, min(benchBodyPool, benchBodyPoolBytes/size))
+	r := rand.New(rand.NewPCG(o.seed, 0x6b6d62))
+	for range n {
+		b.bodies = append(b.bodies, benchBody(r, o.batch, o.valueSize))
+	}
+	// Client ids differ from run to run, so a run against a cluster that
+	// served an earlier one is not refused as a stale retry.
+	b.clientBase = rand.Uint64()>>2 + 1
+}
+
+// benchTenant names the i-th tenant.
+func benchTenant(i int) string { return "bench-" + strconv.Itoa(i) }
+
+type benchOutcome int
+
+const (
+	benchOK      benchOutcome = iota
+	benchFailed               // gave up after retries: an error
+	benchAborted              // the run ended first: not counted
+)
+
+func (b *bencher) run(ctx context.Context, cpuFile, memFile *os.File) (*benchResult, error) {
+	o := b.o
+	perHost := o.clients + 8
+	b.client = &http.Client{
+		Transport: &http.Transport{
+			Proxy:               nil,
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        perHost * (len(b.targets) + 1),
+			MaxIdleConnsPerHost: perHost,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		},
+		// Redirects are followed by send, which remembers the leader.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	defer b.client.CloseIdleConnections()
+	first := b.targets[0]
+	b.target.Store(&first)
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	b.cancel = cancel
+	b.base = time.Now()
+	b.measureA.Store(math.MaxInt64)
+	b.measureB.Store(math.MaxInt64)
+
+	var clients sync.WaitGroup
+	for i := range o.clients {
+		clients.Go(func() { b.runClient(runCtx, i) })
+	}
+	var aux sync.WaitGroup
+	auxCtx, stopAux := context.WithCancel(runCtx)
+	defer stopAux()
+	if len(b.scrapeURLs) > 0 {
+		aux.Go(func() { b.scrapeLoop(auxCtx) })
+	}
+	if benchIsTerminal(b.stderr) {
+		aux.Go(func() { b.progressLoop(auxCtx) })
+	}
+
+	interrupted := false
+	wait := func(d time.Duration) bool {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return true
+		case <-runCtx.Done():
+			return false
+		}
+	}
+	finish := func() error {
+		cancel()
+		clients.Wait()
+		stopAux()
+		aux.Wait()
+		return b.fatal
+	}
+
+	if !wait(o.warmup) {
+		if err := finish(); err != nil {
+			return nil, err
+		}
+		return nil, errors.New("interrupted during the warmup")
+	}
+	if cpuFile != nil {
+		if err := pprof.StartCPUProfile(cpuFile); err != nil {
+			finish()
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+	}
+	start := time.Since(b.base)
+	b.measureA.Store(int64(start))
+	if !wait(o.duration) {
+		interrupted = true
+	}
+	end := time.Since(b.base)
+	b.measureB.Store(int64(end))
+	if cpuFile != nil {
+		pprof.StopCPUProfile()
+	}
+	var memErr error
+	if memFile != nil {
+		runtime.GC()
+		memErr = pprof.Lookup("heap").WriteTo(memFile, 0)
+	}
+	if err := finish(); err != nil {
+		return nil, err
+	}
+	if memErr != nil {
+		return nil, fmt.Errorf("--memprofile: %w", memErr)
+	}
+	return b.result(end-start, interrupted), nil
+}
+
+func (b *bencher) runClient(ctx context.Context, i int) {
+	o := b.o
+	clientID := b.clientBase + uint64(i)
+	for k, req := 0, uint64(1); ctx.Err() == nil; k, req = k+1, req+1 {
+		path := b.tenantPath[(i+k)%len(b.tenantPath)]
+		body := b.bodies[(i+k)%len(b.bodies)]
+		t0 := time.Now()
+		outcome, retries := b.send(ctx, path, body, clientID, req)
+		took := time.Since(t0)
+		if outcome == benchAborted {
+			return
+		}
+		at := int64(time.Since(b.base))
+		measured := at >= b.measureA.Load() && at < b.measureB.Load()
+		if outcome == benchFailed {
+			b.liveErrs.Add(1)
+			if measured {
+				b.errs.Add(1)
+				b.retries.Add(int64(retries))
+			}
+			continue
+		}
+		b.live.record(took)
+		b.liveEntries.Add(int64(o.batch))
+		if measured {
+			b.lat.record(took)
+			b.requests.Add(1)
+			b.entries.Add(int64(o.batch))
+			b.bodyBytes.Add(int64(len(body)))
+			b.retries.Add(int64(retries))
+		}
+	}
+}
+
+// send delivers one request, retrying 307, 503, other 5xx and connection
+// failures with the same idempotency ids.
+func (b *bencher) send(ctx context.Context, path string, body []byte, clientID, requestID uint64) (benchOutcome, int) {
+	reqCtx, cancel := context.WithTimeout(ctx, benchRequestTimeout)
+	defer cancel()
+	cid, rid := strconv.FormatUint(clientID, 10), strconv.FormatUint(requestID, 10)
+	for attempt := 0; ; attempt++ {
+		target := *b.target.Load()
+		req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, target+path, bytes.NewReader(body))
+		if err != nil {
+			b.fail(err)
+			return benchAborted, attempt
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(api.HeaderClientID, cid)
+		req.Header.Set(api.HeaderRequestID, rid)
+		resp, err := b.client.Do(req)
+		var backoff time.Duration
+		switch {
+		case ctx.Err() != nil:
+			if err == nil {
+				resp.Body.Close()
+			}
+			return benchAborted, attempt
+		case err != nil:
+			// Connection refused, reset or timed out: try the next node.
+			b.noteFailure(err.Error())
+			b.rotate(target)
+			backoff = benchBackoff(attempt)
+		default:
+			status, msg := resp.StatusCode, benchDrain(resp)
+			switch {
+			case status == http.StatusOK:
+				return benchOK, attempt
+			case status == http.StatusTemporaryRedirect:
+				if !b.follow(resp.Header.Get("Location")) {
+					backoff = benchBackoff(attempt)
+				}
+			case status >= 400 && status < 500:
+				b.fail(fmt.Errorf("POST %s%s: %d %s: the run cannot continue", target, path, status, strings.TrimSpace(msg)))
+				return benchAborted, attempt
+			default: // 503 and other server errors
+				b.noteFailure(fmt.Sprintf("POST %s%s: %d %s", target, path, status, strings.TrimSpace(msg)))
+				backoff = benchBackoff(attempt)
+			}
+		}
+		if reqCtx.Err() != nil {
+			return benchFailed, attempt
+		}
+		if backoff > 0 {
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-reqCtx.Done():
+				t.Stop()
+				if ctx.Err() != nil {
+					return benchAborted, attempt
+				}
+				return benchFailed, attempt
+			}
+		}
+	}
+}
+
+// benchBackoff grows from 5 ms to 200 ms.
+func benchBackoff(attempt int) time.Duration {
+	return min(5*time.Millisecond<<min(attempt, 6), 200*time.Millisecond)
+}
+
+// benchDrain reads the body so the connection is reused, and returns the
+// start of an error body.
+func benchDrain(resp *http.Response) string {
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		io.Copy(io.Discard, resp.Body)
+		return ""
+	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	io.Copy(io.Discard, resp.Body)
+	return string(msg)
+}
+
+// follow makes the redirect's host the target of every client.
+func (b *bencher) follow(location string) bool {
+	u, err := url.Parse(location)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	scheme := u.Scheme
+	if scheme == "" {
+		scheme = "http"
+	}
+	base := scheme + "://" + u.Host
+	b.target.Store(&base)
+	return true
+}
+
+// rotate moves every client from a target that failed to the next one.
+func (b *bencher) rotate(failed string) {
+	cur := b.target.Load()
+	if *cur != failed {
+		return // another client moved on already
+	}
+	next := b.targets[0]
+	for i, t := range b.targets {
+		if t == failed {
+			next = b.targets[(i+1)%len(b.targets)]
+		}
+	}
+	b.target.CompareAndSwap(cur, &next)
+}
+
+func (b *bencher) noteFailure(msg string) { b.lastFail.Store(&msg) }
+
+// fail stops the run on an error no retry can fix.
+func (b *bencher) fail(err error) {
+	b.fatalOnce.Do(func() { b.fatal = err })
+	b.cancel()
+}
+
+// scrapeLoop scrapes every node's /metrics once a second, as Prometheus
+// would, so that rendering the exposition is part of the measured cost.
+func (b *bencher) scrapeLoop(ctx context.Context) {
+	client := &http.Client{Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, u := range b.scrapeURLs {
+			t0 := time.Now()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+			resp, err := client.Do(req)
+			if err != nil {
+				continue
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			at := int64(time.Since(b.base))
+			if resp.StatusCode == http.StatusOK && at >= b.measureA.Load() && at < b.measureB.Load() {
+				b.scrapes.Add(1)
+				b.scrapeNanos.Add(int64(time.Since(t0)))
+			}
+		}
+	}
+}
+
+// progressLoop rewrites one line a second: elapsed time, the last second's
+// entries/s and p99, and the errors so far.
+func (b *bencher) progressLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	prev := b.live.snapshot()
+	prevEntries, prevAt := int64(0), time.Now()
+	width := 0
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintf(b.stderr, "\r%s\r", strings.Repeat(" ", width))
+			return
+		case now := <-t.C:
+			cur := b.live.snapshot()
+			entries := b.liveEntries.Load()
+			rate := float64(entries-prevEntries) / now.Sub(prevAt).Seconds()
+			p99 := percentile(diffCounts(cur, prev), 0.99, 0)
+			elapsed := time.Since(b.base)
+			phase := "warmup"
+			if a := b.measureA.Load(); int64(elapsed) >= a {
+				phase = "run"
+				elapsed -= time.Duration(a)
+			}
+			line := fmt.Sprintf("%-6s %6.1fs  %12s entries/s  p99 %8.2f ms  errors %d",
+				phase, elapsed.Seconds(), commas(int64(rate)), millis(p99), b.liveErrs.Load())
+			pad := max(0, width-len(line))
+			fmt.Fprintf(b.stderr, "\r%s%s", line, strings.Repeat(" ", pad))
+			width = len(line)
+			prev, prevEntries, prevAt = cur, entries, now
+		}
+	}
+}
+
+// benchIsTerminal reports whether w is a character device.
+func benchIsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// benchResult is the run's outcome; --json prints it.
+type benchResult struct {
+	Target          string  `json:"target"` // "in-process" or "addrs"
+	Nodes           int     `json:"nodes"`
+	Clients         int     `json:"clients"`
+	Batch           int     `json:"batch"`
+	ValueSize       int     `json:"value_size"`
+	Tenants         int     `json:"tenants"`
+	Telemetry       string  `json:"telemetry"`
+	Seed            uint64  `json:"seed"`
+	WarmupS         float64 `json:"warmup_s"`
+	DurationS       float64 `json:"duration_s"`
+	Requests        int64   `json:"requests"`
+	Entries         int64   `json:"entries"`
+	Bytes           int64   `json:"bytes"`      // values: entries × value_size
+	BodyBytes       int64   `json:"body_bytes"` // request bodies sent
+	RequestsPerSec  float64 `json:"requests_per_sec"`
+	EntriesPerSec   float64 `json:"entries_per_sec"`
+	MBPerSec        float64 `json:"mb_per_sec"`
+	P50Ms           float64 `json:"p50_ms"`
+	P99Ms           float64 `json:"p99_ms"`
+	P999Ms          float64 `json:"p999_ms"`
+	MaxMs           float64 `json:"max_ms"`
+	Errors          int64   `json:"errors"`
+	Retries         int64   `json:"retries"`
+	Scrapes         int64   `json:"scrapes"`
+	ScrapeAvgMs     float64 `json:"scrape_avg_ms"`
+	SpanExports     int64   `json:"span_exports"`
+	SpanExportBytes int64   `json:"span_export_bytes"`
+	Interrupted     bool    `json:"interrupted"`
+}
+
+func (b *bencher) result(d time.Duration, interrupted bool) *benchResult {
+	o := b.o
+	secs := d.Seconds()
+	r := &benchResult{
+		Target: "in-process", Nodes: o.nodes, Clients: o.clients, Batch: o.batch,
+		ValueSize: o.valueSize, Tenants: o.tenants, Telemetry: o.telemetry, Seed: o.seed,
+		WarmupS: round(o.warmup.Seconds(), 3), DurationS: round(secs, 3),
+		Requests: b.requests.Load(), Entries: b.entries.Load(), BodyBytes: b.bodyBytes.Load(),
+		Errors: b.errs.Load(), Retries: b.retries.Load(), Scrapes: b.scrapes.Load(),
+		Interrupted: interrupted,
+	}
+	if !o.inProcess() {
+		r.Target = "addrs"
+	}
+	r.Bytes = r.Entries * int64(o.valueSize)
+	if secs > 0 {
+		r.RequestsPerSec = round(float64(r.Requests)/secs, 1)
+		r.EntriesPerSec = round(float64(r.Entries)/secs, 1)
+		r.MBPerSec = round(float64(r.Bytes)/1e6/secs, 3)
+	}
+	counts, maxNs := b.lat.snapshot(), b.lat.max.Load()
+	r.P50Ms = round(millis(percentile(counts, 0.50, maxNs)), 3)
+	r.P99Ms = round(millis(percentile(counts, 0.99, maxNs)), 3)
+	r.P999Ms = round(millis(percentile(counts, 0.999, maxNs)), 3)
+	r.MaxMs = round(millis(maxNs), 3)
+	if r.Scrapes > 0 {
+		r.ScrapeAvgMs = round(float64(b.scrapeNanos.Load())/float64(r.Scrapes)/1e6, 3)
+	}
+	return r
+}
+
+func writeBenchSummary(w io.Writer, o benchOptions, r *benchResult, c *benchCluster) {
+	target := fmt.Sprintf("%d running node(s) at %s", r.Nodes, strings.Join(o.addrs, ","))
+	if c != nil {
+		kept := "removed"
+		if c.keep {
+			kept = "kept"
+		}
+		target = fmt.Sprintf("%d in-process node(s), data in %s (%s), telemetry %s", r.Nodes, c.dir, kept, r.Telemetry)
+	}
+	fmt.Fprintf(w, "\nkmbd bench: %s\n", target)
+	fmt.Fprintf(w, "load: %d clients, %d entries of %d-byte values per request, %d tenants, seed %d\n\n",
+		r.Clients, r.Batch, r.ValueSize, r.Tenants, r.Seed)
+	rows := [][2]string{
+		{"Duration", fmt.Sprintf("%.2f s (after %.2f s of warmup)", r.DurationS, r.WarmupS)},
+		{"Requests", commas(r.Requests)},
+		{"Entries", commas(r.Entries)},
+		{"Bytes", fmt.Sprintf("%s (values; %s sent in request bodies)", benchBytes(r.Bytes), benchBytes(r.BodyBytes))},
+		{"Requests/s", commas(int64(r.RequestsPerSec))},
+		{"Entries/s", commas(int64(r.EntriesPerSec))},
+		{"MB/s", fmt.Sprintf("%.2f", r.MBPerSec)},
+		{"Latency p50", fmt.Sprintf("%.2f ms", r.P50Ms)},
+		{"Latency p99", fmt.Sprintf("%.2f ms", r.P99Ms)},
+		{"Latency p99.9", fmt.Sprintf("%.2f ms", r.P999Ms)},
+		{"Latency max", fmt.Sprintf("%.2f ms", r.MaxMs)},
+		{"Errors", fmt.Sprintf("%s (%s retries)", commas(r.Errors), commas(r.Retries))},
+	}
+	if r.Telemetry == benchTelMetrics || r.Telemetry == benchTelFull {
+		rows = append(rows, [2]string{"Scrapes", fmt.Sprintf("%s, %.2f ms on average", commas(r.Scrapes), r.ScrapeAvgMs)})
+	}
+	if r.Telemetry == benchTelFull {
+		rows = append(rows, [2]string{"Span exports", fmt.Sprintf("%s requests, %s", commas(r.SpanExports), benchBytes(r.SpanExportBytes))})
+	}
+	if r.Interrupted {
+		rows = append(rows, [2]string{"Interrupted", "yes"})
+	}
+	for _, row := range rows {
+		fmt.Fprintf(w, "  %-14s %s\n", row[0], row[1])
+	}
+}
+
+// commas formats n with thousands separators.
+func commas(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var out []byte
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	if neg {
+		return "-" + string(out)
+	}
+	return string(out)
+}
+
+// benchBytes formats a byte count in decimal units.
+func benchBytes(n int64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.2f GB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.2f MB", float64(n)/1e6)
+	case n >= 1e3:
+		return fmt.Sprintf("%.2f kB", float64(n)/1e3)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func millis(ns uint64) float64 { return float64(ns) / 1e6 }
+
+func round(v float64, digits int) float64 {
+	p := math.Pow(10, float64(digits))
+	return math.Round(v*p) / p
+}
+
+// histogram counts durations in log-linear buckets: exact below 256 ns,
+// then 128 buckets per power of two (under 0.4% error). Recording is a few
+// atomic adds, so every client shares one.
+type histogram struct {
+	counts [histBuckets]atomic.Uint64
+	max    atomic.Uint64
+}
+
+const (
+	histSubBits = 7
+	histSub     = 1 << histSubBits
+	histBuckets = 2*histSub + (64-histSubBits-1)*histSub
+)
+
+func histIndex(v uint64) int {
+	if v < 2*histSub {
+		return int(v)
+	}
+	shift := bits.Len64(v) - (histSubBits + 1)
+	top := v >> shift
+	return 2*histSub + (shift-1)*histSub + int(top-histSub)
+}
+
+// histValue is the middle of bucket i.
+func histValue(i int) uint64 {
+	if i < 2*histSub {
+		return uint64(i)
+	}
+	j := i - 2*histSub
+	shift := j/histSub + 1
+	top := uint64(j%histSub + histSub)
+	return top<<shift + 1<<(shift-1)
+}
+
+func (h *histogram) record(d time.Duration) {
+	v := uint64(max(d, 0))
+	h.counts[histIndex(v)].Add(1)
+	for {
+		m := h.max.Load()
+		if v <= m || h.max.CompareAndSwap(m, v) {
+			return
+		}
+	}
+}
+
+func (h *histogram) snapshot() []uint64 {
+	out := make([]uint64, histBuckets)
+	for i := range h.counts {
+		out[i] = h.counts[i].Load()
+	}
+	return out
+}
+
+func diffCounts(cur, prev []uint64) []uint64 {
+	out := make([]uint64, len(cur))
+	for i := range cur {
+		out[i] = cur[i] - prev[i]
+	}
+	return out
+}
+
+// percentile returns the q-quantile of counts in nanoseconds, capped at
+// maxNs when maxNs is not 0; 0 when counts are empty.
+func percentile(counts []uint64, q float64, maxNs uint64) uint64 {
+	var total uint64
+	for _, c := range counts {
+		total += c
+	}
+	if total == 0 {
+		return 0
+	}
+	rank := uint64(math.Ceil(q * float64(total)))
+	rank = max(rank, 1)
+	var seen uint64
+	for i, c := range counts {
+		seen += c
+		if seen >= rank {
+			v := histValue(i)
+			if maxNs != 0 && v > maxNs {
+				v = maxNs
+			}
+			return v
+		}
+	}
+	return maxNs
+}
+
+// benchCluster is an in-process cluster.
+type benchCluster struct {
+	dir     string
+	keep    bool
+	stopped bool
+	nodes   []*benchNode
+	sink    *benchSpanSink
+}
+
+// benchNode is one node of it, served as serve serves it.
+type benchNode struct {
+	id     uint64
+	app    *app
+	apiURL string // http://127.0.0.1:port
+	telURL string
+	apiSrv *http.Server
+	telSrv *http.Server
+	runErr chan error
+	ran    bool // Run returned and runErr was consumed
+}
+
+func startBenchCluster(ctx context.Context, o benchOptions) (c *benchCluster, err error) {
+	dir, err := os.MkdirTemp(o.dir, "kmbd-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	c = &benchCluster{dir: dir, keep: o.keep}
+	defer func() {
+		if err != nil {
+			c.stop()
+		}
+	}()
+	if o.telemetry == benchTelFull {
+		if c.sink, err = startBenchSpanSink(); err != nil {
+			return c, err
+		}
+	}
+	var replicas string
+	if o.nodes > 1 {
+		addrs, err := benchFreeAddrs(o.nodes)
+		if err != nil {
+			return c, err
+		}
+		var parts []string
+		for i, a := range addrs {
+			parts = append(parts, fmt.Sprintf("%d=%s", i+1, a))
+		}
+		replicas = strings.Join(parts, ",")
+	}
+	for id := uint64(1); id <= uint64(o.nodes); id++ {
+		cfg := defaultConfig()
+		cfg.NodeID = id
+		cfg.DataDir = filepath.Join(dir, strconv.FormatUint(id, 10))
+		cfg.Cluster.Replicas = replicas
+		cfg.API.Listen = "127.0.0.1:0"
+		cfg.API.MaxBodyBytes = benchMaxBodyBytes
+		cfg.API.MaxBatchEntries = benchMaxBatch
+		cfg.Telemetry = benchTelemetryConfig(o.telemetry, c.sink)
+		n, err := startBenchNode(cfg)
+		if err != nil {
+			return c, fmt.Errorf("node %d: %w", id, err)
+		}
+		c.nodes = append(c.nodes, n)
+	}
+	return c, c.waitLeader(ctx)
+}
+
+// benchTelemetryConfig is the [telemetry] table of a node for mode.
+func benchTelemetryConfig(mode string, sink *benchSpanSink) telemetry.Config {
+	t := telemetry.DefaultConfig()
+	t.Listen = "127.0.0.1:0"
+	t.LogLevel = "error"
+	t.TracingEnabled = false
+	if mode == benchTelFull {
+		t.LogLevel, t.LogFormat = "info", "json"
+		t.TracingEnabled = true
+		t.TracingProtocol = telemetry.ProtocolHTTP
+		t.TracingEndpoint = sink.url
+		t.TracingSampleRatio = benchFullSampleRatio
+	}
+	return t
+}
+
+// startBenchNode binds the node's listeners, assembles it with newApp and
+// serves it, as serve does; logs are discarded.
+func startBenchNode(cfg Config) (*benchNode, error) {
+	telLn, err := net.Listen("tcp", cfg.Telemetry.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry.listen %q: %w", cfg.Telemetry.Listen, err)
+	}
+	apiLn, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		telLn.Close()
+		return nil, fmt.Errorf("api.listen %q: %w", cfg.API.Listen, err)
+	}
+	cfg.API.Advertise = apiLn.Addr().String()
+	a, err := func() (*app, error) {
+		if err := cfg.Validate(); err != nil {
+			return nil, err
+		}
+		return newApp(cfg, io.Discard)
+	}()
+	if err != nil {
+		telLn.Close()
+		apiLn.Close()
+		return nil, err
+	}
+	errorLog := slog.NewLogLogger(a.tel.Logger("kmb_http").Handler(), slog.LevelWarn)
+	n := &benchNode{
+		id:     cfg.NodeID,
+		app:    a,
+		apiURL: "http://" + apiLn.Addr().String(),
+		telURL: "http://" + telLn.Addr().String(),
+		apiSrv: &http.Server{Handler: a.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog},
+		telSrv: &http.Server{Handler: a.telMux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog},
+		runErr: make(chan error, 1),
+	}
+	go n.telSrv.Serve(telLn)
+	go n.apiSrv.Serve(apiLn)
+	go func() { n.runErr <- a.node.Run() }()
+	return n, nil
+}
+
+// waitLeader waits until every node is ready and one leads.
+func (c *benchCluster) waitLeader(ctx context.Context) error {
+	deadline := time.Now().Add(benchLeaderTimeout)
+	for {
+		ready, leader := 0, false
+		for _, n := range c.nodes {
+			select {
+			case err := <-n.runErr:
+				n.ran = true
+				return fmt.Errorf("node %d stopped while starting: %v", n.id, err)
+			default:
+			}
+			if n.app.node.Ready() == nil {
+				ready++
+				leader = leader || n.app.node.Status().IsLeader
+			}
+		}
+		if ready == len(c.nodes) && leader {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no leader within %v (%d of %d nodes ready)", benchLeaderTimeout, ready, len(c.nodes))
+		}
+		select {
+		case <-ctx.Done():
+			return errors.New("interrupted while waiting for a leader")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+func (c *benchCluster) leader() *benchNode {
+	for _, n := range c.nodes {
+		if n.app.node.Status().IsLeader {
+			return n
+		}
+	}
+	return c.nodes[0]
+}
+
+// stop shuts the nodes down in serve's order: stop taking traffic, finish
+// what was accepted, stop the nodes, flush telemetry; then removes the data
+// unless it is kept.
+func (c *benchCluster) stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	var errs []error
+	for _, n := range c.nodes {
+		n.app.checks.BeginShutdown()
+	}
+	for _, n := range c.nodes {
+		if err := n.apiSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("node %d: client API: %w", n.id, err))
+		}
+	}
+	var (
+		wg sync.WaitGroup
+		mu sync.Mutex
+	)
+	for _, n := range c.nodes {
+		wg.Go(func() {
+			n.app.node.Stop()
+			if n.ran {
+				return
+			}
+			n.ran = true
+			if err := <-n.runErr; err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("node %d: %w", n.id, err))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	for _, n := range c.nodes {
+		if err := n.app.tel.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("node %d: telemetry: %w", n.id, err))
+		}
+		_ = n.telSrv.Shutdown(ctx)
+	}
+	if c.sink != nil {
+		c.sink.close()
+	}
+	if !c.keep {
+		if err := os.RemoveAll(c.dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// benchFreeAddrs returns n loopback addresses that were free a moment ago,
+// held open together so no port is handed out twice.
+func benchFreeAddrs(n int) ([]string, error) {
+	var out []string
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("replication address: %w", err)
+		}
+		lns = append(lns, ln)
+		out = append(out, ln.Addr().String())
+	}
+	return out, nil
+}
+
+// benchSpanSink is an OTLP/HTTP collector that discards what it receives
+// and counts it.
+type benchSpanSink struct {
+	url      string
+	srv      *http.Server
+	requests atomic.Int64
+	bytes    atomic.Int64
+}
+
+func startBenchSpanSink() (*benchSpanSink, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("span collector: %w", err)
+	}
+	s := &benchSpanSink{url: "http://" + ln.Addr().String()}
+	s.srv = &http.Server{
+		ReadHeaderTimeout: 10 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n, _ := io.Copy(io.Discard, r.Body)
+			s.requests.Add(1)
+			s.bytes.Add(n)
+			// An empty ExportTraceServiceResponse: full success.
+			w.Header().Set("Content-Type", "application/x-protobuf")
+			w.WriteHeader(http.StatusOK)
+		}),
+	}
+	go s.srv.Serve(ln)
+	return s, nil
+}
+
+func (s *benchSpanSink) load() (requests, bytes int64) {
+	if s == nil {
+		return 0, 0
+	}
+	return s.requests.Load(), s.bytes.Load()
+}
+
+func (s *benchSpanSink) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.srv.Shutdown(ctx)
+}
