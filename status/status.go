@@ -3,6 +3,7 @@ package status
 import (
 	"encoding/json"
 	"net/http"
+	"time"
 )
 
 // Replica states, as reported in Snapshot.Status and the kmb_replica_status
@@ -35,6 +36,27 @@ type Snapshot struct {
 	Log        Log        `json:"log"`
 	Projection Projection `json:"projection"`
 	Build      Build      `json:"build"`
+	// Backup is the continuous backup task; absent when no repository
+	// is configured.
+	Backup *Backup `json:"backup,omitempty"`
+}
+
+// Backup is the continuous backup task's state.
+type Backup struct {
+	// State is running, paused, error, or standby (another node leads
+	// and runs the task).
+	State              string    `json:"state"`
+	Repository         string    `json:"repository"`
+	CheckpointOp       uint64    `json:"checkpoint_op"`
+	CheckpointPosition uint64    `json:"checkpoint_position"`
+	CheckpointTime     time.Time `json:"checkpoint_time"`
+	LagEntries         uint64    `json:"lag_entries"`
+	Snapshots          int       `json:"snapshots"`
+	// Zero times are "0001-01-01T00:00:00Z": never.
+	LastSnapshotSuccess time.Time `json:"last_snapshot_success"`
+	LastVerifySuccess   time.Time `json:"last_verify_success"`
+	SnapshotRunning     bool      `json:"snapshot_running"`
+	LastError           string    `json:"last_error,omitempty"`
 }
 
 // Log describes the local on-disk log.

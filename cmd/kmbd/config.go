@@ -13,6 +13,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/kmb-db/kmb/store/api"
+	"github.com/kmb-db/kmb/store/backup"
 	"github.com/kmb-db/kmb/store/node"
 	"github.com/kmb-db/kmb/telemetry"
 )
@@ -25,6 +26,7 @@ type Config struct {
 	API       api.Config       `toml:"api"`
 	Storage   StorageConfig    `toml:"storage"`
 	Telemetry telemetry.Config `toml:"telemetry"`
+	Backup    backup.Config    `toml:"backup"`
 }
 
 // ClusterConfig is the [cluster] table.
@@ -52,6 +54,7 @@ func defaultConfig() Config {
 		DataDir:   n.DataDir,
 		API:       api.DefaultConfig(),
 		Telemetry: telemetry.DefaultConfig(),
+		Backup:    backup.DefaultConfig(),
 		Storage: StorageConfig{
 			SegmentSizeBytes: n.SegmentSizeBytes,
 			MaxBatchOps:      n.MaxBatchOps,
@@ -96,6 +99,9 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.Telemetry.Validate(); err != nil {
+		return err
+	}
+	if err := c.Backup.Validate(); err != nil {
 		return err
 	}
 	replicas, err := parseReplicas(c.Cluster.Replicas)
@@ -157,6 +163,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		tracingProtocol = fs.String("tracing-protocol", cfg.Telemetry.TracingProtocol, "OTLP transport: http/protobuf or grpc")
 		replListen      = fs.String("replication-listen", "", "replication listen address; default: this node's address in --replicas")
 		apiAdvertise    = fs.String("api-advertise", "", "API address followers redirect writes to; default: the API listen address")
+		backupRepo      = fs.String("backup-repo", "", "backup repository URL (file:///dir or s3://bucket/prefix?endpoint=...); empty: no backup")
 		showVersion     = fs.Bool("version", false, "print the version and exit")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -210,6 +217,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 			cfg.Storage.SegmentSizeBytes = *segmentSize
 		case "tenant-label-cap":
 			cfg.Telemetry.TenantLabelCap = *tenantCap
+		case "backup-repo":
+			cfg.Backup.Repository = *backupRepo
 		}
 	})
 	return cfg, cfg.Validate()

@@ -41,6 +41,63 @@ const (
 
 var durationOpts = metric.HistogramOpts{Buckets: metric.DurationBuckets(), Scale: 1e-9}
 
+// Families a node and a one-shot command both export.
+const (
+	verifyRunsName     = "kmb_backup_verify_runs_total"
+	verifyRunsHelp     = "Repository verify runs, by result: ok, corrupt (problems found) or error (could not finish)."
+	verifyCorruptName  = "kmb_backup_verify_corrupt_objects"
+	verifyCorruptHelp  = "Objects the last verify run found missing, corrupt or inconsistent (the manifest counts as one); 0 after a clean run."
+	verifySuccessName  = "kmb_backup_last_verify_success_timestamp_seconds"
+	verifySuccessHelp  = "When the last verify run found no problem, from the manifest; 0 for never."
+	snapStartedName    = "kmb_snapshot_started_total"
+	snapStartedHelp    = "Snapshots started."
+	snapCompletedName  = "kmb_snapshot_completed_total"
+	snapCompletedHelp  = "Snapshots finished, by result: success or failure."
+	snapDurationName   = "kmb_snapshot_duration_seconds"
+	snapDurationHelp   = "Duration of snapshots, by result."
+	snapSuccessName    = "kmb_snapshot_last_success_timestamp_seconds"
+	snapSuccessHelp    = "When the last snapshot succeeded, from the manifest (so it survives restarts); 0 for never."
+	snapInProgressName = "kmb_snapshot_in_progress"
+	snapInProgressHelp = "1 while a snapshot runs on this node."
+)
+
+var snapDurationOpts = metric.HistogramOpts{Buckets: []float64{0.01, 0.1, 1, 10, 60, 300, 1800, 3600, 4 * 3600}, Scale: 1e-9}
+
+// RecordVerify registers on reg the outcome of one verify run, for a
+// one-shot command to push: the run counter by result, the corrupt object
+// count, and, after a clean run only, the success time, so that a failed
+// run pushed with push-add never replaces an earlier success.
+func RecordVerify(reg *metric.Registry, rep *Report, err error, success time.Time) {
+	runs := reg.NewCounterVec(verifyRunsName, verifyRunsHelp, "result")
+	switch {
+	case err != nil:
+		runs.With("error").Inc()
+	case !rep.OK():
+		runs.With("corrupt").Inc()
+		reg.NewGauge(verifyCorruptName, verifyCorruptHelp).Set(int64(len(rep.Problems)))
+	default:
+		runs.With("ok").Inc()
+		reg.NewGauge(verifyCorruptName, verifyCorruptHelp)
+		reg.NewGaugeFunc(verifySuccessName, verifySuccessHelp, func() float64 { return float64(success.UnixNano()) / 1e9 })
+	}
+}
+
+// RecordSnapshot registers on reg the outcome of one snapshot, for a
+// one-shot command to push, on the same terms as RecordVerify.
+func RecordSnapshot(reg *metric.Registry, res SnapshotResult, err error, success time.Time) {
+	reg.NewCounter(snapStartedName, snapStartedHelp).Inc()
+	reg.NewGauge(snapInProgressName, snapInProgressHelp)
+	result := "success"
+	if err != nil {
+		result = "failure"
+	}
+	reg.NewCounterVec(snapCompletedName, snapCompletedHelp, "result").With(result).Inc()
+	reg.NewHistogramVec(snapDurationName, snapDurationHelp, snapDurationOpts, "result").With(result).ObserveDuration(res.Duration)
+	if err == nil {
+		reg.NewGaugeFunc(snapSuccessName, snapSuccessHelp, func() float64 { return float64(success.UnixNano()) / 1e9 })
+	}
+}
+
 // taskMetrics are the continuous task's counters and histograms; its
 // gauges are functions of its status, read at scrape time.
 type taskMetrics struct {
@@ -64,10 +121,10 @@ type taskMetrics struct {
 
 func newTaskMetrics(r *metric.Registry, backend string) *taskMetrics {
 	m := &taskMetrics{
-		entries:  r.NewCounter("kmb_backup_entries_total", "Log entries the continuous backup task stored in the repository."),
-		bytes:    r.NewCounter("kmb_backup_bytes_total", "Raw bytes (records as in the log) the continuous backup task stored."),
-		stored:   r.NewCounter("kmb_backup_stored_bytes_total", "Bytes written to the repository for segment objects, after compression."),
-		segments: r.NewCounter("kmb_backup_segments_total", "Segment objects the continuous backup task wrote."),
+		entries:  r.NewCounterVec("kmb_backup_entries_total", "Log entries the continuous backup task stored in the repository.", "task").With(TaskName),
+		bytes:    r.NewCounterVec("kmb_backup_bytes_total", "Raw bytes (records as in the log) the continuous backup task stored.", "task").With(TaskName),
+		stored:   r.NewCounterVec("kmb_backup_stored_bytes_total", "Bytes written to the repository for segment objects, after compression.", "task").With(TaskName),
+		segments: r.NewCounterVec("kmb_backup_segments_total", "Segment objects the continuous backup task wrote.", "task").With(TaskName),
 		errors: r.NewCounterVec("kmb_backup_errors_total",
 			"Backup errors by operation (flush, checkpoint, open, snapshot, verify, retention), class (retryable: retried with backoff; fatal: the task moves to error) and reason.",
 			"operation", "class", "reason"),
@@ -77,14 +134,14 @@ func newTaskMetrics(r *metric.Registry, backend string) *taskMetrics {
 			durationOpts, "backend", "operation"),
 		backend: backend,
 
-		snapStarted:    r.NewCounter("kmb_snapshot_started_total", "Snapshots started."),
-		snapCompleted:  r.NewCounterVec("kmb_snapshot_completed_total", "Snapshots finished, by result: success or failure.", "result"),
+		snapStarted:    r.NewCounter(snapStartedName, snapStartedHelp),
+		snapCompleted:  r.NewCounterVec(snapCompletedName, snapCompletedHelp, "result"),
 		snapSkipped:    r.NewCounterVec("kmb_snapshot_skipped_total", "Scheduled snapshots skipped, by reason (previous_running: the previous one still ran).", "reason").With("previous_running"),
-		snapInProgress: r.NewGauge("kmb_snapshot_in_progress", "1 while a snapshot runs on this node."),
-		snapDuration:   r.NewHistogramVec("kmb_snapshot_duration_seconds", "Duration of snapshots, by result.", metric.HistogramOpts{Buckets: []float64{0.01, 0.1, 1, 10, 60, 300, 1800, 3600, 4 * 3600}, Scale: 1e-9}, "result"),
+		snapInProgress: r.NewGauge(snapInProgressName, snapInProgressHelp),
+		snapDuration:   r.NewHistogramVec(snapDurationName, snapDurationHelp, snapDurationOpts, "result"),
 
-		verifyRuns:    r.NewCounterVec("kmb_backup_verify_runs_total", "Repository verify runs, by result: ok, corrupt (problems found) or error (could not finish).", "result"),
-		verifyCorrupt: r.NewGauge("kmb_backup_verify_corrupt_objects", "Objects the last verify run found missing, corrupt or inconsistent (the manifest counts as one); 0 after a clean run."),
+		verifyRuns:    r.NewCounterVec(verifyRunsName, verifyRunsHelp, "result"),
+		verifyCorrupt: r.NewGauge(verifyCorruptName, verifyCorruptHelp),
 
 		retentionDeleted: r.NewCounterVec("kmb_backup_retention_deleted_total", "Snapshots and segments retention removed, by kind.", "kind"),
 	}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kmb-db/kmb/status"
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/telemetry/metric"
 	"github.com/kmb-db/kmb/telemetry/spans"
@@ -71,19 +72,7 @@ func (c TaskConfig) withDefaults() TaskConfig {
 }
 
 // TaskStatus is the task as /status shows it.
-type TaskStatus struct {
-	State               string    `json:"state"`
-	Repository          string    `json:"repository"`
-	CheckpointOp        uint64    `json:"checkpoint_op"`
-	CheckpointPosition  uint64    `json:"checkpoint_position"`
-	CheckpointTime      time.Time `json:"checkpoint_time"`
-	LagEntries          uint64    `json:"lag_entries"`
-	Snapshots           int       `json:"snapshots"`
-	LastSnapshotSuccess time.Time `json:"last_snapshot_success"`
-	LastVerifySuccess   time.Time `json:"last_verify_success"`
-	SnapshotRunning     bool      `json:"snapshot_running"`
-	LastError           string    `json:"last_error,omitempty"`
-}
+type TaskStatus = status.Backup
 
 // Task is the continuous log backup: while its node leads, it ships
 // committed ops to the repository as segments and advances the
@@ -165,8 +154,8 @@ func (t *Task) register(r *metric.Registry) {
 	gauge := func(name, help string, f func(s *Stats) float64) {
 		r.NewGaugeFunc(name, help, func() float64 { return f(t.stats.Load()) })
 	}
-	gauge("kmb_snapshot_last_success_timestamp_seconds", "When the last snapshot succeeded, from the manifest (so it survives restarts); 0 for never.", func(s *Stats) float64 { return secs(s.LastSnapshotSuccess) })
-	gauge("kmb_backup_last_verify_success_timestamp_seconds", "When the last verify run found no problem, from the manifest; 0 for never.", func(s *Stats) float64 { return secs(s.LastVerifySuccess) })
+	gauge(snapSuccessName, snapSuccessHelp, func(s *Stats) float64 { return secs(s.LastSnapshotSuccess) })
+	gauge(verifySuccessName, verifySuccessHelp, func(s *Stats) float64 { return secs(s.LastVerifySuccess) })
 	gauge("kmb_backup_snapshots", "Snapshots in the repository.", func(s *Stats) float64 { return float64(s.Snapshots) })
 	gauge("kmb_backup_repository_size_bytes", "Stored size of the repository's segments and snapshots.", func(s *Stats) float64 { return float64(s.StoredBytes) })
 	gauge("kmb_backup_oldest_restorable_timestamp_seconds", "Commit time of the oldest op a restore can reach; 0 when the repository is empty.", func(s *Stats) float64 { return secs(s.OldestRestorable) })
@@ -239,6 +228,9 @@ func (t *Task) step(ctx context.Context) time.Duration {
 	if !lead {
 		if t.st.Load().State != StateStandby {
 			t.setState(StateStandby, nil)
+		}
+		if t.repo == nil {
+			return min(t.cfg.FlushInterval, 200*time.Millisecond) // the leader creates the repository
 		}
 		if t.now().Sub(t.lastCheckpointWrite) >= t.cfg.CheckpointInterval {
 			if err := t.repo.Reload(ctx); err != nil && !errors.Is(err, ErrNoRepository) {

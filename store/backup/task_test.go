@@ -123,10 +123,10 @@ func TestTaskShipsAndAdvancesWhenIdle(t *testing.T) {
 	if st.CheckpointOp != 120 || st.LagEntries != 0 {
 		t.Fatalf("status %+v", st)
 	}
-	if segs := h.value("kmb_backup_segments_total"); segs < 2 {
+	if segs := h.value("kmb_backup_segments_total", TaskName); segs < 2 {
 		t.Fatalf("%v segments for 120 ops of 4 KiB segments", segs)
 	}
-	if got, want := h.value("kmb_backup_entries_total"), float64(ops[119].LastPosition()); got != want {
+	if got, want := h.value("kmb_backup_entries_total", TaskName), float64(ops[119].LastPosition()); got != want {
 		t.Fatalf("entries_total %v, want %v", got, want)
 	}
 	if h.value("kmb_backup_task_state", TaskName, StateRunning) != 1 || h.value("kmb_backup_task_state", TaskName, StateStandby) != 0 {
