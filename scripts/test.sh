@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs kmb's whole test suite. It installs what the tests need and cannot
 # build themselves: promtool and the Prometheus server (Debian package
-# "prometheus") for the exposition, rules and scraping tests, and Jaeger v2
-# (built from its Go module, cached) for the tracing test. Tests that need
+# "prometheus") for the exposition, rules and scraping tests, Jaeger v2
+# (built from its Go module, cached) for the tracing test, and MinIO (the
+# same way) for the backup package's S3 tests. Tests that need
 # such a tool fail, rather than skip, when KMB_REQUIRE_TOOLS=1, which this
 # script sets.
 set -euo pipefail
@@ -21,6 +22,8 @@ export KMB_PROMTOOL="$(command -v promtool)"
 export KMB_PROMETHEUS="$(command -v prometheus)"
 # Jaeger v2, built from its Go module and cached, for the tracing end-to-end test.
 export KMB_JAEGER="$(./scripts/jaeger.sh)"
+# MinIO, built from its Go module and cached, for the backup package's S3 tests.
+export KMB_MINIO="$(./scripts/minio.sh)"
 export KMB_REQUIRE_TOOLS=1
 
 go vet ./...

@@ -48,6 +48,9 @@ func NewDirBackend(dir string) (*DirBackend, error) {
 	return &DirBackend{root: filepath.Clean(dir)}, nil
 }
 
+// Kind names the backend's type, "file", for metrics and logs.
+func (b *DirBackend) Kind() string { return "file" }
+
 // Root is the directory the backend stores objects in.
 func (b *DirBackend) Root() string { return b.root }
 

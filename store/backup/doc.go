@@ -11,9 +11,29 @@
 //
 // A Backend stores objects under slash-separated keys (see Backend and
 // ValidateKey). OpenURL turns the backup.repository setting into one:
-// file:///absolute/dir gives a DirBackend, which replaces each object
-// atomically and durably (temporary file, fsync, rename, fsync of the
-// directory).
+//
+//   - file:///absolute/dir gives a DirBackend, which replaces each object
+//     atomically and durably (temporary file, fsync, rename, fsync of the
+//     directory).
+//   - s3://bucket/prefix?endpoint=URL&region=NAME&path_style=true|false
+//     gives an S3Backend, for Amazon S3 or an S3-compatible object store
+//     such as MinIO. The endpoint (default https://s3.amazonaws.com; its
+//     http or https scheme decides TLS), region (default us-east-1) and
+//     path_style (default false: the bucket is addressed by host name)
+//     are optional; no other query parameter is accepted. The
+//     credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and,
+//     for temporary credentials, AWS_SESSION_TOKEN, never from the URL.
+//     The bucket must exist. The object for key k is prefix/k (k itself
+//     when the prefix is empty), so several repositories can share a
+//     bucket under different prefixes.
+//
+// An S3Backend's Put is one PutObject request carrying a Content-MD5 that
+// the store checks: the object is replaced whole or not at all, and is
+// durable once the request succeeds. The store must give read-after-write
+// consistency, so that a Get or List after a successful Put or Delete
+// sees it (Amazon S3 and MinIO do). List pages through the whole listing
+// and leaves out objects under the prefix that no valid key names, such
+// as folder markers.
 //
 // # Repository layout
 //
