@@ -19,6 +19,7 @@ import (
 	"github.com/kmb-db/kmb/health"
 	"github.com/kmb-db/kmb/status"
 	"github.com/kmb-db/kmb/store/api"
+	"github.com/kmb-db/kmb/store/backup"
 	"github.com/kmb-db/kmb/store/node"
 	"github.com/kmb-db/kmb/telemetry"
 )
@@ -37,8 +38,19 @@ func main() {
 
 // run is main without the process: it returns the exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "vopr" {
-		return runVOPR(args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "vopr":
+			return runVOPR(args[1:], stdout, stderr)
+		case "backup":
+			return runBackup(ctx, args[1:], getenv, stdout, stderr)
+		case "snapshot":
+			return runSnapshot(ctx, args[1:], getenv, stdout, stderr)
+		case "restore":
+			return runRestore(ctx, args[1:], getenv, stdout, stderr)
+		case "bench":
+			return runBench(ctx, args[1:], getenv, stdout, stderr)
+		}
 	}
 	cfg, err := loadConfig(args, getenv, stderr)
 	switch {
@@ -81,6 +93,7 @@ type app struct {
 	telMux *http.ServeMux
 	checks *health.Checker
 	build  status.Build
+	backup *backup.Task // nil without a repository
 }
 
 func newApp(cfg Config, logOutput io.Writer) (*app, error) {
@@ -107,14 +120,29 @@ func newApp(cfg Config, logOutput io.Writer) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	var task *backup.Task
+	if url := cfg.Backup.Repository; url != "" {
+		b, err := backup.OpenURL(url)
+		if err != nil {
+			return nil, err
+		}
+		task = backup.NewTask(cfg.Backup.TaskConfig(), url, b, n, tel.Metrics, tel.Logger("kmb_backup"), tel.Spans)
+	}
 	checks := health.New()
 	checks.AddLiveness("node", n.Live)
 	checks.AddReadiness("node", n.Ready)
 	telMux := http.NewServeMux()
 	tel.Mount(telMux)
 	checks.Mount(telMux)
-	status.Mount(telMux, n.Status)
-	return &app{cfg: cfg, tel: tel, node: n, api: handler, telMux: telMux, checks: checks, build: build}, nil
+	status.Mount(telMux, func() status.Snapshot {
+		s := n.Status()
+		if task != nil {
+			b := task.Status()
+			s.Backup = &b
+		}
+		return s
+	})
+	return &app{cfg: cfg, tel: tel, node: n, api: handler, telMux: telMux, checks: checks, build: build, backup: task}, nil
 }
 
 func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
@@ -158,6 +186,13 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	n, tel, checks := a.node, a.tel, a.checks
 	runErr := make(chan error, 1)
 	go func() { runErr <- n.Run() }()
+	backupCtx, stopBackup := context.WithCancel(context.Background())
+	backupDone := make(chan struct{})
+	if a.backup != nil {
+		go func() { defer close(backupDone); a.backup.Run(backupCtx) }()
+	} else {
+		close(backupDone)
+	}
 
 	var failure error
 	select {
@@ -178,6 +213,10 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	if err := apiSrv.Shutdown(drainCtx); err != nil {
 		logger.Warn("client API did not drain in time", slog.String("error", err.Error()))
 	}
+	// The backup task stops before the node: what it stored is in the
+	// manifest, and the next leader goes on from there.
+	stopBackup()
+	<-backupDone
 	n.Stop()
 	if err := <-runErr; err != nil && failure == nil {
 		failure = fmt.Errorf("node: %w", err)

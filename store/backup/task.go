@@ -382,11 +382,14 @@ func (t *Task) schedule(ctx context.Context) {
 				t.m.snapSkipped.Inc()
 				t.logger.Warn("scheduled snapshot skipped: the previous one is still running", slog.Duration("interval", iv))
 			} else {
+				t.m.snapStarted.Inc()
+				t.m.snapInProgress.Set(1)
 				t.bg.Add(1)
 				go func() {
 					defer t.bg.Done()
 					defer t.snapRun.Store(false)
-					t.RunSnapshot(ctx)
+					defer t.m.snapInProgress.Set(0)
+					t.snapshot(ctx)
 				}()
 			}
 		}
@@ -397,18 +400,15 @@ func (t *Task) schedule(ctx context.Context) {
 			t.bg.Add(1)
 			go func() {
 				defer t.bg.Done()
-				t.RunVerify(ctx)
+				t.verify(ctx)
 			}()
 		}
 	}
 }
 
-// RunSnapshot takes a snapshot now and applies retention, recording its
+// snapshot takes a snapshot and applies retention, recording its
 // metrics and span.
-func (t *Task) RunSnapshot(ctx context.Context) (SnapshotResult, error) {
-	t.m.snapStarted.Inc()
-	t.m.snapInProgress.Set(1)
-	defer t.m.snapInProgress.Set(0)
+func (t *Task) snapshot(ctx context.Context) {
 	ctx, span := t.tracer.StartAlways(ctx, spans.Snapshot)
 	defer span.End()
 	res, err := t.repo.CreateSnapshot(ctx, t.now(), 0)
@@ -428,7 +428,6 @@ func (t *Task) RunSnapshot(ctx context.Context) (SnapshotResult, error) {
 	}
 	t.m.snapCompleted.With(result).Inc()
 	t.m.snapDuration.With(result).ObserveDuration(res.Duration)
-	return res, err
 }
 
 func (t *Task) applyRetention(ctx context.Context) {
@@ -444,8 +443,8 @@ func (t *Task) applyRetention(ctx context.Context) {
 	}
 }
 
-// RunVerify verifies the repository and records the outcome.
-func (t *Task) RunVerify(ctx context.Context) (Report, error) {
+// verify verifies the repository and records the outcome.
+func (t *Task) verify(ctx context.Context) {
 	ctx, span := t.tracer.StartAlways(ctx, spans.BackupVerify)
 	defer span.End()
 	rep, err := VerifyBackend(ctx, t.backend)
@@ -469,7 +468,6 @@ func (t *Task) RunVerify(ctx context.Context) (Report, error) {
 			t.logger.Warn("backup verify passed but could not be recorded", slog.String("error", err.Error()))
 		}
 	}
-	return rep, err
 }
 
 // fatalError marks an error no retry can mend.
