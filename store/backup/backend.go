@@ -11,9 +11,8 @@ import (
 	"strings"
 )
 
-// Backend stores a repository's objects under slash-separated keys. The
-// directory backend is the only one so far; an object store comes later
-// and must keep the same contract:
+// Backend stores a repository's objects under slash-separated keys.
+// DirBackend and S3Backend keep this contract:
 //
 //   - Put replaces the object atomically: a reader sees the old bytes or
 //     the new ones, never a mix, and a crash part way leaves the old ones.
@@ -126,9 +125,9 @@ func OpenURL(rawURL string) (Backend, error) {
 		}
 		return b, nil
 	case "":
-		return nil, fmt.Errorf("%s %q: not a URL; use file:///absolute/dir", configKey, rawURL)
+		return nil, fmt.Errorf("%s %q: not a URL; use file:///absolute/dir or s3://bucket/prefix", configKey, rawURL)
 	default:
-		return nil, fmt.Errorf("%s %q: unsupported scheme %q; use file:///absolute/dir", configKey, rawURL, u.Scheme)
+		return nil, fmt.Errorf("%s %q: unsupported scheme %q; use file:///absolute/dir or s3://bucket/prefix", configKey, rawURL, u.Scheme)
 	}
 }
 

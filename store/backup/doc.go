@@ -2,10 +2,11 @@
 // restores a data dir from it, to the latest checkpoint, a position or a
 // time.
 //
-// This is the first layer: the repository format, a Backend for
-// directories, the writer (AppendSegment, AdvanceCheckpointTime), Verify
-// and Restore. The continuous backup task, snapshots, retention, the
-// commands, metrics and object stores build on it.
+// It has the repository format, Backends for directories and S3-compatible
+// object stores, the writer (AppendSegment, AdvanceCheckpointTime,
+// CreateSnapshot, ApplyRetention, SetPaused), Verify, Restore, and Task,
+// the continuous backup task a node runs. Only Task touches a node, and
+// only through the Source interface.
 //
 // # Backend
 //
@@ -39,6 +40,7 @@
 //
 //	manifest.json
 //	segments/<first op>-<last op>.kseg.zst
+//	snapshots/<op>/<first op>-<last op>.kseg.zst
 //
 // where each op number is written in decimal with 20 digits, zero-padded,
 // so that keys sort in op order.
@@ -88,6 +90,15 @@
 //	  position                       int     that op's last position
 //	  timestamp_unix_nano            int     every op committed at or before this
 //	                                         time is in a segment
+//	snapshots                        array   the snapshots, oldest first:
+//	  id                             string  snapshots/<op, 20 digits>
+//	  op, position                   int     the last op it holds, and its last position
+//	  timestamp_unix_nano            int     that op's commit time
+//	  created_unix_nano              int     when it was taken
+//	  parts                          array   segment entries (as above) for ops 1..op,
+//	                                         named <id>/<first>-<last>.kseg.zst
+//	task_paused_unix_nano            int     when the backup task was paused; 0 while
+//	                                         it is meant to run
 //	last_snapshot_success_unix_nano  int     0 for never
 //	last_verify_success_unix_nano    int     0 for never
 //	checksum                         string  64 hex digits, see below
@@ -102,12 +113,16 @@
 // spaces and ending with a newline. It is replaced whole and atomically on
 // every change.
 //
-// A manifest is consistent when: the segments' op ranges are non-empty
-// and contiguous from op 1, their positions contiguous from position 1,
-// each name is the key of its range, each entry count equals its
-// position span, and the checkpoint's op and position are where the last
-// segment ends (0 and 0 without segments) and its time is no earlier
-// than the last segment's last commit time. Open refuses a manifest that
+// The version is 2. A manifest is consistent when: each snapshot's parts
+// are non-empty, contiguous from op 1 and position 1 and end at its op
+// and position, snapshots are in op order and none passes the
+// checkpoint; the segments are contiguous, and start at op 1 or, once
+// retention removed the older ones, no later than the op after the oldest
+// snapshot; each name is the key of its range, each entry count equals
+// its position span; and the checkpoint's op and position are where the
+// last segment ends (else where the newest snapshot ends; 0 and 0 for an
+// empty repository) and its time is no earlier than the last segment's
+// last commit time. Open refuses a manifest that
 // fails its checksum or is not consistent; Verify reports why.
 //
 // # Writing
@@ -121,6 +136,32 @@
 // never back. Before each manifest write the writer reads the manifest
 // again and refuses to write if its generation changed, so that a second
 // writer is caught rather than silently moving the checkpoint back.
+//
+// # Snapshots and retention
+//
+// A snapshot is a full copy of the log, ops 1 up to the checkpoint when it
+// was taken, written in parts of the segment format. CreateSnapshot builds
+// it from the repository's own objects (the newest snapshot and the
+// segments after it), so a node spends no disk reads on it. Retention
+// keeps the newest N snapshots and those taken within a duration, drops
+// the rest and every segment that ends at or before the oldest kept
+// snapshot, since that snapshot holds its ops, writes the manifest, then
+// deletes the objects.
+//
+// # The continuous task
+//
+// Task runs on every node with a repository. On the leader it ships the
+// committed ops after the checkpoint as segments; while nothing commits it
+// asks the node for a commit-time bound (Source.CheckpointBound: the node
+// then stamps every later op with a later time) and moves the checkpoint
+// time to it. When a node takes over after a failover it rereads the
+// manifest and raises its node's commit-time floor to the checkpoint time
+// before shipping anything, so that no op it commits can carry a time the
+// checkpoint already claimed, even if its clock is behind the old
+// leader's. A second writer (an old leader that has not yet heard of the
+// new view, or a command) is caught by the manifest's generation: the
+// loser rereads the manifest and goes on from it, so the repository never
+// holds a gap or the same op twice and the checkpoint never moves back.
 //
 // # Restore
 //
