@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kmb-db/kmb/internal/kmbdtest"
+	"github.com/kmb-db/kmb/store/backup"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -42,6 +44,7 @@ func testApp(t *testing.T, mutate func(*Config)) *app {
 	}
 	go a.node.Run()
 	t.Cleanup(a.node.Stop)
+	a.runBackup(t)
 	deadline := time.Now().Add(10 * time.Second)
 	for a.node.Ready() != nil {
 		if time.Now().After(deadline) {
@@ -60,9 +63,33 @@ func (a *app) request(t *testing.T, h http.Handler, method, path, body string) *
 	return rec
 }
 
+// runBackup runs the app's backup task, when it has one, until the test
+// ends (before its node stops: cleanups run last first).
+func (a *app) runBackup(t *testing.T) {
+	if a.backup == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); a.backup.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// withBackup gives a node a repository in a new directory, shared by
+// every node the same mutation is applied to.
+func withBackup(t *testing.T) func(*Config) {
+	url := "file://" + t.TempDir()
+	return func(c *Config) {
+		c.Backup.Repository = url
+		c.Backup.FlushInterval = backup.Duration(20 * time.Millisecond)
+		c.Backup.CheckpointInterval = backup.Duration(200 * time.Millisecond)
+	}
+}
+
 // testCluster assembles three nodes in one process, replicating over
 // loopback TCP, and returns them once all are ready, the leader first.
-func testCluster(t *testing.T) []*app {
+// mutate, when not nil, edits every node's configuration.
+func testCluster(t *testing.T, mutate ...func(*Config)) []*app {
 	t.Helper()
 	addrs := kmbdtest.FreeAddrs(t, 3)
 	var parts []string
@@ -74,12 +101,16 @@ func testCluster(t *testing.T) []*app {
 		cfg := defaultConfig()
 		cfg.NodeID, cfg.DataDir, cfg.Cluster.Replicas = id, t.TempDir(), strings.Join(parts, ",")
 		cfg.API.Advertise = fmt.Sprintf("127.0.0.1:%d", 17100+id)
+		for _, m := range mutate {
+			m(&cfg)
+		}
 		a, err := newApp(cfg, io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
 		go a.node.Run()
 		t.Cleanup(a.node.Stop)
+		a.runBackup(t)
 		apps = append(apps, a)
 	}
 	deadline := time.Now().Add(30 * time.Second)
@@ -102,6 +133,16 @@ func testCluster(t *testing.T) []*app {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// waitBackedUp waits until the app's backup task shipped everything
+// committed, so its families have their series.
+func waitBackedUp(t *testing.T, a *app) {
+	t.Helper()
+	kmbdtest.WaitFor(t, "the backup checkpoint to reach the commit", 10*time.Second, func() bool {
+		st := a.backup.Status()
+		return st.State == backup.StateRunning && st.CheckpointOp == a.node.Status().CommitNumber
+	})
 }
 
 // traffic sends a fixed set of requests so every family has series.
@@ -143,8 +184,9 @@ func scrape(t *testing.T, a *app, accept string) (string, map[string]*dto.Metric
 // label values — matches testdata/metrics.golden. Sample values vary with
 // timing and are checked elsewhere.
 func TestMetricsGolden(t *testing.T) {
-	a := testApp(t, nil)
+	a := testApp(t, withBackup(t))
 	traffic(t, a)
+	waitBackedUp(t, a)
 	text, _ := scrape(t, a, "")
 
 	value := regexp.MustCompile(` [^ ]+$`)
@@ -349,8 +391,9 @@ func TestOpenMetricsNegotiation(t *testing.T) {
 // promtool, Prometheus' own linter, accepts the live exposition.
 func TestPromtoolCheckMetrics(t *testing.T) {
 	promtool := kmbdtest.RequireTool(t, "KMB_PROMTOOL", "promtool")
-	a := testCluster(t)[0]
+	a := testCluster(t, withBackup(t))[0]
 	traffic(t, a)
+	waitBackedUp(t, a)
 	text, _ := scrape(t, a, "")
 	cmd := exec.Command(promtool, "check", "metrics")
 	cmd.Stdin = strings.NewReader(text)

@@ -29,11 +29,16 @@ func docFiles(t *testing.T) map[string]string {
 }
 
 // Every kmb_* metric the docs name is really exposed, by the leader of a
-// three-node cluster.
+// three-node cluster with a backup repository, or pushed by the one-shot
+// backup commands (kmb_restore_*).
 func TestDocumentedMetricsExist(t *testing.T) {
-	a := testCluster(t)[0]
+	a := testCluster(t, withBackup(t))[0]
 	traffic(t, a)
+	waitBackedUp(t, a)
 	_, fams := scrape(t, a, "")
+	for name, f := range pushedFamilies(t) {
+		fams[name] = f
+	}
 	// Recording rules (level:kmb_metric:operations) are checked by the deploy
 	// package's promtool tests, not here: a name touching a colon is skipped.
 	name := regexp.MustCompile(`(?:^|[^:\w])(kmb_[a-z0-9_]+)\b[^:]`)
@@ -57,7 +62,7 @@ func TestDocumentedMetricsExist(t *testing.T) {
 // (kmb_json) look like metric names; they are not metrics.
 func notAMetric(s string) bool {
 	switch s {
-	case "kmb_storage", "kmb_consensus", "kmb_api", "kmb_http", "kmb_telemetry", "kmb_transport", "kmb_vsr", "kmb_canary", "kmb_json":
+	case "kmb_backup", "kmb_storage", "kmb_consensus", "kmb_api", "kmb_http", "kmb_telemetry", "kmb_transport", "kmb_vsr", "kmb_canary", "kmb_json":
 		return true
 	}
 	return false

@@ -152,6 +152,14 @@ func newTaskMetrics(r *metric.Registry, backend string) *taskMetrics {
 	for _, res := range []string{"ok", "corrupt", "error"} {
 		m.verifyRuns.With(res)
 	}
+	// The errors an operator most needs to see start at 0 rather than
+	// appear on first occurrence, so rate() and increase() see them.
+	for _, op := range []string{"open", "flush", "checkpoint", "snapshot", "verify", "retention"} {
+		m.errors.With(op, ClassRetryable, "storage")
+		m.retries.With(op, "storage")
+	}
+	m.errors.With("flush", ClassFatal, "log_read")
+	m.errors.With("open", ClassFatal, "corrupt_manifest")
 	m.retentionDeleted.With("snapshot")
 	m.retentionDeleted.With("segment")
 	for _, op := range []string{OpSegment, OpManifest, OpCheckpoint, OpRead} {
