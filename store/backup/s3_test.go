@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/minio/minio-go/v7"
+
+	"github.com/kmb-db/kmb/internal/kmbdtest"
 )
 
 // awsEnv is a getenv over the given AWS_* variables.
@@ -156,8 +158,9 @@ func TestOpenURLS3(t *testing.T) {
 }
 
 func TestS3Backend(t *testing.T) {
-	endpoint, user, password := startMinIO(t)
-	makeBucket(t, endpoint, user, password, "kmb-backup")
+	m := kmbdtest.StartMinIO(t)
+	endpoint, user, password := m.Endpoint, m.User, m.Password
+	m.MakeBucket(t, "kmb-backup")
 	ctx := context.Background()
 	cfg := func(bucket, prefix string) S3Config {
 		return S3Config{
@@ -205,7 +208,7 @@ func TestS3Backend(t *testing.T) {
 
 	// Objects under the prefix that no key names (a console's folder
 	// marker, a dot file) are not listed.
-	raw := minioClient(t, endpoint, user, password)
+	raw := m.Client(t)
 	for _, name := range []string{"repo/one/segments/", "repo/one/.tmp", "repo/one/many/.x"} {
 		if _, err := raw.PutObject(ctx, "kmb-backup", name, bytes.NewReader(nil), 0, minio.PutObjectOptions{}); err != nil {
 			t.Fatal(err)
@@ -261,8 +264,9 @@ func TestS3Backend(t *testing.T) {
 // A repository on MinIO, opened from its backup.repository URL, is
 // written, verified and restored from like one in a directory.
 func TestS3RepositoryEndToEnd(t *testing.T) {
-	endpoint, user, password := startMinIO(t)
-	makeBucket(t, endpoint, user, password, "kmb-e2e")
+	m := kmbdtest.StartMinIO(t)
+	endpoint, user, password := m.Endpoint, m.User, m.Password
+	m.MakeBucket(t, "kmb-e2e")
 	t.Setenv("AWS_ACCESS_KEY_ID", user)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", password)
 	t.Setenv("AWS_SESSION_TOKEN", "")
