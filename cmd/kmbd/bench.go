@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math"
 	"math/bits"
@@ -90,6 +91,7 @@ type benchOptions struct {
 	seed       uint64
 	keep       bool
 	dir        string
+	backup     bool
 }
 
 func (o benchOptions) inProcess() bool { return len(o.addrs) == 0 }
@@ -177,6 +179,7 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile at the end of the measured time to this file")
 	fs.Int64Var(&seed, "seed", 1, "seed of keys and values")
 	fs.BoolVar(&o.keep, "keep", false, "keep the in-process cluster's data directory")
+	fs.BoolVar(&o.backup, "backup", false, "run the in-process cluster with continuous backup to a directory repository (default [backup] settings)")
 	fs.StringVar(&o.dir, "dir", "", "parent of the in-process cluster's data directory (default $TMPDIR or /tmp)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -199,7 +202,7 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 			}
 			o.addrs = append(o.addrs, base)
 		}
-		for _, name := range []string{"nodes", "telemetry", "keep", "dir"} {
+		for _, name := range []string{"nodes", "telemetry", "keep", "dir", "backup"} {
 			if set[name] {
 				return o, fmt.Errorf("--%s applies to the in-process cluster only; it cannot be combined with --addrs", name)
 			}
@@ -345,6 +348,14 @@ func benchMain(ctx context.Context, o benchOptions, stdout, stderr io.Writer) er
 		return err
 	}
 	if cluster != nil {
+		if o.backup {
+			res.Backup = true
+			if t := cluster.leader().app.backup; t != nil {
+				st := t.Status()
+				res.BackupCheckpointOp, res.BackupLagEntries = st.CheckpointOp, st.LagEntries
+			}
+			res.BackupRepositoryBytes = dirSize(filepath.Join(cluster.dir, "backup"))
+		}
 		if benchLoaded != nil {
 			benchLoaded(cluster.nodes)
 		}
@@ -781,6 +792,13 @@ type benchResult struct {
 	SpanExports     int64   `json:"span_exports"`
 	SpanExportBytes int64   `json:"span_export_bytes"`
 	Interrupted     bool    `json:"interrupted"`
+	// With --backup: the leader's backup task at the end of the measured
+	// time.
+	Backup                bool   `json:"backup"`
+	BackupCheckpointOp    uint64 `json:"backup_checkpoint_op,omitempty"`
+	BackupLagEntries      uint64 `json:"backup_lag_entries,omitempty"`
+	BackupStoredBytes     uint64 `json:"backup_stored_bytes,omitempty"`
+	BackupRepositoryBytes uint64 `json:"backup_repository_bytes,omitempty"`
 }
 
 func (b *bencher) result(d time.Duration, interrupted bool) *benchResult {
@@ -845,6 +863,10 @@ func writeBenchSummary(w io.Writer, o benchOptions, r *benchResult, c *benchClus
 	}
 	if r.Telemetry == benchTelFull {
 		rows = append(rows, [2]string{"Span exports", fmt.Sprintf("%s requests, %s", commas(r.SpanExports), benchBytes(r.SpanExportBytes))})
+	}
+	if r.Backup {
+		rows = append(rows, [2]string{"Backup", fmt.Sprintf("checkpoint at op %s, %s entries behind at the end; repository %s",
+			commas(int64(r.BackupCheckpointOp)), commas(int64(r.BackupLagEntries)), benchBytes(int64(r.BackupRepositoryBytes)))})
 	}
 	if r.Interrupted {
 		rows = append(rows, [2]string{"Interrupted", "yes"})
@@ -998,6 +1020,8 @@ type benchNode struct {
 	telSrv *http.Server
 	runErr chan error
 	ran    bool // Run returned and runErr was consumed
+	// stopBackup stops the backup task, if any, and waits for it.
+	stopBackup func()
 }
 
 func startBenchCluster(ctx context.Context, o benchOptions) (c *benchCluster, err error) {
@@ -1037,6 +1061,13 @@ func startBenchCluster(ctx context.Context, o benchOptions) (c *benchCluster, er
 		cfg.API.MaxBodyBytes = benchMaxBodyBytes
 		cfg.API.MaxBatchEntries = benchMaxBatch
 		cfg.Telemetry = benchTelemetryConfig(o.telemetry, c.sink)
+		if o.backup {
+			repo := filepath.Join(dir, "backup")
+			if err := os.MkdirAll(repo, 0o755); err != nil {
+				return c, err
+			}
+			cfg.Backup.Repository = "file://" + repo
+		}
 		n, err := startBenchNode(cfg)
 		if err != nil {
 			return c, fmt.Errorf("node %d: %w", id, err)
@@ -1099,6 +1130,13 @@ func startBenchNode(cfg Config) (*benchNode, error) {
 	go n.telSrv.Serve(telLn)
 	go n.apiSrv.Serve(apiLn)
 	go func() { n.runErr <- a.node.Run() }()
+	n.stopBackup = func() {}
+	if a.backup != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); a.backup.Run(ctx) }()
+		n.stopBackup = func() { cancel(); <-done }
+	}
 	return n, nil
 }
 
@@ -1161,6 +1199,9 @@ func (c *benchCluster) stop() error {
 		wg sync.WaitGroup
 		mu sync.Mutex
 	)
+	for _, n := range c.nodes {
+		n.stopBackup()
+	}
 	for _, n := range c.nodes {
 		wg.Go(func() {
 			n.app.node.Stop()
@@ -1255,4 +1296,18 @@ func (s *benchSpanSink) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = s.srv.Shutdown(ctx)
+}
+
+// dirSize is the size of the files under dir.
+func dirSize(dir string) uint64 {
+	var n uint64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += uint64(fi.Size())
+			}
+		}
+		return nil
+	})
+	return n
 }

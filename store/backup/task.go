@@ -93,7 +93,6 @@ type Task struct {
 	repo    *Repository // owned by Run
 	st      atomic.Pointer[TaskStatus]
 	stats   atomic.Pointer[Stats]
-	lagPos  atomic.Uint64
 	snapRun atomic.Bool
 	bg      sync.WaitGroup
 
@@ -150,7 +149,7 @@ func (t *Task) register(r *metric.Registry) {
 	}
 	task("kmb_backup_checkpoint_position", "Last log position safely in the repository.", func(s *Stats) float64 { return float64(s.Checkpoint.Position) })
 	task("kmb_backup_checkpoint_timestamp_seconds", "Commit time the checkpoint covers: every op committed at or before it is in the repository.", func(s *Stats) float64 { return secs(s.Checkpoint.Time()) })
-	task("kmb_backup_lag_entries", "Committed log entries not yet in the repository (commit position minus checkpoint position).", func(*Stats) float64 { return float64(t.lagPos.Load()) })
+	task("kmb_backup_lag_entries", "Committed log entries not yet in the repository (commit position minus checkpoint position).", func(s *Stats) float64 { return float64(t.lag(s)) })
 	gauge := func(name, help string, f func(s *Stats) float64) {
 		r.NewGaugeFunc(name, help, func() float64 { return f(t.stats.Load()) })
 	}
@@ -165,7 +164,22 @@ func (t *Task) register(r *metric.Registry) {
 }
 
 // Status returns the task's status.
-func (t *Task) Status() TaskStatus { return *t.st.Load() }
+func (t *Task) Status() TaskStatus {
+	s := *t.st.Load()
+	s.LagEntries = t.lag(t.stats.Load())
+	return s
+}
+
+// lag is how many entries this node applied that the checkpoint, as last
+// read, does not hold. It is read when asked, so that it counts commits
+// made while a flush runs.
+func (t *Task) lag(s *Stats) uint64 {
+	_, _, pos := t.src.BackupRole()
+	if pos > s.Checkpoint.Position {
+		return pos - s.Checkpoint.Position
+	}
+	return 0
+}
 
 func (t *Task) setState(state string, lastErr error) {
 	s := *t.st.Load()
@@ -183,20 +197,14 @@ func (t *Task) setState(state string, lastErr error) {
 
 // publish refreshes the gauges and status from the repository's
 // manifest as last read or written.
-func (t *Task) publish(commitPos uint64) {
+func (t *Task) publish() {
 	if t.repo == nil {
 		return
 	}
 	st := t.repo.Stats()
 	t.stats.Store(&st)
-	if commitPos > st.Checkpoint.Position {
-		t.lagPos.Store(commitPos - st.Checkpoint.Position)
-	} else {
-		t.lagPos.Store(0)
-	}
 	s := *t.st.Load()
 	s.CheckpointOp, s.CheckpointPosition, s.CheckpointTime = st.Checkpoint.Op, st.Checkpoint.Position, st.Checkpoint.Time()
-	s.LagEntries = t.lagPos.Load()
 	s.Snapshots, s.LastSnapshotSuccess, s.LastVerifySuccess = st.Snapshots, st.LastSnapshotSuccess, st.LastVerifySuccess
 	s.SnapshotRunning = t.snapRun.Load()
 	t.st.Store(&s)
@@ -219,7 +227,7 @@ func (t *Task) Run(ctx context.Context) {
 
 // step does one round of work and says how long to wait for the next.
 func (t *Task) step(ctx context.Context) time.Duration {
-	lead, commitOp, commitPos := t.src.BackupRole()
+	lead, commitOp, _ := t.src.BackupRole()
 	if t.repo == nil {
 		if err := t.open(ctx, lead); err != nil {
 			return t.failed(ctx, "open", err)
@@ -238,7 +246,7 @@ func (t *Task) step(ctx context.Context) time.Duration {
 			}
 			t.lastCheckpointWrite = t.now()
 		}
-		t.publish(commitPos)
+		t.publish()
 		return min(t.cfg.FlushInterval, 200*time.Millisecond)
 	}
 	if st := t.st.Load().State; st == StateStandby || st == StateError {
@@ -264,7 +272,7 @@ func (t *Task) step(ctx context.Context) time.Duration {
 			}
 			t.lastCheckpointWrite = t.now()
 		}
-		t.publish(commitPos)
+		t.publish()
 		return min(t.cfg.FlushInterval, time.Second)
 	}
 	if t.st.Load().State == StatePaused {
@@ -278,7 +286,7 @@ func (t *Task) step(ctx context.Context) time.Duration {
 			return t.failed(ctx, "flush", err)
 		}
 		t.failures = 0
-		t.publish(commitPos)
+		t.publish()
 		if t.repo.Checkpoint().Op < commitOp {
 			return 0 // more to ship
 		}
@@ -289,7 +297,7 @@ func (t *Task) step(ctx context.Context) time.Duration {
 		t.failures = 0
 	}
 	t.schedule(ctx)
-	t.publish(commitPos)
+	t.publish()
 	return t.cfg.FlushInterval
 }
 
@@ -308,7 +316,7 @@ func (t *Task) open(ctx context.Context, lead bool) error {
 		return err
 	}
 	t.repo = r
-	t.publish(0)
+	t.publish()
 	return nil
 }
 
