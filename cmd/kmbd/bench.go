@@ -26,6 +26,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,9 +93,26 @@ type benchOptions struct {
 	keep       bool
 	dir        string
 	backup     bool
+	// With --compare: the variants, run --rounds times each, alternately.
+	compare []benchVariant
+	rounds  int
 }
 
 func (o benchOptions) inProcess() bool { return len(o.addrs) == 0 }
+
+// comparing: the run is one of a --compare series.
+func (o benchOptions) comparing() bool { return len(o.compare) > 0 }
+
+// benchVariant is one configuration of a --compare series: a telemetry mode
+// and whether the cluster backs up continuously.
+type benchVariant struct {
+	name      string // as listed, e.g. "metrics+backup"
+	telemetry string
+	backup    bool
+}
+
+// benchMaxRounds bounds --rounds.
+const benchMaxRounds = 1000
 
 // benchLoaded, when set, is called after the load and before an in-process
 // cluster is torn down. Tests use it to read back what was written.
@@ -152,6 +170,21 @@ values (entries x --value-size).
 A live progress line is written to stderr when it is a terminal; the
 summary goes to stdout, and --json adds one JSON object as its last line.
 
+--compare LIST runs a series instead, so that the overheads of telemetry
+and backup are measured on one machine in one state. LIST is a comma-
+separated list of variants: off, metrics or full (the telemetry modes,
+backup off), backup (telemetry off, --backup on), or a telemetry mode and
+backup joined with + (metrics+backup). Each of --rounds rounds runs every
+variant once, in the listed order rotated by one per round so that no
+variant always runs first; each run starts a fresh in-process cluster,
+loads it for --warmup and --duration as a single run does, and stops it.
+A line per run goes to stderr; the summary gives per variant the median,
+minimum and maximum entries/s over its runs, the median p50 and p99, and
+the change of its median entries/s from the first variant's (the
+baseline). --compare cannot be combined with --addrs, --telemetry,
+--backup, --cpuprofile or --memprofile; the exit status is 1 when any run
+failed, after the summary of those that completed.
+
 flags:
 `
 
@@ -181,6 +214,9 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.BoolVar(&o.keep, "keep", false, "keep the in-process cluster's data directory")
 	fs.BoolVar(&o.backup, "backup", false, "run the in-process cluster with continuous backup to a directory repository (default [backup] settings)")
 	fs.StringVar(&o.dir, "dir", "", "parent of the in-process cluster's data directory (default $TMPDIR or /tmp)")
+	var compare string
+	fs.StringVar(&compare, "compare", "", "run a series alternating these variants, comma-separated: off, metrics, full, backup, or a mode+backup")
+	fs.IntVar(&o.rounds, "rounds", 5, "with --compare: runs of each variant, 1.."+strconv.Itoa(benchMaxRounds))
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, err
@@ -194,6 +230,23 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
+	if set["compare"] {
+		for _, name := range []string{"addrs", "telemetry", "backup", "cpuprofile", "memprofile"} {
+			if set[name] {
+				return o, fmt.Errorf("--%s cannot be combined with --compare: the variants set telemetry and backup, and each run starts its own in-process cluster", name)
+			}
+		}
+		vs, err := parseBenchVariants(compare)
+		if err != nil {
+			return o, err
+		}
+		if o.rounds < 1 || o.rounds > benchMaxRounds {
+			return o, fmt.Errorf("--rounds %d: accepted 1..%d", o.rounds, benchMaxRounds)
+		}
+		o.compare = vs
+	} else if set["rounds"] {
+		return o, errors.New("--rounds applies to --compare only")
+	}
 	if addrs != "" {
 		for _, a := range strings.Split(addrs, ",") {
 			base, err := benchBaseURL(strings.TrimSpace(a))
@@ -245,6 +298,48 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 	return o, nil
 }
 
+// parseBenchVariants parses the list of --compare.
+func parseBenchVariants(list string) ([]benchVariant, error) {
+	const accepted = "accepted a comma-separated list of off, metrics, full and backup, or a telemetry mode and backup joined with + (metrics+backup)"
+	var out []benchVariant
+	seen := map[benchVariant]string{} // configuration -> the name listing it
+	for _, item := range strings.Split(list, ",") {
+		var v benchVariant
+		var parts []string
+		for _, part := range strings.Split(item, "+") {
+			part = strings.TrimSpace(part)
+			switch part {
+			case benchTelOff, benchTelMetrics, benchTelFull:
+				if v.telemetry != "" {
+					return nil, fmt.Errorf("--compare %q: variant %q names two telemetry modes; %s", list, strings.TrimSpace(item), accepted)
+				}
+				v.telemetry = part
+			case "backup":
+				if v.backup {
+					return nil, fmt.Errorf("--compare %q: variant %q names backup twice", list, strings.TrimSpace(item))
+				}
+				v.backup = true
+			case "":
+				return nil, fmt.Errorf("--compare %q: empty variant; %s", list, accepted)
+			default:
+				return nil, fmt.Errorf("--compare %q: unknown variant %q; %s", list, part, accepted)
+			}
+			parts = append(parts, part)
+		}
+		if v.telemetry == "" {
+			v.telemetry = benchTelOff
+		}
+		key := v
+		v.name = strings.Join(parts, "+")
+		if prev, ok := seen[key]; ok {
+			return nil, fmt.Errorf("--compare %q: %q and %q are the same variant", list, prev, v.name)
+		}
+		seen[key] = v.name
+		out = append(out, v)
+	}
+	return out, nil
+}
+
 // benchBaseURL turns host:port (or http://host:port) into a base URL.
 func benchBaseURL(s string) (string, error) {
 	if !strings.Contains(s, "://") {
@@ -284,6 +379,9 @@ func benchBody(r *rand.Rand, batch, valueSize int) []byte {
 }
 
 func benchMain(ctx context.Context, o benchOptions, stdout, stderr io.Writer) error {
+	if o.comparing() {
+		return benchCompare(ctx, o, stdout, stderr)
+	}
 	var cpuFile, memFile *os.File
 	for _, p := range []struct {
 		name string
@@ -301,6 +399,25 @@ func benchMain(ctx context.Context, o benchOptions, stdout, stderr io.Writer) er
 		*p.f = f
 	}
 
+	res, cluster, err := benchRunOnce(ctx, o, stderr, cpuFile, memFile)
+	if res == nil {
+		return err
+	}
+	writeBenchSummary(stdout, o, res, cluster)
+	if o.json {
+		line, _ := json.Marshal(res)
+		fmt.Fprintf(stdout, "%s\n", line)
+	}
+	return err
+}
+
+// benchRunOnce loads the cluster once: one it starts in this process with
+// o's telemetry and backup, and stops before returning (the stopped cluster
+// is returned for the summary), or the running nodes of o.addrs (the
+// cluster is nil). The result is nil when nothing was measured; a non-nil
+// result with an error is a run that was interrupted or in which no
+// request succeeded.
+func benchRunOnce(ctx context.Context, o benchOptions, stderr io.Writer, cpuFile, memFile *os.File) (*benchResult, *benchCluster, error) {
 	b := &bencher{o: o, stderr: stderr}
 	b.prepare()
 	var cluster *benchCluster
@@ -319,10 +436,13 @@ func benchMain(ctx context.Context, o benchOptions, stdout, stderr io.Writer) er
 	if o.inProcess() {
 		var err error
 		started := time.Now()
-		fmt.Fprintf(stderr, "kmbd bench: starting %d node(s) on 127.0.0.1, telemetry %s\n", o.nodes, o.telemetry)
+		// A series prints a line per run instead.
+		if !o.comparing() {
+			fmt.Fprintf(stderr, "kmbd bench: starting %d node(s) on 127.0.0.1, telemetry %s\n", o.nodes, o.telemetry)
+		}
 		cluster, err = startBenchCluster(ctx, o)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		defer func() {
 			if !cluster.stopped {
@@ -330,7 +450,9 @@ func benchMain(ctx context.Context, o benchOptions, stdout, stderr io.Writer) er
 			}
 		}()
 		leader := cluster.leader()
-		fmt.Fprintf(stderr, "kmbd bench: node %d leads after %.2fs; data in %s\n", leader.id, time.Since(started).Seconds(), cluster.dir)
+		if !o.comparing() {
+			fmt.Fprintf(stderr, "kmbd bench: node %d leads after %.2fs; data in %s\n", leader.id, time.Since(started).Seconds(), cluster.dir)
+		}
 		for _, n := range cluster.nodes {
 			b.targets = append(b.targets, n.apiURL)
 		}
@@ -345,7 +467,7 @@ func benchMain(ctx context.Context, o benchOptions, stdout, stderr io.Writer) er
 
 	res, err := b.run(ctx, cpuFile, memFile)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if cluster != nil {
 		if o.backup {
@@ -362,21 +484,16 @@ func benchMain(ctx context.Context, o benchOptions, stdout, stderr io.Writer) er
 		stopCluster() // flushes the last spans
 		res.SpanExports, res.SpanExportBytes = cluster.sink.load()
 	}
-	writeBenchSummary(stdout, o, res, cluster)
-	if o.json {
-		line, _ := json.Marshal(res)
-		fmt.Fprintf(stdout, "%s\n", line)
-	}
 	switch {
 	case res.Interrupted:
-		return errors.New("interrupted: the figures above cover the measured time before the interruption")
+		return res, cluster, errors.New("interrupted: the figures above cover the measured time before the interruption")
 	case res.Requests == 0:
 		if last := b.lastFail.Load(); last != nil {
-			return fmt.Errorf("no request succeeded during the measured time; the last attempt failed: %s", *last)
+			return res, cluster, fmt.Errorf("no request succeeded during the measured time; the last attempt failed: %s", *last)
 		}
-		return errors.New("no request succeeded during the measured time")
+		return res, cluster, errors.New("no request succeeded during the measured time")
 	}
-	return nil
+	return res, cluster, nil
 }
 
 // bencher runs the clients and collects what they measure.
@@ -874,6 +991,175 @@ func writeBenchSummary(w io.Writer, o benchOptions, r *benchResult, c *benchClus
 	for _, row := range rows {
 		fmt.Fprintf(w, "  %-14s %s\n", row[0], row[1])
 	}
+}
+
+// benchCompare runs the --compare series: --rounds rounds, each running
+// every variant once on a fresh in-process cluster, in the listed order
+// rotated by one per round. A failed run is reported and the series goes on;
+// an interruption ends it. The summary covers the runs that completed.
+func benchCompare(ctx context.Context, o benchOptions, stdout, stderr io.Writer) error {
+	k := len(o.compare)
+	names := make([]string, k)
+	for i, v := range o.compare {
+		names[i] = v.name
+	}
+	fmt.Fprintf(stderr, "kmbd bench: %d round(s) of %s on %d in-process node(s) at 127.0.0.1, %v of warmup and %v measured per run\n",
+		o.rounds, strings.Join(names, ", "), o.nodes, o.warmup, o.duration)
+
+	runs := make([][]*benchResult, k) // per variant, completed runs in order
+	failed := make([]int, k)
+	interrupted := false
+series:
+	for r := range o.rounds {
+		for i := range k {
+			vi := (r + i) % k
+			v := o.compare[vi]
+			ro := o
+			ro.telemetry, ro.backup = v.telemetry, v.backup
+			// Each run starts from a collected heap, whatever the last one left.
+			runtime.GC()
+			res, _, err := benchRunOnce(ctx, ro, stderr, nil, nil)
+			label := fmt.Sprintf("round %d/%d %s", r+1, o.rounds, v.name)
+			if err != nil {
+				failed[vi]++
+				fmt.Fprintf(stderr, "%s: failed: %v\n", label, err)
+			} else {
+				runs[vi] = append(runs[vi], res)
+				line := fmt.Sprintf("%s: %s entries/s, p99 %.1f ms", label, commas(int64(res.EntriesPerSec)), res.P99Ms)
+				if res.Errors > 0 {
+					line += fmt.Sprintf(", %s errors", commas(res.Errors))
+				}
+				fmt.Fprintln(stderr, line)
+			}
+			if ctx.Err() != nil {
+				interrupted = true
+				break series
+			}
+		}
+	}
+
+	out := benchCompareResult{
+		Rounds: o.rounds, Nodes: o.nodes, Clients: o.clients, Batch: o.batch, ValueSize: o.valueSize,
+		Tenants: o.tenants, Seed: o.seed, WarmupS: round(o.warmup.Seconds(), 3), DurationS: round(o.duration.Seconds(), 3),
+		Interrupted: interrupted,
+	}
+	completed := 0
+	for i, v := range o.compare {
+		vr := benchVariantResult{Variant: v.name, Telemetry: v.telemetry, Backup: v.backup, Runs: []float64{}, Failed: failed[i]}
+		var p50s, p99s []float64
+		for _, res := range runs[i] {
+			vr.Runs = append(vr.Runs, res.EntriesPerSec)
+			p50s, p99s = append(p50s, res.P50Ms), append(p99s, res.P99Ms)
+		}
+		if n := len(vr.Runs); n > 0 {
+			vr.MedianEntriesPerSec = round(median(vr.Runs), 1)
+			vr.MinEntriesPerSec, vr.MaxEntriesPerSec = slices.Min(vr.Runs), slices.Max(vr.Runs)
+			vr.MedianP50Ms, vr.MedianP99Ms = round(median(p50s), 3), round(median(p99s), 3)
+			switch {
+			case i == 0:
+				one := 1.0
+				vr.RatioToBaseline = &one
+			case out.Compare[0].MedianEntriesPerSec > 0:
+				ratio := round(vr.MedianEntriesPerSec/out.Compare[0].MedianEntriesPerSec, 4)
+				vr.RatioToBaseline = &ratio
+			}
+		}
+		completed += len(vr.Runs)
+		out.Failed += vr.Failed
+		out.Compare = append(out.Compare, vr)
+	}
+	writeBenchCompare(stdout, &out)
+	if o.json {
+		line, _ := json.Marshal(out)
+		fmt.Fprintf(stdout, "%s\n", line)
+	}
+	switch total := o.rounds * k; {
+	case interrupted:
+		return fmt.Errorf("interrupted after %d of %d runs; the figures above cover the %d that completed", completed+out.Failed, total, completed)
+	case out.Failed > 0:
+		return fmt.Errorf("%d of %d runs failed; the figures above cover the %d that completed", out.Failed, total, completed)
+	}
+	return nil
+}
+
+// benchCompareResult is the outcome of a --compare series; --json prints it.
+type benchCompareResult struct {
+	Compare     []benchVariantResult `json:"compare"`
+	Rounds      int                  `json:"rounds"`
+	Nodes       int                  `json:"nodes"`
+	Clients     int                  `json:"clients"`
+	Batch       int                  `json:"batch"`
+	ValueSize   int                  `json:"value_size"`
+	Tenants     int                  `json:"tenants"`
+	Seed        uint64               `json:"seed"`
+	WarmupS     float64              `json:"warmup_s"`
+	DurationS   float64              `json:"duration_s"`
+	Failed      int                  `json:"failed_runs"`
+	Interrupted bool                 `json:"interrupted"`
+}
+
+// benchVariantResult is one variant's runs in a series.
+type benchVariantResult struct {
+	Variant   string `json:"variant"`
+	Telemetry string `json:"telemetry"`
+	Backup    bool   `json:"backup"`
+	// Runs are the entries/s of the completed runs, in the order run.
+	Runs                []float64 `json:"runs"`
+	Failed              int       `json:"failed_runs"`
+	MedianEntriesPerSec float64   `json:"median_entries_per_sec"`
+	MinEntriesPerSec    float64   `json:"min_entries_per_sec"`
+	MaxEntriesPerSec    float64   `json:"max_entries_per_sec"`
+	MedianP50Ms         float64   `json:"median_p50_ms"`
+	MedianP99Ms         float64   `json:"median_p99_ms"`
+	// RatioToBaseline is the median entries/s over the first variant's;
+	// null when either has no completed run.
+	RatioToBaseline *float64 `json:"ratio_to_baseline"`
+}
+
+func writeBenchCompare(w io.Writer, r *benchCompareResult) {
+	fmt.Fprintf(w, "\nkmbd bench: %d round(s) on %d in-process node(s), %.2f s measured per run (after %.2f s of warmup)\n",
+		r.Rounds, r.Nodes, r.DurationS, r.WarmupS)
+	fmt.Fprintf(w, "load: %d clients, %d entries of %d-byte values per request, %d tenants, seed %d\n\n",
+		r.Clients, r.Batch, r.ValueSize, r.Tenants, r.Seed)
+	width := len("variant")
+	for _, v := range r.Compare {
+		width = max(width, len(v.Variant))
+	}
+	baseline := "vs " + r.Compare[0].Variant
+	fmt.Fprintf(w, "  %-*s  %5s  %12s  %12s  %12s  %9s  %9s  %s\n",
+		width, "variant", "runs", "entries/s", "min", "max", "p50 ms", "p99 ms", baseline)
+	for i, v := range r.Compare {
+		n := len(v.Runs)
+		if n == 0 {
+			fmt.Fprintf(w, "  %-*s  %5s  %12s  %12s  %12s  %9s  %9s  %s\n",
+				width, v.Variant, fmt.Sprintf("%d/%d", n, n+v.Failed), "-", "-", "-", "-", "-", "-")
+			continue
+		}
+		change := "-"
+		switch {
+		case i == 0:
+			change = "baseline"
+		case v.RatioToBaseline != nil:
+			change = fmt.Sprintf("%+.1f%%", (*v.RatioToBaseline-1)*100)
+		}
+		fmt.Fprintf(w, "  %-*s  %5s  %12s  %12s  %12s  %9.2f  %9.2f  %s\n",
+			width, v.Variant, fmt.Sprintf("%d/%d", n, n+v.Failed),
+			commas(int64(v.MedianEntriesPerSec)), commas(int64(v.MinEntriesPerSec)), commas(int64(v.MaxEntriesPerSec)),
+			v.MedianP50Ms, v.MedianP99Ms, change)
+	}
+	fmt.Fprintf(w, "\nentries/s, p50 and p99 are medians over a variant's runs; min and max are its slowest and fastest run.\n")
+}
+
+// median of vs, which is not empty; the mean of the middle two for an even
+// count.
+func median(vs []float64) float64 {
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
 }
 
 // commas formats n with thousands separators.

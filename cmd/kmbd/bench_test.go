@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -173,6 +175,19 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"--addrs", "127.0.0.1:7001", "--nodes", "3"}, "--nodes"},
 		{[]string{"--batch", "100000", "--value-size", "1000"}, "--batch"},
 		{[]string{"--no-such-flag"}, "-no-such-flag"},
+		{[]string{"--compare", "off,backup", "--backup"}, "--backup"},
+		{[]string{"--compare", "off", "--telemetry", "full"}, "--telemetry"},
+		{[]string{"--compare", "off", "--addrs", "127.0.0.1:7001"}, "--addrs"},
+		{[]string{"--compare", "off", "--cpuprofile", "cpu.out"}, "--cpuprofile"},
+		{[]string{"--compare", "off,bogus"}, `"bogus"`},
+		{[]string{"--compare", "off,,full"}, "--compare"},
+		{[]string{"--compare", ""}, "--compare"},
+		{[]string{"--compare", "metrics+full"}, "two telemetry modes"},
+		{[]string{"--compare", "backup+backup"}, "--compare"},
+		{[]string{"--compare", "off,backup,off+backup"}, "same variant"},
+		{[]string{"--compare", "off", "--rounds", "0"}, "--rounds"},
+		{[]string{"--compare", "off", "--rounds", "1001"}, "--rounds"},
+		{[]string{"--rounds", "3"}, "--rounds"},
 		{[]string{"extra"}, `"extra"`},
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -287,5 +302,136 @@ func TestBenchAddrsRetries(t *testing.T) {
 	stderr.Reset()
 	if code := runBench(t.Context(), args, noEnv, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "400") {
 		t.Fatalf("rejected writes: exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+// --compare alternates fresh in-process clusters of each variant, rotating
+// which runs first, and reports each variant's medians and its ratio to the
+// first variant's.
+func TestBenchCompare(t *testing.T) {
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	args := []string{"--compare", "off,backup", "--rounds", "2", "--duration", "300ms", "--warmup", "0",
+		"--clients", "2", "--batch", "5", "--nodes", "1", "--json", "--dir", dir}
+	if code := runBench(t.Context(), args, noEnv, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	var res struct {
+		Compare []struct {
+			Variant             string    `json:"variant"`
+			Telemetry           string    `json:"telemetry"`
+			Backup              bool      `json:"backup"`
+			Runs                []float64 `json:"runs"`
+			MedianEntriesPerSec float64   `json:"median_entries_per_sec"`
+			MedianP50Ms         float64   `json:"median_p50_ms"`
+			MedianP99Ms         float64   `json:"median_p99_ms"`
+			RatioToBaseline     *float64  `json:"ratio_to_baseline"`
+		} `json:"compare"`
+		Rounds    int     `json:"rounds"`
+		Nodes     int     `json:"nodes"`
+		Clients   int     `json:"clients"`
+		Batch     int     `json:"batch"`
+		DurationS float64 `json:"duration_s"`
+	}
+	lines := strings.Split(strings.TrimRight(stdout.String(), "\n"), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+		t.Fatalf("last line is not JSON: %v\n%s", err, stdout.String())
+	}
+	if res.Rounds != 2 || res.Nodes != 1 || res.Clients != 2 || res.Batch != 5 || res.DurationS != 0.3 || len(res.Compare) != 2 {
+		t.Fatalf("result %+v", res)
+	}
+	for i, want := range []struct {
+		variant string
+		backup  bool
+	}{{"off", false}, {"backup", true}} {
+		v := res.Compare[i]
+		if v.Variant != want.variant || v.Telemetry != "off" || v.Backup != want.backup {
+			t.Errorf("variant %d: %+v, want %s", i, v, want.variant)
+		}
+		if len(v.Runs) != 2 || v.Runs[0] <= 0 || v.Runs[1] <= 0 {
+			t.Errorf("%s: runs %v, want 2 positive", v.Variant, v.Runs)
+		}
+		if lo, hi := min(v.Runs[0], v.Runs[1]), max(v.Runs[0], v.Runs[1]); v.MedianEntriesPerSec < lo || v.MedianEntriesPerSec > hi {
+			t.Errorf("%s: median %v outside its runs %v", v.Variant, v.MedianEntriesPerSec, v.Runs)
+		}
+		if v.MedianP50Ms <= 0 || v.MedianP99Ms < v.MedianP50Ms {
+			t.Errorf("%s: median p50 %v, p99 %v", v.Variant, v.MedianP50Ms, v.MedianP99Ms)
+		}
+		if v.RatioToBaseline == nil || *v.RatioToBaseline <= 0 || (i == 0 && *v.RatioToBaseline != 1) {
+			t.Errorf("%s: ratio_to_baseline %v", v.Variant, v.RatioToBaseline)
+		}
+	}
+	t.Logf("off %.0f, backup %.0f entries/s (ratio %v)", res.Compare[0].MedianEntriesPerSec, res.Compare[1].MedianEntriesPerSec, *res.Compare[1].RatioToBaseline)
+
+	// One line per run, the starting variant rotated each round.
+	var order []string
+	for _, line := range strings.Split(stderr.String(), "\n") {
+		if strings.HasPrefix(line, "round ") {
+			if !regexp.MustCompile(`^round \d/2 \w+: [\d,]+ entries/s, p99 \d+\.\d ms$`).MatchString(line) {
+				t.Errorf("progress line %q", line)
+			}
+			label, _, _ := strings.Cut(line, ":")
+			order = append(order, label)
+		}
+	}
+	if want := []string{"round 1/2 off", "round 1/2 backup", "round 2/2 backup", "round 2/2 off"}; !slices.Equal(order, want) {
+		t.Errorf("runs %q, want %q\n%s", order, want, stderr.String())
+	}
+	for _, row := range []string{"  off ", "  backup ", "baseline", "vs off"} {
+		if !strings.Contains(stdout.String(), row) {
+			t.Errorf("summary has no %q:\n%s", row, stdout.String())
+		}
+	}
+	if !regexp.MustCompile(`(?m)^  backup +2/2 .* [+-]\d+\.\d%$`).MatchString(stdout.String()) {
+		t.Errorf("summary has no change for backup:\n%s", stdout.String())
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("data left behind in %s: %v", dir, left)
+	}
+}
+
+// A series whose runs fail still prints its summary, and exits 1.
+func TestBenchCompareFailedRuns(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing")
+	var stdout, stderr bytes.Buffer
+	args := []string{"--compare", "off,metrics", "--rounds", "1", "--duration", "100ms", "--warmup", "0",
+		"--nodes", "1", "--json", "--dir", missing}
+	if code := runBench(t.Context(), args, noEnv, &stdout, &stderr); code != 1 {
+		t.Fatalf("exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	if n := strings.Count(stderr.String(), ": failed: "); n != 2 || !strings.Contains(stderr.String(), "2 of 2 runs failed") {
+		t.Errorf("stderr %q: want 2 failed runs reported", stderr.String())
+	}
+	res := lastJSON(t, stdout.String())
+	variants := res["compare"].([]any)
+	if len(variants) != 2 || res["failed_runs"] != 2.0 {
+		t.Fatalf("result %v", res)
+	}
+	for _, v := range variants {
+		v := v.(map[string]any)
+		if runs := v["runs"].([]any); len(runs) != 0 || v["failed_runs"] != 1.0 || v["ratio_to_baseline"] != nil {
+			t.Errorf("variant %v", v)
+		}
+	}
+}
+
+// The variants of --compare.
+func TestBenchCompareVariants(t *testing.T) {
+	o, err := parseBenchFlags([]string{"--compare", " off, metrics + backup,full,backup"}, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []benchVariant{{"off", "off", false}, {"metrics+backup", "metrics", true}, {"full", "full", false}, {"backup", "off", true}}
+	if !slices.Equal(o.compare, want) || o.rounds != 5 {
+		t.Fatalf("variants %+v, rounds %d; want %+v, 5", o.compare, o.rounds, want)
+	}
+	if o, err := parseBenchFlags(nil, noEnv, io.Discard); err != nil || o.comparing() {
+		t.Fatalf("no --compare: %+v, %v", o, err)
+	}
+	if m := median([]float64{3, 1, 2}); m != 2 {
+		t.Errorf("median of 3, 1, 2 = %v", m)
+	}
+	if m := median([]float64{4, 1, 3, 2}); m != 2.5 {
+		t.Errorf("median of 4, 1, 3, 2 = %v", m)
 	}
 }
