@@ -190,7 +190,7 @@ func TestRestoreTargets(t *testing.T) {
 
 func snapshot(t *testing.T, r *Repository) SnapshotResult {
 	t.Helper()
-	res, err := r.CreateSnapshot(context.Background(), time.Now(), 4<<10)
+	res, err := r.CreateSnapshot(context.Background(), time.Now(), 4<<10, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,10 @@ type SnapshotResult struct {
 // Parts are written before the manifest lists them; a crash in between
 // leaves objects that Verify reports as orphans and that the next
 // snapshot of the same op overwrites with the same bytes.
-func (r *Repository) CreateSnapshot(ctx context.Context, now time.Time, partBytes int) (SnapshotResult, error) {
+//
+// progress, if not nil, is called after each part with the entries
+// copied so far and the snapshot's total.
+func (r *Repository) CreateSnapshot(ctx context.Context, now time.Time, partBytes int, progress func(done, total uint64)) (SnapshotResult, error) {
 	start := time.Now()
 	if partBytes <= 0 {
 		partBytes = DefaultPartBytes
@@ -80,6 +83,9 @@ func (r *Repository) CreateSnapshot(ctx context.Context, now time.Time, partByte
 			return fmt.Errorf("backup: snapshot: write %s: %w", info.Name, err)
 		}
 		snap.Parts = append(snap.Parts, info)
+		if progress != nil {
+			progress(info.LastPosition, snap.Position)
+		}
 		res.Ops += uint64(len(part))
 		res.RawBytes += info.RawBytes
 		res.StoredBytes += info.StoredBytes

@@ -10,14 +10,14 @@ import (
 func TestSnapshotAndRetention(t *testing.T) {
 	ctx := context.Background()
 	r, b := newRepo(t)
-	if _, err := r.CreateSnapshot(ctx, time.Now(), 0); !errors.Is(err, ErrEmptyRepository) {
+	if _, err := r.CreateSnapshot(ctx, time.Now(), 0, nil); !errors.Is(err, ErrEmptyRepository) {
 		t.Fatalf("snapshot of an empty repository: %v", err)
 	}
 	ops := sourceLog(t, genOps(1, 1, 320, 3))
 	day := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i, end := range []int{100, 200, 300} {
 		backUp(t, r, ops[i*100:end], 40)
-		res, err := r.CreateSnapshot(ctx, day.Add(time.Duration(i)*24*time.Hour), 2<<10)
+		res, err := r.CreateSnapshot(ctx, day.Add(time.Duration(i)*24*time.Hour), 2<<10, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -31,7 +31,7 @@ func TestSnapshotAndRetention(t *testing.T) {
 		}
 	}
 	// Nothing new since the last one: only the success time moves.
-	again, err := r.CreateSnapshot(ctx, day.Add(72*time.Hour), 2<<10)
+	again, err := r.CreateSnapshot(ctx, day.Add(72*time.Hour), 2<<10, nil)
 	if err != nil || again.Created || again.Snapshot.Op != 300 {
 		t.Fatalf("repeated snapshot: %+v, %v", again, err)
 	}

@@ -419,7 +419,7 @@ func (t *Task) schedule(ctx context.Context) {
 func (t *Task) snapshot(ctx context.Context) {
 	ctx, span := t.tracer.StartAlways(ctx, spans.Snapshot)
 	defer span.End()
-	res, err := t.repo.CreateSnapshot(ctx, t.now(), 0)
+	res, err := t.repo.CreateSnapshot(ctx, t.now(), 0, nil)
 	result := "success"
 	if err != nil {
 		result = "failure"

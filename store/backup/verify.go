@@ -82,8 +82,15 @@ func (r *Repository) Verify(ctx context.Context) (Report, error) {
 // (other than a missing object) and for ctx; what is wrong with the
 // repository is in the Report.
 func VerifyBackend(ctx context.Context, b Backend) (Report, error) {
+	return VerifyBackendProgress(ctx, b, nil)
+}
+
+// VerifyBackendProgress is VerifyBackend calling progress, if not nil,
+// after each object with the objects verified so far and the number to
+// verify.
+func VerifyBackendProgress(ctx context.Context, b Backend, progress func(done, total uint64)) (Report, error) {
 	start := time.Now()
-	v := verifier{backend: b}
+	v := verifier{backend: b, progress: progress}
 	defer func() { v.rep.Duration = time.Since(start) }()
 	dec, err := newSegmentDecoder()
 	if err != nil {
@@ -123,9 +130,11 @@ func VerifyBackend(ctx context.Context, b Backend) (Report, error) {
 }
 
 type verifier struct {
-	backend Backend
-	dec     *segmentDecoder
-	rep     Report
+	backend  Backend
+	dec      *segmentDecoder
+	rep      Report
+	progress func(done, total uint64)
+	total    uint64 // objects to verify, for progress
 }
 
 func (v *verifier) problem(object, kind, detail string) {
@@ -140,6 +149,10 @@ func (v *verifier) withManifest(ctx context.Context, m *Manifest, listed []strin
 	}
 	v.rep.ManifestOK = len(ps) == 0
 	inManifest := make(map[string]bool, len(m.Segments))
+	v.total = uint64(len(m.Segments))
+	for _, s := range m.Snapshots {
+		v.total += uint64(len(s.Parts))
+	}
 	for i := range m.Snapshots {
 		for j := range m.Snapshots[i].Parts {
 			info := &m.Snapshots[i].Parts[j]
@@ -167,6 +180,7 @@ func (v *verifier) withManifest(ctx context.Context, m *Manifest, listed []strin
 // withoutManifest verifies the objects under segments/ against their
 // names, and their continuity, when no manifest can be trusted.
 func (v *verifier) withoutManifest(ctx context.Context, listed []string) error {
+	v.total = uint64(len(listed))
 	var nextOp, nextPos uint64 = 1, 1
 	for _, key := range listed {
 		first, last, ok := ParseSegmentKey(key)
@@ -233,6 +247,9 @@ func (v *verifier) segment(ctx context.Context, key string, info *SegmentInfo) e
 		if diffs := d.check(*info); len(diffs) > 0 {
 			v.problem(key, ProblemMismatch, strings.Join(diffs, "; "))
 		}
+	}
+	if v.progress != nil {
+		v.progress(uint64(v.rep.Segments), max(v.total, uint64(v.rep.Segments)))
 	}
 	if len(v.rep.Problems) == before {
 		v.rep.SegmentsOK++
