@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -202,7 +203,27 @@ func (a *API) decodeAppend(r *http.Request) (entries []kmblog.Entry, status int,
 	if r.ContentLength > a.cfg.MaxBodyBytes {
 		return nil, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body of %d bytes exceeds api.max_body_bytes = %d", r.ContentLength, a.cfg.MaxBodyBytes)
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, a.cfg.MaxBodyBytes))
+	s := getScratch()
+	defer s.release()
+	body, err := readBody(http.MaxBytesReader(nil, r.Body, a.cfg.MaxBodyBytes), s.body, r.ContentLength)
+	s.body = body
+	if err == nil {
+		if entries, ok := s.decodeFast(body, a.cfg); ok {
+			return entries, 0, "", ""
+		}
+	}
+	// The same bytes, then the same error, through encoding/json.
+	var src io.Reader = bytes.NewReader(body)
+	if err != nil {
+		src = io.MultiReader(src, errReader{err})
+	}
+	return a.decodeAppendSlow(src)
+}
+
+// decodeAppendSlow decodes the body with encoding/json: whatever the fast
+// path does not take, and every error.
+func (a *API) decodeAppendSlow(body io.Reader) (entries []kmblog.Entry, status int, code, msg string) {
+	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	var req appendRequest
 	if err := dec.Decode(&req); err != nil {

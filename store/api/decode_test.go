@@ -1,0 +1,132 @@
+package api
+
+import (
+	"bytes"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// decodeSeeds are append bodies the fast path takes, and bodies it must
+// leave to encoding/json.
+var decodeSeeds = []string{
+	`{"entries":[{"key":"k1","value":{"n": 1}},{"key":"k2","value":null},{"key":"k1","value":[1, 2]}]}`,
+	" \t\r\n{ \"entries\" : [ { \"key\" : \"a b\" , \"value\" : { \"x\" : [ true , false , null , -0.5e+10 , 0 , 1E3 , \"s\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\" ] , \"y\" : { } , \"z\" : [ ] } } ] } \n",
+	`{"entries":[{"value":"first","key":"k"}]}`,
+	`{"entries":[{"key":"k","value":"\u2028 é \xff"}]}`,
+	`{"entries":[{"key":"k","value":-12.25e-3}]}`,
+	`{"entries":[{"key":"k","value":"` + strings.Repeat("v", 98) + `"},{"key":"k2","value":1}]}`,
+	// Not taken by the fast path; some valid, some not.
+	`{"entries":[{"key":"k","value":1}`,
+	`[1,2]`,
+	`{"entries":[{"key":"k","value":1,"x":2}]}`,
+	`{"entries":[{"key":"k","value":1}]} {}`,
+	`{"entries":[{"key":"k","value":1}]}}`,
+	`{"entries":[{"key":"k","value":1}]}]`,
+	`{"entries":[]}`,
+	`{"entries":null}`,
+	`{}`,
+	``,
+	`{"entries":[{"value":1}]}`,
+	`{"entries":[{"key":"k"}]}`,
+	`{"entries":[{"key":"","value":1}]}`,
+	`{"entries":[{"key":"a\u0001","value":1}]}`,
+	`{"entries":[{"key":"\u0061","value":1}]}`,
+	`{"entries":[{"key":"é","value":1}]}`,
+	`{"entries":[{"key":"k","key":"j","value":1}]}`,
+	`{"entries":[{"key":"k","value":1,"value":2}]}`,
+	`{"Entries":[{"Key":"k","VALUE":1}]}`,
+	`{"entries":[{"key":null,"value":1}]}`,
+	`{"entries":[{"key":1,"value":1}]}`,
+	`{"entries":[{"key":"k","value":01}]}`,
+	`{"entries":[{"key":"k","value":1.}]}`,
+	`{"entries":[{"key":"k","value":.5}]}`,
+	`{"entries":[{"key":"k","value":1e}]}`,
+	`{"entries":[{"key":"k","value":-}]}`,
+	`{"entries":[{"key":"k","value":+1}]}`,
+	`{"entries":[{"key":"k","value":tru}]}`,
+	`{"entries":[{"key":"k","value":nulll}]}`,
+	`{"entries":[{"key":"k","value":"a\x01"}]}`,
+	`{"entries":[{"key":"k","value":"\x"}]}`,
+	`{"entries":[{"key":"k","value":"\u12"}]}`,
+	`{"entries":[{"key":"k","value":"\u12g4"}]}`,
+	`{"entries":[{"key":"k","value":[1,]}]}`,
+	`{"entries":[{"key":"k","value":{"a":1,}}]}`,
+	`{"entries":[{"key":"k","value":{"a" 1}}]}`,
+	`{"entries":[{"key":"k","value":{1:1}}]}`,
+	`{"entries":[{"key":"k","value":[` + strings.Repeat("[", 600) + strings.Repeat("]", 600) + `]}]}`,
+	`{"entries":[{"key":"k","value":1},]}`,
+	`{"entries":[{"key":"k","value":"12345678901234567"}]}`,
+	`{"entries":[{"key":"123456789","value":1}]}`,
+	`{"entries":[{"key":"a","value":1},{"key":"b","value":1},{"key":"c","value":1},{"key":"d","value":1}]}`,
+	`{"entries":[{"key":"k","value":"` + strings.Repeat("x", 3000) + `"}]}`,
+}
+
+func decodeTestConfigs() []Config {
+	small := DefaultConfig()
+	small.MaxBodyBytes = 2048
+	small.MaxBatchEntries = 3
+	small.MaxKeyBytes = 8
+	small.MaxValueBytes = 16
+	return []Config{DefaultConfig(), small}
+}
+
+// checkDecode compares decodeAppend, which tries the fast path first, with
+// encoding/json alone: the same entries, or the same rejection.
+func checkDecode(t *testing.T, cfg Config, body []byte) {
+	a := &API{cfg: cfg}
+	for _, knownLength := range []bool{true, false} {
+		r, err := http.NewRequest(http.MethodPost, "/v1/tenants/t/entries", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !knownLength {
+			r.ContentLength = -1
+		}
+		got, gs, gc, gm := a.decodeAppend(r)
+		want, ws, wc, wm := a.decodeAppendSlow(http.MaxBytesReader(nil, readCloser{bytes.NewReader(body)}, cfg.MaxBodyBytes))
+		if knownLength && int64(len(body)) > cfg.MaxBodyBytes {
+			continue // refused on Content-Length before reading
+		}
+		if gs != ws || gc != wc || gm != wm || !reflect.DeepEqual(got, want) {
+			t.Fatalf("body %q (max %d bytes):\n got %d %q %q %q\nwant %d %q %q %q", body, cfg.MaxBodyBytes, gs, gc, gm, got, ws, wc, wm, want)
+		}
+	}
+}
+
+func TestDecodeAppendMatchesEncodingJSON(t *testing.T) {
+	for _, cfg := range decodeTestConfigs() {
+		for _, body := range decodeSeeds {
+			checkDecode(t, cfg, []byte(body))
+		}
+	}
+}
+
+// The fast path takes the bodies clients send.
+func TestDecodeFastTakesCommonBodies(t *testing.T) {
+	for _, body := range append([][]byte{benchBody(1), benchBody(100)}, []byte(decodeSeeds[0]), []byte(decodeSeeds[1]), []byte(decodeSeeds[2])) {
+		s := getScratch()
+		entries, ok := s.decodeFast(body, DefaultConfig())
+		if !ok {
+			t.Errorf("fast path refused %q", body)
+		}
+		for i, e := range entries {
+			if cap(e.Value) != len(e.Value) {
+				t.Errorf("entries[%d].Value has spare capacity %d: appending to it would overwrite the next", i, cap(e.Value)-len(e.Value))
+			}
+		}
+		s.release()
+	}
+}
+
+func FuzzDecodeAppend(f *testing.F) {
+	for _, s := range decodeSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, cfg := range decodeTestConfigs() {
+			checkDecode(t, cfg, body)
+		}
+	})
+}
