@@ -194,8 +194,30 @@ func (a *API) append(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	counts.ok.Inc()
-	writeJSON(w, http.StatusOK, appendResponse{res.FirstPosition, res.LastPosition, res.CommitNumber})
+	writeAppendResponse(w, res)
 }
+
+// writeAppendResponse writes what writeJSON would write for an
+// appendResponse, without reflection or allocations.
+func writeAppendResponse(w http.ResponseWriter, res node.AppendResult) {
+	s := getScratch() // a stack buffer would escape through w.Write
+	defer s.release()
+	b := append(s.body[:0], `{"first_position":`...)
+	b = strconv.AppendUint(b, res.FirstPosition, 10)
+	b = append(b, `,"last_position":`...)
+	b = strconv.AppendUint(b, res.LastPosition, 10)
+	b = append(b, `,"commit_number":`...)
+	b = strconv.AppendUint(b, res.CommitNumber, 10)
+	b = append(b, "}\n"...)
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+	s.body = b
+}
+
+// jsonContentType is shared by every response's header: net/http only
+// reads it.
+var jsonContentType = []string{"application/json"}
 
 // decodeAppend parses and validates the whole body; a non-zero status means
 // it was rejected.
@@ -205,7 +227,7 @@ func (a *API) decodeAppend(r *http.Request) (entries []kmblog.Entry, status int,
 	}
 	s := getScratch()
 	defer s.release()
-	body, err := readBody(http.MaxBytesReader(nil, r.Body, a.cfg.MaxBodyBytes), s.body, r.ContentLength)
+	body, err := readBody(r.Body, s.body, r.ContentLength, a.cfg.MaxBodyBytes)
 	s.body = body
 	if err == nil {
 		if entries, ok := s.decodeFast(body, a.cfg); ok {
@@ -415,7 +437,7 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }

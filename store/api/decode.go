@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"io"
+	"net/http"
 	"sync"
 
 	kmblog "github.com/kmb-db/kmb/store/log"
@@ -54,8 +55,10 @@ func (s *appendScratch) release() {
 }
 
 // readBody appends all of r to buf. size, when positive, is the expected
-// length. It returns what was read along with any error but io.EOF.
-func readBody(r io.Reader, buf []byte, size int64) ([]byte, error) {
+// length. Like reading through http.MaxBytesReader, it returns at most
+// limit bytes and an *http.MaxBytesError when r holds more; it returns any
+// other error but io.EOF with what was read before it.
+func readBody(r io.Reader, buf []byte, size, limit int64) ([]byte, error) {
 	if size > 0 && int64(cap(buf)) < size+1 {
 		buf = make([]byte, 0, size+1) // +1: the read that sees EOF needs room
 	}
@@ -65,6 +68,9 @@ func readBody(r io.Reader, buf []byte, size int64) ([]byte, error) {
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return buf[:limit], &http.MaxBytesError{Limit: limit}
+		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return buf, nil

@@ -2,10 +2,14 @@ package api
 
 import (
 	"bytes"
+	"math"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/kmb-db/kmb/store/node"
 )
 
 // decodeSeeds are append bodies the fast path takes, and bodies it must
@@ -129,4 +133,17 @@ func FuzzDecodeAppend(f *testing.F) {
 			checkDecode(t, cfg, body)
 		}
 	})
+}
+
+// The hand-written append response is what encoding it would give.
+func TestWriteAppendResponse(t *testing.T) {
+	for _, res := range []node.AppendResult{{}, {FirstPosition: 1, LastPosition: 3, CommitNumber: 1}, {FirstPosition: math.MaxUint64, LastPosition: math.MaxUint64, CommitNumber: math.MaxUint64}} {
+		got := httptest.NewRecorder()
+		writeAppendResponse(got, res)
+		want := httptest.NewRecorder()
+		writeJSON(want, http.StatusOK, appendResponse{res.FirstPosition, res.LastPosition, res.CommitNumber})
+		if got.Code != want.Code || got.Body.String() != want.Body.String() || !reflect.DeepEqual(got.Header(), want.Header()) {
+			t.Errorf("got %d %v %q, want %d %v %q", got.Code, got.Header(), got.Body, want.Code, want.Header(), want.Body)
+		}
+	}
 }
