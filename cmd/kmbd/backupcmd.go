@@ -196,7 +196,7 @@ func fmtWhen(t time.Time) string {
 }
 
 func (c *oneShot) status(s backup.Stats) {
-	state := "running (on the node that leads the cluster)"
+	state := "not paused: the leader of a cluster started with this --backup-repo runs it"
 	if !s.Paused.IsZero() {
 		state = "paused since " + fmtWhen(s.Paused)
 	}

@@ -109,6 +109,11 @@ func TestInvalidConfig(t *testing.T) {
 		{name: "bad file value", file: "[api]\nmax_body_bytes = 10\n", want: "api.max_body_bytes = 10: accepted 1024..67108864"},
 		{name: "missing file", args: []string{"--config", "/nonexistent/kmb.toml"}, want: `--config "/nonexistent/kmb.toml"`},
 		{name: "positional argument", args: []string{"serve"}, want: `unexpected argument "serve"`},
+		{name: "backup repo scheme", args: []string{"--backup-repo", "ftp://host/x"}, want: `backup.repository = "ftp://host/x": accepted file:///absolute/dir or s3://`},
+		{name: "backup repo relative", args: []string{"--backup-repo", "file://rel/dir"}, want: "backup.repository"},
+		{name: "backup interval", file: "[backup]\nflush_interval = \"0s\"\n", want: "backup.flush_interval = 0s: accepted 10ms..1h0m0s"},
+		{name: "backup duration syntax", file: "[backup]\nsnapshot_interval = \"daily\"\n", want: "line 2"},
+		{name: "backup keep last", file: "[backup]\nsnapshot_keep_last = -1\n", want: "backup.snapshot_keep_last = -1: accepted 0..10000"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -134,6 +139,16 @@ func TestRunExitCodes(t *testing.T) {
 	}
 	if lines := strings.Split(strings.TrimSpace(stderr.String()), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "kmbd: invalid configuration: node_id = 0") {
 		t.Fatalf("stderr = %q", stderr.String())
+	}
+	// A repository that cannot be opened is a configuration error too,
+	// found before anything binds.
+	stderr.Reset()
+	if code := run(t.Context(), []string{"--backup-repo", "file:///nonexistent/kmb-backup"}, env(nil), &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "does not exist") {
+		t.Fatalf("missing repository directory: exit %d, %q", code, stderr.String())
+	}
+	stderr.Reset()
+	if code := run(t.Context(), []string{"--backup-repo", "s3://bucket/p"}, env(nil), &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "AWS_ACCESS_KEY_ID") {
+		t.Fatalf("s3 repository without credentials: exit %d, %q", code, stderr.String())
 	}
 	stdout.Reset()
 	if code := run(t.Context(), []string{"--version"}, env(nil), &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "kmbd ") {

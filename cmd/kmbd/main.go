@@ -64,6 +64,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "kmbd: invalid configuration: %v\n", err)
 		return 2
 	}
+	if url := cfg.Backup.Repository; url != "" {
+		// A directory that does not exist or missing credentials are
+		// configuration errors too: refuse them before binding.
+		if _, err := backup.OpenURL(url); err != nil {
+			fmt.Fprintf(stderr, "kmbd: invalid configuration: %v\n", err)
+			return 2
+		}
+	}
 	if err := serve(ctx, cfg, stderr); err != nil {
 		fmt.Fprintf(stderr, "kmbd: %v\n", err)
 		return 1

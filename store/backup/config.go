@@ -120,7 +120,7 @@ func validateURL(raw string) error {
 	if err != nil || (u.Scheme != "file" && u.Scheme != "s3") {
 		return fmt.Errorf("%s = %q: accepted file:///absolute/dir or s3://bucket/prefix?endpoint=...", configKey, raw)
 	}
-	if u.Scheme == "file" && !strings.HasPrefix(u.Path, "/") {
+	if u.Scheme == "file" && (!strings.HasPrefix(u.Path, "/") || (u.Host != "" && u.Host != "localhost")) {
 		return fmt.Errorf("%s = %q: a file URL needs an absolute path, as in file:///absolute/dir", configKey, raw)
 	}
 	if u.Scheme == "s3" && u.Host == "" {
