@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,13 +67,20 @@ type taskHarness struct {
 	task *Task
 	src  *fakeSource
 	reg  *metric.Registry
-	now  time.Time
+	// clock is the task's clock (Unix ns): snapshots read it from their
+	// own goroutine.
+	clock atomic.Int64
 }
 
+func (h *taskHarness) now() time.Time { return time.Unix(0, h.clock.Load()) }
+
+func (h *taskHarness) advance(d time.Duration) { h.clock.Add(int64(d)) }
+
 func newTaskHarness(t *testing.T, b Backend, src *fakeSource, cfg TaskConfig) *taskHarness {
-	h := &taskHarness{t: t, src: src, reg: metric.NewRegistry(), now: time.Now()}
+	h := &taskHarness{t: t, src: src, reg: metric.NewRegistry()}
+	h.clock.Store(time.Now().UnixNano())
 	h.task = NewTask(cfg, "file:///test", b, src, h.reg, nil, nil)
-	h.task.now = func() time.Time { return h.now }
+	h.task.now = h.now
 	return h
 }
 
@@ -140,7 +148,7 @@ func TestTaskShipsAndAdvancesWhenIdle(t *testing.T) {
 	// later commits later.
 	idle := time.Unix(0, ops[119].Timestamp).Add(5 * time.Minute)
 	src.set(func(s *fakeSource) { s.clock = idle })
-	h.now = h.now.Add(time.Minute)
+	h.advance(time.Minute)
 	h.run()
 	if got := h.task.Status().CheckpointTime; !got.Equal(idle) {
 		t.Fatalf("idle checkpoint time %v, want %v", got, idle)
@@ -226,13 +234,13 @@ func TestTaskPauseResumeAndFatal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := op.SetPaused(context.Background(), true, h.now); err != nil {
+	if err := op.SetPaused(context.Background(), true, h.now()); err != nil {
 		t.Fatal(err)
 	}
 	src.set(func(s *fakeSource) { s.ops = ops })
-	h.now = h.now.Add(time.Minute)
+	h.advance(time.Minute)
 	h.run() // meets the changed manifest
-	h.now = h.now.Add(time.Minute)
+	h.advance(time.Minute)
 	h.run()
 	if h.state() != StatePaused || h.task.Status().CheckpointOp != 30 {
 		t.Fatalf("paused: %+v", h.task.Status())
@@ -240,10 +248,10 @@ func TestTaskPauseResumeAndFatal(t *testing.T) {
 	if h.value("kmb_backup_task_state", TaskName, StatePaused) != 1 {
 		t.Fatal("paused gauge")
 	}
-	if err := op.SetPaused(context.Background(), false, h.now); err != nil {
+	if err := op.SetPaused(context.Background(), false, h.now()); err != nil {
 		t.Fatal(err)
 	}
-	h.now = h.now.Add(time.Minute)
+	h.advance(time.Minute)
 	h.run()
 	h.run()
 	if h.state() != StateRunning || h.task.Status().CheckpointOp != 60 {
@@ -282,12 +290,12 @@ func TestTaskSnapshotScheduleAndRestart(t *testing.T) {
 	if h.value("kmb_snapshot_started_total") != 0 {
 		t.Fatal("a snapshot before its schedule")
 	}
-	h.now = h.now.Add(61 * time.Minute)
+	h.advance(61 * time.Minute)
 	h.run()
 	if h.value("kmb_snapshot_started_total") != 1 || h.value("kmb_snapshot_in_progress") != 1 {
 		t.Fatal("the scheduled snapshot did not start")
 	}
-	h.now = h.now.Add(61 * time.Minute)
+	h.advance(61 * time.Minute)
 	h.run() // due again while the first still runs
 	if h.value("kmb_snapshot_skipped_total", "previous_running") != 1 {
 		t.Fatal("overlap not counted")
