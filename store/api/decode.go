@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/binary"
 	"errors"
 	"io"
 	"net/http"
@@ -289,40 +290,55 @@ func (p *parser) word(dst []byte, w string) ([]byte, bool) {
 // not decoded, and bytes from 0x80 up are copied as they are, as
 // encoding/json compacts them.
 func (p *parser) str(dst []byte) ([]byte, bool) {
-	if p.i >= len(p.b) || p.b[p.i] != '"' {
+	b := p.b
+	if p.i >= len(b) || b[p.i] != '"' {
 		return dst, false
 	}
-	start := p.i
-	for j := p.i + 1; j < len(p.b); j++ {
-		switch c := p.b[j]; {
-		case c == '"':
-			p.i = j + 1
-			return append(dst, p.b[start:p.i]...), true
-		case c < 0x20:
-			return dst, false
-		case c == '\\':
+	start, j := p.i, p.i+1
+	for {
+		// Skip eight plain bytes at a time, then one at a time up to the
+		// next byte that is not plain.
+		for j+8 <= len(b) && !hasSpecial(binary.LittleEndian.Uint64(b[j:])) {
+			j += 8
+		}
+		for j < len(b) && b[j] >= 0x20 && b[j] != '"' && b[j] != '\\' {
 			j++
-			if j >= len(p.b) {
+		}
+		switch {
+		case j >= len(b) || b[j] < 0x20:
+			return dst, false
+		case b[j] == '"':
+			p.i = j + 1
+			return append(dst, b[start:p.i]...), true
+		case j+1 >= len(b):
+			return dst, false
+		}
+		switch b[j+1] { // after a backslash
+		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			j += 2
+		case 'u':
+			if j+5 >= len(b) || !isHex(b[j+2]) || !isHex(b[j+3]) || !isHex(b[j+4]) || !isHex(b[j+5]) {
 				return dst, false
 			}
-			switch p.b[j] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			case 'u':
-				if j+4 >= len(p.b) {
-					return dst, false
-				}
-				for _, h := range p.b[j+1 : j+5] {
-					if !isHex(h) {
-						return dst, false
-					}
-				}
-				j += 4
-			default:
-				return dst, false
-			}
+			j += 6
+		default:
+			return dst, false
 		}
 	}
-	return dst, false
+}
+
+// hasSpecial reports whether any of the eight bytes in x is a control
+// character, a quote or a backslash: the bytes a JSON string scanner has
+// to stop at. Each term is the classic "has a byte less than n" or "has a
+// zero byte" test, exact as a whole though not per byte.
+func hasSpecial(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	control := (x - 0x20*ones) &^ x
+	q := x ^ ('"' * ones)
+	quote := (q - ones) &^ q
+	bs := x ^ ('\\' * ones)
+	backslash := (bs - ones) &^ bs
+	return (control|quote|backslash)&highs != 0
 }
 
 func isHex(c byte) bool {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -144,6 +145,30 @@ func TestWriteAppendResponse(t *testing.T) {
 		writeJSON(want, http.StatusOK, appendResponse{res.FirstPosition, res.LastPosition, res.CommitNumber})
 		if got.Code != want.Code || got.Body.String() != want.Body.String() || !reflect.DeepEqual(got.Header(), want.Header()) {
 			t.Errorf("got %d %v %q, want %d %v %q", got.Code, got.Header(), got.Body, want.Code, want.Header(), want.Body)
+		}
+	}
+}
+
+func TestHasSpecial(t *testing.T) {
+	for c := range 256 {
+		want := c < 0x20 || c == '"' || c == '\\'
+		for pos := range 8 {
+			var word [8]byte
+			for i := range word {
+				word[i] = 'a'
+			}
+			word[pos] = byte(c)
+			if got := hasSpecial(binary.LittleEndian.Uint64(word[:])); got != want {
+				t.Fatalf("byte %#x at %d: hasSpecial = %v", c, pos, got)
+			}
+			for i := range word { // neighbours that borrow or carry
+				if i != pos {
+					word[i] = 0xff
+				}
+			}
+			if got := hasSpecial(binary.LittleEndian.Uint64(word[:])); got != want {
+				t.Fatalf("byte %#x at %d among 0xff: hasSpecial = %v", c, pos, got)
+			}
 		}
 	}
 }
