@@ -23,10 +23,14 @@ const (
 	runbookBase    = "https://github.com/kmb-db/kmb/blob/main/docs/operations.md#"
 )
 
-// The alerts the pack promises: the monitoring page's five, plus four.
+// The alerts the pack promises: the monitoring page's five, plus four, plus
+// the backup contract's eleven.
 var wantAlerts = []string{
 	"ClusterNoQuorum", "HighErrorRate", "ProjectionLagHigh", "FrequentViewChanges", "HighWriteLatency",
 	"KmbTargetDown", "KmbNodeNotReady", "KmbDiskAlmostFull", "KmbFsyncLatencyHigh",
+	"BackupRPOOver10m", "BackupRPOOver30m", "BackupPausedOver2h", "BackupPausedOver12h",
+	"BackupFailed", "LogTruncatedBeforeBackup", "SnapshotStale", "SnapshotFailed",
+	"SnapshotOverlap", "BackupLagging", "BackupCorrupt",
 }
 
 // rule is one rule of a rule file, read from the text of our own files
