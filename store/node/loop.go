@@ -286,10 +286,12 @@ func (n *Node) applyUpTo(commit uint64) {
 	n.m.publish()
 	n.publishStatus("")
 	for _, a := range answers {
-		a.req.result <- a.resp
+		// The span ends before the writer hears back, so that a writer
+		// who looks for its trace finds the commit span complete.
 		if a.span != nil {
 			a.span.End()
 		}
+		a.req.result <- a.resp
 	}
 	clear(answers)
 	n.answers = answers[:0]
