@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/kmb-db/kmb/store/backup"
 	kmblog "github.com/kmb-db/kmb/store/log"
+	"github.com/kmb-db/kmb/telemetry/spans"
 )
 
 // pushgateway is a fake Prometheus Pushgateway that keeps what is pushed.
@@ -320,6 +322,42 @@ func TestRestoreServedExactly(t *testing.T) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// The one-shot commands export their span over OTLP when the standard
+// OTEL_* variables ask for it.
+func TestBackupCommandSpans(t *testing.T) {
+	url, _ := testRepo(t, testOps(20, time.Now().Add(-time.Hour)))
+	var mu sync.Mutex
+	var bodies []byte
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, b...)
+		mu.Unlock()
+	}))
+	defer collector.Close()
+	otel := env(map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.URL})
+	for _, tc := range []struct {
+		span string
+		args []string
+	}{
+		{spans.BackupVerify, []string{"backup", "verify", "--repo", url}},
+		{spans.Snapshot, []string{"snapshot", "create", "--repo", url}},
+		{spans.Restore, []string{"restore", "--repo", url, "--data-dir", filepath.Join(t.TempDir(), "d")}},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), tc.args, otel, &stdout, &stderr); code != 0 {
+			t.Fatalf("%v: exit %d: %s", tc.args, code, stderr.String())
+		}
+		// OTLP/protobuf carries span names as plain strings.
+		mu.Lock()
+		found := bytes.Contains(bodies, []byte(tc.span))
+		mu.Unlock()
+		if !found {
+			t.Errorf("%v exported no %s span", tc.args, tc.span)
 		}
 	}
 }

@@ -9,8 +9,12 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/telemetry/metric"
+	"github.com/kmb-db/kmb/telemetry/spans"
 )
 
 // fakeSource is a node: a committed log it may or may not lead, and the
@@ -318,4 +322,43 @@ func TestTaskSnapshotScheduleAndRestart(t *testing.T) {
 	if got := r.value("kmb_snapshot_last_success_timestamp_seconds"); got != float64(success.UnixNano())/1e9 {
 		t.Fatalf("after restart: last success %v, want %v", got, float64(success.UnixNano())/1e9)
 	}
+}
+
+// The task's work shows as spans: a flush per segment, a snapshot, a
+// verify run.
+func TestTaskSpans(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sdktrace.NewSimpleSpanProcessor(exp)))
+	defer tp.Shutdown(context.Background())
+	ops := sourceLog(t, genOps(1, 1, 40, 15))
+	b, _ := NewDirBackend(t.TempDir())
+	h := newTaskHarness(t, b, &fakeSource{lead: true, ops: ops}, TaskConfig{SnapshotInterval: time.Hour, VerifyInterval: time.Hour})
+	h.task.tracer = spans.New(tp, true, 0) // rare operations are traced whatever the ratio
+	h.run()
+	h.advance(2 * time.Hour)
+	h.run()
+	h.task.bg.Wait()
+	got := map[string]int{}
+	for _, s := range exp.GetSpans() {
+		got[s.Name]++
+		if s.Name == spans.BackupFlush {
+			if last, ok := attrInt(s, string(spans.AttrOpNumberLast)); !ok || last != 40 {
+				t.Errorf("flush span ends at op %d, want 40", last)
+			}
+		}
+	}
+	for _, name := range []string{spans.BackupFlush, spans.Snapshot, spans.BackupVerify} {
+		if got[name] == 0 {
+			t.Errorf("no %s span; spans: %v", name, got)
+		}
+	}
+}
+
+func attrInt(s tracetest.SpanStub, key string) (int64, bool) {
+	for _, a := range s.Attributes {
+		if string(a.Key) == key {
+			return a.Value.AsInt64(), true
+		}
+	}
+	return 0, false
 }
