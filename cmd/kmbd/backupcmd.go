@@ -14,7 +14,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 
 	"github.com/kmb-db/kmb/store/backup"
@@ -253,7 +252,7 @@ func (c *oneShot) verify(ctx context.Context) int {
 		span.End()
 		return c.fail(err)
 	}
-	span.SetAttributes(attribute.Int("kmb.backup.problems", len(rep.Problems)))
+	span.SetAttributes(spans.AttrProblems.Int(len(rep.Problems)))
 	if !rep.OK() {
 		span.SetStatus(codes.Error, "repository corrupt")
 	}
@@ -374,7 +373,7 @@ func runRestore(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	m := backup.NewRestoreMetrics(c.push)
 	m.InProgress.Set(1)
-	ctx, span := c.tel.Spans.StartAlways(ctx, spans.Restore, attribute.String("kmb.restore.target", target.String()))
+	ctx, span := c.tel.Spans.StartAlways(ctx, spans.Restore, spans.AttrRestoreTarget.String(target.String()))
 	c.logger.Info("restore started", slog.String("repository", *c.repoURL), slog.String("target", target.String()), slog.String("data_dir", *dataDir))
 	sum, err := backup.Restore(ctx, r, target, *dataDir, c.progressLine("restore", "entries", m.Progress))
 	m.InProgress.Set(0)

@@ -14,7 +14,6 @@ import (
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/telemetry/metric"
 	"github.com/kmb-db/kmb/telemetry/spans"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 )
 
@@ -349,7 +348,7 @@ func (t *Task) flush(ctx context.Context, cp Checkpoint, commit uint64) error {
 	t.m.bytes.Add(after.RawBytes - before.RawBytes)
 	t.m.stored.Add(after.StoredBytes - before.StoredBytes)
 	t.m.segments.Inc()
-	span.SetAttributes(spans.AttrBatchEntries.Int64(int64(entries)), attribute.Int64("kmb.backup.stored_bytes", int64(after.StoredBytes-before.StoredBytes)))
+	span.SetAttributes(spans.AttrBatchEntries.Int64(int64(entries)), spans.AttrStoredBytes.Int64(int64(after.StoredBytes-before.StoredBytes)))
 	t.lastCheckpointWrite = t.now()
 	t.logger.Debug("backup segment stored", slog.Uint64("first_op", ops[0].Op), slog.Uint64("last_op", ops[len(ops)-1].Op), slog.Uint64("entries", entries))
 	return nil
@@ -428,7 +427,7 @@ func (t *Task) snapshot(ctx context.Context) {
 		t.m.errors.With("snapshot", ClassRetryable, reason(err)).Inc()
 		t.logger.Error("snapshot failed", slog.String("error", err.Error()), slog.Duration("duration", res.Duration))
 	} else {
-		span.SetAttributes(spans.AttrOpNumberLast.Int64(int64(res.Snapshot.Op)), attribute.Bool("kmb.snapshot.created", res.Created))
+		span.SetAttributes(spans.AttrOpNumberLast.Int64(int64(res.Snapshot.Op)), spans.AttrSnapshotCreated.Bool(res.Created))
 		t.logger.Info("snapshot done", slog.String("id", res.Snapshot.ID), slog.Uint64("op", res.Snapshot.Op),
 			slog.Uint64("position", res.Snapshot.Position), slog.Bool("created", res.Created),
 			slog.Uint64("stored_bytes", res.StoredBytes), slog.Duration("duration", res.Duration))

@@ -42,10 +42,16 @@ const (
 	AttrLeader       = attribute.Key("kmb.leader")
 	AttrTenant       = attribute.Key("kmb.tenant")
 	AttrBatchEntries = attribute.Key("kmb.batch.entries")
+	// Backup spans.
+	AttrStoredBytes     = attribute.Key("kmb.backup.stored_bytes") // compressed bytes written
+	AttrProblems        = attribute.Key("kmb.backup.problems")     // problems a verify run found
+	AttrSnapshotCreated = attribute.Key("kmb.snapshot.created")    // false when the newest snapshot was already current
+	AttrRestoreTarget   = attribute.Key("kmb.restore.target")      // "latest", "position N" or "time T"
 )
 
 // AttributeKeys lists the kmb.* attribute keys, for documentation checks.
-var AttributeKeys = []attribute.Key{AttrNodeID, AttrView, AttrOpNumber, AttrOpNumberLast, AttrCommitNumber, AttrPeer, AttrLeader, AttrTenant, AttrBatchEntries}
+var AttributeKeys = []attribute.Key{AttrNodeID, AttrView, AttrOpNumber, AttrOpNumberLast, AttrCommitNumber, AttrPeer, AttrLeader, AttrTenant, AttrBatchEntries,
+	AttrStoredBytes, AttrProblems, AttrSnapshotCreated, AttrRestoreTarget}
 
 // Tracer starts spans for sampled operations only.
 type Tracer struct {
