@@ -239,21 +239,37 @@ func (r *Repository) AppendSegment(ctx context.Context, ops []*kmblog.Op) error 
 	if err != nil {
 		return err
 	}
+	return r.appendObject(ctx, stored, info)
+}
 
+// AppendFrames is AppendSegment for ops as the log stores them (read by
+// log.ReadFrames): a segment object's records are the log's frames, so
+// they are compressed as they are, with no decoding or encoding.
+func (r *Repository) AppendFrames(ctx context.Context, f kmblog.Frames) error {
+	if f.Ops == 0 || len(f.Data) == 0 {
+		return errors.New("backup: append frames: no ops")
+	}
+	stored, info := encodeFrames(f), infoOf(f)
+	sealInfo(&info, stored)
+	return r.appendObject(ctx, stored, info)
+}
+
+// appendObject stores a segment object and lists it in the manifest, if
+// it continues the checkpoint.
+func (r *Repository) appendObject(ctx context.Context, stored []byte, info SegmentInfo) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.refresh(ctx); err != nil {
 		return err
 	}
 	cp := r.m.Checkpoint
-	first := ops[0]
 	switch {
-	case first.Op > cp.Op+1:
-		return fmt.Errorf("%w: the segment starts at op %d but the checkpoint is op %d: ops %d..%d would be missing", ErrGap, first.Op, cp.Op, cp.Op+1, first.Op-1)
-	case first.Op <= cp.Op:
-		return fmt.Errorf("%w: the segment starts at op %d but the checkpoint is op %d: ops %d..%d are already in the repository", ErrOverlap, first.Op, cp.Op, first.Op, min(cp.Op, info.LastOp))
-	case first.FirstPosition != cp.Position+1:
-		return fmt.Errorf("%w: op %d starts at position %d but the checkpoint is position %d", ErrNotContiguous, first.Op, first.FirstPosition, cp.Position)
+	case info.FirstOp > cp.Op+1:
+		return fmt.Errorf("%w: the segment starts at op %d but the checkpoint is op %d: ops %d..%d would be missing", ErrGap, info.FirstOp, cp.Op, cp.Op+1, info.FirstOp-1)
+	case info.FirstOp <= cp.Op:
+		return fmt.Errorf("%w: the segment starts at op %d but the checkpoint is op %d: ops %d..%d are already in the repository", ErrOverlap, info.FirstOp, cp.Op, info.FirstOp, min(cp.Op, info.LastOp))
+	case info.FirstPosition != cp.Position+1:
+		return fmt.Errorf("%w: op %d starts at position %d but the checkpoint is position %d", ErrNotContiguous, info.FirstOp, info.FirstPosition, cp.Position)
 	}
 
 	if err := r.backend.Put(ctx, info.Name, stored); err != nil {

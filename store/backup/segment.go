@@ -31,9 +31,9 @@ const (
 	recordHeaderSize = 8
 
 	// maxDecoderWindow bounds the zstd window a segment object may ask
-	// for. The writer uses the default level's 8 MiB; the bound leaves
-	// room for a future writer and keeps a damaged frame header from
-	// making the reader allocate gigabytes.
+	// for. The writer's window is at most 8 MiB; the bound leaves room
+	// for a future writer and keeps a damaged frame header from making
+	// the reader allocate gigabytes.
 	maxDecoderWindow = 64 << 20
 )
 
@@ -82,10 +82,13 @@ func ParseSegmentKey(key string) (first, last uint64, ok bool) {
 
 // encoder compresses segment objects. EncodeAll on one encoder is safe
 // concurrently, and with fixed options its output depends only on its
-// input, so a retried write of the same ops produces the same bytes.
+// input, so a retried write of the same ops produces the same bytes. The
+// fastest level: on log records it compresses about as well as the
+// default (4.2 against 4.1 in BenchmarkAppendSegment) at almost twice the
+// speed, and the backup task shares the CPU with the write path.
 var encoder = sync.OnceValue(func() *zstd.Encoder {
 	e, err := zstd.NewWriter(nil,
-		zstd.WithEncoderLevel(zstd.SpeedDefault),
+		zstd.WithEncoderLevel(zstd.SpeedFastest),
 		zstd.WithEncoderCRC(true))
 	if err != nil {
 		panic(err) // only for invalid options
@@ -93,43 +96,55 @@ var encoder = sync.OnceValue(func() *zstd.Encoder {
 	return e
 })
 
-// encodeSegment returns the stored object for ops and its manifest entry
-// (all fields but none missing). ops must be non-empty and contiguous;
-// the caller checks.
+// encodeSegment returns the stored object for ops and its manifest entry.
+// ops must be non-empty and contiguous; the caller checks.
 func encodeSegment(ops []*kmblog.Op) ([]byte, SegmentInfo, error) {
-	first, last := ops[0], ops[len(ops)-1]
-	info := SegmentInfo{
-		Name:                   SegmentKey(first.Op, last.Op),
-		FirstOp:                first.Op,
-		LastOp:                 last.Op,
-		FirstPosition:          first.FirstPosition,
-		LastPosition:           last.LastPosition(),
-		FirstTimestampUnixNano: first.Timestamp,
-		LastTimestampUnixNano:  last.Timestamp,
-	}
 	size := 0
 	for _, op := range ops {
 		size += recordHeaderSize + kmblog.EncodedSize(op)
 	}
-	raw := make([]byte, 0, size)
+	f := kmblog.Frames{Data: make([]byte, 0, size), Ops: len(ops), First: *ops[0], Last: *ops[len(ops)-1]}
 	for _, op := range ops {
-		n := kmblog.EncodedSize(op)
-		if n > kmblog.MaxRecordSize {
+		if n := kmblog.EncodedSize(op); n > kmblog.MaxRecordSize {
 			return nil, SegmentInfo{}, fmt.Errorf("backup: op %d encodes to %d bytes, more than the %d a record holds", op.Op, n, kmblog.MaxRecordSize)
 		}
-		at := len(raw)
-		raw = binary.LittleEndian.AppendUint32(raw, uint32(n))
-		raw = binary.LittleEndian.AppendUint32(raw, 0)
-		raw = kmblog.AppendOp(raw, op)
-		binary.LittleEndian.PutUint32(raw[at+4:], crc32.Checksum(raw[at+recordHeaderSize:], castagnoli))
-		info.Entries += uint64(len(op.Entries))
+		var err error
+		if f.Data, err = kmblog.AppendFrame(f.Data, op); err != nil {
+			return nil, SegmentInfo{}, err
+		}
 	}
-	stored := encoder().EncodeAll(raw, make([]byte, 0, len(raw)/2+64))
+	stored, info := encodeFrames(f), infoOf(f)
+	sealInfo(&info, stored)
+	return stored, info, nil
+}
+
+// infoOf is the manifest entry of a segment holding f, all but its
+// stored size and digest.
+func infoOf(f kmblog.Frames) SegmentInfo {
+	return SegmentInfo{
+		Name:                   SegmentKey(f.First.Op, f.Last.Op),
+		FirstOp:                f.First.Op,
+		LastOp:                 f.Last.Op,
+		FirstPosition:          f.First.FirstPosition,
+		LastPosition:           f.Last.LastPosition(),
+		FirstTimestampUnixNano: f.First.Timestamp,
+		LastTimestampUnixNano:  f.Last.Timestamp,
+		Entries:                f.Last.LastPosition() + 1 - f.First.FirstPosition,
+		RawBytes:               uint64(len(f.Data)),
+	}
+}
+
+// encodeFrames compresses the log's frames into a segment object: the
+// records of a segment object are the log's frames, byte for byte.
+func encodeFrames(f kmblog.Frames) []byte {
+	return encoder().EncodeAll(f.Data, make([]byte, 0, len(f.Data)/2+64))
+}
+
+// sealInfo completes info with the stored object's size and digest.
+func sealInfo(info *SegmentInfo, stored []byte) {
 	sum := sha256.Sum256(stored)
-	info.RawBytes = uint64(len(raw))
 	info.StoredBytes = uint64(len(stored))
 	info.SHA256 = hex.EncodeToString(sum[:])
-	return stored, info, nil
 }
 
 // segmentDecoder reads the ops of segment objects one at a time, so that

@@ -23,8 +23,10 @@ type Source interface {
 	// leads a view in normal operation) and how far its committed,
 	// applied log reaches.
 	BackupRole() (lead bool, op, position uint64)
-	// ReadOp reads a committed op from the local log.
-	ReadOp(op uint64) (kmblog.Op, error)
+	// ReadFrames reads committed ops from, from+1, ... up to last from
+	// the local log as it stores them, at least one and about maxBytes,
+	// into buf (see log.ReadFrames).
+	ReadFrames(from, last uint64, maxBytes int, buf []byte) (kmblog.Frames, error)
 	// CheckpointBound makes every op the node proposes from now on
 	// carry a commit time after t, where t is the later of floor and
 	// the node's clock, and returns t with the highest op number
@@ -95,6 +97,7 @@ type Task struct {
 	snapRun atomic.Bool
 	bg      sync.WaitGroup
 
+	frameBuf            []byte // reused by flush
 	lastCheckpointWrite time.Time
 	lastSnapshotTick    time.Time
 	lastVerifyRun       time.Time
@@ -319,38 +322,34 @@ func (t *Task) open(ctx context.Context, lead bool) error {
 	return nil
 }
 
-// flush ships committed ops after cp, up to commit, as one segment of at
-// most SegmentBytes.
+// flush ships committed ops after cp, up to commit, as one segment of
+// about SegmentBytes at most (a segment does not span the log's own
+// segments). The log's frames are shipped as they are.
 func (t *Task) flush(ctx context.Context, cp Checkpoint, commit uint64) error {
-	var ops []*kmblog.Op
-	size := 0
-	for n := cp.Op + 1; n <= commit && size < t.cfg.SegmentBytes; n++ {
-		op, err := t.src.ReadOp(n)
-		if err != nil {
-			return &fatalError{reason: "log_read", err: fmt.Errorf("read op %d from the local log: %w", n, err)}
-		}
-		ops = append(ops, &op)
-		size += kmblog.EncodedSize(&op) + recordHeaderSize
+	f, err := t.src.ReadFrames(cp.Op+1, commit, t.cfg.SegmentBytes, t.frameBuf)
+	if err != nil {
+		return &fatalError{reason: "log_read", err: fmt.Errorf("read ops %d..%d from the local log: %w", cp.Op+1, commit, err)}
 	}
+	t.frameBuf = f.Data[:0]
 	ctx, span := t.tracer.StartAlways(ctx, spans.BackupFlush,
-		spans.AttrOpNumber.Int64(int64(ops[0].Op)), spans.AttrOpNumberLast.Int64(int64(ops[len(ops)-1].Op)))
+		spans.AttrOpNumber.Int64(int64(f.First.Op)), spans.AttrOpNumberLast.Int64(int64(f.Last.Op)))
 	defer span.End()
 	before := t.repo.Stats()
-	err := t.repo.AppendSegment(ctx, ops)
+	err = t.repo.AppendFrames(ctx, f)
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 		return err
 	}
 	after := t.repo.Stats()
-	entries := ops[len(ops)-1].LastPosition() - cp.Position
+	entries := f.Last.LastPosition() - cp.Position
 	t.m.entries.Add(entries)
 	t.m.bytes.Add(after.RawBytes - before.RawBytes)
 	t.m.stored.Add(after.StoredBytes - before.StoredBytes)
 	t.m.segments.Inc()
 	span.SetAttributes(spans.AttrBatchEntries.Int64(int64(entries)), spans.AttrStoredBytes.Int64(int64(after.StoredBytes-before.StoredBytes)))
 	t.lastCheckpointWrite = t.now()
-	t.logger.Debug("backup segment stored", slog.Uint64("first_op", ops[0].Op), slog.Uint64("last_op", ops[len(ops)-1].Op), slog.Uint64("entries", entries))
+	t.logger.Debug("backup segment stored", slog.Uint64("first_op", f.First.Op), slog.Uint64("last_op", f.Last.Op), slog.Uint64("entries", entries))
 	return nil
 }
 

@@ -38,13 +38,21 @@ func (s *fakeSource) BackupRole() (bool, uint64, uint64) {
 	return s.lead, last.Op, last.LastPosition()
 }
 
-func (s *fakeSource) ReadOp(n uint64) (kmblog.Op, error) {
+func (s *fakeSource) ReadFrames(from, last uint64, maxBytes int, buf []byte) (kmblog.Frames, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.broken || n == 0 || n > uint64(len(s.ops)) {
-		return kmblog.Op{}, errors.New("op not in the local log")
+	if s.broken || from == 0 || last > uint64(len(s.ops)) || last < from {
+		return kmblog.Frames{}, errors.New("op not in the local log")
 	}
-	return *s.ops[n-1], nil
+	f := kmblog.Frames{Data: buf[:0], First: *s.ops[from-1]}
+	for n := from; n <= last && (f.Ops == 0 || len(f.Data) < maxBytes); n++ {
+		var err error
+		if f.Data, err = kmblog.AppendFrame(f.Data, s.ops[n-1]); err != nil {
+			return kmblog.Frames{}, err
+		}
+		f.Ops, f.Last = f.Ops+1, *s.ops[n-1]
+	}
+	return f, nil
 }
 
 func (s *fakeSource) CheckpointBound(_ context.Context, floor time.Time) (time.Time, uint64, error) {

@@ -523,12 +523,13 @@ func (n *Node) BackupRole() (lead bool, op, position uint64) {
 	return lead, n.proj.AppliedOp(), n.proj.AppliedPosition()
 }
 
-// ReadOp reads op from the local log.
-func (n *Node) ReadOp(op uint64) (kmblog.Op, error) {
+// ReadFrames reads ops from the local log as it stores them (see
+// log.ReadFrames).
+func (n *Node) ReadFrames(from, last uint64, maxBytes int, buf []byte) (kmblog.Frames, error) {
 	if !n.running.Load() {
-		return kmblog.Op{}, ErrNotReady
+		return kmblog.Frames{}, ErrNotReady
 	}
-	return n.log.Read(op)
+	return n.log.ReadFrames(from, last, maxBytes, buf)
 }
 
 // FirstRetainedPosition is the oldest position the local log holds.
