@@ -10,10 +10,17 @@ import (
 
 // BenchmarkMetricsRender measures one /metrics scrape (text format) with a
 // per-tenant counter family of 10, 1,000 and 10,000 tenants, the Go and
-// process collectors included.
+// process collectors included; BenchmarkMetricsRenderOpenMetrics the same
+// scrape in OpenMetrics.
 //
 //	go test ./telemetry -run '^$' -bench MetricsRender -benchmem -count 5
-func BenchmarkMetricsRender(b *testing.B) {
+func BenchmarkMetricsRender(b *testing.B) { benchmarkMetricsRender(b, "") }
+
+func BenchmarkMetricsRenderOpenMetrics(b *testing.B) {
+	benchmarkMetricsRender(b, "application/openmetrics-text;version=1.0.0")
+}
+
+func benchmarkMetricsRender(b *testing.B, accept string) {
 	for _, tenants := range []int{10, 1000, 10000} {
 		b.Run(fmt.Sprintf("tenants=%d", tenants), func(b *testing.B) {
 			cfg := DefaultConfig()
@@ -29,6 +36,9 @@ func BenchmarkMetricsRender(b *testing.B) {
 			vec.PublishDirty()
 			h := tel.MetricsHandler()
 			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+			if accept != "" {
+				req.Header.Set("Accept", accept)
+			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			var size int

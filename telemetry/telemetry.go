@@ -44,8 +44,13 @@ type Telemetry struct {
 	// Metrics is where the node's components register their kmb_* families.
 	Metrics *metric.Registry
 	// Registry is the Prometheus registry /metrics serves: the kmb_*
-	// families, the Go runtime and the process collectors.
+	// families, the Go runtime and the process collectors. (For the text
+	// formats, /metrics writes the kmb_* families itself, with the same
+	// output; see MetricsHandler.)
 	Registry *prometheus.Registry
+	// runtime holds only the Go runtime and process collectors.
+	runtime     *prometheus.Registry
+	constLabels prometheus.Labels
 	// Logger is the root logger; use Logger(module) for a module's logger.
 	logger *slog.Logger
 	// TracerProvider is a no-op provider when tracing is disabled.
@@ -80,6 +85,7 @@ func New(cfg Config, opts Options) (*Telemetry, error) {
 		cfg:            cfg,
 		Metrics:        metric.NewRegistry(),
 		Registry:       prometheus.NewRegistry(),
+		runtime:        prometheus.NewRegistry(),
 		logger:         slog.New(handler),
 		TracerProvider: noop.NewTracerProvider(),
 		shutdownTracing: func(context.Context) error {
@@ -87,16 +93,21 @@ func New(cfg Config, opts Options) (*Telemetry, error) {
 		},
 	}
 	nodeID := strconv.FormatUint(opts.NodeID, 10)
+	t.constLabels = prometheus.Labels{"node_id": nodeID}
 	t.Metrics.NewGaugeVecFunc("kmb_build_info",
 		"Always 1; the labels identify the running kmbd build.",
 		[]string{"version", "revision", "goversion"},
 		func(emit func(float64, ...string)) {
 			emit(1, opts.Build.Version, opts.Build.Revision, opts.Build.GoVersion)
 		})
+	goCollector := collectors.NewGoCollector()
+	processCollector := collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})
 	if err := errors.Join(
-		t.Registry.Register(newBridge(t.Metrics, prometheus.Labels{"node_id": nodeID})),
-		t.Registry.Register(collectors.NewGoCollector()),
-		t.Registry.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})),
+		t.Registry.Register(newBridge(t.Metrics, t.constLabels)),
+		t.Registry.Register(goCollector),
+		t.Registry.Register(processCollector),
+		t.runtime.Register(goCollector),
+		t.runtime.Register(processCollector),
 	); err != nil {
 		return nil, err
 	}
@@ -127,13 +138,19 @@ func (t *Telemetry) Logger(module string) *slog.Logger {
 func (t *Telemetry) Tracer(name string) trace.Tracer { return t.TracerProvider.Tracer(name) }
 
 // MetricsHandler serves the Prometheus registry, in the OpenMetrics format
-// when the scraper asks for it.
+// when the scraper asks for it. In the Prometheus text and OpenMetrics
+// formats it writes the kmb_* families straight from Metrics, which is
+// much cheaper than a client_golang metric per series for thousands of
+// tenant series, and adds the Go runtime and process families; the output
+// is promhttp's. Other formats (protobuf) are served by promhttp.
 func (t *Telemetry) MetricsHandler() http.Handler {
-	return promhttp.HandlerFor(t.Registry, promhttp.HandlerOpts{
+	errorLog := slog.NewLogLogger(t.Logger("kmb_telemetry").Handler(), slog.LevelError)
+	fallback := promhttp.HandlerFor(t.Registry, promhttp.HandlerOpts{
 		EnableOpenMetrics: true,
-		ErrorLog:          slog.NewLogLogger(t.Logger("kmb_telemetry").Handler(), slog.LevelError),
+		ErrorLog:          errorLog,
 		ErrorHandling:     promhttp.ContinueOnError,
 	})
+	return newMetricsHandler(t.Metrics, t.constLabels, t.runtime, fallback, errorLog)
 }
 
 // Mount registers /metrics and, when enabled, /debug/pprof/* on mux.
