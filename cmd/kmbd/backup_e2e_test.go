@@ -249,10 +249,14 @@ snapshot_interval = "0s"
 	success := float64(r.Stats().LastSnapshotSuccess.UnixNano()) / 1e9
 	c.Restart(first)
 	series := `kmb_snapshot_last_success_timestamp_seconds{node_id="` + strconv.FormatUint(first, 10) + `"}`
-	kmbdtest.WaitFor(t, "the restarted node's snapshot gauge", 10*time.Second, func() bool {
-		v, _ := strconv.ParseFloat(c.Nodes[first].Metric(t, series), 64)
-		return v != 0
-	})
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if v, _ := strconv.ParseFloat(c.Nodes[first].Metric(t, series), 64); v != 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the restarted node still reports no snapshot success after 20s; its backup status: %v", backupStatus(t, c.Nodes[first]))
+		}
+	}
 	if v, _ := strconv.ParseFloat(c.Nodes[first].Metric(t, series), 64); v < success-1e-3 || v > success+1e-3 {
 		t.Fatalf("restarted node reports last snapshot success %v, the manifest says %v", v, success)
 	}

@@ -151,17 +151,20 @@
 // # The continuous task
 //
 // Task runs on every node with a repository. On the leader it ships the
-// committed ops after the checkpoint as segments; while nothing commits it
-// asks the node for a commit-time bound (Source.CheckpointBound: the node
-// then stamps every later op with a later time) and moves the checkpoint
-// time to it. When a node takes over after a failover it rereads the
-// manifest and raises its node's commit-time floor to the checkpoint time
-// before shipping anything, so that no op it commits can carry a time the
-// checkpoint already claimed, even if its clock is behind the old
-// leader's. A second writer (an old leader that has not yet heard of the
-// new view, or a command) is caught by the manifest's generation: the
-// loser rereads the manifest and goes on from it, so the repository never
-// holds a gap or the same op twice and the checkpoint never moves back.
+// committed ops after the checkpoint as segments, the log's frames as they
+// are. Commit times increase strictly along the log, across views too (a
+// new primary's log holds every committed op), so the checkpoint time is
+// the last shipped op's. While nothing commits, the task commits a marker
+// (an op with no entries, Source.CommitMarker) every checkpoint interval
+// and ships it: the checkpoint time follows the marker's. A marker needs a
+// quorum, so a node that only believes it leads, cut off or restarted in
+// an old view, cannot move the checkpoint, and no clock but the one that
+// stamped an op is trusted. When a node takes over after a failover it
+// rereads the manifest and goes on from its checkpoint. A second writer
+// (an old leader that has not heard of the new view yet, or a command) is
+// caught by the manifest's generation: the loser rereads the manifest and
+// goes on from it, so the repository never holds a gap or the same op
+// twice and the checkpoint never moves back.
 //
 // # Restore
 //

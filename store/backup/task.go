@@ -27,12 +27,12 @@ type Source interface {
 	// the local log as it stores them, at least one and about maxBytes,
 	// into buf (see log.ReadFrames).
 	ReadFrames(from, last uint64, maxBytes int, buf []byte) (kmblog.Frames, error)
-	// CheckpointBound makes every op the node proposes from now on
-	// carry a commit time after t, where t is the later of floor and
-	// the node's clock, and returns t with the highest op number
-	// proposed so far: every op committed at or before t is at or below
-	// it.
-	CheckpointBound(ctx context.Context, floor time.Time) (t time.Time, op uint64, err error)
+	// CommitMarker commits an op with no entries through the cluster
+	// and returns its number and commit time. Commit times increase
+	// strictly along the log, so once the marker is in the repository
+	// the checkpoint covers every op committed up to its time. Only a
+	// leader a quorum follows can commit one.
+	CommitMarker(ctx context.Context) (op uint64, t time.Time, err error)
 }
 
 // TaskConfig configures the continuous backup task. Zero values take
@@ -253,12 +253,8 @@ func (t *Task) step(ctx context.Context) time.Duration {
 	}
 	if st := t.st.Load().State; st == StateStandby || st == StateError {
 		// Taking over (or retrying after a fatal error): start from what
-		// the repository says, and keep new commit times past its
-		// checkpoint even if this node's clock is behind the last one's.
+		// the repository says.
 		if err := t.repo.Reload(ctx); err != nil {
-			return t.failed(ctx, "open", err)
-		}
-		if _, _, err := t.src.CheckpointBound(ctx, t.repo.Checkpoint().Time()); err != nil {
 			return t.failed(ctx, "open", err)
 		}
 		t.setState(StateRunning, nil)
@@ -293,7 +289,7 @@ func (t *Task) step(ctx context.Context) time.Duration {
 			return 0 // more to ship
 		}
 	case t.now().Sub(t.lastCheckpointWrite) >= t.cfg.CheckpointInterval:
-		if err := t.advanceIdle(ctx, cp); err != nil {
+		if err := t.advanceIdle(ctx); err != nil {
 			return t.failed(ctx, "checkpoint", err)
 		}
 		t.failures = 0
@@ -353,23 +349,28 @@ func (t *Task) flush(ctx context.Context, cp Checkpoint, commit uint64) error {
 	return nil
 }
 
-// advanceIdle moves the checkpoint time to now when nothing new is
-// proposed: CheckpointBound makes later ops carry later commit times.
-func (t *Task) advanceIdle(ctx context.Context, cp Checkpoint) error {
-	bound, op, err := t.src.CheckpointBound(ctx, time.Time{})
+// advanceIdle moves the checkpoint time on while nothing is written: it
+// commits a marker op through the cluster and ships it, so the
+// checkpoint time becomes the marker's commit time. Because the marker
+// needs a quorum, a node that only believes it leads (cut off, or
+// restarted in an old view) cannot move the checkpoint, and the claim
+// depends on no clock but the one that stamped the marker.
+func (t *Task) advanceIdle(ctx context.Context) error {
+	start := time.Now()
+	mctx, cancel := context.WithTimeout(ctx, t.cfg.CheckpointInterval)
+	op, _, err := t.src.CommitMarker(mctx)
+	cancel()
 	if err != nil {
 		return err
 	}
-	if op > cp.Op {
-		return nil // ops in flight: ship them once committed, then advance
+	t.lastCheckpointWrite = t.now()
+	for cp := t.repo.Checkpoint(); cp.Op < op; cp = t.repo.Checkpoint() {
+		if err := t.flush(ctx, cp, op); err != nil {
+			return err
+		}
 	}
-	start := time.Now()
-	err = t.repo.AdvanceCheckpointTime(ctx, bound)
 	t.m.observe(OpCheckpoint, time.Since(start))
-	if err == nil {
-		t.lastCheckpointWrite = t.now()
-	}
-	return err
+	return nil
 }
 
 // schedule starts a due snapshot or verify run in the background.

@@ -50,8 +50,6 @@ func (n *Node) loop() error {
 		case <-ticker.C:
 			n.rep.Tick()
 			n.persistCommitLazily()
-		case f := <-n.ctrl:
-			f()
 		case <-n.stop:
 			return n.shutdown()
 		}
@@ -103,7 +101,7 @@ func (n *Node) propose() {
 		n.answer(n.batch, err)
 		return
 	}
-	ts := max(n.now().UnixNano(), n.tsFloor+1)
+	ts := n.now().UnixNano()
 	n.proposals = n.proposals[:0]
 	accepted := n.batch[:0]
 	for _, req := range n.batch {

@@ -109,7 +109,6 @@ type Node struct {
 	// submissions before stop is closed, so the loop can drain reqs knowing
 	// nobody sends any more.
 	reqs    chan *request
-	ctrl    chan func() // functions the loop runs between iterations' work
 	mu      sync.RWMutex
 	closed  bool
 	stop    chan struct{}
@@ -133,10 +132,6 @@ type Node struct {
 	applied   uint64
 	hs        vsr.HardState // as persisted
 	hsAt      time.Time
-	// tsFloor (Unix ns): proposals get commit times after it. The
-	// backup task raises it so that no op commits at or before a
-	// checkpoint time it already recorded.
-	tsFloor int64
 }
 
 type request struct {
@@ -186,7 +181,6 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		tlogger:  deps.Logger("kmb_transport"),
 		registry: deps.Metrics,
 		reqs:     make(chan *request, cfg.QueueDepth),
-		ctrl:     make(chan func()),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		waiting:  map[uint64]*request{},
@@ -544,34 +538,23 @@ func (n *Node) FirstRetainedPosition() uint64 {
 	return op.FirstPosition
 }
 
-// CheckpointBound raises the commit-time floor to the later of floor and
-// the node's clock, t, and returns t with the highest op number proposed
-// so far. It runs on the event loop, so every op proposed after it gets
-// a commit time after t, and every op committed at or before t is at or
-// below the returned op.
-func (n *Node) CheckpointBound(ctx context.Context, floor time.Time) (time.Time, uint64, error) {
-	type result struct {
-		t  time.Time
-		op uint64
+// CommitMarker commits an op with no entries and returns its number and
+// commit time. Commit times increase strictly along the log, across
+// views too, so once the marker is committed every op committed at or
+// before its time is at or below it, and every later op has a later
+// time: the backup task uses markers to move its checkpoint time while
+// no client writes. Only the leader of a view that a quorum accepted can
+// commit one.
+func (n *Node) CommitMarker(ctx context.Context) (uint64, time.Time, error) {
+	res, err := n.Append(ctx, "", nil, 0, 0)
+	if err != nil {
+		return 0, time.Time{}, err
 	}
-	done := make(chan result, 1)
-	f := func() {
-		t := max(n.now().UnixNano(), floor.UnixNano(), n.tsFloor)
-		n.tsFloor = t
-		done <- result{time.Unix(0, t), n.rep.State().Op}
+	op, err := n.log.Read(res.CommitNumber)
+	if err != nil {
+		return 0, time.Time{}, err
 	}
-	if !n.running.Load() {
-		return time.Time{}, 0, ErrNotReady
-	}
-	select {
-	case n.ctrl <- f:
-	case <-n.done:
-		return time.Time{}, 0, ErrShuttingDown
-	case <-ctx.Done():
-		return time.Time{}, 0, ctx.Err()
-	}
-	r := <-done
-	return r.t, r.op, nil
+	return op.Op, time.Unix(0, op.Timestamp), nil
 }
 
 // sendAll hands messages to the transport.

@@ -359,3 +359,29 @@ func TestRefusesUnfinishedRestore(t *testing.T) {
 		t.Fatalf("Run() = %v", err)
 	}
 }
+
+// A marker is a committed op with no entries, a commit time after every
+// earlier op's, and no tenant.
+func TestCommitMarker(t *testing.T) {
+	n := startNode(t, t.TempDir(), nil, nil)
+	ctx := context.Background()
+	r, err := n.Append(ctx, "acme", entries("k", `1`), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := n.log.Read(r.CommitNumber)
+	op, ts, err := n.CommitMarker(ctx)
+	if err != nil || op != r.CommitNumber+1 || ts.UnixNano() <= before.Timestamp {
+		t.Fatalf("marker op %d at %v (%v); the write was op %d at %d", op, ts, err, r.CommitNumber, before.Timestamp)
+	}
+	if got := n.proj.ActiveTenants(); got != 1 {
+		t.Fatalf("%d tenants after a marker, want 1", got)
+	}
+	r2, err := n.Append(ctx, "acme", entries("k", `2`), 0, 0)
+	if err != nil || r2.FirstPosition != 2 || r2.CommitNumber != op+1 {
+		t.Fatalf("write after the marker: %+v, %v", r2, err)
+	}
+	if _, _, pos := n.BackupRole(); pos != 2 {
+		t.Fatalf("applied position %d, want 2", pos)
+	}
+}

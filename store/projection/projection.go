@@ -59,6 +59,12 @@ func (p *Projection) Apply(op *kmblog.Op) {
 	if op.Op <= p.appliedOp.Load() {
 		return
 	}
+	if len(op.Entries) == 0 {
+		// An op without entries (the backup task's checkpoint marker)
+		// belongs to no tenant.
+		p.appliedOp.Store(op.Op)
+		return
+	}
 	p.mu.Lock()
 	t := p.tenants[op.Tenant]
 	if t == nil {

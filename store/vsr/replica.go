@@ -332,7 +332,10 @@ func (r *Replica) Propose(ps ...Proposal) (uint64, error) {
 	first := r.op + 1
 	ops := make([]*kmblog.Op, len(ps))
 	for i, p := range ps {
-		ts := max(p.Timestamp, r.lastTimestamp)
+		// Strictly increasing across the log, and so across views (a new
+		// primary's log holds every committed op): a time names a prefix
+		// of the log, which backup checkpoints rely on.
+		ts := max(p.Timestamp, r.lastTimestamp+1)
 		op := &kmblog.Op{
 			Op:            r.op + 1,
 			View:          r.view,

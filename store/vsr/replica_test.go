@@ -231,7 +231,7 @@ func TestPrepareOKFiltered(t *testing.T) {
 	}
 }
 
-// Propose assigns contiguous op numbers and positions and non-decreasing
+// Propose assigns contiguous op numbers and positions and strictly increasing
 // timestamps, and hands the ops to the driver with the prepares.
 func TestProposeOps(t *testing.T) {
 	r := newTestPrimary(t, 3, 0, true)
@@ -248,7 +248,7 @@ func TestProposeOps(t *testing.T) {
 		op, pos uint64
 		ts      int64
 	}
-	wants := []want{{1, 1, 100}, {2, 3, 100}, {3, 3, 200}}
+	wants := []want{{1, 1, 100}, {2, 3, 101}, {3, 3, 200}} // strictly increasing
 	if len(rd.Append) != len(wants) {
 		t.Fatalf("appended %d ops, want %d", len(rd.Append), len(wants))
 	}
@@ -285,8 +285,8 @@ func TestProposeOps(t *testing.T) {
 		t.Fatal(err)
 	}
 	op := r2.Ready().Append[0]
-	if op.Op != 4 || op.FirstPosition != 4 || op.Timestamp != 200 {
-		t.Fatalf("after restart: %+v, want op 4 position 4 timestamp 200", *op)
+	if op.Op != 4 || op.FirstPosition != 4 || op.Timestamp != 201 {
+		t.Fatalf("after restart: %+v, want op 4 position 4 timestamp 201", *op)
 	}
 }
 

@@ -125,7 +125,7 @@ type Proposal struct {
 	ClientID  uint64
 	RequestID uint64
 	// Timestamp is the driver's clock (Unix ns); the replica makes commit
-	// timestamps non-decreasing.
+	// timestamps strictly increasing along the log.
 	Timestamp int64
 }
 
