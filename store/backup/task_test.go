@@ -23,8 +23,8 @@ type fakeSource struct {
 	mu     sync.Mutex
 	lead   bool
 	ops    []*kmblog.Op // committed
-	clock  time.Time // stamps markers
-	broken bool      // ReadFrames fails, as for a truncated log
+	clock  time.Time    // stamps markers
+	broken bool         // ReadFrames fails, as for a truncated log
 	// markerErr, when set, fails CommitMarker: a node that believes it
 	// leads but has no quorum.
 	markerErr error
