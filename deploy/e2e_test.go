@@ -148,8 +148,9 @@ func TestE2EPrometheusScrapesCluster(t *testing.T) {
 	kmbdtest.Binary(t) // built before the clock starts
 	started := time.Now()
 
-	// Three replicas on kernel-chosen ports, as scripts/cluster.sh runs them.
-	c := kmbdtest.StartCluster(t, nil)
+	// Three replicas on kernel-chosen ports, as scripts/cluster.sh runs them,
+	// backing up to a directory, so the backup series and alerts are real.
+	c := kmbdtest.StartCluster(t, nil, "--backup-repo", "file://"+t.TempDir())
 	// nodes[id-1] is node id; tels are its telemetry addresses, which
 	// Prometheus scrapes and names instances by.
 	nodes := []*kmbdtest.Node{c.Nodes[1], c.Nodes[2], c.Nodes[3]}
@@ -307,6 +308,12 @@ scrape_configs:
 	t.Logf("kmb_projection_lag: %s", describe(lag, "instance"))
 	thr := query("cluster throughput", `job:kmb_log_entries:max_rate1m`, func(s []promSample) bool { return len(s) == 1 && s[0].Value > 0 })
 	t.Logf("job:kmb_log_entries:max_rate1m: %.3g entries/s", thr[0].Value)
+	rpo := query("a recovery point under a minute on the one node running the backup task",
+		`time() - kmb_backup_checkpoint_timestamp_seconds and on (job, instance, node_id, task) kmb_backup_task_state{state="running"} == 1`,
+		func(s []promSample) bool { return len(s) == 1 && s[0].Value < 60 })
+	t.Logf("recovery point: %.3gs behind, on %s", rpo[0].Value, describe(rpo, "instance"))
+	standby := query("two standby backup tasks", `kmb_backup_task_state{state="standby"} == 1`, func(s []promSample) bool { return len(s) == 2 })
+	t.Logf("standby: %s", describe(standby, "instance"))
 	ratio := query("the cluster error ratio", `job:kmb_requests_errors:ratio_rate5m`, func(s []promSample) bool { return len(s) == 1 })
 	if ratio[0].Value != 0 {
 		t.Errorf("error ratio %v under a healthy load, want 0", ratio[0].Value)

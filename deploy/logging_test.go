@@ -18,7 +18,7 @@ import (
 var (
 	logKeys    = []string{"fields", "level", "message", "target", "timestamp"}
 	logLevels  = map[string]bool{"TRACE": true, "DEBUG": true, "INFO": true, "WARN": true, "ERROR": true}
-	logTargets = map[string]bool{"kmb": true, "kmb_storage": true, "kmb_consensus": true, "kmb_transport": true, "kmb_api": true, "kmb_http": true, "kmb_telemetry": true}
+	logTargets = map[string]bool{"kmb": true, "kmb_storage": true, "kmb_consensus": true, "kmb_transport": true, "kmb_api": true, "kmb_http": true, "kmb_telemetry": true, "kmb_backup": true}
 )
 
 // strptimeToGo translates a strptime format (Fluent Bit's Time_Format) to a
