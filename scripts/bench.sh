@@ -1,37 +1,158 @@
 #!/usr/bin/env bash
-# Runs every benchmark behind BENCHMARKS.md and prints benchstat summaries.
-# Raw results go to ${KMB_BENCH_OUT:-./bench-results} (one file per group), so
-# two runs can be compared with: benchstat old/primitives.txt new/primitives.txt
+# Runs every benchmark behind BENCHMARKS.md and regenerates it.
 #
-#   scripts/bench.sh            # all groups, 5 counts each
-#   COUNT=10 scripts/bench.sh primitives spans
+# Raw results go to ${KMB_BENCH_OUT:-./bench-results}: per group of Go
+# benchmarks <group>.txt (go test output, benchstat's input), per kmbd bench
+# run <name>.json (the --json line) and <name>.out (its whole output), and
+# for each of them <name>.meta (the exact command, when it started, the
+# commit of the tree, the Go version, the machine and its load average
+# then). A group's files are removed before it runs and written only when it
+# succeeds, so the directory never mixes a failed run with an older one. The
+# last step, report, renders scripts/benchmarks.md.tmpl over that directory
+# into BENCHMARKS.md with internal/benchreport; it fails, naming the file and
+# benchmark, when a figure the template asks for is missing.
+#
+#   scripts/bench.sh                  # every group, then report
+#   scripts/bench.sh primitives spans # chosen groups only (no report)
+#   scripts/bench.sh report           # re-render BENCHMARKS.md from the results
+#   benchstat old/primitives.txt new/primitives.txt   # compare two runs
+#
+# Groups: primitives metric logging spans render log wire append cluster
+# tracing backup (go test -bench), kmbd (kmbd bench, 1 and 3 nodes), compare
+# (kmbd bench --compare off,backup and off,metrics,full), report.
+#
+# Environment:
+#   COUNT               go test -count (default 5)
+#   KMB_BENCH_DURATION  kmbd bench --duration of every run (default 10s)
+#   KMB_BENCH_ROUNDS    kmbd bench --compare --rounds (default 5)
+#   KMB_BENCH_NOTE      a remark on the conditions, recorded with each group
+#                       and printed in BENCHMARKS.md (e.g. "other work
+#                       shared the machine")
+#   KMB_BENCH_OUT       results directory (default ./bench-results)
+#   KMB_BENCH_DOC       the document report writes (default BENCHMARKS.md)
+#
+# A quick smoke run of everything, leaving BENCHMARKS.md alone:
+#   COUNT=1 KMB_BENCH_DURATION=2s KMB_BENCH_ROUNDS=1 KMB_BENCH_OUT=/tmp/kmb-smoke \
+#     KMB_BENCH_DOC=/tmp/kmb-smoke/BENCHMARKS.md scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${KMB_BENCH_OUT:-./bench-results}"
 count="${COUNT:-5}"
+duration="${KMB_BENCH_DURATION:-10s}"
+rounds="${KMB_BENCH_ROUNDS:-5}"
+doc="${KMB_BENCH_DOC:-BENCHMARKS.md}"
 mkdir -p "$out"
 benchstat="go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da"
 
-run() { # group, then go test arguments
+# quote prints its arguments as a shell command line, single-quoting those
+# that need it.
+quote() {
+	local a s=""
+	for a in "$@"; do
+		if [[ $a =~ ^[A-Za-z0-9_./,=:@+-]+$ ]]; then
+			s+=" $a"
+		else
+			s+=" '${a//\'/\'\\\'\'}'"
+		fi
+	done
+	echo "${s# }"
+}
+
+# meta writes <name>.meta.tmp: the command, then the conditions it starts in.
+meta() { # name, command words
+	local name="$1"; shift
+	{
+		echo "command: $(quote "$@")"
+		echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+		echo "commit: $(git describe --always --dirty 2>/dev/null || echo unknown)"
+		echo "go: $(go env GOVERSION)"
+		echo "goos: $(go env GOOS)"
+		echo "goarch: $(go env GOARCH)"
+		echo "ncpu: $(getconf _NPROCESSORS_ONLN)"
+		echo "kernel: $(uname -sr)"
+		if [ -r /proc/loadavg ]; then echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"; fi
+		if [ -n "${KMB_BENCH_NOTE:-}" ]; then echo "note: $KMB_BENCH_NOTE"; fi
+	} >"$out/$name.meta.tmp"
+}
+
+gotest() { # group, go test arguments
 	local group="$1"; shift
-	echo "== $group: go test $* -count $count" >&2
-	go test "$@" -run '^$' -benchmem -count "$count" | tee "$out/$group.txt" >/dev/null
+	local args=(go test "$@" -run '^$' -benchmem -count "$count")
+	rm -f "$out/$group.txt" "$out/$group.meta"
+	echo "== $group: $(quote "${args[@]}")" >&2
+	meta "$group" "${args[@]}"
+	"${args[@]}" >"$out/$group.txt.tmp"
+	mv "$out/$group.txt.tmp" "$out/$group.txt"
+	mv "$out/$group.meta.tmp" "$out/$group.meta"
 	$benchstat "$out/$group.txt"
 }
 
+kmbd_built=""
+build_kmbd() {
+	if [ -z "$kmbd_built" ]; then
+		echo "== building $out/kmbd" >&2
+		go build -o "$out/kmbd" ./cmd/kmbd
+		kmbd_built=1
+	fi
+}
+
+# kmbd_bench runs the kmbd built above; the last line of its output (the
+# --json object) becomes <name>.json. A run that fails leaves <name>.out
+# for inspection and no <name>.json.
+kmbd_bench() { # name, kmbd bench arguments (with --json)
+	local name="$1"; shift
+	build_kmbd
+	rm -f "$out/$name.json" "$out/$name.meta"
+	echo "== $name: $(quote kmbd bench "$@")" >&2
+	meta "$name" kmbd bench "$@"
+	local rc=0
+	"$out/kmbd" bench "$@" >"$out/$name.out" || rc=$?
+	sed '$d' "$out/$name.out" >&2 # the summary; the last line is the JSON
+	if [ "$rc" -ne 0 ]; then
+		echo "$name: kmbd bench exited $rc; output in $out/$name.out" >&2
+		rm -f "$out/$name.meta.tmp"
+		return "$rc"
+	fi
+	tail -n 1 "$out/$name.out" >"$out/$name.json"
+	mv "$out/$name.meta.tmp" "$out/$name.meta"
+}
+
+report() {
+	echo "== report: $doc from $out" >&2
+	go run ./internal/benchreport -in "$out" -template scripts/benchmarks.md.tmpl -out "$doc"
+}
+
 groups=("$@")
-[ ${#groups[@]} -eq 0 ] && groups=(primitives logging spans render log wire append cluster tracing)
+[ ${#groups[@]} -eq 0 ] && groups=(primitives metric logging spans render log wire append cluster tracing backup kmbd compare report)
 for g in "${groups[@]}"; do
 	case "$g" in
-	primitives) run primitives ./telemetry/metric/bench -bench . -cpu 1,2 ;;
-	logging) run logging ./telemetry/logging -bench . ;;
-	spans) run spans ./telemetry/spans -bench . ;;
-	render) run render ./telemetry -bench MetricsRender ;;
-	log) run log ./store/log -bench . ;;
-	wire) run wire ./store/wire ./store/transport -bench . ;;
-	append) run append ./store/node -bench 'BenchmarkAppend$' -benchtime 3s ;;
-	cluster) run cluster ./store/node -bench 'BenchmarkClusterAppend$' -benchtime 3s ;;
-	tracing) run tracing ./store/node -bench 'BenchmarkAppendTracing$' -benchtime 3s ;;
+	primitives) gotest primitives ./telemetry/metric/bench -bench . -cpu 1,2 ;;
+	metric) gotest metric ./telemetry/metric -bench 'LoopCounterPublish|LoopHistogramPublish|CappedLoopCounterVecTick|Gather10kTenants|Floor' -cpu 1,2 ;;
+	logging) gotest logging ./telemetry/logging -bench . ;;
+	spans) gotest spans ./telemetry/spans -bench . ;;
+	render) gotest render ./telemetry -bench MetricsRender ;;
+	log) gotest log ./store/log -bench . ;;
+	wire) gotest wire ./store/wire ./store/transport -bench . ;;
+	append) gotest append ./store/node -bench 'BenchmarkAppend$' -benchtime 3s ;;
+	cluster) gotest cluster ./store/node -bench 'BenchmarkClusterAppend$' -benchtime 3s ;;
+	tracing) gotest tracing ./store/node -bench 'BenchmarkAppendTracing$' -benchtime 3s ;;
+	backup) gotest backup ./store/backup -bench 'AppendSegment|Restore' ;;
+	kmbd)
+		for nodes in 1 3; do
+			kmbd_bench "kmbd-nodes$nodes" --nodes "$nodes" --clients 64 --batch 100 --duration "$duration" --json
+		done
+		;;
+	compare)
+		build_kmbd
+		help="$("$out/kmbd" bench -h 2>&1 || true)"
+		if [[ $help != *-compare* ]]; then
+			echo "compare: this kmbd bench has no --compare" >&2
+			exit 1
+		fi
+		kmbd_bench compare-backup --nodes 3 --compare off,backup --rounds "$rounds" --duration "$duration" --json
+		kmbd_bench compare-telemetry --nodes 3 --compare off,metrics,full --rounds "$rounds" --duration "$duration" --json
+		;;
+	report) report ;;
 	*) echo "unknown group $g" >&2; exit 2 ;;
 	esac
 done
