@@ -19,7 +19,8 @@
 #
 # Groups: primitives metric logging spans render log wire append cluster
 # tracing backup (go test -bench), kmbd (kmbd bench, 1 and 3 nodes), compare
-# (kmbd bench --compare off,backup and off,metrics,full), report.
+# (kmbd bench --compare off,backup and off,metrics,full), compare-shm (the
+# latter with the data on /dev/shm), report.
 #
 # Environment:
 #   COUNT               go test -count (default 5)
@@ -123,7 +124,7 @@ report() {
 }
 
 groups=("$@")
-[ ${#groups[@]} -eq 0 ] && groups=(primitives metric logging spans render log wire append cluster tracing backup kmbd compare report)
+[ ${#groups[@]} -eq 0 ] && groups=(primitives metric logging spans render log wire append cluster tracing backup kmbd compare compare-shm report)
 for g in "${groups[@]}"; do
 	case "$g" in
 	primitives) gotest primitives ./telemetry/metric/bench -bench . -cpu 1,2 ;;
@@ -151,6 +152,12 @@ for g in "${groups[@]}"; do
 		fi
 		kmbd_bench compare-backup --nodes 3 --compare off,backup --rounds "$rounds" --duration "$duration" --json
 		kmbd_bench compare-telemetry --nodes 3 --compare off,metrics,full --rounds "$rounds" --duration "$duration" --json
+		;;
+	compare-shm)
+		# The telemetry series with the data on tmpfs: without the disk's
+		# fsync variance the nodes are CPU-bound, which is where an
+		# instrumentation cost would show.
+		kmbd_bench compare-telemetry-shm --nodes 3 --compare off,metrics,full --rounds "$rounds" --duration "$duration" --dir /dev/shm --json
 		;;
 	report) report ;;
 	*) echo "unknown group $g" >&2; exit 2 ;;

@@ -158,8 +158,8 @@ func TestKmbdResults(t *testing.T) {
 }
 
 func TestMachine(t *testing.T) {
-	got := mustRender(t, fixtures, `{{with machine}}{{.CPU}}, {{.GOOS}}/{{.GOARCH}}, {{.Go}}, {{.NumCPU}} CPUs, {{.Kernel}}; {{.Note}}; {{.First}} to {{.Last}}{{range .Groups}}; {{.Name}} {{.Load}}{{with .Commit}} {{.}}{{end}}{{end}}{{end}}`)
-	want := "Intel(R) Xeon(R) Processor, linux/amd64, go1.26.8, 2 CPUs, Linux 6.18.44; other work shared the machine; 2026-11-22 03:01 UTC to 2026-11-22 03:05 UTC; primitives 1.50 1.20 0.90 0123abc; render 1.50 1.20 0.90; wire 1.50 1.20 0.90; kmbd-nodes3 1.50 1.20 0.90; compare-telemetry 1.50 1.20 0.90"
+	got := mustRender(t, fixtures, `{{with machine}}{{.CPU}}, {{.GOOS}}/{{.GOARCH}}, {{.Go}}, {{.NumCPU}} CPUs, {{.Kernel}}; {{.First}} to {{.Last}}{{range .Groups}}; {{.Name}} {{.Load}}{{with .Commit}} {{.}}{{end}}{{with .Note}} ({{.}}){{end}}{{end}}{{end}}`)
+	want := "Intel(R) Xeon(R) Processor, linux/amd64, go1.26.8, 2 CPUs, Linux 6.18.44; 2026-11-22 03:01 UTC to 2026-11-22 03:05 UTC; primitives 1.50 1.20 0.90 0123abc (other work shared the machine); render 1.50 1.20 0.90 (other work shared the machine); wire 1.50 1.20 0.90 (other work shared the machine); kmbd-nodes3 1.50 1.20 0.90 (other work shared the machine); compare-telemetry 1.50 1.20 0.90 (other work shared the machine)"
 	if got != want {
 		t.Errorf("machine:\n got %q\nwant %q", got, want)
 	}

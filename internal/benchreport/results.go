@@ -245,7 +245,6 @@ type Machine struct {
 	Go     string // go version, e.g. go1.26.8
 	NumCPU string // online CPUs
 	Kernel string // uname -sr
-	Note   string // KMB_BENCH_NOTE of the runs, or empty
 	First  string // date the first group started
 	Last   string // date the last group started
 	Groups []Group
@@ -257,6 +256,7 @@ type Group struct {
 	Date    string
 	Commit  string // git describe --always --dirty of the tree, or empty
 	Load    string // 1, 5 and 15-minute load averages at the start, or empty
+	Note    string // KMB_BENCH_NOTE when the group ran, or empty
 	Command string
 }
 
@@ -280,7 +280,7 @@ func (r *results) loadMachine() (*Machine, error) {
 		optional bool
 	}{
 		{"go", &m.Go, false}, {"goos", &m.GOOS, false}, {"goarch", &m.GOARCH, false},
-		{"ncpu", &m.NumCPU, false}, {"kernel", &m.Kernel, false}, {"note", &m.Note, true},
+		{"ncpu", &m.NumCPU, false}, {"kernel", &m.Kernel, false},
 	}
 	for _, p := range metas {
 		name := strings.TrimSuffix(filepath.Base(p), ".meta")
@@ -299,7 +299,7 @@ func (r *results) loadMachine() (*Machine, error) {
 			*f.dst = v
 			agreed[f.key] = fmt.Sprintf("%q in %s.meta", v, name)
 		}
-		g := Group{Name: name, Date: meta["date"], Commit: meta["commit"], Load: meta["load"], Command: meta["command"]}
+		g := Group{Name: name, Date: meta["date"], Commit: meta["commit"], Load: meta["load"], Note: meta["note"], Command: meta["command"]}
 		if g.Date == "" || g.Command == "" {
 			return nil, fmt.Errorf("machine: %s.meta has no date or command", name)
 		}
