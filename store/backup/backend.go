@@ -21,6 +21,10 @@ import (
 //   - List returns the keys that start with prefix (a plain string prefix,
 //     not necessarily a folder), sorted.
 //   - Delete removes the object; deleting a missing one is not an error.
+//   - Swap replaces the object only if it still holds given bytes,
+//     atomically with respect to other Swaps (see Swapper): the manifest
+//     is only ever written so, so that of two writers working from the
+//     same manifest one fails rather than one's update being lost.
 //
 // Keys are validated by ValidateKey. All methods are safe for concurrent
 // use.
@@ -29,6 +33,7 @@ type Backend interface {
 	Get(ctx context.Context, key string) ([]byte, error)
 	List(ctx context.Context, prefix string) ([]string, error)
 	Delete(ctx context.Context, key string) error
+	Swapper
 }
 
 // ErrNotFound is wrapped by Backend.Get errors for a key that holds no

@@ -133,9 +133,13 @@
 // Verify reports but does not count as a problem); the writer sends the
 // same ops again and overwrites it. The checkpoint only moves forwards:
 // AdvanceCheckpointTime moves its time while nothing is committed, and
-// never back. Before each manifest write the writer reads the manifest
-// again and refuses to write if its generation changed, so that a second
-// writer is caught rather than silently moving the checkpoint back.
+// never back. Every manifest write is a swap (Backend.Swap): it replaces
+// the manifest only if it still holds the bytes this writer last read or
+// wrote. A directory holds an flock(2) on .manifest.lock while it
+// compares and renames; S3 uses a PutObject conditional on the ETag read
+// (If-Match). Of two writers working from the same manifest one fails,
+// with ErrConcurrentWriter, rereads it and tries again, so no update is
+// lost and the checkpoint never moves back.
 //
 // # Snapshots and retention
 //

@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -272,4 +273,16 @@ func decodeWith(d *segmentDecoder, data []byte) ([]kmblog.Op, error) {
 		}
 		out = append(out, op)
 	}
+}
+
+// Swap goes through the fault-injecting Put.
+func (f *faultBackend) Swap(ctx context.Context, key string, old, data []byte) error {
+	cur, err := f.Backend.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(cur, old) {
+		return fmt.Errorf("%w: %s", errSwapConflict, key)
+	}
+	return f.Put(ctx, key, data)
 }

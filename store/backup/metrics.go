@@ -192,6 +192,13 @@ func (b timedBackend) Put(ctx context.Context, key string, data []byte) error {
 	return err
 }
 
+func (b timedBackend) Swap(ctx context.Context, key string, old, data []byte) error {
+	start := time.Now()
+	err := b.Backend.Swap(ctx, key, old, data)
+	b.observe(OpManifest, time.Since(start))
+	return err
+}
+
 func (b timedBackend) Get(ctx context.Context, key string) ([]byte, error) {
 	start := time.Now()
 	data, err := b.Backend.Get(ctx, key)

@@ -50,6 +50,7 @@ type Repository struct {
 
 	mu    sync.Mutex
 	m     Manifest // as last read or written; Checksum empty
+	raw   []byte   // m as stored: what the next write swaps out
 	stale bool     // a write failed: the stored manifest may differ from m
 }
 
@@ -73,10 +74,11 @@ func Init(ctx context.Context, b Backend) (*Repository, error) {
 		Generation:      1,
 		Segments:        []SegmentInfo{},
 	}
-	if err := b.Put(ctx, ManifestKey, encodeManifest(&m)); err != nil {
+	raw := encodeManifest(&m)
+	if err := b.Put(ctx, ManifestKey, raw); err != nil {
 		return nil, fmt.Errorf("backup: init: write %s: %w", ManifestKey, err)
 	}
-	return &Repository{backend: b, m: m}, nil
+	return &Repository{backend: b, m: m, raw: raw}, nil
 }
 
 // Open opens the repository on b. It fails with an error wrapping
@@ -84,11 +86,11 @@ func Init(ctx context.Context, b Backend) (*Repository, error) {
 // the manifest fails its checksum or is inconsistent; VerifyBackend still
 // examines such a repository.
 func Open(ctx context.Context, b Backend) (*Repository, error) {
-	m, err := readManifest(ctx, b)
+	m, raw, err := readManifest(ctx, b)
 	if err != nil {
 		return nil, err
 	}
-	return &Repository{backend: b, m: m}, nil
+	return &Repository{backend: b, m: m, raw: raw}, nil
 }
 
 // OpenOrInit opens the repository on b, creating it if b holds no
@@ -101,15 +103,17 @@ func OpenOrInit(ctx context.Context, b Backend) (*Repository, error) {
 	return r, err
 }
 
-func readManifest(ctx context.Context, b Backend) (Manifest, error) {
+// readManifest returns the stored manifest, parsed and as stored.
+func readManifest(ctx context.Context, b Backend) (Manifest, []byte, error) {
 	data, err := b.Get(ctx, ManifestKey)
 	if errors.Is(err, ErrNotFound) {
-		return Manifest{}, ErrNoRepository
+		return Manifest{}, nil, ErrNoRepository
 	}
 	if err != nil {
-		return Manifest{}, fmt.Errorf("backup: read %s: %w", ManifestKey, err)
+		return Manifest{}, nil, fmt.Errorf("backup: read %s: %w", ManifestKey, err)
 	}
-	return parseManifest(data)
+	m, err := parseManifest(data)
+	return m, data, err
 }
 
 // Backend is the backend the repository is on.
@@ -185,12 +189,12 @@ func (r *Repository) Stats() Stats {
 
 // Reload reads the manifest from the backend again.
 func (r *Repository) Reload(ctx context.Context) error {
-	m, err := readManifest(ctx, r.backend)
+	m, raw, err := readManifest(ctx, r.backend)
 	if err != nil {
 		return err
 	}
 	r.mu.Lock()
-	r.m, r.stale = m, false
+	r.m, r.raw, r.stale = m, raw, false
 	r.mu.Unlock()
 	return nil
 }
@@ -340,33 +344,28 @@ func (r *Repository) refresh(ctx context.Context) error {
 	if !r.stale {
 		return nil
 	}
-	m, err := readManifest(ctx, r.backend)
+	m, raw, err := readManifest(ctx, r.backend)
 	if err != nil {
 		return err
 	}
-	r.m, r.stale = m, false
+	r.m, r.raw, r.stale = m, raw, false
 	return nil
 }
 
-// writeManifest stores next, one generation after r.m, once it has
-// checked that the stored manifest is still r.m's generation. Called with
-// mu held.
+// writeManifest stores next, one generation after r.m, in place of the
+// manifest as this Repository last read or wrote it: the backend's Swap
+// refuses the write if anybody changed it meanwhile. Called with mu held.
 func (r *Repository) writeManifest(ctx context.Context, next Manifest) error {
-	stored, err := readManifest(ctx, r.backend)
-	if err != nil {
-		return fmt.Errorf("backup: reread %s before writing it: %w", ManifestKey, err)
-	}
-	if stored.Generation != r.m.Generation || stored.RepositoryID != r.m.RepositoryID {
-		r.stale = true
-		return fmt.Errorf("%w: stored generation %d (repository %s), this process last saw generation %d (repository %s)",
-			ErrConcurrentWriter, stored.Generation, stored.RepositoryID, r.m.Generation, r.m.RepositoryID)
-	}
 	next.Generation = r.m.Generation + 1
-	if err := r.backend.Put(ctx, ManifestKey, encodeManifest(&next)); err != nil {
+	raw := encodeManifest(&next)
+	if err := r.backend.Swap(ctx, ManifestKey, r.raw, raw); err != nil {
 		r.stale = true
+		if errors.Is(err, errSwapConflict) {
+			return fmt.Errorf("%w: the stored manifest is no longer generation %d (repository %s)", ErrConcurrentWriter, r.m.Generation, r.m.RepositoryID)
+		}
 		return fmt.Errorf("backup: write %s: %w", ManifestKey, err)
 	}
 	next.Checksum = ""
-	r.m = next
+	r.m, r.raw = next, raw
 	return nil
 }
