@@ -126,50 +126,17 @@ snapshot_interval = "0s"
 		}
 	}
 
-	var live sync.Map
-	for id, p := range c.Nodes {
-		live.Store(id, p.API)
-	}
-	targets := func() []string {
-		var out []string
-		for id := uint64(1); id <= 3; id++ {
-			if v, ok := live.Load(id); ok {
-				out = append(out, v.(string))
-			}
-		}
-		return out
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	var (
-		wg      sync.WaitGroup
-		written atomic.Int64
-		stop    atomic.Bool
-		ws      = make([]*writer, 6)
-	)
-	for i := range ws {
-		ws[i] = &writer{id: i, targets: targets, acked: map[string]string{}}
-		wg.Add(1)
-		go func(w *writer) {
-			defer wg.Done()
-			for seq := 1; !stop.Load(); seq++ {
-				if !w.write(ctx, t, seq) {
-					return
-				}
-				written.Add(1)
-			}
-		}(ws[i])
-	}
+	l := startLoad(ctx, t, c, 6)
 	kmbdtest.WaitFor(t, "writes backed up before the kill", 30*time.Second, func() bool {
-		return written.Load() >= 300 && backupStatus(t, c.Nodes[first])["checkpoint_op"].(float64) > 100
+		return l.written.Load() >= 300 && backupStatus(t, c.Nodes[first])["checkpoint_op"].(float64) > 100
 	})
-	live.Delete(first)
-	c.Kill(first)
-	killedAt := written.Load()
+	l.kill(c, first)
+	killedAt := l.written.Load()
 	second := c.Leader()
-	kmbdtest.WaitFor(t, "writes after the failover", 30*time.Second, func() bool { return written.Load() >= killedAt+300 })
-	stop.Store(true)
-	wg.Wait()
+	kmbdtest.WaitFor(t, "writes after the failover", 30*time.Second, func() bool { return l.written.Load() >= killedAt+300 })
+	l.finish()
 	if ctx.Err() != nil {
 		t.Fatalf("writers timed out: %v", ctx.Err())
 	}

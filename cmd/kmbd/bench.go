@@ -591,7 +591,7 @@ func (b *bencher) run(ctx context.Context, cpuFile, memFile *os.File) (*benchRes
 	if len(b.scrapeURLs) > 0 {
 		aux.Go(func() { b.scrapeLoop(auxCtx) })
 	}
-	if benchIsTerminal(b.stderr) {
+	if isTerminal(b.stderr) {
 		aux.Go(func() { b.progressLoop(auxCtx) })
 	}
 
@@ -867,16 +867,6 @@ func (b *bencher) progressLoop(ctx context.Context) {
 			prev, prevEntries, prevAt = cur, entries, now
 		}
 	}
-}
-
-// benchIsTerminal reports whether w is a character device.
-func benchIsTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // benchResult is the run's outcome; --json prints it.

@@ -51,6 +51,58 @@ func (w *writer) write(ctx context.Context, t *testing.T, seq int) bool {
 	return false
 }
 
+// load is writers appending to a cluster through whichever of its nodes
+// are live, until stopped.
+type load struct {
+	live    sync.Map // node id → API base URL
+	written atomic.Int64
+	stop    atomic.Bool
+	wg      sync.WaitGroup
+	ws      []*writer
+}
+
+// startLoad starts n writers on the nodes of c.
+func startLoad(ctx context.Context, t *testing.T, c *kmbdtest.Cluster, n int) *load {
+	l := &load{}
+	for id, p := range c.Nodes {
+		l.live.Store(id, p.API)
+	}
+	targets := func() []string {
+		var out []string
+		for id := uint64(1); id <= 3; id++ {
+			if v, ok := l.live.Load(id); ok {
+				out = append(out, v.(string))
+			}
+		}
+		return out
+	}
+	for i := 0; i < n; i++ {
+		w := &writer{id: i, targets: targets, acked: map[string]string{}}
+		l.ws = append(l.ws, w)
+		l.wg.Go(func() {
+			for seq := 1; !l.stop.Load(); seq++ {
+				if !w.write(ctx, t, seq) {
+					return
+				}
+				l.written.Add(1)
+			}
+		})
+	}
+	return l
+}
+
+// kill kills node id of c with SIGKILL; the writers stop using it.
+func (l *load) kill(c *kmbdtest.Cluster, id uint64) {
+	l.live.Delete(id)
+	c.Kill(id)
+}
+
+// finish stops the writers and waits for them.
+func (l *load) finish() {
+	l.stop.Store(true)
+	l.wg.Wait()
+}
+
 func TestE2EClusterLeaderKilledUnderLoad(t *testing.T) {
 	c := kmbdtest.StartCluster(t, debugLog)
 	first := c.Leader()
@@ -78,57 +130,24 @@ func TestE2EClusterLeaderKilledUnderLoad(t *testing.T) {
 		break
 	}
 
-	var live sync.Map // node id → api base URL
-	for id, p := range c.Nodes {
-		live.Store(id, p.API)
-	}
-	targets := func() []string {
-		var out []string
-		for id := uint64(1); id <= 3; id++ {
-			if v, ok := live.Load(id); ok {
-				out = append(out, v.(string))
-			}
-		}
-		return out
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	const writers = 8
-	var (
-		wg      sync.WaitGroup
-		written atomic.Int64
-		stop    atomic.Bool
-		ws      = make([]*writer, writers)
-	)
-	for i := range ws {
-		ws[i] = &writer{id: i, targets: targets, acked: map[string]string{}}
-		wg.Add(1)
-		go func(w *writer) {
-			defer wg.Done()
-			for seq := 1; !stop.Load(); seq++ {
-				if !w.write(ctx, t, seq) {
-					return
-				}
-				written.Add(1)
-			}
-		}(ws[i])
-	}
-	kmbdtest.WaitFor(t, "writes before the kill", 30*time.Second, func() bool { return written.Load() >= 200 })
+	l := startLoad(ctx, t, c, 8)
+	ws := l.ws
+	kmbdtest.WaitFor(t, "writes before the kill", 30*time.Second, func() bool { return l.written.Load() >= 200 })
 
 	// kill -9 the leader under load.
 	old := c.Nodes[first]
 	_, oldStatus := kmbdtest.JSONDo(t, "GET", old.Tel+"/status", "")
-	live.Delete(first)
-	c.Kill(first)
-	before := written.Load()
+	l.kill(c, first)
+	before := l.written.Load()
 
 	second := c.Leader()
 	if second == first {
 		t.Fatalf("leader %d survived its own kill", second)
 	}
-	kmbdtest.WaitFor(t, "writes after the failover", 30*time.Second, func() bool { return written.Load() >= before+200 })
-	stop.Store(true)
-	wg.Wait()
+	kmbdtest.WaitFor(t, "writes after the failover", 30*time.Second, func() bool { return l.written.Load() >= before+200 })
+	l.finish()
 	if ctx.Err() != nil {
 		t.Fatalf("writers timed out: %v", ctx.Err())
 	}

@@ -3,7 +3,6 @@ package log
 import (
 	"fmt"
 	"hash/crc32"
-	"sort"
 )
 
 // Frames is a run of consecutive durable ops as the log stores them:
@@ -29,33 +28,11 @@ func (l *Log) ReadFrames(from, last uint64, maxBytes int, buf []byte) (Frames, e
 		return Frames{}, ErrNotFound
 	}
 	last = min(last, l.durableOp.Load())
-	l.barrier.RLock()
-	defer l.barrier.RUnlock()
-	if l.closed.Load() {
-		return Frames{}, ErrClosed
+	c, err := l.readChunk(from, last, int64(max(maxBytes, 1)), &buf)
+	if err != nil {
+		return Frames{}, fmt.Errorf("log: read frames: %w", err)
 	}
-	l.mu.RLock()
-	s, i, ok := l.findPublished(from)
-	var start, end int64
-	if ok {
-		start = s.offsets[i]
-		limit := start + int64(max(maxBytes, 1))
-		maxJ := min(len(s.offsets), int(last-s.firstOp+1))
-		j := i + 1 + sort.Search(maxJ-i-1, func(k int) bool { return s.frameEnd(i+1+k) > limit })
-		end = s.frameEnd(j - 1)
-	}
-	l.mu.RUnlock()
-	if !ok {
-		return Frames{}, fmt.Errorf("log: read frames: op %d: %w", from, ErrNotFound)
-	}
-	n := int(end - start)
-	if cap(buf) < n {
-		buf = make([]byte, n)
-	}
-	b := buf[:n]
-	if _, err := s.f.ReadAt(b, start); err != nil {
-		return Frames{}, fmt.Errorf("log: read frames of %s at offset %d: %w", s.name, start, err)
-	}
+	s, start, b := c.seg, c.start, c.b
 	f := Frames{Data: b}
 	lastAt := 0
 	for off := 0; off < len(b); f.Ops++ {

@@ -120,7 +120,7 @@ func (l *Log) Scan(from uint64, fn func(*Op) error) error {
 	last := l.durableOp.Load()
 	var buf []byte
 	for next := from; next <= last && next != 0; {
-		chunk, err := l.readChunk(next, last, &buf)
+		chunk, err := l.readChunk(next, last, scanChunkSize, &buf)
 		if err != nil {
 			return err
 		}
@@ -148,10 +148,10 @@ type chunk struct {
 	b     []byte
 }
 
-// readChunk reads the frames of op next and of the ops after it, up to op
-// last, that fit within scanChunkSize (at least op next's frame), into
-// *buf.
-func (l *Log) readChunk(next, last uint64, buf *[]byte) (chunk, error) {
+// readChunk reads the frames of op next and of the ops after it in its
+// segment, up to op last, that fit within limit bytes (at least op next's
+// frame), into *buf.
+func (l *Log) readChunk(next, last uint64, limit int64, buf *[]byte) (chunk, error) {
 	l.barrier.RLock()
 	defer l.barrier.RUnlock()
 	if l.closed.Load() {
@@ -164,9 +164,9 @@ func (l *Log) readChunk(next, last uint64, buf *[]byte) (chunk, error) {
 		// Frames i..j-1: frame i, then each next one that still ends
 		// within the chunk, none past op last.
 		start = s.offsets[i]
-		limit := start + scanChunkSize
+		bound := start + limit
 		maxJ := min(len(s.offsets), int(last-s.firstOp+1))
-		j := i + 1 + sort.Search(maxJ-i-1, func(k int) bool { return s.frameEnd(i+1+k) > limit })
+		j := i + 1 + sort.Search(maxJ-i-1, func(k int) bool { return s.frameEnd(i+1+k) > bound })
 		end = s.frameEnd(j - 1)
 	}
 	l.mu.RUnlock()
