@@ -118,7 +118,7 @@ func (c Config) TaskConfig() TaskConfig {
 func validateURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "file" && u.Scheme != "s3") {
-		return fmt.Errorf("%s = %q: accepted file:///absolute/dir or s3://bucket/prefix?endpoint=...", configKey, raw)
+		return fmt.Errorf("%s = %q: accepted file:///absolute/dir or s3://bucket/prefix?endpoint=URL", configKey, raw)
 	}
 	if u.Scheme == "file" && (!strings.HasPrefix(u.Path, "/") || (u.Host != "" && u.Host != "localhost")) {
 		return fmt.Errorf("%s = %q: a file URL needs an absolute path, as in file:///absolute/dir", configKey, raw)
