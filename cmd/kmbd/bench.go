@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"math"
 	"math/bits"
 	"math/rand/v2"
@@ -1286,18 +1285,11 @@ type benchCluster struct {
 	sink    *benchSpanSink
 }
 
-// benchNode is one node of it, served as serve serves it.
+// benchNode is one node of it, served as kmbd serves a node.
 type benchNode struct {
-	id     uint64
-	app    *app
-	apiURL string // http://127.0.0.1:port
-	telURL string
-	apiSrv *http.Server
-	telSrv *http.Server
-	runErr chan error
-	ran    bool // Run returned and runErr was consumed
-	// stopBackup stops the backup task, if any, and waits for it.
-	stopBackup func()
+	*server
+	id             uint64
+	apiURL, telURL string // http://127.0.0.1:port
 }
 
 func startBenchCluster(ctx context.Context, o benchOptions) (c *benchCluster, err error) {
@@ -1369,51 +1361,16 @@ func benchTelemetryConfig(mode string, sink *benchSpanSink) telemetry.Config {
 	return t
 }
 
-// startBenchNode binds the node's listeners, assembles it with newApp and
-// serves it, as serve does; logs are discarded.
+// startBenchNode starts a node as kmbd does; logs are discarded.
 func startBenchNode(cfg Config) (*benchNode, error) {
-	telLn, err := net.Listen("tcp", cfg.Telemetry.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("telemetry.listen %q: %w", cfg.Telemetry.Listen, err)
-	}
-	apiLn, err := net.Listen("tcp", cfg.API.Listen)
-	if err != nil {
-		telLn.Close()
-		return nil, fmt.Errorf("api.listen %q: %w", cfg.API.Listen, err)
-	}
-	cfg.API.Advertise = apiLn.Addr().String()
-	a, err := func() (*app, error) {
-		if err := cfg.Validate(); err != nil {
-			return nil, err
-		}
-		return newApp(cfg, io.Discard)
-	}()
-	if err != nil {
-		telLn.Close()
-		apiLn.Close()
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	errorLog := slog.NewLogLogger(a.tel.Logger("kmb_http").Handler(), slog.LevelWarn)
-	n := &benchNode{
-		id:     cfg.NodeID,
-		app:    a,
-		apiURL: "http://" + apiLn.Addr().String(),
-		telURL: "http://" + telLn.Addr().String(),
-		apiSrv: &http.Server{Handler: a.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog},
-		telSrv: &http.Server{Handler: a.telMux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog},
-		runErr: make(chan error, 1),
+	s, err := startServer(cfg, io.Discard)
+	if err != nil {
+		return nil, err
 	}
-	go n.telSrv.Serve(telLn)
-	go n.apiSrv.Serve(apiLn)
-	go func() { n.runErr <- a.node.Run() }()
-	n.stopBackup = func() {}
-	if a.backup != nil {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); a.backup.Run(ctx) }()
-		n.stopBackup = func() { cancel(); <-done }
-	}
-	return n, nil
+	return &benchNode{server: s, id: cfg.NodeID, apiURL: "http://" + s.apiAddr, telURL: "http://" + s.telAddr}, nil
 }
 
 // waitLeader waits until every node is ready and one leads.
@@ -1424,7 +1381,7 @@ func (c *benchCluster) waitLeader(ctx context.Context) error {
 		for _, n := range c.nodes {
 			select {
 			case err := <-n.runErr:
-				n.ran = true
+				n.ranOut(err)
 				return fmt.Errorf("node %d stopped while starting: %v", n.id, err)
 			default:
 			}
@@ -1464,10 +1421,10 @@ func (c *benchCluster) stop() error {
 	defer cancel()
 	var errs []error
 	for _, n := range c.nodes {
-		n.app.checks.BeginShutdown()
+		n.checks.BeginShutdown() // every node stops taking traffic before any drains
 	}
 	for _, n := range c.nodes {
-		if err := n.apiSrv.Shutdown(ctx); err != nil {
+		if err := n.drain(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("node %d: client API: %w", n.id, err))
 		}
 	}
@@ -1476,16 +1433,8 @@ func (c *benchCluster) stop() error {
 		mu sync.Mutex
 	)
 	for _, n := range c.nodes {
-		n.stopBackup()
-	}
-	for _, n := range c.nodes {
 		wg.Go(func() {
-			n.app.node.Stop()
-			if n.ran {
-				return
-			}
-			n.ran = true
-			if err := <-n.runErr; err != nil {
+			if err := n.stopNode(); err != nil {
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("node %d: %w", n.id, err))
 				mu.Unlock()
@@ -1494,10 +1443,9 @@ func (c *benchCluster) stop() error {
 	}
 	wg.Wait()
 	for _, n := range c.nodes {
-		if err := n.app.tel.Shutdown(ctx); err != nil {
+		if err := n.flush(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("node %d: telemetry: %w", n.id, err))
 		}
-		_ = n.telSrv.Shutdown(ctx)
 	}
 	if c.sink != nil {
 		c.sink.close()

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -154,85 +153,42 @@ func newApp(cfg Config, logOutput io.Writer) (*app, error) {
 }
 
 func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
-	// Bind both listeners before doing any work, so a taken port fails fast.
-	telLn, err := net.Listen("tcp", cfg.Telemetry.Listen)
+	s, err := startServer(cfg, stderr)
 	if err != nil {
-		return fmt.Errorf("telemetry.listen %q: %w", cfg.Telemetry.Listen, err)
-	}
-	apiLn, err := net.Listen("tcp", cfg.API.Listen)
-	if err != nil {
-		telLn.Close()
-		return fmt.Errorf("api.listen %q: %w", cfg.API.Listen, err)
-	}
-	if cfg.API.Advertise == "" {
-		cfg.API.Advertise = apiLn.Addr().String()
-	}
-	a, err := newApp(cfg, stderr)
-	if err != nil {
-		telLn.Close()
-		apiLn.Close()
 		return err
 	}
-	logger := a.tel.Logger("kmb")
-	build := a.build
-	errorLog := slog.NewLogLogger(a.tel.Logger("kmb_http").Handler(), slog.LevelWarn)
-	telSrv := &http.Server{Handler: a.telMux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog}
-	apiSrv := &http.Server{Handler: a.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog}
-	serveErr := make(chan error, 2)
-	go func() { serveErr <- telSrv.Serve(telLn) }()
-	go func() { serveErr <- apiSrv.Serve(apiLn) }()
-
+	logger := s.tel.Logger("kmb")
 	logger.Info("kmbd starting",
 		slog.Uint64("node_id", cfg.NodeID),
-		slog.String("version", build.Version),
+		slog.String("version", s.build.Version),
 		slog.String("data_dir", cfg.DataDir),
-		slog.String("api_listen", apiLn.Addr().String()),
-		slog.String("telemetry_listen", telLn.Addr().String()),
+		slog.String("api_listen", s.apiAddr),
+		slog.String("telemetry_listen", s.telAddr),
 		slog.Bool("tracing_enabled", cfg.Telemetry.TracingEnabled),
 		slog.Bool("pprof_enabled", cfg.Telemetry.PprofEnabled))
-
-	n, tel, checks := a.node, a.tel, a.checks
-	runErr := make(chan error, 1)
-	go func() { runErr <- n.Run() }()
-	backupCtx, stopBackup := context.WithCancel(context.Background())
-	backupDone := make(chan struct{})
-	if a.backup != nil {
-		go func() { defer close(backupDone); a.backup.Run(backupCtx) }()
-	} else {
-		close(backupDone)
-	}
 
 	var failure error
 	select {
 	case <-ctx.Done():
 		logger.Info("shutdown requested", slog.String("signal", "SIGINT/SIGTERM"))
-	case err := <-runErr:
+	case err := <-s.runErr:
+		s.ranOut(err)
 		failure = fmt.Errorf("node stopped: %w", err)
-		runErr <- err // let the shutdown below see Run has returned
-	case err := <-serveErr:
+	case err := <-s.serveErr:
 		failure = fmt.Errorf("http server: %w", err)
 	}
 
-	// Shut down in dependency order: stop taking traffic, finish what was
-	// accepted, make it durable, flush telemetry, then stop answering probes.
-	checks.BeginShutdown()
 	drainCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	if err := apiSrv.Shutdown(drainCtx); err != nil {
+	if err := s.drain(drainCtx); err != nil {
 		logger.Warn("client API did not drain in time", slog.String("error", err.Error()))
 	}
-	// The backup task stops before the node: what it stored is in the
-	// manifest, and the next leader goes on from there.
-	stopBackup()
-	<-backupDone
-	n.Stop()
-	if err := <-runErr; err != nil && failure == nil {
+	if err := s.stopNode(); err != nil && failure == nil {
 		failure = fmt.Errorf("node: %w", err)
 	}
-	if err := tel.Shutdown(drainCtx); err != nil {
+	if err := s.flush(drainCtx); err != nil {
 		logger.Warn("telemetry flush failed", slog.String("error", err.Error()))
 	}
-	_ = telSrv.Shutdown(drainCtx)
 	if failure != nil {
 		logger.Error("kmbd stopped on failure", slog.String("error", failure.Error()))
 		return failure
