@@ -248,14 +248,15 @@ func (r *Repository) AppendSegment(ctx context.Context, ops []*kmblog.Op) error 
 
 // AppendFrames is AppendSegment for ops as the log stores them (read by
 // log.ReadFrames): a segment object's records are the log's frames, so
-// they are compressed as they are, with no decoding or encoding.
-func (r *Repository) AppendFrames(ctx context.Context, f kmblog.Frames) error {
+// they are compressed as they are, with no decoding or encoding. It
+// returns the new segment's manifest entry.
+func (r *Repository) AppendFrames(ctx context.Context, f kmblog.Frames) (SegmentInfo, error) {
 	if f.Ops == 0 || len(f.Data) == 0 {
-		return errors.New("backup: append frames: no ops")
+		return SegmentInfo{}, errors.New("backup: append frames: no ops")
 	}
 	stored, info := encodeFrames(f), infoOf(f)
 	sealInfo(&info, stored)
-	return r.appendObject(ctx, stored, info)
+	return info, r.appendObject(ctx, stored, info)
 }
 
 // appendObject stores a segment object and lists it in the manifest, if

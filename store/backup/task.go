@@ -330,20 +330,18 @@ func (t *Task) flush(ctx context.Context, cp Checkpoint, commit uint64) error {
 	ctx, span := t.tracer.StartAlways(ctx, spans.BackupFlush,
 		spans.AttrOpNumber.Int64(int64(f.First.Op)), spans.AttrOpNumberLast.Int64(int64(f.Last.Op)))
 	defer span.End()
-	before := t.repo.Stats()
-	err = t.repo.AppendFrames(ctx, f)
+	info, err := t.repo.AppendFrames(ctx, f)
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 		return err
 	}
-	after := t.repo.Stats()
 	entries := f.Last.LastPosition() - cp.Position
 	t.m.entries.Add(entries)
-	t.m.bytes.Add(after.RawBytes - before.RawBytes)
-	t.m.stored.Add(after.StoredBytes - before.StoredBytes)
+	t.m.bytes.Add(info.RawBytes)
+	t.m.stored.Add(info.StoredBytes)
 	t.m.segments.Inc()
-	span.SetAttributes(spans.AttrBatchEntries.Int64(int64(entries)), spans.AttrStoredBytes.Int64(int64(after.StoredBytes-before.StoredBytes)))
+	span.SetAttributes(spans.AttrBatchEntries.Int64(int64(entries)), spans.AttrStoredBytes.Int64(int64(info.StoredBytes)))
 	t.lastCheckpointWrite = t.now()
 	t.logger.Debug("backup segment stored", slog.Uint64("first_op", f.First.Op), slog.Uint64("last_op", f.Last.Op), slog.Uint64("entries", entries))
 	return nil
