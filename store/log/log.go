@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,11 +36,14 @@ const maxRetainedBuf = 4 << 20
 // Readers look offsets up under mu.RLock and pread without it, so neither
 // side waits for the other's I/O.
 type Log struct {
-	dir     string
-	dirFile *os.File // kept open to fsync the directory after creating or removing segments
-	segSize int64
-	logger  *slog.Logger
-	metrics *Metrics
+	dir      string
+	fs       FS
+	dirFile  File // kept open to fsync the directory after creating or removing segments
+	segSize  int64
+	logger   *slog.Logger
+	metrics  *Metrics
+	tolerate bool // Config.TolerateCorruption
+	readOnly bool // opened by Check: nothing is written
 
 	// Writer state.
 	active  *segment // last segment; the only one appended to
@@ -49,6 +51,7 @@ type Log struct {
 	frames  []int    // offset in buf of each record of the current Append, plus the end
 	nextOp  uint64   // op number the next Append must start with
 	nextPos uint64   // FirstPosition the next Append must start with
+	prev    Chain    // chain hash of op nextOp-1: the next segment header's prevChain
 	dirty   bool     // segments created or removed since the directory's last fsync
 	failed  error    // sticky: after a failed write or fsync the on-disk state is unknown
 
@@ -57,6 +60,10 @@ type Log struct {
 	// the lock.
 	mu   sync.RWMutex
 	segs []*segment // in op order
+	// damage lists the corrupt runs recovery kept (TolerateCorruption):
+	// their ops are in the index with placeholder offsets and are not
+	// readable until Repair rewrites them.
+	damage []Damage
 
 	// barrier is held for reading by readers across lookup and pread,
 	// and for writing by TruncateAfter and Close before they shrink or
@@ -162,7 +169,11 @@ func (l *Log) Append(ops ...*Op) error {
 		if err := l.write(from, i); err != nil {
 			return err
 		}
-		if err := l.roll(op.Op); err != nil {
+		prev := l.prev
+		if i > 0 {
+			prev = ops[i-1].Chain
+		}
+		if err := l.roll(segmentHeader{firstOp: op.Op, firstPos: op.FirstPosition, prevChain: prev}); err != nil {
 			return err
 		}
 		from = i
@@ -175,6 +186,7 @@ func (l *Log) Append(ops ...*Op) error {
 		l.firstOp.Store(ops[0].Op)
 	}
 	l.nextOp, l.nextPos = next, pos
+	l.prev = ops[len(ops)-1].Chain
 	l.lastOp.Store(next - 1)
 	l.lastPos.Store(pos - 1)
 	l.metrics.appended(entries, len(buf))
@@ -217,8 +229,8 @@ func (l *Log) write(from, to int) error {
 	return nil
 }
 
-// roll seals the active segment and starts a new one at firstOp.
-func (l *Log) roll(firstOp uint64) error {
+// roll seals the active segment and starts a new one with header h.
+func (l *Log) roll(h segmentHeader) error {
 	// Sync the sealed segment before writing anything to the new one.
 	// Otherwise a crash could persist records of the new segment but not
 	// the end of the old one, and recovery, which only forgives damage in
@@ -226,7 +238,7 @@ func (l *Log) roll(firstOp uint64) error {
 	if err := l.syncSegment(l.active); err != nil {
 		return err
 	}
-	s, err := createSegment(l.dir, firstOp)
+	s, err := createSegment(l.fs, l.dir, h)
 	if err != nil {
 		return l.fail(err)
 	}
@@ -237,7 +249,7 @@ func (l *Log) roll(firstOp uint64) error {
 	l.dirty = true
 	l.size.Add(s.size)
 	l.metrics.rolled()
-	l.logger.Info("log segment rolled", "segment", s.name, "first_op", firstOp)
+	l.logger.Info("log segment rolled", "segment", s.name, "first_op", h.firstOp)
 	return nil
 }
 
@@ -290,7 +302,7 @@ func (l *Log) syncSegment(s *segment) error {
 		return nil
 	}
 	start := time.Now()
-	err := fdatasync(s.f)
+	err := s.f.Datasync()
 	l.metrics.fsynced(time.Since(start))
 	if err != nil {
 		return l.fail(fmt.Errorf("log: sync %s: %w", s.name, err))

@@ -76,12 +76,25 @@ type AppendResult struct {
 	FirstPosition, LastPosition, CommitNumber uint64
 }
 
+// Write is one client write: a batch of entries for one tenant.
+type Write struct {
+	Tenant  string
+	Entries []kmblog.Entry
+	// Principal is the authenticated client that writes, kept with the
+	// entries in the log; empty without authentication.
+	Principal string
+	// ClientID and RequestID, when ClientID is not 0, make a retried
+	// request execute at most once.
+	ClientID, RequestID uint64
+}
+
 // Entry is one entry read back from the log.
 type Entry struct {
 	Position  uint64
 	Key       string
 	Value     []byte
 	Timestamp time.Time
+	Principal string // who wrote it; empty when written without authentication
 }
 
 // Node is one replica.
@@ -140,6 +153,7 @@ type request struct {
 	prepare   trace.Span // kmb.consensus.prepare on the leader, when sampled
 	tenant    string
 	entries   []kmblog.Entry
+	principal string
 	clientID  uint64
 	requestID uint64
 	op        uint64
@@ -380,16 +394,15 @@ func (n *Node) Stop() {
 	n.publishStatus(status.StateShutdown)
 }
 
-// Append commits entries for tenant and returns once they are durable on a
-// quorum and applied here. clientID and requestID, when clientID is not 0,
-// make a retried request execute at most once. The caller validated the
-// entries; they must not be modified after.
-func (n *Node) Append(ctx context.Context, tenant string, entries []kmblog.Entry, clientID, requestID uint64) (AppendResult, error) {
+// Append commits w and returns once it is durable on a quorum and applied
+// here. The caller validated the entries; they must not be modified after.
+func (n *Node) Append(ctx context.Context, w Write) (AppendResult, error) {
 	if err := n.writable(); err != nil {
 		return AppendResult{}, err
 	}
 	req := requestPool.Get().(*request)
-	req.tenant, req.entries, req.clientID, req.requestID = tenant, entries, clientID, requestID
+	req.tenant, req.entries, req.principal = w.Tenant, w.Entries, w.Principal
+	req.clientID, req.requestID = w.ClientID, w.RequestID
 	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
 		req.span = sc
 	}
@@ -501,7 +514,7 @@ func (n *Node) Entries(tenant string, from uint64, limit int) ([]Entry, uint64, 
 			if len(out) == limit {
 				return out, next, nil
 			}
-			out = append(out, Entry{Position: pos, Key: e.Key, Value: e.Value, Timestamp: ts})
+			out = append(out, Entry{Position: pos, Key: e.Key, Value: e.Value, Timestamp: ts, Principal: op.Principal})
 			next = pos + 1
 		}
 	}
@@ -546,7 +559,7 @@ func (n *Node) FirstRetainedPosition() uint64 {
 // no client writes. Only the leader of a view that a quorum accepted can
 // commit one.
 func (n *Node) CommitMarker(ctx context.Context) (uint64, time.Time, error) {
-	res, err := n.Append(ctx, "", nil, 0, 0)
+	res, err := n.Append(ctx, Write{})
 	if err != nil {
 		return 0, time.Time{}, err
 	}

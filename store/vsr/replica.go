@@ -33,6 +33,14 @@ type Replica struct {
 
 	lastPosition  uint64
 	lastTimestamp int64
+	lastChain     kmblog.Chain // chain hash of op r.op
+
+	// chainer computes chain hashes (the primary's for its proposals, a
+	// backup's to check the primary's ops); prev caches the chain hash
+	// of op prevOp, the one installOp checks the next op against.
+	chainer kmblog.Chainer
+	prevOp  uint64
+	prev    kmblog.Chain
 
 	// mem holds ops memBase+1 .. op: everything not yet known to be both
 	// committed and durable, so the replica never reads unpersisted ops
@@ -138,14 +146,14 @@ func New(cfg Config, hs HardState, hasState bool, lastOp uint64) (*Replica, erro
 // loadLast reads the position and timestamp of the last op.
 func (r *Replica) loadLast() error {
 	if r.op == 0 {
-		r.lastPosition, r.lastTimestamp = 0, 0
+		r.lastPosition, r.lastTimestamp, r.lastChain = 0, 0, kmblog.Chain{}
 		return nil
 	}
 	op, err := r.readOp(r.op)
 	if err != nil {
 		return fmt.Errorf("vsr: read last op %d: %w", r.op, err)
 	}
-	r.lastPosition, r.lastTimestamp = op.LastPosition(), op.Timestamp
+	r.lastPosition, r.lastTimestamp, r.lastChain = op.LastPosition(), op.Timestamp, op.Chain
 	return nil
 }
 
@@ -224,7 +232,27 @@ func (r *Replica) appendOp(op *kmblog.Op) {
 	r.verified = r.op
 	r.mem = append(r.mem, op)
 	r.appends = append(r.appends, op)
-	r.lastPosition, r.lastTimestamp = op.LastPosition(), op.Timestamp
+	r.lastPosition, r.lastTimestamp, r.lastChain = op.LastPosition(), op.Timestamp, op.Chain
+	r.prevOp, r.prev = op.Op, op.Chain
+}
+
+// chainAt returns the chain hash of op n of the log (the zero hash for
+// n == 0), reading the op unless it is the one last installed or checked.
+func (r *Replica) chainAt(n uint64) (kmblog.Chain, error) {
+	switch {
+	case n == 0:
+		return kmblog.Chain{}, nil
+	case n == r.prevOp:
+		return r.prev, nil
+	case n == r.op:
+		return r.lastChain, nil
+	}
+	op, err := r.readOp(n)
+	if err != nil {
+		return kmblog.Chain{}, err
+	}
+	r.prevOp, r.prev = n, op.Chain
+	return op.Chain, nil
 }
 
 // truncateLog removes every op after n.
@@ -249,6 +277,9 @@ func (r *Replica) truncateLog(n uint64) {
 		r.mem, r.memBase = r.mem[:0], n
 	}
 	r.op = n
+	if r.prevOp > n {
+		r.prevOp = 0 // its chain hash was of an op now gone
+	}
 	r.durable = min(r.durable, n)
 	r.commit = min(r.commit, n)
 	r.verified = min(r.verified, n)
@@ -332,6 +363,10 @@ func (r *Replica) Propose(ps ...Proposal) (uint64, error) {
 	first := r.op + 1
 	ops := make([]*kmblog.Op, len(ps))
 	for i, p := range ps {
+		kind := p.Kind
+		if kind == kmblog.KindData && p.Tenant == "" && len(p.Entries) == 0 {
+			kind = kmblog.KindMarker
+		}
 		// Strictly increasing across the log, and so across views (a new
 		// primary's log holds every committed op): a time names a prefix
 		// of the log, which backup checkpoints rely on.
@@ -340,12 +375,15 @@ func (r *Replica) Propose(ps ...Proposal) (uint64, error) {
 			Op:            r.op + 1,
 			View:          r.view,
 			Timestamp:     ts,
+			Kind:          kind,
 			Tenant:        p.Tenant,
 			FirstPosition: r.lastPosition + 1,
 			ClientID:      p.ClientID,
 			RequestID:     p.RequestID,
+			Principal:     p.Principal,
 			Entries:       p.Entries,
 		}
+		op.Chain = r.chainer.Op(r.lastChain, op)
 		r.appendOp(op)
 		ops[i] = op
 	}

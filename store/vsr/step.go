@@ -173,6 +173,11 @@ func (r *Replica) maybeCaughtUp() bool {
 // the verified prefix; different, it replaces the local op and everything
 // after it, which therefore were never committed. It reports false on a
 // gap.
+//
+// Before anything else the op's chain hash must follow the verified
+// prefix's: an op that does not is refused (reported false, and as an
+// EventChainMismatch), whoever sent it. Identity is the chain hash, which
+// covers the op and everything before it.
 func (r *Replica) installOp(op *kmblog.Op) bool {
 	switch {
 	case op.Op <= r.verified:
@@ -180,9 +185,18 @@ func (r *Replica) installOp(op *kmblog.Op) bool {
 	case op.Op > r.verified+1:
 		return false
 	}
+	prev, err := r.chainAt(r.verified)
+	if err != nil {
+		return false
+	}
+	if r.chainer.Op(prev, op) != op.Chain {
+		r.event(Event{Kind: EventChainMismatch, View: r.view, Primary: r.primaryOf(r.view), Op: op.Op})
+		return false
+	}
 	if op.Op <= r.op {
-		if local, err := r.readOp(op.Op); err == nil && local.View == op.View {
+		if local, err := r.readOp(op.Op); err == nil && local.Chain == op.Chain {
 			r.verified = op.Op
+			r.prevOp, r.prev = op.Op, op.Chain
 			return true
 		}
 		r.truncateLog(op.Op - 1)

@@ -118,12 +118,19 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Proposal is a client write the primary turns into an op.
+// Proposal is a client write (or a system op) the primary turns into an
+// op.
 type Proposal struct {
+	// Kind is the op's kind; a KindData proposal without tenant and
+	// entries becomes a KindMarker op.
+	Kind      kmblog.Kind
 	Tenant    string
 	Entries   []kmblog.Entry
 	ClientID  uint64
 	RequestID uint64
+	// Principal is who asked for the op (the authenticated client), kept
+	// with it in the log.
+	Principal string
 	// Timestamp is the driver's clock (Unix ns); the replica makes commit
 	// timestamps strictly increasing along the log.
 	Timestamp int64
@@ -157,6 +164,9 @@ const (
 	EventRecovered
 	// EventClusterFormed: a new cluster started in view 0.
 	EventClusterFormed
+	// EventChainMismatch: an op from Primary (op number Op) does not
+	// continue this replica's chain hash, so it was refused.
+	EventChainMismatch
 )
 
 // Event is something a driver logs or counts.
