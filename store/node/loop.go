@@ -112,7 +112,7 @@ func (n *Node) propose() {
 			}
 		}
 		n.proposals = append(n.proposals, vsr.Proposal{
-			Tenant: req.tenant, Entries: req.entries, Principal: req.principal,
+			Kind: req.kind, Tenant: req.tenant, Entries: req.entries, Principal: req.principal,
 			ClientID: req.clientID, RequestID: req.requestID, Timestamp: ts,
 		})
 		accepted = append(accepted, req)

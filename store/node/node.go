@@ -3,6 +3,7 @@ package node
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -76,8 +77,11 @@ type AppendResult struct {
 	FirstPosition, LastPosition, CommitNumber uint64
 }
 
-// Write is one client write: a batch of entries for one tenant.
+// Write is one client write: a batch of entries for one tenant (or, from
+// the node itself, a system op: see CommitAdmin).
 type Write struct {
+	// Kind is the op's kind; client writes are kmblog.KindData.
+	Kind    kmblog.Kind
 	Tenant  string
 	Entries []kmblog.Entry
 	// Principal is the authenticated client that writes, kept with the
@@ -151,6 +155,7 @@ type request struct {
 	// span is the writer's span context, valid only when sampled.
 	span      trace.SpanContext
 	prepare   trace.Span // kmb.consensus.prepare on the leader, when sampled
+	kind      kmblog.Kind
 	tenant    string
 	entries   []kmblog.Entry
 	principal string
@@ -401,7 +406,7 @@ func (n *Node) Append(ctx context.Context, w Write) (AppendResult, error) {
 		return AppendResult{}, err
 	}
 	req := requestPool.Get().(*request)
-	req.tenant, req.entries, req.principal = w.Tenant, w.Entries, w.Principal
+	req.kind, req.tenant, req.entries, req.principal = w.Kind, w.Tenant, w.Entries, w.Principal
 	req.clientID, req.requestID = w.ClientID, w.RequestID
 	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
 		req.span = sc
@@ -568,6 +573,28 @@ func (n *Node) CommitMarker(ctx context.Context) (uint64, time.Time, error) {
 		return 0, time.Time{}, err
 	}
 	return op.Op, time.Unix(0, op.Timestamp), nil
+}
+
+// CommitAdmin commits an administrative action as a system op, so that it
+// is replicated, ordered with the writes and in the audit trail: action
+// names it (token_reload, backup_pause, ...) and detail, marshalled to
+// JSON, describes it; principal is who asked, when known. It returns the
+// op's number once committed. Only the leader commits; others return
+// their usual redirect or not-ready errors.
+func (n *Node) CommitAdmin(ctx context.Context, action string, detail any, principal string) (uint64, error) {
+	if action == "" {
+		return 0, errors.New("node: admin op without an action")
+	}
+	value, err := json.Marshal(detail)
+	if err != nil {
+		return 0, fmt.Errorf("node: admin op %s: %w", action, err)
+	}
+	res, err := n.Append(ctx, Write{
+		Kind:      kmblog.KindAdmin,
+		Entries:   []kmblog.Entry{{Key: action, Value: value}},
+		Principal: principal,
+	})
+	return res.CommitNumber, err
 }
 
 // sendAll hands messages to the transport.

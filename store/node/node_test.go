@@ -385,3 +385,31 @@ func TestCommitMarker(t *testing.T) {
 		t.Fatalf("applied position %d, want 2", pos)
 	}
 }
+
+// An admin op is a committed system op: one entry naming the action, its
+// JSON detail and the principal, in no tenant, chained like every op.
+func TestCommitAdmin(t *testing.T) {
+	n := startNode(t, t.TempDir(), nil, nil)
+	ctx := context.Background()
+	op, err := n.CommitAdmin(ctx, "token_reload", map[string]int{"tokens": 3}, "root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := n.log.Read(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Kind != kmblog.KindAdmin || got.Tenant != "" || got.Principal != "root" || len(got.Entries) != 1 ||
+		got.Entries[0].Key != "token_reload" || string(got.Entries[0].Value) != `{"tokens":3}` {
+		t.Fatalf("admin op = %+v", got)
+	}
+	if kmblog.ChainHash(kmblog.Chain{}, &got) != got.Chain {
+		t.Fatal("admin op's chain hash does not follow op 0")
+	}
+	if n.proj.ActiveTenants() != 0 || n.proj.AppliedPosition() != 1 {
+		t.Fatalf("admin op applied as a tenant's: %d tenants, applied position %d", n.proj.ActiveTenants(), n.proj.AppliedPosition())
+	}
+	if _, err := n.CommitAdmin(ctx, "", nil, ""); err == nil {
+		t.Fatal("an admin op without an action was committed")
+	}
+}
