@@ -417,6 +417,10 @@ func (a *API) backendError(w http.ResponseWriter, r *http.Request, c *requestCou
 	case errors.Is(err, node.ErrShuttingDown):
 		c.err.Inc()
 		writeError(w, http.StatusServiceUnavailable, "shutting_down", err.Error())
+	case errors.Is(err, node.ErrDiskFull):
+		c.err.Inc()
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusInsufficientStorage, "disk_full", err.Error())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		c.err.Inc()
 		writeError(w, http.StatusServiceUnavailable, "timeout", "request cancelled before it was queued; nothing was appended")
