@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"syscall"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 

@@ -27,10 +27,10 @@ type Options struct {
 	StepsPerTick  int
 	MaxDelaySteps int
 	// Fault rates, per step (crash, partition) or per message (drop, dup).
-	DropRate      float64
-	DupRate       float64
-	CrashRate     float64
-	WipeRate      float64 // share of crashes that also lose the disk
+	DropRate  float64
+	DupRate   float64
+	CrashRate float64
+	WipeRate  float64 // share of crashes that also lose the disk
 	// CorruptRate is the share of crashes after which stored ops of the
 	// crashed replica are found corrupt on restart (bit rot, misdirected
 	// writes), and, per step, the chance that an op of a running replica

@@ -123,9 +123,9 @@ func (f *FS) match(op Op, name string) *Rule {
 
 func pathErr(op, name string, err error) error { return &os.PathError{Op: op, Path: name, Err: err} }
 
-func (f *FS) MkdirAll(dir string, perm os.FileMode) error  { return f.inner.MkdirAll(dir, perm) }
-func (f *FS) Rename(oldpath, newpath string) error         { return f.inner.Rename(oldpath, newpath) }
-func (f *FS) ReadDir(dir string) ([]os.DirEntry, error)    { return f.inner.ReadDir(dir) }
+func (f *FS) MkdirAll(dir string, perm os.FileMode) error { return f.inner.MkdirAll(dir, perm) }
+func (f *FS) Rename(oldpath, newpath string) error        { return f.inner.Rename(oldpath, newpath) }
+func (f *FS) ReadDir(dir string) ([]os.DirEntry, error)   { return f.inner.ReadDir(dir) }
 
 func (f *FS) Remove(name string) error {
 	if err := f.inner.Remove(name); err != nil {
