@@ -73,6 +73,9 @@ type Deps struct {
 	Build status.Build
 	// Tracer starts the node's spans; nil traces nothing.
 	Tracer *spans.Tracer
+	// FS is the file system of the log; nil means the operating system's.
+	// Tests inject storage faults through it (store/log/faultfs).
+	FS kmblog.FS
 }
 
 // AppendResult is what a committed write returns.
@@ -215,6 +218,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		waiting:  map[uint64]*request{},
 		clock:    newClientTable(),
 		tracer:   deps.Tracer,
+		fs:       deps.FS,
 	}
 	if n.tracer == nil {
 		n.tracer = spans.Disabled()
