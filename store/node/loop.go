@@ -368,6 +368,9 @@ type answer struct {
 // applyOp applies one committed op to the projection and the client table.
 func (n *Node) applyOp(op *kmblog.Op) AppendResult {
 	res := AppendResult{FirstPosition: op.FirstPosition, LastPosition: op.LastPosition(), CommitNumber: op.Op}
+	// Every applied op's chain hash was checked (at recovery, or when the
+	// replica installed it) or computed (the primary's own).
+	n.chainHead = op.Chain
 	if op.ClientID != 0 && !n.clock.record(op.ClientID, op.RequestID, res) {
 		// A retry of a request already applied: the log holds it twice,
 		// the state machine executes it once.
