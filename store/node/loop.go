@@ -80,6 +80,16 @@ func (n *Node) shutdown() error {
 	}
 	n.failWaiting(ErrShuttingDown)
 	n.m.publish()
+	// The commit number goes to disk with the rest, so that offline
+	// readers of the data dir (kmbd audit export --data-dir) know exactly
+	// what was committed.
+	if st := n.rep.State(); st.Commit > n.hs.Commit && n.fatalErr() == nil {
+		hs := n.hs
+		hs.Commit = st.Commit
+		if err := n.writeHardState(hs); err != nil {
+			n.logger.Warn("commit number not persisted at shutdown", slog.String("error", err.Error()))
+		}
+	}
 	return n.closeAll()
 }
 
