@@ -113,15 +113,15 @@ func firstByte(br *bufio.Reader) (byte, error) {
 
 // record is one record as read from any format.
 type record struct {
-	position, op, view    uint64
-	kind                  kmblog.Kind
-	tenant, key           string
-	value                 []byte
-	hasEntry              bool
-	timestamp             int64
-	principal             string
-	clientID, requestID   uint64
-	chain, prev           kmblog.Chain
+	position, op, view  uint64
+	kind                kmblog.Kind
+	tenant, key         string
+	value               []byte
+	hasEntry            bool
+	timestamp           int64
+	principal           string
+	clientID, requestID uint64
+	chain, prev         kmblog.Chain
 }
 
 // checker checks records as they come, keeping one op.
