@@ -76,10 +76,12 @@ func (h *host) crash(wipe bool) {
 	h.up, h.r = false, nil
 	h.restartAt = w.step + w.opts.StepsPerTick*(5+w.rng.IntN(50))
 	w.res.Crashes++
+	w.faults[FaultCrash]++
 	w.tracef("replica %d crashes (wipe=%v), disk has %d ops, hs=%+v", h.id, wipe, len(h.log), h.hs)
 	if wipe {
 		h.log, h.hs, h.hasState, h.wiped = nil, vsr.HardState{}, false, true
 		w.res.Wipes++
+		w.faults[FaultLostDisk]++
 	}
 }
 
@@ -119,6 +121,9 @@ func (h *host) handleReady() {
 			h.log = append(h.log, op)
 		}
 		if crashAt == 1 {
+			if len(appends) < len(rd.Append) {
+				w.faults[FaultTornWrite]++
+			}
 			h.crash(false)
 			return
 		}
