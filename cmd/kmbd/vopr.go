@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/kmb-db/kmb/internal/vopr"
 	"github.com/kmb-db/kmb/store/sim"
 )
 
@@ -38,7 +39,7 @@ func runVOPR(args []string, stdout, stderr io.Writer) int {
 		}
 		res, err := sim.Run(opts)
 		if err != nil {
-			fmt.Fprintf(stdout, "FAIL %v\n  violation: %v\n  replay: kmbd vopr --seed %d --ticks %d --replicas %d --trace\n", res, err, s, *ticks, *replicas)
+			fmt.Fprintf(stdout, "FAIL %v\n  violation: %v\n  replay: %s\n", res, err, vopr.ReplayCommand(s, *ticks, *replicas))
 			return 1
 		}
 		fmt.Fprintf(stdout, "ok   %v\n", res)
