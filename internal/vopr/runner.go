@@ -171,7 +171,7 @@ func NewRunner(cfg Config) (*Runner, error) {
 func (r *Runner) Run(ctx context.Context) int {
 	r.mu.Lock()
 	r.start = r.now()
-	r.sampled = r.start
+	r.sample(r.start) // the charts start from nothing
 	r.mu.Unlock()
 	for i := range r.cfg.Seeds {
 		if ctx.Err() != nil {
@@ -240,7 +240,7 @@ func (r *Runner) sample(now time.Time) {
 	if n := len(r.st.History); n > 0 {
 		prev = r.st.History[n-1]
 	}
-	if dt := t - prev.T; dt > 0 {
+	if dt := t - prev.T; dt > 0 && len(r.st.History) > 0 {
 		s.SeedsPerSecond = float64(s.SeedsDone-prev.SeedsDone) / dt
 		s.EventsPerSecond = float64(s.Events-prev.Events) / dt
 	}
