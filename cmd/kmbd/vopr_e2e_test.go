@@ -199,6 +199,21 @@ func number(re *regexp.Regexp, screen string) int {
 	return n
 }
 
+// quit presses q and waits for the program to exit 0, as recorded by
+// tuiCommand's shell in the file status.
+func (s *tmuxSession) quit(status string) {
+	s.t.Helper()
+	s.run("send-keys", "-t", "vopr", "q")
+	var code []byte
+	kmbdtest.WaitFor(s.t, "kmbd vopr tui to exit after q", 30*time.Second, func() bool {
+		code, _ = os.ReadFile(status)
+		return len(code) > 0
+	})
+	if strings.TrimSpace(string(code)) != "0" {
+		s.t.Fatalf("exit status %q after q:\n%s", code, s.screen())
+	}
+}
+
 // tuiCommand runs bin vopr tui in a shell that records its exit status.
 func tuiCommand(t *testing.T, bin string, args ...string) (string, string) {
 	status := filepath.Join(t.TempDir(), "status")
@@ -263,15 +278,7 @@ func TestVOPRTUITmux(t *testing.T) {
 		}
 	}
 
-	s.run("send-keys", "-t", "vopr", "q")
-	var code []byte
-	kmbdtest.WaitFor(t, "kmbd vopr tui to exit after q", 30*time.Second, func() bool {
-		code, _ = os.ReadFile(status)
-		return len(code) > 0
-	})
-	if strings.TrimSpace(string(code)) != "0" {
-		t.Fatalf("exit status %q after q:\n%s", code, s.screen())
-	}
+	s.quit(status)
 	if after := s.scrollback(); !strings.Contains(after, "kmbd vopr tui: ") || !strings.Contains(after, "0 failed") {
 		t.Fatalf("no summary after quitting:\n%s", after)
 	}
@@ -323,15 +330,7 @@ func TestVOPRCanaryViews(t *testing.T) {
 		if !regexp.MustCompile(`seed ` + seed + ` step \d+: `).MatchString(screen) {
 			t.Fatalf("seed %s is listed without its violation:\n%s", seed, screen)
 		}
-		s.run("send-keys", "-t", "vopr", "q")
-		var code []byte
-		kmbdtest.WaitFor(t, "kmbd vopr tui to exit after q", 30*time.Second, func() bool {
-			code, _ = os.ReadFile(status)
-			return len(code) > 0
-		})
-		if strings.TrimSpace(string(code)) != "0" {
-			t.Fatalf("exit status %q after q", code)
-		}
+		s.quit(status)
 		if after := s.scrollback(); !strings.Contains(after, "FAIL seed="+seed) || !strings.Contains(after, "replay: kmbd vopr --seed "+seed+" ") {
 			t.Fatalf("the summary after q lacks seed %s:\n%s", seed, after)
 		}
