@@ -14,6 +14,7 @@ const (
 	FaultCrash                      // a replica stopped, at any point of handling a Ready
 	FaultTornWrite                  // a crash that kept only a prefix of the ops being appended
 	FaultLostDisk                   // a crash that also lost the replica's disk
+	FaultCorrupt                    // a stored op that rotted on disk (one per op)
 	numFaultKinds
 )
 
@@ -25,6 +26,7 @@ var faultNames = [numFaultKinds]string{
 	FaultCrash:     "crash",
 	FaultTornWrite: "torn_write",
 	FaultLostDisk:  "lost_disk",
+	FaultCorrupt:   "corrupt",
 }
 
 func (k FaultKind) String() string {

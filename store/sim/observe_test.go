@@ -80,7 +80,7 @@ func TestObserveProgress(t *testing.T) {
 			byKind[f.Kind] = f.Count
 			totals[f.Kind] += f.Count
 		}
-		if byKind["crash"] != res.Crashes || byKind["lost_disk"] != res.Wipes || byKind["partition"] != res.Partitions || byKind["drop"] > res.Dropped {
+		if byKind["crash"] != res.Crashes || byKind["lost_disk"] != res.Wipes || byKind["partition"] != res.Partitions || byKind["corrupt"] != res.Corruptions || byKind["drop"] > res.Dropped {
 			t.Fatalf("seed %d: faults %v, result %v", s, byKind, res)
 		}
 		for _, r := range last.Replicas {
@@ -106,7 +106,7 @@ func TestFaultKindNames(t *testing.T) {
 		}
 		seen[name] = true
 	}
-	for _, want := range []string{"drop", "duplicate", "delay", "partition", "crash", "torn_write", "lost_disk"} {
+	for _, want := range []string{"drop", "duplicate", "delay", "partition", "crash", "torn_write", "lost_disk", "corrupt"} {
 		if !seen[want] {
 			t.Errorf("no fault kind %q", want)
 		}
