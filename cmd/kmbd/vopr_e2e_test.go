@@ -129,7 +129,7 @@ func TestVOPRDashboardChromium(t *testing.T) {
 	}
 	t.Logf("first %+v\nthen  %+v", first, second)
 
-	want := []string{"drop", "duplicate", "delay", "partition", "crash", "torn_write", "lost_disk"}
+	want := []string{"drop", "duplicate", "delay", "partition", "crash", "torn_write", "lost_disk", "corrupt"}
 	for _, k := range want {
 		if !strings.Contains(strings.Join(second.Faults, " "), k) {
 			t.Errorf("the page shows faults %v, not %s", second.Faults, k)
