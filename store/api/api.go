@@ -55,6 +55,7 @@ func New(cfg Config, backend Backend, reg *metric.Registry, logger *slog.Logger,
 	a := &API{cfg: cfg, backend: backend, logger: logger, tracer: tracer, mux: http.NewServeMux(), m: newAPIMetrics(reg)}
 	a.mux.HandleFunc("/v1/tenants/{tenant}/entries", a.entries)
 	a.mux.HandleFunc("/v1/tenants/{tenant}/keys/{key}", a.key)
+	a.mountAudit()
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
 	})

@@ -154,14 +154,17 @@ type Node struct {
 	running atomic.Bool
 
 	// Loop-owned.
-	batch     []*request
-	proposals []vsr.Proposal
-	waiting   map[uint64]*request // op number → the request that proposed it
-	answers   []answer            // reused by applyUpTo
-	unapplied []*kmblog.Op        // appended ops above applied, in order
-	applied   uint64
-	hs        vsr.HardState // as persisted
-	hsAt      time.Time
+	batch      []*request
+	proposals  []vsr.Proposal
+	waiting    map[uint64]*request // op number → the request that proposed it
+	answers    []answer            // reused by applyUpTo
+	unapplied  []*kmblog.Op        // appended ops above applied, in order
+	applied    uint64
+	chainHead  kmblog.Chain // chain hash of op applied
+	chainHex   string       // chainHead in hex, for op chainHexOp
+	chainHexOp uint64
+	hs         vsr.HardState // as persisted
+	hsAt       time.Time
 }
 
 type request struct {
