@@ -5,10 +5,11 @@
 //
 // AppendMessage writes, and DecodeMessage reads, one Message as:
 //
-//	u8       version (1)
+//	u8       version (2)
 //	u8       Type (1..MaxType)
 //	uvarint  From
 //	uvarint  To
+//	uvarint  Epoch
 //	uvarint  View
 //	uvarint  LogView
 //	uvarint  Op
