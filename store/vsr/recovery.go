@@ -47,13 +47,21 @@ func (r *Replica) onRecoveryResponse(m wire.Message) {
 	if len(r.recovery) < r.n-r.quorum+1 {
 		return
 	}
-	var maxView uint64
+	var maxView, maxEpoch uint64
 	for _, resp := range r.recovery {
-		maxView = max(maxView, resp.View)
+		maxEpoch = max(maxEpoch, resp.Epoch)
+	}
+	for _, resp := range r.recovery {
+		if resp.Epoch == maxEpoch {
+			maxView = max(maxView, resp.View)
+		}
 	}
 	// The paper's rule: enough answers, including the normal primary of
-	// the latest view among them. Adopt that view and fetch its log.
-	if p, ok := r.recovery[r.primaryOf(maxView)]; ok && p.View == maxView && p.Flags&wire.FlagNormal != 0 {
+	// the latest view among them. Adopt that view and fetch its log. The
+	// replica was given the configuration to recover into (the current
+	// one); the answers say which epoch that is.
+	if p, ok := r.recovery[r.primaryOf(maxView)]; ok && p.Epoch == maxEpoch && p.View == maxView && p.Flags&wire.FlagNormal != 0 {
+		r.epoch = maxEpoch
 		r.adopt(maxView, p.Op)
 		return
 	}

@@ -11,6 +11,8 @@ func (r *Replica) Tick() {
 	r.checkRepairStall()
 	hb := uint64(r.cfg.HeartbeatTicks)
 	switch r.status {
+	case StatusJoining, StatusRemoved:
+		return // joining: the primary of the epoch that adds it calls
 	case StatusNormal:
 		if r.isPrimary() {
 			if r.n > 1 && r.tick-r.lastSent >= hb {
@@ -48,18 +50,37 @@ func (r *Replica) Tick() {
 
 // Step processes one message.
 func (r *Replica) Step(m wire.Message) {
-	if m.To != r.id || m.From == r.id || !r.known(m.From) {
+	if m.To != r.id || m.From == r.id || r.status == StatusRemoved {
+		return
+	}
+	// The recovery protocol spans epochs: a replica that lost its state
+	// knows none, and learns it from the answers.
+	switch m.Type {
+	case wire.TypeRecovery:
+		if r.known(m.From) && !r.joining {
+			r.lastContact[m.From] = r.tick
+			r.onRecovery(m)
+		}
+		return
+	case wire.TypeRecoveryResponse:
+		if r.known(m.From) {
+			r.lastContact[m.From] = r.tick
+			r.onRecoveryResponse(m)
+		}
+		return
+	}
+	if m.Epoch != r.epoch || r.joining {
+		if r.joining && m.Epoch <= r.epoch {
+			return // a joining replica takes part in nothing of its epoch
+		}
+		r.lastContact[m.From] = r.tick
+		r.stepOtherEpoch(m)
+		return
+	}
+	if !r.known(m.From) {
 		return
 	}
 	r.lastContact[m.From] = r.tick
-	switch m.Type {
-	case wire.TypeRecovery:
-		r.onRecovery(m)
-		return
-	case wire.TypeRecoveryResponse:
-		r.onRecoveryResponse(m)
-		return
-	}
 	if r.status == StatusRecovering {
 		r.stepRecovering(m)
 		return
@@ -105,14 +126,7 @@ func (r *Replica) Step(m wire.Message) {
 	}
 }
 
-func (r *Replica) known(id uint64) bool {
-	for _, x := range r.cfg.Replicas {
-		if x == id {
-			return true
-		}
-	}
-	return false
-}
+func (r *Replica) known(id uint64) bool { return r.member(id) }
 
 // fromPrimary reports whether m comes from the primary of the current view
 // while this replica is a normal backup.
@@ -299,15 +313,10 @@ func (r *Replica) requestRepair(force bool) {
 
 // onGetOps serves repair from the primary's log.
 func (r *Replica) onGetOps(m wire.Message) {
-	if r.status != StatusNormal || !r.isPrimary() || m.Op == 0 || m.Op > r.op {
+	if r.status != StatusNormal || !r.isPrimary() {
 		return
 	}
-	last := min(r.op, m.Op+uint64(r.cfg.MaxOpsPerMessage)-1)
-	ops, ok := r.opsRange(m.Op, last)
-	if !ok {
-		return
-	}
-	r.send(wire.Message{Type: wire.TypeOps, To: m.From, Op: r.op, Commit: r.commit, Ops: ops})
+	r.serveOps(m, r.op)
 }
 
 // opsRange returns ops from..to, or false when one cannot be read.
