@@ -350,7 +350,7 @@ func (r *Replica) stepOtherEpoch(m wire.Message) {
 		// any replica serves it, even during a view change (the sender
 		// may be the vote that completes it); the normal primary serves
 		// its whole log.
-		if r.status != StatusNormal && r.status != StatusViewChange {
+		if r.status != StatusNormal && r.status != StatusViewChange && r.status != StatusRemoved {
 			return
 		}
 		if m.Type == wire.TypeGetOps {
@@ -377,7 +377,12 @@ func (r *Replica) stepLaterEpoch(m wire.Message) {
 	case StatusRemoved:
 		return
 	case StatusRecovering:
-		if r.recoveryTarget != 0 {
+		switch {
+		case r.learnEpoch != 0 && m.Epoch >= r.learnEpoch:
+			if m.Type == wire.TypeOps {
+				r.learnConfig(m)
+			}
+		case r.recoveryTarget != 0:
 			r.startRecovery() // the epoch changed under the recovery: start over
 		}
 		return

@@ -73,6 +73,7 @@ type Replica struct {
 	nonce          uint64
 	recovery       map[uint64]wire.Message
 	recoveryTarget uint64 // op to reach before turning normal
+	learnEpoch     uint64 // recovering: a later epoch whose configuration it reads from the log first
 	fresh          bool   // never held state
 
 	// Repair: the op last asked for and when.
@@ -115,7 +116,16 @@ type Replica struct {
 func New(cfg Config, d Durable) (*Replica, error) {
 	hs, hasState, lastOp := d.HardState, d.HasState, d.LastOp
 	cfg.defaults()
-	if err := cfg.Validate(); err != nil {
+	check := cfg
+	if c := d.HardState.Config; len(c) > 0 {
+		// The persisted configuration is the one in force; it may leave
+		// this replica out (removed).
+		check.Replicas = c
+		if !slices.Contains(c, cfg.NodeID) {
+			check.Replicas = append(slices.Clone(c), cfg.NodeID)
+		}
+	}
+	if err := check.Validate(); err != nil {
 		return nil, err
 	}
 	r := &Replica{

@@ -1,6 +1,8 @@
 package vsr
 
 import (
+	"slices"
+
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/store/wire"
 )
@@ -50,14 +52,26 @@ func (r *Replica) Tick() {
 
 // Step processes one message.
 func (r *Replica) Step(m wire.Message) {
-	if m.To != r.id || m.From == r.id || r.status == StatusRemoved {
+	if m.To != r.id || m.From == r.id {
+		return
+	}
+	if r.status == StatusRemoved {
+		// A removed replica takes part in nothing, but still tells the
+		// replicas that missed the epoch that removed it (and serves
+		// them its committed prefix): it may be the last to hold it.
+		if m.Epoch < r.epoch {
+			r.stepOtherEpoch(m)
+		}
 		return
 	}
 	// The recovery protocol spans epochs: a replica that lost its state
 	// knows none, and learns it from the answers.
 	switch m.Type {
 	case wire.TypeRecovery:
-		if r.known(m.From) && !r.joining {
+		// Members of the previous configuration are answered too: the
+		// answer's epoch is how a replica that lost its disk and was
+		// given the old configuration learns of the new one.
+		if !r.joining && (r.known(m.From) || slices.Contains(r.prevConfig, m.From)) {
 			r.lastContact[m.From] = r.tick
 			r.onRecovery(m)
 		}
