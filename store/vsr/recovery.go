@@ -67,7 +67,7 @@ func (r *Replica) onRecoveryResponse(m wire.Message) {
 				from = id
 			}
 		}
-		r.learnEpoch = maxEpoch
+		r.learnEpoch, r.lastHeard = maxEpoch, r.tick
 		r.requestEpochOps(from, true)
 		return
 	}
@@ -171,6 +171,7 @@ func (r *Replica) stepRecovering(m wire.Message) {
 // that starts it is in the committed prefix, the replica takes that
 // configuration and recovers in it, or, left out, is removed.
 func (r *Replica) learnConfig(m wire.Message) {
+	r.lastHeard = r.tick
 	for _, op := range m.Ops {
 		if !r.installOp(op) {
 			break

@@ -40,6 +40,12 @@ func (r *Replica) Tick() {
 			}
 		}
 	case StatusRecovering:
+		if r.learnEpoch != 0 {
+			if r.tick-r.lastHeard >= 2*hb {
+				r.startRecovery() // the fetch stalled (a message lost): ask again
+			}
+			return
+		}
 		if r.tick%(2*hb) == 0 {
 			if r.recoveryTarget == 0 {
 				r.broadcast(wire.Message{Type: wire.TypeRecovery, Nonce: r.nonce})
