@@ -245,7 +245,8 @@ func (a *API) decodeAppend(r *http.Request) (entries []kmblog.Entry, status int,
 // decodeAppendSlow decodes the body with encoding/json: whatever the fast
 // path does not take, and every error.
 func (a *API) decodeAppendSlow(body io.Reader) (entries []kmblog.Entry, status int, code, msg string) {
-	dec := json.NewDecoder(body)
+	var seen bytes.Buffer // what the decoder read, for strictCheck
+	dec := json.NewDecoder(io.TeeReader(body, &seen))
 	dec.DisallowUnknownFields()
 	var req appendRequest
 	if err := dec.Decode(&req); err != nil {
@@ -257,6 +258,10 @@ func (a *API) decodeAppendSlow(body io.Reader) (entries []kmblog.Entry, status i
 	}
 	if dec.More() {
 		return nil, http.StatusBadRequest, "malformed", "malformed JSON body: trailing data after the object"
+	}
+	problem, badKey := strictCheck(seen.Bytes())
+	if problem != "" {
+		return nil, http.StatusBadRequest, "malformed", problem
 	}
 	switch n := len(req.Entries); {
 	case n == 0:
@@ -272,8 +277,8 @@ func (a *API) decodeAppendSlow(body io.Reader) (entries []kmblog.Entry, status i
 			return nil, http.StatusBadRequest, "malformed", fmt.Sprintf("entries[%d].key is required", i)
 		case len(*e.Key) > a.cfg.MaxKeyBytes:
 			return nil, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("entries[%d].key is %d bytes, over api.max_key_bytes = %d", i, len(*e.Key), a.cfg.MaxKeyBytes)
-		case !validKey(*e.Key):
-			return nil, http.StatusBadRequest, "invalid_key", fmt.Sprintf("entries[%d].key: must be non-empty UTF-8 without control characters", i)
+		case !validKey(*e.Key) || badKey != nil && badKey[i]:
+			return nil, http.StatusBadRequest, "invalid_key", fmt.Sprintf("entries[%d].key: must be non-empty, valid UTF-8 without control characters", i)
 		case e.Value == nil:
 			return nil, http.StatusBadRequest, "malformed", fmt.Sprintf("entries[%d].value is required (any JSON value, null included)", i)
 		}
