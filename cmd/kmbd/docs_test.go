@@ -101,7 +101,7 @@ func TestConfigReference(t *testing.T) {
 		t.Fatal("README has no configuration reference")
 	}
 	section, _, _ = strings.Cut(section, "\n## ")
-	row := regexp.MustCompile("(?m)^\\| `([a-z_.]+)` \\| (?:`(--[a-z-]+)`)? *\\| (`[^|`]*`|[^|]*) \\|")
+	row := regexp.MustCompile("(?m)^\\| `([a-z_.]+)` \\| (?:`(--[a-z.-]+)`)? *\\| (`[^|`]*`|[^|]*) \\|")
 	documented := map[string][2]string{}
 	for _, m := range row.FindAllStringSubmatch(section, -1) {
 		documented[m[1]] = [2]string{m[2], strings.TrimSpace(m[3])}
