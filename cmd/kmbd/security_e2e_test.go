@@ -370,3 +370,122 @@ func TestE2ESlowClientsDoNotStopWrites(t *testing.T) {
 	cancel()
 	wg.Wait()
 }
+
+// Telemetry on every interface without authentication: a WARN at start,
+// pprof for loopback clients as the monitoring page documents, 403 with a
+// JSON reason for the others, and /metrics as before.
+func TestE2EPprofLoopbackOnly(t *testing.T) {
+	n := kmbdtest.StartNode(t, t.TempDir(), nil, "--telemetry-listen", "0.0.0.0:0")
+	if !logLine(t, n, "WARN", "/debug/pprof is served to loopback clients only", "telemetry.web_config_file") {
+		t.Error("no WARN about pprof at start")
+	}
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(n.Tel, "http://"))
+	if code, _ := kmbdtest.HTTPDo(t, "GET", "http://127.0.0.1:"+port+"/debug/pprof/heap", ""); code != 200 {
+		t.Errorf("pprof from loopback: %d", code)
+	}
+	ip := nonLoopbackIP(t)
+	if ip == "" {
+		t.Log("no non-loopback address on this host: the 403 path is covered by the profiling package's tests only")
+		return
+	}
+	code, body := kmbdtest.HTTPDo(t, "GET", "http://"+net.JoinHostPort(ip, port)+"/debug/pprof/heap", "")
+	if code != 403 || !strings.Contains(string(body), `"error":"profiles are served to loopback clients only`) {
+		t.Errorf("pprof from %s: %d %s, want 403 with a JSON reason", ip, code, body)
+	}
+	if code, _ := kmbdtest.HTTPDo(t, "GET", "http://"+net.JoinHostPort(ip, port)+"/metrics", ""); code != 200 {
+		t.Errorf("/metrics from %s: %d", ip, code)
+	}
+}
+
+// nonLoopbackIP is an IPv4 address of this host that is not loopback, ""
+// if it has none.
+func nonLoopbackIP(t *testing.T) string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+			return ipn.IP.String()
+		}
+	}
+	return ""
+}
+
+// A replica with a foreign certificate, or the wrong secret, is refused
+// while the other two commit.
+func TestE2EReplicationRefusesStrangers(t *testing.T) {
+	ca := testpki.NewCA(t, "cluster CA")
+	foreign := testpki.NewCA(t, "another CA")
+	secret := func(s string) string {
+		path := filepath.Join(t.TempDir(), "secret")
+		if err := os.WriteFile(path, []byte(strings.Repeat(s, 64)+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	tlsArgs := func(ca *testpki.CA, name string) []string {
+		l := ca.Issue(t, name, name, "127.0.0.1")
+		return []string{"--cluster-tls-cert", l.CertFile, "--cluster-tls-key", l.KeyFile, "--cluster-tls-ca", ca.CertFile}
+	}
+	for _, tt := range []struct {
+		name     string
+		member   func(id uint64) []string
+		stranger []string
+		reason   string
+	}{
+		{"foreign certificate", func(id uint64) []string { return tlsArgs(ca, fmt.Sprintf("node-%d", id)) }, tlsArgs(foreign, "node-3"), "tls"},
+		{"wrong secret", func(uint64) []string { return []string{"--cluster-secret-file", secret("a")} }, []string{"--cluster-secret-file", secret("b")}, "bad_proof"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var peers []string
+			for i, addr := range kmbdtest.FreeAddrs(t, 3) {
+				peers = append(peers, fmt.Sprintf("%d=%s", i+1, addr))
+			}
+			replicas := strings.Join(peers, ",")
+			nodes := map[uint64]*kmbdtest.Node{}
+			start := func(id uint64, extra []string) {
+				args := append([]string{"--node-id", fmt.Sprint(id), "--replicas", replicas}, extra...)
+				nodes[id] = kmbdtest.Launch(t, t.TempDir(), debugLog, args...)
+			}
+			for id := uint64(1); id <= 3; id++ {
+				start(id, tt.member(id))
+			}
+			for _, n := range nodes {
+				n.WaitReady(t, 30*time.Second)
+			}
+			write := func(i int) {
+				body := fmt.Sprintf(`{"entries":[{"key":"k%d","value":%d}]}`, i, i)
+				kmbdtest.WaitFor(t, "a committed write", 20*time.Second, func() bool {
+					for _, id := range []uint64{1, 2} {
+						if code, _ := kmbdtest.HTTPDo(t, "POST", nodes[id].API+"/v1/tenants/acme/entries", body); code == 200 {
+							return true
+						}
+					}
+					return false
+				})
+			}
+			write(0)
+			// Node 3 is replaced by a process at its address, with its
+			// id, but without the cluster's credentials.
+			nodes[3].Stop(t)
+			start(3, tt.stranger)
+			for i := 1; i <= 10; i++ {
+				write(i)
+			}
+			series := fmt.Sprintf(`kmb_replication_handshakes_rejected_total{node_id="1",reason=%q}`, tt.reason)
+			kmbdtest.WaitFor(t, series+" above 0", 20*time.Second, func() bool {
+				return nodes[1].Metric(t, series) != "0"
+			})
+			if s := nodes[3].Status(t); s["commit_number"] != 0.0 {
+				t.Errorf("the stranger committed %v ops", s["commit_number"])
+			}
+			if got := nodes[1].Metric(t, `kmb_replication_connected{node_id="1",peer="3"}`); got != "0" {
+				t.Errorf("node 1 connected to the stranger: %s", got)
+			}
+			if !logLine(t, nodes[1], "WARN", "replication handshake rejected", tt.reason) {
+				t.Error("no WARN about the rejected handshake")
+			}
+		})
+	}
+}
