@@ -489,3 +489,32 @@ func TestE2EReplicationRefusesStrangers(t *testing.T) {
 		})
 	}
 }
+
+// kmbd bench --addrs against a node that requires a token over TLS: with
+// --token and --cacert every write succeeds, as the principal; without
+// the token the run stops at the first 401.
+func TestE2EBenchWithTokenAndTLS(t *testing.T) {
+	ca := testpki.NewCA(t, "kmb test CA")
+	cert := ca.Issue(t, "api", "kmb-api")
+	tokens := tokensFile(t, auth.Block("bench", secretHash("bench-secret"), []string{"*"}, []string{"write"}))
+	n := kmbdtest.StartNode(t, t.TempDir(), nil, "--auth-tokens-file", tokens, "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile)
+	addr := strings.TrimPrefix(n.API, "https://")
+	args := []string{"bench", "--addrs", addr, "--cacert", ca.CertFile, "--duration", "500ms", "--warmup", "0", "--clients", "2", "--batch", "5", "--tenants", "2", "--json"}
+	out, err := exec.Command(kmbdtest.Binary(t), append(args, "--token", "bench-secret")...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("bench with the token: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	var res map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil || res["errors"] != 0.0 || res["requests"].(float64) < 1 {
+		t.Fatalf("bench result %s: %v", lines[len(lines)-1], err)
+	}
+	cmd := exec.Command(kmbdtest.Binary(t), args...)
+	cmd.Env = append(os.Environ(), "KMB_TOKEN=")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "401") {
+		t.Fatalf("bench without a token: %v\n%s", err, out)
+	}
+	if got := n.Metric(t, `kmb_auth_failures_total{node_id="1",reason="missing_credentials"}`); got == "0" {
+		t.Error("the tokenless run was not refused by the node")
+	}
+}
