@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bytes"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
@@ -211,30 +210,12 @@ func (t *Transport) answerHello(p *peer, c net.Conn, fr *wire.FrameReader, hello
 		return nil, nil
 	}
 	transcript := append(helloD, helloA...)
-	fr.SetLimit(proofFrameSize)
-	payload, err := fr.ReadPayload()
-	if err != nil {
-		if errors.Is(err, wire.ErrCorruptFrame) {
-			p.m.rejected.Inc()
-		}
+	if err := t.checkProof(p, fr, labelDiallerProof, transcript); err != nil {
 		return nil, err
 	}
-	p.m.bytesReceived.Add(uint64(len(payload) + wire.FrameHeaderSize))
-	proof, err := decodeProof(payload)
-	if err != nil {
-		p.m.rejected.Inc()
+	if err := t.sendProof(p, c, labelAcceptorProof, transcript); err != nil {
 		return nil, err
 	}
-	if !hmac.Equal(proof, keyed(t.cfg.Security.Secret, labelDiallerProof, transcript)) {
-		p.m.rejected.Inc()
-		return nil, reject(rejectBadProof, fmt.Errorf("%w: node %d's proof does not verify: another cluster secret, or a replayed handshake", errProtocol, p.id))
-	}
-	mac := keyed(t.cfg.Security.Secret, labelAcceptorProof, transcript)
-	frame = controlFrame(frame, func(b []byte) []byte { return appendProof(b, mac) })
-	if _, err := c.Write(frame); err != nil {
-		return nil, err
-	}
-	p.m.bytesSent.Add(uint64(len(frame)))
 	return newSession(t.cfg.Security.Secret, transcript, false), nil
 }
 

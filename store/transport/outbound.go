@@ -2,7 +2,6 @@ package transport
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
@@ -198,27 +197,10 @@ func (t *Transport) handshake(p *peer, c net.Conn) (*wire.FrameReader, *session,
 // proveDialler sends the dialler's proof of the transcript, then checks
 // the acceptor's.
 func (t *Transport) proveDialler(p *peer, c net.Conn, fr *wire.FrameReader, transcript []byte) (*session, error) {
-	mine := keyed(t.cfg.Security.Secret, labelDiallerProof, transcript)
-	frame := controlFrame(nil, func(b []byte) []byte { return appendProof(b, mine) })
-	if _, err := c.Write(frame); err != nil {
+	if err := t.sendProof(p, c, labelDiallerProof, transcript); err != nil {
 		return nil, err
 	}
-	p.m.bytesSent.Add(uint64(len(frame)))
-	fr.SetLimit(proofFrameSize)
-	payload, err := fr.ReadPayload()
-	if err != nil {
-		if errors.Is(err, wire.ErrCorruptFrame) {
-			p.m.rejected.Inc()
-		}
-		return nil, err
-	}
-	p.m.bytesReceived.Add(uint64(len(payload) + wire.FrameHeaderSize))
-	proof, err := decodeProof(payload)
-	if err == nil && !hmac.Equal(proof, keyed(t.cfg.Security.Secret, labelAcceptorProof, transcript)) {
-		err = reject(rejectBadProof, fmt.Errorf("%w: node %d's proof does not verify: another cluster secret, or not node %d", errProtocol, p.id, p.id))
-	}
-	if err != nil {
-		p.m.rejected.Inc()
+	if err := t.checkProof(p, fr, labelAcceptorProof, transcript); err != nil {
 		return nil, err
 	}
 	return newSession(t.cfg.Security.Secret, transcript, true), nil

@@ -235,3 +235,37 @@ func hostOf(a net.Addr) string {
 	}
 	return h
 }
+
+// sendProof writes this end's proof of the handshake's transcript.
+func (t *Transport) sendProof(p *peer, c net.Conn, label string, transcript []byte) error {
+	mac := keyed(t.cfg.Security.Secret, label, transcript)
+	frame := controlFrame(nil, func(b []byte) []byte { return appendProof(b, mac) })
+	if _, err := c.Write(frame); err != nil {
+		return err
+	}
+	p.m.bytesSent.Add(uint64(len(frame)))
+	return nil
+}
+
+// checkProof reads the other end's proof and checks that it is the MAC of
+// the transcript under label: only a holder of the secret can make it,
+// and only for this handshake's nonces.
+func (t *Transport) checkProof(p *peer, fr *wire.FrameReader, label string, transcript []byte) error {
+	fr.SetLimit(proofFrameSize)
+	payload, err := fr.ReadPayload()
+	if err != nil {
+		if errors.Is(err, wire.ErrCorruptFrame) {
+			p.m.rejected.Inc()
+		}
+		return err
+	}
+	p.m.bytesReceived.Add(uint64(len(payload) + wire.FrameHeaderSize))
+	proof, err := decodeProof(payload)
+	if err == nil && !hmac.Equal(proof, keyed(t.cfg.Security.Secret, label, transcript)) {
+		err = reject(rejectBadProof, fmt.Errorf("%w: node %d's proof does not verify: another cluster secret, another node at its address, or a replayed handshake", errProtocol, p.id))
+	}
+	if err != nil {
+		p.m.rejected.Inc()
+	}
+	return err
+}
