@@ -51,6 +51,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return runBench(ctx, args[1:], getenv, stdout, stderr)
 		case "token":
 			return runToken(args[1:], stdout, stderr)
+		case "log":
+			return runLog(ctx, args[1:], stdout, stderr)
+		case "audit":
+			return runAudit(ctx, args[1:], stdout, stderr)
 		}
 	}
 	cfg, err := loadConfig(args, getenv, stderr)

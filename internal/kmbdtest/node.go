@@ -192,3 +192,6 @@ func (c *Cluster) Leader() uint64 {
 	})
 	return leader
 }
+
+// DataDir is node id's data directory.
+func (c *Cluster) DataDir(id uint64) string { return c.dirs[id] }

@@ -66,6 +66,7 @@ func New(cfg Config, backend Backend, reg *metric.Registry, logger *slog.Logger,
 	}
 	a.mux.HandleFunc("/v1/tenants/{tenant}/entries", a.entries)
 	a.mux.HandleFunc("/v1/tenants/{tenant}/keys/{key}", a.key)
+	a.mountAudit()
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
 	})
@@ -449,6 +450,10 @@ func (a *API) backendError(w http.ResponseWriter, r *http.Request, c *requestCou
 	case errors.Is(err, node.ErrShuttingDown):
 		c.err.Inc()
 		writeError(w, http.StatusServiceUnavailable, "shutting_down", err.Error())
+	case errors.Is(err, node.ErrDiskFull):
+		c.err.Inc()
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusInsufficientStorage, "disk_full", err.Error())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		c.err.Inc()
 		writeError(w, http.StatusServiceUnavailable, "timeout", "request cancelled before it was queued; nothing was appended")

@@ -62,7 +62,7 @@ func checkRestored(t *testing.T, dataDir string, sum Summary, want []*kmblog.Op)
 		t.Fatalf("data dir holds %v", names)
 	}
 	assertOps(t, readLog(t, filepath.Join(dataDir, "log")), want)
-	sb, ok, err := superblock.Read(dataDir)
+	sb, ok, _, err := superblock.Read(dataDir)
 	if err != nil || !ok {
 		t.Fatalf("superblock: ok=%v err=%v", ok, err)
 	}
@@ -452,4 +452,40 @@ func TestRestoredLogIsPlainLog(t *testing.T) {
 			t.Fatalf("segment %s differs from the source log's", name)
 		}
 	}
+}
+
+// TestReadOps reads ranges of ops back from segments and, after
+// retention, from a snapshot's parts.
+func TestReadOps(t *testing.T) {
+	r, _, ops := backedUpRepo(t, 60, 10, 25, 25)
+	ctx := context.Background()
+	read := func(first, last uint64) ([]kmblog.Op, error) {
+		var got []kmblog.Op
+		err := r.ReadOps(ctx, first, last, func(op *kmblog.Op) error { got = append(got, *op); return nil })
+		return got, err
+	}
+	for _, rg := range [][2]uint64{{1, 60}, {1, 1}, {7, 33}, {60, 60}, {11, 35}} {
+		got, err := read(rg[0], rg[1])
+		if err != nil {
+			t.Fatalf("ops %v: %v", rg, err)
+		}
+		assertOps(t, got, ops[rg[0]-1:rg[1]])
+	}
+	if _, err := read(50, 61); err == nil || !strings.Contains(err.Error(), "checkpoint") {
+		t.Fatalf("ops past the checkpoint: %v", err)
+	}
+	if _, err := read(0, 3); err == nil {
+		t.Fatal("op 0 was read")
+	}
+	if _, err := r.CreateSnapshot(ctx, time.Now(), 1<<20, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ApplyRetention(ctx, RetentionPolicy{KeepLast: 1}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := read(5, 40)
+	if err != nil {
+		t.Fatalf("after retention: %v", err)
+	}
+	assertOps(t, got, ops[4:40])
 }

@@ -3,6 +3,8 @@ package log
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 )
 
@@ -155,4 +157,57 @@ func (l *Log) Repair(ops []*Op) error {
 	l.mu.Unlock()
 	l.logger.Warn("log corrupt ops repaired", "segment", s.name, "offset", d.Offset, "first_op", first, "last_op", last)
 	return nil
+}
+
+// MarkFaulty holds op, a durable op whose record no longer verifies
+// (damaged on disk since it was written), as a damaged run of one op, so
+// that Repair can rewrite it. It fails unless the op's record really is
+// damaged. Writer only.
+func (l *Log) MarkFaulty(op uint64) error {
+	if err := l.usable(); err != nil {
+		return err
+	}
+	if op == 0 || op > l.durableOp.Load() {
+		return ErrNotFound
+	}
+	_, err := l.Read(op)
+	if err == nil {
+		return fmt.Errorf("log: op %d reads back fine; not marking it faulty", op)
+	}
+	if errors.Is(err, ErrFaulty) {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s, i, ok := l.findPublished(op)
+	if !ok {
+		return ErrNotFound
+	}
+	d := Damage{Segment: s.name, Offset: s.offsets[i], End: s.frameEnd(i), FirstOp: op, LastOp: op,
+		Reason: "damaged since written", Detail: err.Error()}
+	l.damage = append(l.damage, d)
+	slices.SortFunc(l.damage, func(a, b Damage) int { return int(a.FirstOp) - int(b.FirstOp) })
+	return nil
+}
+
+// spaceProbeName is the file ProbeSpace writes and removes.
+const spaceProbeName = "space-probe.tmp"
+
+// ProbeSpace writes n bytes to a file next to the segments, syncs and
+// removes it: whether the disk has room again after ErrDiskFull.
+func (l *Log) ProbeSpace(n int) error {
+	path := filepath.Join(l.dir, spaceProbeName)
+	f, err := l.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt(make([]byte, n), 0)
+	if err == nil {
+		err = f.Datasync()
+	}
+	f.Close()
+	if rerr := l.fs.Remove(path); err == nil {
+		err = rerr
+	}
+	return err
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -18,7 +19,19 @@ var (
 	// ErrNotContiguous is wrapped by Append errors for ops that do not
 	// continue the log.
 	ErrNotContiguous = errors.New("log: op does not continue the log")
+	// ErrReadOnly is returned by every write of a log opened with
+	// Config.ReadOnly.
+	ErrReadOnly = errors.New("log: opened read-only")
+	// ErrDiskFull is wrapped by Append errors when the file system ran out
+	// of space (ENOSPC, EDQUOT). Nothing of that Append is in the log, and
+	// the log stays usable: a later Append may succeed once space is freed.
+	ErrDiskFull = errors.New("log: disk full")
 )
+
+// noSpace reports whether err is the file system running out of space.
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
 
 // maxRetainedBuf bounds the encode buffer that Append keeps between calls;
 // a rare huge batch should not pin its memory for the life of the log.
@@ -102,6 +115,9 @@ func (l *Log) usable() error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
+	if l.readOnly {
+		return ErrReadOnly
+	}
 	if l.failed != nil {
 		return fmt.Errorf("log: unusable after an I/O error, restart to recover: %w", l.failed)
 	}
@@ -127,6 +143,11 @@ func (l *Log) fail(err error) error {
 // All records go to the active segment in one write, or one write per
 // segment when the batch crosses a roll. They are not durable, nor
 // readable, until Sync.
+//
+// When the disk is full Append returns an error wrapping ErrDiskFull and
+// leaves the log as it was: what it wrote is cut off again and segments it
+// created are removed. Any other write error makes the log unusable (see
+// fail).
 func (l *Log) Append(ops ...*Op) error {
 	if err := l.usable(); err != nil {
 		return err
@@ -160,6 +181,7 @@ func (l *Log) Append(ops ...*Op) error {
 	// Write, rolling before any record that would start at or past the
 	// roll size. A segment always gets at least one record, so a roll
 	// never leaves an empty segment behind.
+	undo := l.undoPoint()
 	from := 0
 	for i, op := range ops {
 		at := l.active.size + int64(frames[i]-frames[from])
@@ -167,30 +189,47 @@ func (l *Log) Append(ops ...*Op) error {
 			continue
 		}
 		if err := l.write(from, i); err != nil {
-			return err
+			return l.writeFailed(undo, err)
 		}
 		prev := l.prev
 		if i > 0 {
 			prev = ops[i-1].Chain
 		}
 		if err := l.roll(segmentHeader{firstOp: op.Op, firstPos: op.FirstPosition, prevChain: prev}); err != nil {
-			return err
+			return l.writeFailed(undo, err)
 		}
 		from = i
 	}
 	if err := l.write(from, len(ops)); err != nil {
-		return err
+		return l.writeFailed(undo, err)
 	}
 
 	if l.nextOp == l.firstOpWhenEmpty() {
 		l.firstOp.Store(ops[0].Op)
 	}
+	l.noteFirstTimestamps(ops)
 	l.nextOp, l.nextPos = next, pos
 	l.prev = ops[len(ops)-1].Chain
 	l.lastOp.Store(next - 1)
 	l.lastPos.Store(pos - 1)
 	l.metrics.appended(entries, len(buf))
 	return nil
+}
+
+// noteFirstTimestamps records the commit time of the first op of every
+// segment that ops started (under mu: readers look them up).
+func (l *Log) noteFirstTimestamps(ops []*Op) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(l.segs) - 1; i >= 0; i-- {
+		s := l.segs[i]
+		if s.firstOp < ops[0].Op {
+			break
+		}
+		if s.firstTS == 0 {
+			s.firstTS = ops[s.firstOp-ops[0].Op].Timestamp
+		}
+	}
 }
 
 // firstOpWhenEmpty is the op number an empty log starts with.
@@ -218,7 +257,11 @@ func (l *Log) write(from, to int) error {
 	base := l.frames[from]
 	b := l.buf[base:l.frames[to]]
 	if _, err := s.f.WriteAt(b, s.size); err != nil {
-		return l.fail(fmt.Errorf("log: write %s: %w", s.name, err))
+		// Some of b may have landed: undo cuts it off.
+		s.size += int64(len(b))
+		s.dirty = true
+		l.size.Add(int64(len(b)))
+		return fmt.Errorf("log: write %s: %w", s.name, err)
 	}
 	for _, start := range l.frames[from:to] {
 		s.staged = append(s.staged, s.size+int64(start-base))
@@ -240,7 +283,7 @@ func (l *Log) roll(h segmentHeader) error {
 	}
 	s, err := createSegment(l.fs, l.dir, h)
 	if err != nil {
-		return l.fail(err)
+		return err // nothing of it remains; the caller decides
 	}
 	l.mu.Lock()
 	l.segs = append(l.segs, s)
@@ -251,6 +294,60 @@ func (l *Log) roll(h segmentHeader) error {
 	l.metrics.rolled()
 	l.logger.Info("log segment rolled", "segment", s.name, "first_op", h.firstOp)
 	return nil
+}
+
+// undo is where an Append started, to go back to when the disk is full.
+type undo struct {
+	active *segment
+	size   int64 // the active segment's size
+	staged int   // its staged offsets
+	segs   int   // segments in the log
+}
+
+func (l *Log) undoPoint() undo {
+	return undo{active: l.active, size: l.active.size, staged: len(l.active.staged), segs: len(l.segs)}
+}
+
+// writeFailed handles a failed write or roll of Append. Out of space, it
+// removes what the Append wrote and created, so that the log is as it was
+// and stays usable; anything else (or failing to undo) is fatal.
+func (l *Log) writeFailed(u undo, err error) error {
+	if !noSpace(err) {
+		return l.fail(err)
+	}
+	l.mu.Lock()
+	created := append([]*segment(nil), l.segs[u.segs:]...)
+	clear(l.segs[u.segs:])
+	l.segs = l.segs[:u.segs]
+	l.mu.Unlock()
+	for _, s := range created {
+		s.f.Close()
+		if rerr := l.fs.Remove(s.path); rerr != nil {
+			return l.fail(fmt.Errorf("%w; and removing %s after it: %v", err, s.name, rerr))
+		}
+		l.size.Add(-s.size)
+		l.dirty = true
+	}
+	s := u.active
+	l.active = s
+	if s.size > u.size {
+		// The cut must be durable: a roll may have synced part of what
+		// this Append wrote, and none of it may come back after a crash.
+		terr := s.f.Truncate(u.size)
+		if terr == nil {
+			terr = s.f.Datasync()
+		}
+		if terr != nil {
+			return l.fail(fmt.Errorf("%w; and cutting %s back after it: %v", err, s.name, terr))
+		}
+		l.size.Add(u.size - s.size)
+		s.size = u.size
+	}
+	s.staged = s.staged[:u.staged]
+	if err := l.syncDir(); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrDiskFull, err)
 }
 
 // Sync makes every appended op durable and readable: it fsyncs the active
@@ -334,7 +431,7 @@ func (l *Log) Close() error {
 		return ErrClosed
 	}
 	var errs []error
-	if l.failed == nil {
+	if l.failed == nil && !l.readOnly {
 		errs = append(errs, l.Sync())
 	}
 	l.closed.Store(true)

@@ -213,3 +213,21 @@ func decodeFrameAt(b []byte) (Op, int, *recordError) {
 	op, rerr := decodeFrame(b[:frameHeaderSize+n])
 	return op, frameHeaderSize + n, rerr
 }
+
+// FirstOpAt returns where to start reading to meet every op committed at
+// or after t (Unix ns): the first op of the last segment that starts at or
+// before t, since commit times increase along the log and every earlier
+// segment holds only earlier ops. It reads nothing from disk.
+func (l *Log) FirstOpAt(t int64) uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	i := sort.Search(len(l.segs), func(i int) bool {
+		ts := l.segs[i].firstTS
+		return ts == 0 || ts > t
+	})
+	first := l.firstOp.Load()
+	if i == 0 {
+		return first
+	}
+	return max(l.segs[i-1].firstOp, first)
+}

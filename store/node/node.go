@@ -44,6 +44,9 @@ var (
 	// ErrOutcomeUnknown: the caller stopped waiting (its deadline passed)
 	// after the write was proposed. It may or may not commit.
 	ErrOutcomeUnknown = errors.New("gave up waiting for the commit; the write may or may not be applied")
+	// ErrDiskFull: the disk has no room for the write; nothing of it was
+	// appended. Writes resume by themselves once space is freed.
+	ErrDiskFull = errors.New("disk full: the write was not appended; free space in the data dir")
 )
 
 // NotLeaderError redirects a write to the leader.
@@ -70,6 +73,9 @@ type Deps struct {
 	Build status.Build
 	// Tracer starts the node's spans; nil traces nothing.
 	Tracer *spans.Tracer
+	// FS is the file system of the log; nil means the operating system's.
+	// Tests inject storage faults through it (store/log/faultfs).
+	FS kmblog.FS
 }
 
 // AppendResult is what a committed write returns.
@@ -116,7 +122,9 @@ type Node struct {
 	traces   tracing // loop-owned open spans
 
 	log   *kmblog.Log
-	lock  *os.File // dir/LOCK, held while the node runs
+	fs    kmblog.FS        // the log's file system; nil for the operating system's
+	sb    *superblock.File // open once the superblock exists
+	lock  *os.File         // dir/LOCK, held while the node runs
 	proj  *projection.Projection
 	net   *transport.Transport
 	rep   *vsr.Replica
@@ -132,23 +140,31 @@ type Node struct {
 	done    chan struct{}
 	started atomic.Bool
 
-	snap     atomic.Pointer[status.Snapshot] // published by the loop
-	fatal    atomic.Pointer[error]
-	lastIter atomic.Int64 // UnixNano of the loop's last completed iteration
-	stopping atomic.Bool
+	snap  atomic.Pointer[status.Snapshot] // published by the loop
+	fatal atomic.Pointer[error]
+	// diskFull holds the error of the last append that found the disk
+	// full, until a probe write succeeds (loop-owned writes, read
+	// anywhere).
+	diskFull  atomic.Pointer[error]
+	lastProbe time.Time
+	lastIter  atomic.Int64 // UnixNano of the loop's last completed iteration
+	stopping  atomic.Bool
 	// running is set once recovery finished and the loop owns n.log and
 	// n.rep; other goroutines check it before touching them.
 	running atomic.Bool
 
 	// Loop-owned.
-	batch     []*request
-	proposals []vsr.Proposal
-	waiting   map[uint64]*request // op number → the request that proposed it
-	answers   []answer            // reused by applyUpTo
-	unapplied []*kmblog.Op        // appended ops above applied, in order
-	applied   uint64
-	hs        vsr.HardState // as persisted
-	hsAt      time.Time
+	batch      []*request
+	proposals  []vsr.Proposal
+	waiting    map[uint64]*request // op number → the request that proposed it
+	answers    []answer            // reused by applyUpTo
+	unapplied  []*kmblog.Op        // appended ops above applied, in order
+	applied    uint64
+	chainHead  kmblog.Chain // chain hash of op applied
+	chainHex   string       // chainHead in hex, for op chainHexOp
+	chainHexOp uint64
+	hs         vsr.HardState // as persisted
+	hsAt       time.Time
 }
 
 type request struct {
@@ -205,6 +221,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		waiting:  map[uint64]*request{},
 		clock:    newClientTable(),
 		tracer:   deps.Tracer,
+		fs:       deps.FS,
 	}
 	if n.tracer == nil {
 		n.tracer = spans.Disabled()
@@ -248,13 +265,20 @@ func (n *Node) recover() error {
 	if _, err := os.Stat(filepath.Join(n.cfg.DataDir, backup.RestoringMarker)); err == nil {
 		return fmt.Errorf("data_dir %q holds a restore that did not finish (%s exists): delete the directory and restore again", n.cfg.DataDir, backup.RestoringMarker)
 	}
-	l, report, err := kmblog.Open(n.cfg.logConfig(), n.logger, &n.m.log)
+	l, report, err := kmblog.Open(n.logConfig(), n.logger, &n.m.log)
 	if err != nil {
+		var ce *kmblog.CorruptionError
+		if errors.As(err, &ce) {
+			return fmt.Errorf("open log: %w; kmbd does not start on a shortened log: see the damage with `kmbd log check --data-dir %s`, and repair it with `kmbd log repair` (docs/operations.md, \"A corrupt log\")", err, n.cfg.DataDir)
+		}
 		return fmt.Errorf("open log: %w", err)
 	}
 	n.log = l
+	if len(report.Corrupt) > 0 {
+		n.m.storageErrors.add("read", "corrupt", l.FaultyOps())
+	}
 
-	sb, hasState, err := superblock.Read(n.cfg.DataDir)
+	sb, hasState, err := n.openSuperblock()
 	if err != nil {
 		return err
 	}
@@ -265,16 +289,23 @@ func (n *Node) recover() error {
 		// A single replica's log needs no peer to vouch for it: everything
 		// durable in it was committed.
 		sb, hasState = superblock.Superblock{NodeID: n.cfg.NodeID, Commit: l.LastOp()}, true
-		if err := superblock.Write(n.cfg.DataDir, sb); err != nil {
-			return fmt.Errorf("write superblock: %w", err)
+		if err := n.writeSuperblock(sb); err != nil {
+			return err
 		}
 	}
-	hs := vsr.HardState{View: sb.View, LogView: sb.LogView, Commit: sb.Commit}
+	hs := vsr.HardState{View: sb.View, LogView: sb.LogView, Commit: sb.Commit, Promised: sb.Promised}
 	n.hs, n.hsAt = hs, n.now()
 
-	// Apply what is known committed; the rest is applied as the cluster
-	// confirms it.
+	// Apply what is known committed, up to the first faulty op; the rest is
+	// applied as the cluster confirms it (and repairs it).
 	committed := min(hs.Commit, l.LastOp())
+	var faulty []vsr.Run
+	for _, d := range l.Faulty() {
+		faulty = append(faulty, vsr.Run{First: d.FirstOp, Last: d.LastOp})
+	}
+	if len(faulty) > 0 {
+		committed = min(committed, faulty[0].First-1)
+	}
 	if hasState {
 		if err := l.Scan(l.FirstOp(), func(op *kmblog.Op) error {
 			if op.Op > committed {
@@ -311,7 +342,7 @@ func (n *Node) recover() error {
 		ViewChangeTicks: n.cfg.ViewChangeTicks,
 		Rand:            func(k int) int { return rng.IntN(k) },
 		Storage:         logStorage{n.log},
-	}, hs, hasState, l.LastOp())
+	}, vsr.Durable{HardState: hs, HasState: hasState, LastOp: l.LastOp(), Faulty: faulty})
 	if err != nil {
 		return err
 	}
@@ -322,7 +353,70 @@ func (n *Node) recover() error {
 		slog.Uint64("applied_position", n.proj.AppliedPosition()),
 		slog.Int("tenants", n.proj.ActiveTenants()),
 		slog.Bool("has_state", hasState),
+		slog.Uint64("corrupt_ops", l.FaultyOps()),
 		slog.Duration("duration", n.now().Sub(start)))
+	return nil
+}
+
+// logConfig is the log's configuration. A replica of a cluster keeps a
+// log with corrupt records whole, for its peers to repair; a single node
+// has nobody to repair from, and refuses it.
+func (n *Node) logConfig() kmblog.Config {
+	c := n.cfg.logConfig()
+	c.TolerateCorruption = len(n.ids) > 1
+	c.FS = n.fs
+	return c
+}
+
+// openSuperblock reads the superblock, upgrading a version-1 file and
+// rewriting damaged copies, and opens it for writes.
+func (n *Node) openSuperblock() (superblock.Superblock, bool, error) {
+	sb, ok, rep, err := superblock.Read(n.cfg.DataDir)
+	if err != nil || !ok {
+		return sb, ok, err
+	}
+	switch {
+	case rep.Version < 2:
+		if err := superblock.Write(n.cfg.DataDir, sb); err != nil {
+			return sb, ok, fmt.Errorf("upgrade superblock: %w", err)
+		}
+		rep.Seq = 1
+		n.logger.Info("superblock upgraded to format version 2 (four copies)")
+	case len(rep.Damaged)+len(rep.Stale) > 0:
+		n.logger.Warn("superblock copies damaged or behind; the newest valid copy is used and every copy rewritten",
+			slog.Any("damaged_copies", rep.Damaged), slog.Any("stale_copies", rep.Stale), slog.Uint64("sequence", rep.Seq))
+		n.m.storageErrors.add("superblock", "corrupt", uint64(len(rep.Damaged)))
+	}
+	if n.sb, err = superblock.Open(n.cfg.DataDir, rep.Seq); err != nil {
+		return sb, ok, err
+	}
+	if len(rep.Damaged)+len(rep.Stale) > 0 {
+		if err := n.sb.Write(sb); err != nil {
+			return sb, ok, fmt.Errorf("rewrite superblock: %w", err)
+		}
+	}
+	return sb, ok, nil
+}
+
+// writeSuperblock writes the superblock durably: in place once it
+// exists, else by creating it.
+func (n *Node) writeSuperblock(sb superblock.Superblock) error {
+	if n.sb != nil {
+		if err := n.sb.Write(sb); err != nil {
+			n.m.storageErrors.record("superblock", err)
+			return fmt.Errorf("write superblock: %w", err)
+		}
+		return nil
+	}
+	if err := superblock.Write(n.cfg.DataDir, sb); err != nil {
+		n.m.storageErrors.record("superblock", err)
+		return fmt.Errorf("write superblock: %w", err)
+	}
+	f, err := superblock.Open(n.cfg.DataDir, 1)
+	if err != nil {
+		return err
+	}
+	n.sb = f
 	return nil
 }
 
@@ -376,6 +470,9 @@ func (n *Node) closeAll() error {
 	if n.log != nil {
 		err = n.log.Close()
 		n.logger.Info("log closed", slog.Uint64("last_op", n.log.LastOp()), slog.Uint64("last_position", n.log.LastPosition()))
+	}
+	if n.sb != nil {
+		n.sb.Close()
 	}
 	if n.lock != nil {
 		n.lock.Close() // released only after the log is closed
@@ -444,6 +541,9 @@ func (n *Node) Append(ctx context.Context, w Write) (AppendResult, error) {
 func (n *Node) writable() error {
 	if err := n.fatalErr(); err != nil {
 		return err
+	}
+	if n.diskFull.Load() != nil {
+		return ErrDiskFull
 	}
 	if n.stopping.Load() {
 		return ErrShuttingDown

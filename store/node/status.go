@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -20,13 +21,15 @@ func (n *Node) publishStatus(force string) {
 		ClusterSize: len(n.ids),
 		Build:       n.build,
 	}
+	s.DiskFull = n.diskFull.Load() != nil
 	if n.rep != nil {
 		st := n.rep.State()
 		s.View, s.OpNumber, s.CommitNumber = st.View, st.Op, st.Commit
+		s.CorruptOps = st.Faulty
 		switch st.Status {
 		case vsr.StatusNormal:
 			s.Status = status.StateNormal
-			if st.CatchingUp {
+			if st.CatchingUp || st.Faulty > 0 || st.Promised > 0 {
 				s.Status = status.StateRecovering
 			}
 			s.LeaderID = st.Primary
@@ -40,6 +43,9 @@ func (n *Node) publishStatus(force string) {
 		s.Log = status.Log{FirstOp: n.log.FirstOp(), LastOp: n.log.LastOp(), LastPosition: n.log.LastPosition(), SizeBytes: n.log.SizeBytes()}
 	}
 	s.Projection = status.Projection{AppliedPosition: n.proj.AppliedPosition(), ActiveTenants: n.proj.ActiveTenants()}
+	if n.applied > 0 {
+		s.ChainHead = status.ChainHead{Op: n.applied, Hash: n.chainHeadHex()}
+	}
 	if s.Log.LastPosition > s.Projection.AppliedPosition {
 		s.Projection.Lag = s.Log.LastPosition - s.Projection.AppliedPosition
 	}
@@ -105,11 +111,17 @@ func (n *Node) Ready() error {
 		return fmt.Errorf("storage failure: %v", err)
 	}
 	s := n.snap.Load()
+	if s.DiskFull {
+		return errors.New("disk full: writes are refused until space is freed in the data dir (reads are served)")
+	}
 	switch s.Status {
 	case status.StateNormal:
 	case status.StateRecovering:
 		if !n.running.Load() {
 			return errors.New("recovering: replaying the log")
+		}
+		if s.CorruptOps > 0 {
+			return fmt.Errorf("repairing: %d corrupt log ops are being fetched from the cluster", s.CorruptOps)
 		}
 		return errors.New("recovering: catching up with the leader")
 	case status.StateViewChange:
@@ -128,4 +140,13 @@ func (n *Node) logSize() int64 {
 		return 0
 	}
 	return n.log.SizeBytes()
+}
+
+// chainHeadHex is the applied op's chain hash in hex, formatted once per
+// op (publishStatus runs every loop iteration).
+func (n *Node) chainHeadHex() string {
+	if n.chainHexOp != n.applied {
+		n.chainHex, n.chainHexOp = hex.EncodeToString(n.chainHead[:]), n.applied
+	}
+	return n.chainHex
 }
