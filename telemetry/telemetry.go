@@ -60,7 +60,7 @@ type Telemetry struct {
 	Spans *spans.Tracer
 
 	shutdownTracing func(context.Context) error
-	webAuth         bool // the web configuration authenticates clients
+	web             WebConfig // of cfg.WebConfigFile
 }
 
 // New builds the telemetry stack for cfg, which must be valid.
@@ -113,7 +113,7 @@ func New(cfg Config, opts Options) (*Telemetry, error) {
 		return nil, err
 	}
 	if cfg.WebConfigFile != "" {
-		if t.webAuth, err = ValidateWebConfig(cfg.WebConfigFile); err != nil {
+		if t.web, err = ValidateWebConfig(cfg.WebConfigFile); err != nil {
 			return nil, err
 		}
 	}

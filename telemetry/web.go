@@ -16,22 +16,40 @@ import (
 // probes (kubelets, load balancers) carry no credentials.
 var OpenPaths = []string{"/health/live", "/health/ready"}
 
-// ValidateWebConfig checks an exporter-toolkit web configuration file and
-// reports whether it authenticates clients: basic_auth_users, or client
-// certificates verified against client_ca_file.
-func ValidateWebConfig(path string) (authenticates bool, err error) {
+// WebConfig is what kmbd needs to know of a web configuration file.
+type WebConfig struct {
+	// Authenticates: basic_auth_users, or client certificates verified
+	// against client_ca_file.
+	Authenticates bool
+	// TLS: the endpoint serves HTTPS.
+	TLS bool
+}
+
+// ValidateWebConfig checks an exporter-toolkit web configuration file.
+func ValidateWebConfig(path string) (WebConfig, error) {
 	if err := web.Validate(path); err != nil {
-		return false, fmt.Errorf("telemetry.web_config_file = %q: %w", path, err)
+		return WebConfig{}, fmt.Errorf("telemetry.web_config_file = %q: %w", path, err)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return false, fmt.Errorf("telemetry.web_config_file = %q: %w", path, err)
+		return WebConfig{}, fmt.Errorf("telemetry.web_config_file = %q: %w", path, err)
 	}
 	var c web.Config
 	if err := yaml.UnmarshalStrict(b, &c); err != nil {
-		return false, fmt.Errorf("telemetry.web_config_file = %q: %w", path, err)
+		return WebConfig{}, fmt.Errorf("telemetry.web_config_file = %q: %w", path, err)
 	}
-	return len(c.Users) > 0 || c.TLSConfig.ClientAuth == "RequireAndVerifyClientCert", nil
+	return WebConfig{
+		Authenticates: len(c.Users) > 0 || c.TLSConfig.ClientAuth == "RequireAndVerifyClientCert",
+		TLS:           c.TLSConfig.IsEnabled(),
+	}, nil
+}
+
+// Scheme is the telemetry endpoint's URL scheme, https with TLS.
+func (t *Telemetry) Scheme() string {
+	if t.web.TLS {
+		return "https"
+	}
+	return "http"
 }
 
 // IsLoopback reports whether a listen or dial address host:port reaches
@@ -99,7 +117,7 @@ func (l *firstAccept) Accept() (net.Conn, error) {
 // loopback clients: the endpoint listens beyond loopback and nothing
 // authenticates its clients.
 func (t *Telemetry) pprofLoopbackOnly() bool {
-	return t.cfg.PprofEnabled && !IsLoopback(t.cfg.Listen) && !t.webAuth
+	return t.cfg.PprofEnabled && !IsLoopback(t.cfg.Listen) && !t.web.Authenticates
 }
 
 func (t *Telemetry) warnPprof() {

@@ -30,14 +30,19 @@ func addClientFlags(fs *flag.FlagSet) *clientFlags {
 // are then https.
 func (f *clientFlags) tlsSet() bool { return f.cacert != "" || f.cert != "" || f.key != "" }
 
+// bearer is the token to send: --token, else $KMB_TOKEN, "" for none.
+func (f *clientFlags) bearer(getenv func(string) string) string {
+	if f.token != "" {
+		return f.token
+	}
+	return getenv("KMB_TOKEN")
+}
+
 // load returns the bearer token, --token or else $KMB_TOKEN ("" for none),
 // and the TLS configuration, nil when no TLS flag is set (the system roots
 // then verify an https address).
 func (f *clientFlags) load(getenv func(string) string) (string, *tls.Config, error) {
-	token := f.token
-	if token == "" {
-		token = getenv("KMB_TOKEN")
-	}
+	token := f.bearer(getenv)
 	if !f.tlsSet() {
 		return token, nil, nil
 	}

@@ -409,9 +409,12 @@ func (a *API) checkTenant(w http.ResponseWriter, c *requestCounters, tenant stri
 	return false
 }
 
-// reject answers a request refused before it reached the node.
+// reject answers a request refused before it reached the node; c, when
+// not nil, counts it.
 func (a *API) reject(w http.ResponseWriter, c *requestCounters, status int, code, msg string) {
-	c.clientError.Inc()
+	if c != nil {
+		c.clientError.Inc()
+	}
 	writeError(w, status, code, msg)
 }
 

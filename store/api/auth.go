@@ -52,7 +52,9 @@ func newAuthMetrics(r *metric.Registry) authMetrics {
 func (a *API) authOn() bool { return a.tokens != nil || a.certs }
 
 // authorize returns the name of the principal that may exercise right on
-// tenant, "" when authentication is off. Otherwise it answers 401 or 403,
+// tenant (on any tenant when tenant is "", on every one when it is "*"),
+// "" when authentication is off. c counts the refusal in kmb_requests_total
+// when not nil. Otherwise it answers 401 or 403,
 // counts the refusal, and reports false: nothing more may be done.
 func (a *API) authorize(w http.ResponseWriter, r *http.Request, c *requestCounters, tenant string, right auth.Right) (string, bool) {
 	if !a.authOn() {
@@ -73,6 +75,12 @@ func (a *API) authorize(w http.ResponseWriter, r *http.Request, c *requestCounte
 		return "", false
 	}
 	switch {
+	case tenant == "" && p.Rights&right == right:
+		// Any tenant: the right alone is asked for.
+	case tenant == "":
+		a.am.forbiddenRight.Inc()
+		a.reject(w, c, http.StatusForbidden, "forbidden", "principal "+p.Name+" lacks the "+right.String()+" right")
+		return "", false
 	case !p.Allows(tenant, 0):
 		a.am.forbiddenTenant.Inc()
 		a.reject(w, c, http.StatusForbidden, "forbidden", "principal "+p.Name+" may not use tenant "+tenant)

@@ -209,3 +209,54 @@ func metricValue(t *testing.T, reg *metric.Registry, name string, labelValues ..
 	}
 	return 0
 }
+
+// The audit trail takes the audit right: on the tenant exported, on every
+// tenant for the whole log, on any tenant for chain hashes.
+func TestAuthAudit(t *testing.T) {
+	file := auth.Block("writer", hashOf("w"), []string{"acme"}, []string{"read", "write"}) + "\n" +
+		auth.Block("acme-auditor", hashOf("a"), []string{"acme"}, []string{"audit"}) + "\n" +
+		auth.Block("auditor", hashOf("all"), []string{"*"}, []string{"audit"})
+	path := filepath.Join(t.TempDir(), "tokens.toml")
+	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := auth.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, DefaultConfig(), WithTokens(tokens))
+	if code, _, _ := doAuth(t, f.srv.Client(), f.srv.URL, "POST", "/v1/tenants/acme/entries", "Bearer w", `{"entries":[{"key":"k","value":1}]}`); code != 200 {
+		t.Fatal(code)
+	}
+	const day = "start=2000-01-01&end=2100-01-01"
+	for _, tt := range []struct {
+		path, secret string
+		want         int
+	}{
+		{"/v1/audit?" + day, "", 401},
+		{"/v1/audit?" + day, "w", 403},
+		{"/v1/audit?tenant=acme&" + day, "w", 403},
+		{"/v1/audit?tenant=acme&" + day, "a", 200},
+		{"/v1/audit?tenant=globex&" + day, "a", 403},
+		{"/v1/audit?" + day, "a", 403},
+		{"/v1/audit?" + day, "all", 200},
+		{"/v1/audit/chain?ops=1", "", 401},
+		{"/v1/audit/chain?ops=1", "w", 403},
+		{"/v1/audit/chain?ops=1", "a", 200},
+		{"/v1/audit/chain?ops=1", "all", 200},
+	} {
+		req, _ := http.NewRequest("GET", f.srv.URL+tt.path, nil)
+		if tt.secret != "" {
+			req.Header.Set("Authorization", "Bearer "+tt.secret)
+		}
+		resp, err := f.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("GET %s with %q: %d, want %d", tt.path, tt.secret, resp.StatusCode, tt.want)
+		}
+	}
+}
