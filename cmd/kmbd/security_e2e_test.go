@@ -518,3 +518,29 @@ func TestE2EBenchWithTokenAndTLS(t *testing.T) {
 		t.Error("the tokenless run was not refused by the node")
 	}
 }
+
+// Both HTTP servers bound every client: header, read, write and idle
+// timeouts and a header size limit; the API's write timeout outlasts
+// api.write_timeout_ms.
+func TestHTTPServersAreBounded(t *testing.T) {
+	cfg := defaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.API.Listen, cfg.Telemetry.Listen = "127.0.0.1:0", "127.0.0.1:0"
+	s, err := startServer(cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		s.drain(context.Background())
+		s.stopNode()
+		s.flush(context.Background())
+	}()
+	for name, srv := range map[string]*http.Server{"api": s.apiSrv, "telemetry": s.telSrv} {
+		if srv.ReadHeaderTimeout <= 0 || srv.ReadTimeout <= 0 || srv.WriteTimeout <= 0 || srv.IdleTimeout <= 0 || srv.MaxHeaderBytes <= 0 {
+			t.Errorf("%s server unbounded: %+v", name, srv)
+		}
+	}
+	if min := time.Duration(cfg.API.WriteTimeoutMillis) * time.Millisecond; s.apiSrv.WriteTimeout <= min {
+		t.Errorf("API write timeout %v does not outlast api.write_timeout_ms %v", s.apiSrv.WriteTimeout, min)
+	}
+}
