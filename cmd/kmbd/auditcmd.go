@@ -278,19 +278,8 @@ type offlineLog struct {
 
 func (o offlineLog) FirstOpAt(t int64) uint64 { return o.l.FirstOpAt(t) }
 
-var errOfflineEnd = errors.New("end")
-
 func (o offlineLog) Scan(from uint64, fn func(*kmblog.Op) error) error {
-	err := o.l.Scan(from, func(op *kmblog.Op) error {
-		if op.Op > o.commit {
-			return errOfflineEnd
-		}
-		return fn(op)
-	})
-	if errors.Is(err, errOfflineEnd) {
-		return nil
-	}
-	return err
+	return o.l.ScanRange(from, o.commit, fn)
 }
 
 func (o offlineLog) Chain(n uint64) (kmblog.Chain, error) {

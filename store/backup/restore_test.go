@@ -3,6 +3,7 @@ package backup
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -58,10 +59,17 @@ func checkRestored(t *testing.T, dataDir string, sum Summary, want []*kmblog.Op)
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if !reflect.DeepEqual(names, []string{"LOCK", "log", "superblock"}) {
+	if !reflect.DeepEqual(names, []string{"LOCK", "log", RestoredNote, "superblock"}) {
 		t.Fatalf("data dir holds %v", names)
 	}
 	assertOps(t, readLog(t, filepath.Join(dataDir, "log")), want)
+	var note struct {
+		Target string `json:"target"`
+		LastOp uint64 `json:"last_op"`
+	}
+	if b, err := os.ReadFile(filepath.Join(dataDir, RestoredNote)); err != nil || json.Unmarshal(b, &note) != nil || note.Target != sum.Target.String() || note.LastOp != sum.LastOp {
+		t.Fatalf("%s: %+v, %v; want target %s, last op %d", RestoredNote, note, err, sum.Target, sum.LastOp)
+	}
 	sb, ok, _, err := superblock.Read(dataDir)
 	if err != nil || !ok {
 		t.Fatalf("superblock: ok=%v err=%v", ok, err)
@@ -310,6 +318,16 @@ func treeOf(t *testing.T, dir string) map[string]string {
 		b, err := os.ReadFile(p)
 		rel, _ := filepath.Rel(dir, p)
 		out[rel] = string(b)
+		if rel == RestoredNote {
+			// It says when the restore ran; its other fields must match.
+			var note map[string]any
+			if err := json.Unmarshal(b, &note); err != nil {
+				t.Fatalf("%s: %v", rel, err)
+			}
+			delete(note, "restored_at")
+			b, _ = json.Marshal(note)
+			out[rel] = string(b)
+		}
 		return err
 	})
 	if err != nil {

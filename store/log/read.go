@@ -117,13 +117,20 @@ func (l *Log) Read(op uint64) (Op, error) {
 // the op; it runs with no lock held, so it may call Read. Scan reads
 // segments in large chunks and verifies every record like Read.
 func (l *Log) Scan(from uint64, fn func(*Op) error) error {
+	return l.ScanRange(from, l.durableOp.Load(), fn)
+}
+
+// ScanRange is Scan up to op last (at most DurableOp): it reads nothing
+// past last, so that a caller bounded by a commit number never meets the
+// ops after it, damaged ones included.
+func (l *Log) ScanRange(from, last uint64, fn func(*Op) error) error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
 	if first := l.firstOp.Load(); from < first {
 		from = first
 	}
-	last := l.durableOp.Load()
+	last = min(last, l.durableOp.Load())
 	var buf []byte
 	for next := from; next <= last && next != 0; {
 		chunk, err := l.readChunk(next, last, scanChunkSize, &buf)

@@ -23,24 +23,12 @@ func (a AuditLog) FirstOpAt(t int64) uint64 {
 	return a.n.log.FirstOpAt(t)
 }
 
-var errAuditEnd = errors.New("end of the committed log")
-
 // Scan calls fn with every committed op from op from on, in order.
 func (a AuditLog) Scan(from uint64, fn func(*kmblog.Op) error) error {
 	if err := a.n.readable(); err != nil {
 		return err
 	}
-	applied := a.n.proj.AppliedOp()
-	err := a.n.log.Scan(from, func(op *kmblog.Op) error {
-		if op.Op > applied {
-			return errAuditEnd
-		}
-		return fn(op)
-	})
-	if errors.Is(err, errAuditEnd) {
-		return nil
-	}
-	return err
+	return a.n.log.ScanRange(from, a.n.proj.AppliedOp(), fn)
 }
 
 // Chain returns the chain hash of committed op n.

@@ -249,7 +249,43 @@ func (n *Node) Run() error {
 		return err
 	}
 	n.running.Store(true)
+	if note, err := os.ReadFile(filepath.Join(n.cfg.DataDir, backup.RestoredNote)); err == nil {
+		go n.recordRestore(note)
+	}
 	return n.loop()
+}
+
+// recordRestore commits the note of the restore that produced this data
+// dir to the log as an admin op, once this node leads, then removes it.
+func (n *Node) recordRestore(note []byte) {
+	var detail json.RawMessage = note
+	if !json.Valid(note) {
+		detail, _ = json.Marshal(map[string]string{"note": string(note)})
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-tick.C:
+		}
+		if s := n.snap.Load(); !s.IsLeader || n.Ready() != nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		op, err := n.CommitAdmin(ctx, "restore", detail, "")
+		cancel()
+		if err != nil {
+			n.logger.Warn("restore not yet recorded in the log; trying again", slog.String("error", err.Error()))
+			continue
+		}
+		if err := os.Remove(filepath.Join(n.cfg.DataDir, backup.RestoredNote)); err != nil {
+			n.logger.Warn("restore recorded, but its note could not be removed", slog.String("error", err.Error()))
+		}
+		n.logger.Info("restore recorded in the log", slog.Uint64("op", op))
+		return
+	}
 }
 
 func (n *Node) recover() error {
@@ -306,14 +342,11 @@ func (n *Node) recover() error {
 	if len(faulty) > 0 {
 		committed = min(committed, faulty[0].First-1)
 	}
-	if hasState {
-		if err := l.Scan(l.FirstOp(), func(op *kmblog.Op) error {
-			if op.Op > committed {
-				return errStopScan
-			}
+	if hasState && committed > 0 {
+		if err := l.ScanRange(l.FirstOp(), committed, func(op *kmblog.Op) error {
 			n.applyOp(op)
 			return nil
-		}); err != nil && !errors.Is(err, errStopScan) {
+		}); err != nil {
 			return fmt.Errorf("rebuild projection: %w", err)
 		}
 	}
@@ -420,7 +453,6 @@ func (n *Node) writeSuperblock(sb superblock.Superblock) error {
 	return nil
 }
 
-var errStopScan = errors.New("stop scan")
 
 func (n *Node) otherIDs() []uint64 {
 	var out []uint64
