@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -542,5 +543,42 @@ func TestHTTPServersAreBounded(t *testing.T) {
 	}
 	if min := time.Duration(cfg.API.WriteTimeoutMillis) * time.Millisecond; s.apiSrv.WriteTimeout <= min {
 		t.Errorf("API write timeout %v does not outlast api.write_timeout_ms %v", s.apiSrv.WriteTimeout, min)
+	}
+}
+
+// SIGHUP's reload on the leader commits a token_reload op; on a follower
+// it only reloads (and logs), and every node reloads its own file.
+func TestReloadRecordsOnTheLeaderOnly(t *testing.T) {
+	files := map[string]bool{}
+	apps := testCluster(t, func(c *Config) {
+		c.Auth.TokensFile = tokensFile(t, auth.Block("a", secretHash("a"), []string{"*"}, []string{"read"}))
+		files[c.Auth.TokensFile] = true
+	})
+	leader, follower := apps[0], apps[1]
+	for _, a := range apps {
+		if err := os.WriteFile(a.cfg.Auth.TokensFile, []byte(auth.Block("b", secretHash("b"), []string{"*"}, []string{"read"})), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := leader.node.Status().CommitNumber
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	(&server{app: follower}).reload(logger)
+	if follower.sec.tokens.Authenticate("b") == nil {
+		t.Fatal("the follower did not reload its file")
+	}
+	if !strings.Contains(logs.String(), "tokens file reloaded") || strings.Contains(logs.String(), "token_reload") {
+		t.Errorf("follower's reload log: %s", logs.String())
+	}
+	if got := leader.node.Status().CommitNumber; got != before {
+		t.Fatalf("a follower's reload committed: %d -> %d", before, got)
+	}
+	(&server{app: leader}).reload(logger)
+	kmbdtest.WaitFor(t, "the token_reload op", 10*time.Second, func() bool { return leader.node.Status().CommitNumber == before+1 })
+	if apps[2].sec.tokens.Authenticate("b") != nil {
+		t.Error("node 3 reloaded without its own SIGHUP")
+	}
+	if len(files) != 3 {
+		t.Errorf("%d tokens files for 3 nodes", len(files))
 	}
 }
