@@ -532,6 +532,9 @@ func TestHTTPServersAreBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() {
+		// Stopped once recovered, as kmbd stops: a Stop during the
+		// node's recovery races in store/node.
+		kmbdtest.WaitFor(t, "the node ready", 20*time.Second, func() bool { return s.node.Ready() == nil })
 		s.drain(context.Background())
 		s.stopNode()
 		s.flush(context.Background())
