@@ -18,7 +18,7 @@
 #   benchstat old/primitives.txt new/primitives.txt   # compare two runs
 #
 # Groups: primitives metric logging spans render log wire append cluster
-# tracing backup (go test -bench), kmbd (kmbd bench, 1 and 3 nodes), compare
+# tracing backup audit (go test -bench), kmbd (kmbd bench, 1 and 3 nodes), compare
 # (kmbd bench --compare off,backup and off,metrics,full), compare-shm (the
 # latter with the data on /dev/shm), report.
 #
@@ -124,7 +124,7 @@ report() {
 }
 
 groups=("$@")
-[ ${#groups[@]} -eq 0 ] && groups=(primitives metric logging spans render log wire append cluster tracing backup kmbd compare compare-shm report)
+[ ${#groups[@]} -eq 0 ] && groups=(primitives metric logging spans render log wire append cluster tracing backup audit kmbd compare compare-shm report)
 for g in "${groups[@]}"; do
 	case "$g" in
 	primitives) gotest primitives ./telemetry/metric/bench -bench . -cpu 1,2 ;;
@@ -138,6 +138,7 @@ for g in "${groups[@]}"; do
 	cluster) gotest cluster ./store/node -bench 'BenchmarkClusterAppend$' -benchtime 3s ;;
 	tracing) gotest tracing ./store/node -bench 'BenchmarkAppendTracing$' -benchtime 3s ;;
 	backup) gotest backup ./store/backup -bench 'AppendSegment|Restore' ;;
+	audit) gotest audit ./store/audit -bench . ;;
 	kmbd)
 		for nodes in 1 3; do
 			kmbd_bench "kmbd-nodes$nodes" --nodes "$nodes" --clients 64 --batch 100 --duration "$duration" --json

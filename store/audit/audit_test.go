@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"strings"
@@ -111,6 +112,22 @@ func TestRoundTrip(t *testing.T) {
 			}
 			if sum.Bytes != int64(len(b)) {
 				t.Fatalf("summary counts %d bytes, wrote %d", sum.Bytes, len(b))
+			}
+			if f != JSON {
+				return
+			}
+			// Reformatted by another tool, the file takes the decoder's
+			// path, and still verifies; altered, it still fails.
+			var indented bytes.Buffer
+			if err := json.Indent(&indented, b, "", "    "); err != nil {
+				t.Fatal(err)
+			}
+			if rep, err := Verify(bytes.NewReader(indented.Bytes())); err != nil || !rep.OK() || rep.Ops != 60 {
+				t.Fatalf("reformatted export: %+v, %v", rep.Problem, err)
+			}
+			altered := strings.Replace(indented.String(), "a,b", "a,B", 1)
+			if rep, err := Verify(strings.NewReader(altered)); err != nil || rep.OK() {
+				t.Fatalf("altered reformatted export passed: %v", err)
 			}
 		})
 	}

@@ -219,7 +219,7 @@ func (e *csvEncoder) record(op *kmblog.Op, prev kmblog.Chain, i int) error {
 	if i >= 0 {
 		b = appendCSV(b, op.Entries[i].Key)
 		b = append(b, ',')
-		b = appendCSV(b, string(op.Entries[i].Value))
+		b = appendCSV(b, op.Entries[i].Value)
 	} else {
 		b = append(b, ',')
 	}
@@ -254,7 +254,7 @@ func (e *csvEncoder) trailer(t trailer) error {
 }
 
 // appendCSV appends s as a CSV field, quoted when it must be.
-func appendCSV(b []byte, s string) []byte {
+func appendCSV[S string | []byte](b []byte, s S) []byte {
 	need := false
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c == ',' || c == '"' || c == '\n' || c == '\r' {

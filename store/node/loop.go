@@ -286,6 +286,9 @@ func (n *Node) setDiskFull(err error) {
 	if n.diskFull.Swap(&err) == nil {
 		n.logger.Error("disk full: writes are refused until space is freed; reads go on",
 			slog.String("data_dir", n.cfg.DataDir), slog.String("error", err.Error()))
+		// Published before the writers hear of it: one who asks for the
+		// status or readiness next sees the disk full.
+		n.publishStatus("")
 	}
 	n.lastProbe = n.now()
 }
@@ -302,6 +305,7 @@ func (n *Node) probeSpace() {
 		return
 	}
 	n.diskFull.Store(nil)
+	n.publishStatus("")
 	n.logger.Info("disk space is available again: writes resume", slog.String("data_dir", n.cfg.DataDir))
 }
 

@@ -453,7 +453,6 @@ func (n *Node) writeSuperblock(sb superblock.Superblock) error {
 	return nil
 }
 
-
 func (n *Node) otherIDs() []uint64 {
 	var out []uint64
 	for _, id := range n.ids {

@@ -60,6 +60,7 @@ func (c *client) act() {
 	if c.pending.put {
 		tenant = "put"
 	}
+	w.events++
 	_, err := h.r.Propose(vsr.Proposal{
 		Tenant:    tenant,
 		Entries:   []kmblog.Entry{{Key: c.pending.key, Value: []byte(c.pending.value)}},

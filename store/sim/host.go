@@ -87,6 +87,7 @@ func (h *host) corruptSome(n int) {
 		}
 		h.corrupt[op] = true
 		w.res.Corruptions++
+		w.faults[FaultCorrupt]++
 		w.tracef("replica %d: op %d corrupt on disk", h.id, op)
 	}
 }
@@ -149,10 +150,12 @@ func (h *host) crash(wipe bool) {
 	h.up, h.r = false, nil
 	h.restartAt = w.step + w.opts.StepsPerTick*(5+w.rng.IntN(50))
 	w.res.Crashes++
+	w.faults[FaultCrash]++
 	w.tracef("replica %d crashes (wipe=%v), disk has %d ops, hs=%+v", h.id, wipe, len(h.log), h.hs)
 	if wipe {
 		h.log, h.hs, h.hasState, h.wiped, h.corrupt = nil, vsr.HardState{}, false, true, nil
 		w.res.Wipes++
+		w.faults[FaultLostDisk]++
 		return
 	}
 	// Its disk may have rotted while it was down, if the fault budget
@@ -216,6 +219,9 @@ func (h *host) handleReady() {
 			h.log = append(h.log, op)
 		}
 		if crashAt == 1 {
+			if len(appends) < len(rd.Append) {
+				w.faults[FaultTornWrite]++
+			}
 			h.crash(false)
 			return
 		}

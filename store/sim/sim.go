@@ -43,6 +43,11 @@ type Options struct {
 	// Trace, when set, receives one line per notable event (for replaying
 	// a failing seed).
 	Trace func(line string)
+	// Observe, when set, receives the run's state every ObserveTicks ticks
+	// (default 25) and once at the end. It runs on the simulator's
+	// goroutine, so it must be quick; observing never changes a run.
+	Observe      func(Progress)
+	ObserveTicks int
 	// CanaryTruncateCorrupt plants the bug that storage fault handling
 	// exists to prevent: a restarted replica cuts its log at the first
 	// corrupt op instead of holding the ops for repair. The checkers must
@@ -91,6 +96,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Keys == 0 {
 		o.Keys = d.Keys
+	}
+	if o.ObserveTicks <= 0 {
+		o.ObserveTicks = defaultObserveTicks
 	}
 	return o
 }
@@ -152,6 +160,12 @@ type world struct {
 	history   []operation
 	res       Result
 	err       *Violation
+
+	// What Observe reports beyond Result.
+	tick    int
+	events  int // replica inputs: messages delivered, ticks, proposals
+	faults  [numFaultKinds]int
+	checked int // client operations given to the linearizability checker
 }
 
 // Run runs one simulation and returns its result, or the first invariant
@@ -206,6 +220,7 @@ func Run(opts Options) (Result, error) {
 	if w.err == nil {
 		w.checkLinearizable()
 	}
+	w.observe(PhaseDone)
 	w.res.Steps = w.step
 	for _, h := range w.hosts {
 		if h.r != nil {
@@ -247,11 +262,20 @@ func (w *world) runTick() {
 	for _, id := range w.ids {
 		h := w.hosts[id]
 		if h.up {
+			w.events++
 			h.r.Tick()
 			h.handleReady()
 		} else if w.step >= h.restartAt {
 			h.start()
 		}
+	}
+	w.tick++
+	if w.tick%w.opts.ObserveTicks == 0 {
+		phase := PhaseLiveness
+		if w.faulty {
+			phase = PhaseFaults
+		}
+		w.observe(phase)
 	}
 }
 
@@ -293,6 +317,7 @@ func (w *world) injectFaults() {
 		}
 		w.healAt = w.step + w.opts.StepsPerTick*(10+w.rng.IntN(60))
 		w.res.Partitions++
+		w.faults[FaultPartition]++
 	}
 	if w.part != nil && w.step >= w.healAt {
 		w.part = nil
@@ -302,15 +327,21 @@ func (w *world) injectFaults() {
 func (w *world) send(m wire.Message) {
 	if w.faulty && w.chance(w.opts.DropRate) {
 		w.res.Dropped++
+		w.faults[FaultDrop]++
 		return
 	}
 	copies := 1
 	if w.faulty && w.chance(w.opts.DupRate) {
 		copies = 2
+		w.faults[FaultDuplicate]++
 	}
 	for i := 0; i < copies; i++ {
 		w.seq++
-		w.net = append(w.net, envelope{at: w.step + 1 + w.rng.IntN(w.opts.MaxDelaySteps), seq: w.seq, m: m})
+		delay := 1 + w.rng.IntN(w.opts.MaxDelaySteps)
+		if delay > 1 {
+			w.faults[FaultDelay]++
+		}
+		w.net = append(w.net, envelope{at: w.step + delay, seq: w.seq, m: m})
 	}
 }
 
@@ -338,6 +369,7 @@ func (w *world) deliver() {
 			continue
 		}
 		w.res.Messages++
+		w.events++
 		to.r.Step(e.m)
 		to.handleReady()
 		if w.err != nil {
