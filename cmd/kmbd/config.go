@@ -40,6 +40,12 @@ type ClusterConfig struct {
 	// its own address in Replicas (set it to bind e.g. 0.0.0.0:7101 while
 	// peers dial a routable name).
 	Listen string `toml:"listen"`
+	// Join starts this node, with an empty data dir, as a new member of a
+	// running cluster: Replicas is then the new configuration, which an
+	// operator commits with kmbd cluster reconfigure. The node waits for
+	// it, fetches the log, and only then takes part. Ignored once the data
+	// dir holds state. Default false.
+	Join bool `toml:"join"`
 	// TLSCertFile, TLSKeyFile and TLSCAFile run replication over mutual
 	// TLS: this node's certificate (valid for its address in Replicas, as
 	// server and client) and the cluster CA that every peer's must chain
@@ -84,6 +90,7 @@ func (c Config) node() node.Config {
 	n.NodeID, n.DataDir = c.NodeID, c.DataDir
 	n.Replicas, _ = parseReplicas(c.Cluster.Replicas)
 	n.ReplicationListen = c.Cluster.Listen
+	n.Join = c.Cluster.Join
 	n.APIAddr = c.API.Advertise
 	if n.APIAddr == "" {
 		n.APIAddr = c.API.Listen
@@ -166,6 +173,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		nodeID          = fs.Uint64("node-id", cfg.NodeID, "this replica's id, 1.."+strconv.Itoa(node.MaxNodeID))
 		dataDir         = fs.String("data-dir", cfg.DataDir, "where the log and state live")
 		replicas        = fs.String("replicas", "", "the cluster as id=host:port,...; empty for this node alone")
+		join            = fs.Bool("join", false, "start as a new member of a running cluster (empty data dir; --replicas is the new configuration)")
 		apiListen       = fs.String("api-listen", cfg.API.Listen, "client API address")
 		telListen       = fs.String("telemetry-listen", cfg.Telemetry.Listen, "address of /metrics, /health/*, /status, /debug/pprof/*")
 		logLevel        = fs.String("log-level", cfg.Telemetry.LogLevel, "trace, debug, info, warn or error")
@@ -216,6 +224,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 			cfg.DataDir = *dataDir
 		case "replicas":
 			cfg.Cluster.Replicas = *replicas
+		case "join":
+			cfg.Cluster.Join = *join
 		case "api-listen":
 			cfg.API.Listen = *apiListen
 		case "api-advertise":

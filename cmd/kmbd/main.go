@@ -55,6 +55,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return runLog(ctx, args[1:], stdout, stderr)
 		case "audit":
 			return runAudit(ctx, args[1:], stdout, stderr)
+		case "cluster":
+			return runCluster(ctx, args[1:], stdout, stderr)
 		}
 	}
 	cfg, err := loadConfig(args, getenv, stderr)

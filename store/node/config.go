@@ -20,6 +20,12 @@ type Config struct {
 	// Empty or this node alone means a single-node cluster. TOML:
 	// [cluster] replicas.
 	Replicas map[uint64]string
+	// Join starts a node with an empty data dir as a new member: it waits
+	// for the reconfiguration that adds it (kmbd cluster reconfigure),
+	// fetches the log, and only then takes part. Replicas is then the new
+	// configuration. Ignored once the data dir holds state. TOML:
+	// [cluster] join.
+	Join bool
 	// ReplicationListen is where the transport accepts peers; empty means
 	// this node's address in Replicas. TOML: [cluster] listen.
 	ReplicationListen string
@@ -92,6 +98,9 @@ func (c Config) Validate() error {
 		if _, ok := c.Replicas[c.NodeID]; !ok {
 			return fmt.Errorf("cluster.replicas: does not name this node (node_id = %d)", c.NodeID)
 		}
+	}
+	if c.Join && len(c.Replicas) < 2 {
+		return fmt.Errorf("cluster.join: a node joins a cluster: cluster.replicas must name the new configuration, this node and at least one other")
 	}
 	return nil
 }

@@ -22,6 +22,8 @@ type metrics struct {
 	corruptRepair   *metric.Counter // kmb_log_corrupt_ops_repaired_total
 	chainMismatches *metric.LoopCounter
 	storageErrors   storageErrors
+	// reconfigurations counts the epochs this replica entered.
+	reconfigurations *metric.Counter
 }
 
 // storageErrors counts kmb_storage_errors_total by operation and kind,
@@ -104,13 +106,14 @@ func (n *Node) registerMetrics(r *metric.Registry, tenantCap int) {
 				"Entries applied per tenant. tenant_id is capped by telemetry.tenant_label_cap; later tenants are counted under tenant_id=\"_overflow\".",
 				"tenant_id", tenantCap),
 		},
-		commits:         r.NewLoopCounter("kmb_consensus_commits_total", "Total committed entries."),
-		viewChanges:     r.NewLoopCounter("kmb_consensus_view_changes_total", "Total view changes this replica took part in (views it became normal in after the first)."),
-		repairs:         r.NewLoopCounter("kmb_consensus_repairs_total", "Times this replica asked the leader for missing log ops."),
-		stateTransfers:  r.NewLoopCounter("kmb_consensus_state_transfers_total", "Times this replica rebuilt its log from the cluster after losing its state."),
-		corruptRepair:   r.NewCounter("kmb_log_corrupt_ops_repaired_total", "Corrupt log ops this replica replaced with verified copies from its peers."),
-		storageErrors:   newStorageErrors(r),
-		chainMismatches: r.NewLoopCounter("kmb_consensus_chain_mismatches_total", "Ops refused because their chain hash does not follow this replica's log."),
+		commits:          r.NewLoopCounter("kmb_consensus_commits_total", "Total committed entries."),
+		viewChanges:      r.NewLoopCounter("kmb_consensus_view_changes_total", "Total view changes this replica took part in (views it became normal in after the first)."),
+		repairs:          r.NewLoopCounter("kmb_consensus_repairs_total", "Times this replica asked the leader for missing log ops."),
+		stateTransfers:   r.NewLoopCounter("kmb_consensus_state_transfers_total", "Times this replica rebuilt its log from the cluster after losing its state."),
+		corruptRepair:    r.NewCounter("kmb_log_corrupt_ops_repaired_total", "Corrupt log ops this replica replaced with verified copies from its peers."),
+		storageErrors:    newStorageErrors(r),
+		chainMismatches:  r.NewLoopCounter("kmb_consensus_chain_mismatches_total", "Ops refused because their chain hash does not follow this replica's log."),
+		reconfigurations: r.NewCounter("kmb_consensus_reconfigurations_total", "Configuration changes (epochs) this replica entered."),
 	}
 
 	gauge := func(name, help string, f func(s *status.Snapshot) float64) {
@@ -136,7 +139,8 @@ func (n *Node) registerMetrics(r *metric.Registry, tenantCap int) {
 	gauge("kmb_projection_applied_position", "Position of the last log entry applied to the projection.", func(s *status.Snapshot) float64 { return float64(s.Projection.AppliedPosition) })
 	gauge("kmb_projection_lag", "Log positions written but not yet applied to the projection (head - applied).", func(s *status.Snapshot) float64 { return float64(s.Projection.Lag) })
 	gauge("kmb_consensus_healthy_replicas", "Replicas this one heard from recently, itself included.", func(s *status.Snapshot) float64 { return float64(s.HealthyReplicas) })
-	gauge("kmb_consensus_cluster_size", "Replicas in the cluster.", func(s *status.Snapshot) float64 { return float64(s.ClusterSize) })
+	gauge("kmb_consensus_cluster_size", "Replicas in the cluster's current configuration; 0 on a replica the configuration removed.", func(s *status.Snapshot) float64 { return float64(s.ClusterSize) })
+	gauge("kmb_consensus_epoch", "The configuration's epoch: 0 until the first reconfiguration, then one more per change.", func(s *status.Snapshot) float64 { return float64(s.Epoch) })
 	gauge("kmb_active_tenants", "Number of tenants holding at least one entry.", func(s *status.Snapshot) float64 { return float64(s.Projection.ActiveTenants) })
 	r.NewGaugeVecFunc("kmb_replica_status", "Replica state: 1 for the current state, 0 for the others.", []string{"status"},
 		func(emit func(float64, ...string)) {

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -165,6 +167,18 @@ type Node struct {
 	chainHexOp uint64
 	hs         vsr.HardState // as persisted
 	hsAt       time.Time
+
+	// The configuration (cluster.go), loop-owned after recovery: the
+	// members of the last config op applied and of the one before, with
+	// addresses; every address known; the epoch of ClusterFile; whether
+	// the node runs as a member of a cluster (it has a transport); writes
+	// held while a change is pending.
+	members      []vsr.Member
+	prevMembers  []vsr.Member
+	addrs        map[uint64]string
+	clusterEpoch uint64
+	clustered    bool
+	held         []*request
 }
 
 type request struct {
@@ -177,6 +191,7 @@ type request struct {
 	principal string
 	clientID  uint64
 	requestID uint64
+	members   []vsr.Member // a configuration change (KindConfig)
 	op        uint64
 	result    chan response
 }
@@ -209,6 +224,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	n := &Node{
 		cfg:      cfg,
 		ids:      cfg.replicaIDs(),
+		addrs:    map[uint64]string{},
 		now:      deps.Now,
 		build:    deps.Build,
 		logger:   deps.Logger("kmb_storage"),
@@ -321,6 +337,9 @@ func (n *Node) recover() error {
 	if hasState && sb.NodeID != n.cfg.NodeID {
 		return fmt.Errorf("data_dir %q belongs to node %d, not node_id = %d", n.cfg.DataDir, sb.NodeID, n.cfg.NodeID)
 	}
+	if err := n.loadMembership(sb.Config); err != nil {
+		return err
+	}
 	if !hasState && len(n.ids) == 1 && l.LastOp() > 0 {
 		// A single replica's log needs no peer to vouch for it: everything
 		// durable in it was committed.
@@ -329,7 +348,8 @@ func (n *Node) recover() error {
 			return err
 		}
 	}
-	hs := vsr.HardState{View: sb.View, LogView: sb.LogView, Commit: sb.Commit, Promised: sb.Promised}
+	hs := vsr.HardState{View: sb.View, LogView: sb.LogView, Commit: sb.Commit, Promised: sb.Promised,
+		Epoch: sb.Epoch, Config: sb.Config, ConfigOp: sb.ConfigOp}
 	n.hs, n.hsAt = hs, n.now()
 
 	// Apply what is known committed, up to the first faulty op; the rest is
@@ -352,14 +372,15 @@ func (n *Node) recover() error {
 	}
 	n.m.projection.TenantEntries.PublishDirty()
 
-	if len(n.ids) > 1 {
+	if n.clustered {
+		peers := n.peerAddrs()
 		n.net, err = transport.New(transport.Config{
 			NodeID:   n.cfg.NodeID,
-			Listen:   cmp.Or(n.cfg.ReplicationListen, n.cfg.Replicas[n.cfg.NodeID]),
-			Peers:    n.cfg.peers(),
+			Listen:   cmp.Or(n.cfg.ReplicationListen, n.addrs[n.cfg.NodeID]),
+			Peers:    peers,
 			APIAddr:  n.cfg.APIAddr,
 			Security: n.cfg.ReplicationSecurity,
-		}, n.tlogger, transport.NewMetrics(n.registry, n.cfg.NodeID, n.otherIDs()))
+		}, n.tlogger, transport.NewMetrics(n.registry, n.cfg.NodeID, slices.Collect(maps.Keys(peers))))
 		if err != nil {
 			return err
 		}
@@ -375,9 +396,12 @@ func (n *Node) recover() error {
 		ViewChangeTicks: n.cfg.ViewChangeTicks,
 		Rand:            func(k int) int { return rng.IntN(k) },
 		Storage:         logStorage{n.log},
-	}, vsr.Durable{HardState: hs, HasState: hasState, LastOp: l.LastOp(), Faulty: faulty})
+	}, vsr.Durable{HardState: hs, HasState: hasState, LastOp: l.LastOp(), Faulty: faulty, Join: n.cfg.Join && !hasState})
 	if err != nil {
 		return err
+	}
+	if n.rep.State().Status == vsr.StatusRemoved {
+		n.removed(n.rep.State().Epoch)
 	}
 	n.logger.Info("projection rebuilt",
 		slog.Int("segments", report.Segments),
@@ -396,7 +420,8 @@ func (n *Node) recover() error {
 // has nobody to repair from, and refuses it.
 func (n *Node) logConfig() kmblog.Config {
 	c := n.cfg.logConfig()
-	c.TolerateCorruption = len(n.ids) > 1
+	_, err := os.Stat(filepath.Join(n.cfg.DataDir, ClusterFile))
+	c.TolerateCorruption = len(n.cfg.Replicas) > 1 || err == nil // a member of a cluster
 	c.FS = n.fs
 	return c
 }
@@ -451,16 +476,6 @@ func (n *Node) writeSuperblock(sb superblock.Superblock) error {
 	}
 	n.sb = f
 	return nil
-}
-
-func (n *Node) otherIDs() []uint64 {
-	var out []uint64
-	for _, id := range n.ids {
-		if id != n.cfg.NodeID {
-			out = append(out, id)
-		}
-	}
-	return out
 }
 
 // logStorage serves the replica's reads of durable ops.
@@ -581,6 +596,8 @@ func (n *Node) writable() error {
 	}
 	s := n.snap.Load()
 	switch {
+	case s.Status == status.StateRemoved:
+		return ErrRemoved
 	case s.Status == status.StateRecovering:
 		return ErrNotReady
 	case s.Status == status.StateShutdown:
@@ -607,8 +624,11 @@ func (n *Node) readable() error {
 	if n.stopping.Load() {
 		return ErrShuttingDown
 	}
-	if s := n.snap.Load(); s.Status == status.StateRecovering {
+	switch n.snap.Load().Status {
+	case status.StateRecovering:
 		return ErrNotReady
+	case status.StateRemoved:
+		return ErrRemoved
 	}
 	return nil
 }
