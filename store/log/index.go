@@ -2,9 +2,9 @@ package log
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
-	"errors"
 	"io"
 	"io/fs"
 	"os"
