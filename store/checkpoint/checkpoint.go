@@ -8,8 +8,8 @@ import (
 	"hash/crc32"
 	"io"
 
-	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/store/internal/strictbin"
+	kmblog "github.com/kmb-db/kmb/store/log"
 )
 
 const (
