@@ -64,15 +64,16 @@ type Log struct {
 	indexed    struct{ trusted, written int }
 
 	// Writer state.
-	active  *segment // last segment; the only one appended to
-	buf     []byte   // records being appended, reused across calls
-	frames  []int    // offset in buf of each record of the current Append, plus the end
-	nextOp  uint64   // op number the next Append must start with
-	nextPos uint64   // FirstPosition the next Append must start with
-	prev    Chain    // chain hash of op nextOp-1: the next segment header's prevChain
-	lastTS  int64    // commit time of op nextOp-1, for the index of a segment sealed next
-	dirty   bool     // segments created or removed since the directory's last fsync
-	failed  error    // sticky: after a failed write or fsync the on-disk state is unknown
+	active   *segment // last segment; the only one appended to
+	buf      []byte   // records being appended, reused across calls
+	frames   []int    // offset in buf of each record of the current Append, plus the end
+	nextOp   uint64   // op number the next Append must start with
+	nextPos  uint64   // FirstPosition the next Append must start with
+	prev     Chain    // chain hash of op nextOp-1: the next segment header's prevChain
+	lastTS   int64    // commit time of op nextOp-1, for the index of a segment sealed next
+	appended uint64   // bytes of records appended since Open
+	dirty    bool     // segments created or removed since the directory's last fsync
+	failed   error    // sticky: after a failed write or fsync the on-disk state is unknown
 
 	// mu guards segs and the (mu) fields of each segment. The writer is
 	// the only goroutine that changes them, so it may read them without
@@ -223,9 +224,15 @@ func (l *Log) Append(ops ...*Op) error {
 	l.lastTS = ops[len(ops)-1].Timestamp
 	l.lastOp.Store(next - 1)
 	l.lastPos.Store(pos - 1)
+	l.appended += uint64(len(buf))
 	l.metrics.appended(entries, len(buf))
 	return nil
 }
+
+// AppendedBytes is how many bytes of records Append wrote since Open,
+// framing included (writes undone after a full disk excepted). Writer
+// only.
+func (l *Log) AppendedBytes() uint64 { return l.appended }
 
 // noteFirstTimestamps records the commit time of the first op of every
 // segment that ops started (under mu: readers look them up).

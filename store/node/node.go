@@ -16,6 +16,7 @@ import (
 
 	"github.com/kmb-db/kmb/status"
 	"github.com/kmb-db/kmb/store/backup"
+	"github.com/kmb-db/kmb/store/checkpoint"
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/store/projection"
 	"github.com/kmb-db/kmb/store/superblock"
@@ -165,6 +166,8 @@ type Node struct {
 	chainHexOp uint64
 	hs         vsr.HardState // as persisted
 	hsAt       time.Time
+	appliedTS  int64 // commit time of op applied
+	ckpt       checkpoints
 }
 
 type request struct {
@@ -227,6 +230,8 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		n.tracer = spans.Disabled()
 	}
 	n.traces.init()
+	n.ckpt.done = make(chan checkpointResult, 1)
+	n.ckpt.ctx, n.ckpt.cancel = context.WithCancel(context.Background())
 	n.lastIter.Store(deps.Now().UnixNano())
 	n.registerMetrics(deps.Metrics, deps.TenantLabelCap)
 	n.proj = projection.New(n.m.projection)
@@ -332,6 +337,16 @@ func (n *Node) recover() error {
 	hs := vsr.HardState{View: sb.View, LogView: sb.LogView, Commit: sb.Commit, Promised: sb.Promised}
 	n.hs, n.hsAt = hs, n.now()
 
+	// Start from the newest valid checkpoint: the state after some
+	// committed op, so the commit number is at least that op.
+	var loaded checkpoint.Loaded
+	ckpt := false
+	if hasState {
+		if loaded, ckpt = n.loadCheckpoint(l); ckpt {
+			hs.Commit = max(hs.Commit, loaded.Header.Op)
+		}
+	}
+
 	// Apply what is known committed, up to the first faulty op; the rest is
 	// applied as the cluster confirms it (and repairs it).
 	committed := min(hs.Commit, l.LastOp())
@@ -342,13 +357,9 @@ func (n *Node) recover() error {
 	if len(faulty) > 0 {
 		committed = min(committed, faulty[0].First-1)
 	}
-	if hasState && committed > 0 {
-		if err := l.ScanRange(l.FirstOp(), committed, func(op *kmblog.Op) error {
-			n.applyOp(op)
-			return nil
-		}); err != nil {
-			return fmt.Errorf("rebuild projection: %w", err)
-		}
+	replayed, err := n.replay(l, hasState, committed)
+	if err != nil {
+		return err
 	}
 	n.m.projection.TenantEntries.PublishDirty()
 
@@ -380,6 +391,11 @@ func (n *Node) recover() error {
 	}
 	n.logger.Info("projection rebuilt",
 		slog.Int("segments", report.Segments),
+		slog.Int("segments_read", report.Segments-report.Indexed),
+		slog.Uint64("checkpoint_op", loaded.Header.Op),
+		slog.Int64("checkpoint_bytes", loaded.Bytes),
+		slog.Uint64("replayed_ops", replayed.ops),
+		slog.Uint64("replayed_bytes", replayed.bytes),
 		slog.Uint64("last_op", l.LastOp()),
 		slog.Uint64("applied_op", n.applied),
 		slog.Uint64("applied_position", n.proj.AppliedPosition()),
@@ -388,6 +404,45 @@ func (n *Node) recover() error {
 		slog.Uint64("corrupt_ops", l.FaultyOps()),
 		slog.Duration("duration", n.now().Sub(start)))
 	return nil
+}
+
+// replayed counts what recovery replayed from the log.
+type replayed struct{ ops, bytes uint64 }
+
+// replay applies the committed ops after the applied one (the
+// checkpoint's, or none) up to committed, checking that their chain
+// hashes follow: Open trusts sealed segments from their index, so the
+// chain of what is applied is checked here.
+func (n *Node) replay(l *kmblog.Log, hasState bool, committed uint64) (replayed, error) {
+	var r replayed
+	if !hasState || committed <= n.applied {
+		return r, nil
+	}
+	start := l.Start()
+	prev := n.chainHead
+	if n.applied == 0 {
+		if start.Op > 1 {
+			return r, fmt.Errorf("rebuild projection: the log starts at op %d and no checkpoint of an op at or after %d is usable, so ops 1..%d cannot be replayed",
+				start.Op, start.Op-1, start.Op-1)
+		}
+		prev = start.Prev
+	}
+	var c kmblog.Chainer
+	err := l.ScanRange(n.applied+1, committed, func(op *kmblog.Op) error {
+		if c.Op(prev, op) != op.Chain {
+			return fmt.Errorf("op %d does not follow the chain hash of op %d: %w", op.Op, op.Op-1, kmblog.ErrCorrupt)
+		}
+		prev = op.Chain
+		r.ops++
+		r.bytes += uint64(8 + kmblog.EncodedSize(op))
+		n.applyOp(op)
+		return nil
+	})
+	if err != nil {
+		return r, fmt.Errorf("rebuild projection: %w", err)
+	}
+	n.ckpt.replayed = r.bytes
+	return r, nil
 }
 
 // logConfig is the log's configuration. A replica of a cluster keeps a
