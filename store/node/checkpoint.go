@@ -19,7 +19,7 @@ import (
 
 // thawStep bounds the keys a loop iteration moves back into the
 // projection's maps after a checkpoint: a few milliseconds at most.
-const thawStep = 16 << 10
+const thawStep = 2 << 10
 
 // checkpoints is the loop's checkpoint state.
 type checkpoints struct {
