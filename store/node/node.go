@@ -77,6 +77,18 @@ type Deps struct {
 	// FS is the file system of the log; nil means the operating system's.
 	// Tests inject storage faults through it (store/log/faultfs).
 	FS kmblog.FS
+	// Archive serves the committed ops below the local log's start (a
+	// backup repository: backup.Tiered); nil when there is none, and then
+	// those ops are not readable.
+	Archive Archive
+}
+
+// Archive holds committed ops that the local log no longer does.
+type Archive interface {
+	// ReadOps calls fn with ops first..last in order, or fails.
+	ReadOps(ctx context.Context, first, last uint64, fn func(*kmblog.Op) error) error
+	// FirstOpAt is where to start reading for ops committed at or after t.
+	FirstOpAt(ctx context.Context, t int64) uint64
 }
 
 // AppendResult is what a committed write returns.
@@ -123,7 +135,8 @@ type Node struct {
 	traces   tracing // loop-owned open spans
 
 	log   *kmblog.Log
-	fs    kmblog.FS        // the log's file system; nil for the operating system's
+	fs      kmblog.FS // the log's file system; nil for the operating system's
+	archive Archive   // ops below the local log; nil without a backup repository
 	sb    *superblock.File // open once the superblock exists
 	lock  *os.File         // dir/LOCK, held while the node runs
 	proj  *projection.Projection
@@ -225,6 +238,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		clock:    newClientTable(),
 		tracer:   deps.Tracer,
 		fs:       deps.FS,
+		archive:  deps.Archive,
 	}
 	if n.tracer == nil {
 		n.tracer = spans.Disabled()
@@ -420,15 +434,8 @@ func (n *Node) replay(l *kmblog.Log, hasState bool, committed uint64) (replayed,
 	}
 	start := l.Start()
 	prev := n.chainHead
-	if n.applied == 0 {
-		if start.Op > 1 {
-			return r, fmt.Errorf("rebuild projection: the log starts at op %d and no checkpoint of an op at or after %d is usable, so ops 1..%d cannot be replayed",
-				start.Op, start.Op-1, start.Op-1)
-		}
-		prev = start.Prev
-	}
 	var c kmblog.Chainer
-	err := l.ScanRange(n.applied+1, committed, func(op *kmblog.Op) error {
+	apply := func(op *kmblog.Op) error {
 		if c.Op(prev, op) != op.Chain {
 			return fmt.Errorf("op %d does not follow the chain hash of op %d: %w", op.Op, op.Op-1, kmblog.ErrCorrupt)
 		}
@@ -437,8 +444,23 @@ func (n *Node) replay(l *kmblog.Log, hasState bool, committed uint64) (replayed,
 		r.bytes += uint64(8 + kmblog.EncodedSize(op))
 		n.applyOp(op)
 		return nil
-	})
-	if err != nil {
+	}
+	if n.applied+1 < start.Op {
+		// No usable checkpoint reaches the log: the ops before it come
+		// from the archive, if there is one.
+		if n.archive == nil {
+			return r, fmt.Errorf("rebuild projection: the log starts at op %d and no checkpoint of an op at or after %d is usable, so ops %d..%d cannot be replayed (a backup repository would serve them)",
+				start.Op, start.Op-1, n.applied+1, start.Op-1)
+		}
+		n.logger.Warn("replaying the ops below the local log from the backup repository", slog.Uint64("from_op", n.applied+1), slog.Uint64("to_op", start.Op-1))
+		if err := n.archive.ReadOps(context.Background(), n.applied+1, start.Op-1, apply); err != nil {
+			return r, fmt.Errorf("rebuild projection from the backup repository: %w", err)
+		}
+		if prev != start.Prev {
+			return r, fmt.Errorf("rebuild projection: the backup repository's op %d does not lead into the local log: %w", start.Op-1, kmblog.ErrCorrupt)
+		}
+	}
+	if err := l.ScanRange(n.applied+1, committed, apply); err != nil {
 		return r, fmt.Errorf("rebuild projection: %w", err)
 	}
 	n.ckpt.replayed = r.bytes
@@ -692,7 +714,7 @@ func (n *Node) Entries(tenant string, from uint64, limit int) ([]Entry, uint64, 
 	next := from
 	// Each op holds at least one entry, so limit ops always suffice.
 	for _, ref := range n.proj.OpsFrom(tenant, from, limit) {
-		op, err := n.log.Read(ref.Op)
+		op, err := n.readOp(ref.Op)
 		if err != nil {
 			return nil, from, fmt.Errorf("read op %d: %w", ref.Op, err)
 		}
@@ -710,6 +732,17 @@ func (n *Node) Entries(tenant string, from uint64, limit int) ([]Entry, uint64, 
 		}
 	}
 	return out, next, nil
+}
+
+// readOp reads a committed op: from the local log, or from the archive
+// when it is below the log's start.
+func (n *Node) readOp(op uint64) (kmblog.Op, error) {
+	if n.archive != nil && op < n.log.Start().Op {
+		var out kmblog.Op
+		err := n.archive.ReadOps(context.Background(), op, op, func(o *kmblog.Op) error { out = *o; return nil })
+		return out, err
+	}
+	return n.log.Read(op)
 }
 
 // BackupRole reports whether this node leads a view in normal operation,
@@ -732,14 +765,10 @@ func (n *Node) ReadFrames(from, last uint64, maxBytes int, buf []byte) (kmblog.F
 
 // FirstRetainedPosition is the oldest position the local log holds.
 func (n *Node) FirstRetainedPosition() uint64 {
-	if !n.running.Load() || n.log.FirstOp() <= 1 {
+	if !n.running.Load() {
 		return 1
 	}
-	op, err := n.log.Read(n.log.FirstOp())
-	if err != nil {
-		return 1
-	}
-	return op.FirstPosition
+	return n.log.Start().Position
 }
 
 // CommitMarker commits an op with no entries and returns its number and
