@@ -134,15 +134,15 @@ type Node struct {
 	tracer   *spans.Tracer
 	traces   tracing // loop-owned open spans
 
-	log   *kmblog.Log
-	fs      kmblog.FS // the log's file system; nil for the operating system's
-	archive Archive   // ops below the local log; nil without a backup repository
-	sb    *superblock.File // open once the superblock exists
-	lock  *os.File         // dir/LOCK, held while the node runs
-	proj  *projection.Projection
-	net   *transport.Transport
-	rep   *vsr.Replica
-	clock *clientTable
+	log     *kmblog.Log
+	fs      kmblog.FS        // the log's file system; nil for the operating system's
+	archive Archive          // ops below the local log; nil without a backup repository
+	sb      *superblock.File // open once the superblock exists
+	lock    *os.File         // dir/LOCK, held while the node runs
+	proj    *projection.Projection
+	net     *transport.Transport
+	rep     *vsr.Replica
+	clock   *clientTable
 
 	// Requests flow through reqs to the loop. closed (under mu) stops new
 	// submissions before stop is closed, so the loop can drain reqs knowing
