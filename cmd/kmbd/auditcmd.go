@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -41,33 +39,31 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return exitUsage
 }
 
-// nodeFlags are the flags of commands that talk to a node's client API.
+// nodeFlags are the flags of commands that talk to a node's client API:
+// --addr and the client flags (--token, --cacert, --cert, --key).
 type nodeFlags struct {
-	addr, token, cacert *string
+	addr *string
+	*clientFlags
 }
 
 func addNodeFlags(fs *flag.FlagSet) nodeFlags {
 	return nodeFlags{
-		addr:   fs.String("addr", "", "a node's client API, host:port (the leader or any replica)"),
-		token:  fs.String("token", "", "bearer token for the API (also KMB_TOKEN)"),
-		cacert: fs.String("cacert", "", "CA certificate file (PEM) the API's TLS certificate chains to; the API is then spoken over HTTPS"),
+		addr:        fs.String("addr", "", "a node's client API, host:port (the leader or any replica)"),
+		clientFlags: addClientFlags(fs),
 	}
 }
 
-// client returns an HTTP client and the base URL for the node.
+// client returns an HTTP client and the base URL for the node: https
+// when a TLS flag is set.
 func (f nodeFlags) client() (*http.Client, string, error) {
+	_, cfg, err := f.load(os.Getenv)
+	if err != nil {
+		return nil, "", err
+	}
 	c := &http.Client{Timeout: 0}
 	base := "http://" + *f.addr
-	if *f.cacert != "" {
-		pem, err := os.ReadFile(*f.cacert)
-		if err != nil {
-			return nil, "", fmt.Errorf("--cacert: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, "", fmt.Errorf("--cacert %s: no PEM certificate in it", *f.cacert)
-		}
-		c.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	if cfg != nil {
+		c.Transport = &http.Transport{TLSClientConfig: cfg}
 		base = "https://" + *f.addr
 	}
 	return c, base, nil
@@ -78,11 +74,7 @@ func (f nodeFlags) get(ctx context.Context, c *http.Client, url string) (*http.R
 	if err != nil {
 		return nil, err
 	}
-	token := *f.token
-	if token == "" {
-		token = os.Getenv("KMB_TOKEN")
-	}
-	if token != "" {
+	if token := f.bearer(os.Getenv); token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := c.Do(req)

@@ -9,6 +9,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -95,6 +96,10 @@ type benchOptions struct {
 	// With --compare: the variants, run --rounds times each, alternately.
 	compare []benchVariant
 	rounds  int
+	// With --addrs: the API's bearer token ("" for none) and TLS (nil for
+	// the defaults).
+	token string
+	tls   *tls.Config
 }
 
 func (o benchOptions) inProcess() bool { return len(o.addrs) == 0 }
@@ -216,6 +221,7 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 	var compare string
 	fs.StringVar(&compare, "compare", "", "run a series alternating these variants, comma-separated: off, metrics, full, backup, or a mode+backup")
 	fs.IntVar(&o.rounds, "rounds", 5, "with --compare: runs of each variant, 1.."+strconv.Itoa(benchMaxRounds))
+	client := addClientFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, err
@@ -247,8 +253,16 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 		return o, errors.New("--rounds applies to --compare only")
 	}
 	if addrs != "" {
+		var err error
+		if o.token, o.tls, err = client.load(getenv); err != nil {
+			return o, err
+		}
 		for _, a := range strings.Split(addrs, ",") {
-			base, err := benchBaseURL(strings.TrimSpace(a))
+			a = strings.TrimSpace(a)
+			if client.tlsSet() && !strings.Contains(a, "://") {
+				a = "https://" + a
+			}
+			base, err := benchBaseURL(a)
 			if err != nil {
 				return o, fmt.Errorf("--addrs %q: entry %q: %v", addrs, a, err)
 			}
@@ -262,6 +276,12 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 		o.nodes = len(o.addrs)
 	} else if set["addrs"] {
 		return o, fmt.Errorf("--addrs %q: accepted host:port,... (omit the flag for an in-process cluster)", addrs)
+	} else {
+		for _, name := range []string{"token", "cacert", "cert", "key"} {
+			if set[name] {
+				return o, fmt.Errorf("--%s applies to --addrs only: the in-process cluster needs no credentials", name)
+			}
+		}
 	}
 	switch {
 	case o.inProcess() && o.nodes != 1 && o.nodes != 3:
@@ -565,6 +585,7 @@ func (b *bencher) run(ctx context.Context, cpuFile, memFile *os.File) (*benchRes
 			MaxIdleConnsPerHost: perHost,
 			IdleConnTimeout:     90 * time.Second,
 			DisableCompression:  true,
+			TLSClientConfig:     o.tls,
 		},
 		// Redirects are followed by send, which remembers the leader.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -699,6 +720,9 @@ func (b *bencher) send(ctx context.Context, path string, body []byte, clientID, 
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set(api.HeaderClientID, cid)
 		req.Header.Set(api.HeaderRequestID, rid)
+		if b.o.token != "" {
+			req.Header.Set("Authorization", "Bearer "+b.o.token)
+		}
 		resp, err := b.client.Do(req)
 		var backoff time.Duration
 		switch {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kmb-db/kmb/auth"
 	"github.com/kmb-db/kmb/store/audit"
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/store/node"
@@ -153,6 +154,27 @@ func (a *API) mountAudit() {
 			h(w, r, log)
 		}
 	}
-	a.mux.HandleFunc("/v1/audit", get(a.auditExport))
-	a.mux.HandleFunc("/v1/audit/chain", get(a.auditChain))
+	a.mux.HandleFunc("/v1/audit", get(a.auditAuthorized(a.auditExport, exportTenant)))
+	a.mux.HandleFunc("/v1/audit/chain", get(a.auditAuthorized(a.auditChain, anyTenant)))
 }
+
+// auditAuthorized wraps an audit route with authorization: the audit
+// right, on the tenant scope returns for the request.
+func (a *API) auditAuthorized(h func(http.ResponseWriter, *http.Request, AuditLog), scope func(*http.Request) string) func(http.ResponseWriter, *http.Request, AuditLog) {
+	return func(w http.ResponseWriter, r *http.Request, log AuditLog) {
+		if _, ok := a.authorize(w, r, nil, scope(r), auth.Audit); !ok {
+			return
+		}
+		h(w, r, log)
+	}
+}
+
+// exportTenant: an export of one tenant takes the audit right on it; one
+// of the whole log (every tenant and the system ops) on every tenant.
+func exportTenant(r *http.Request) string {
+	return cmp.Or(r.URL.Query().Get("tenant"), auth.AllTenants)
+}
+
+// anyTenant: chain hashes reveal no entry, and verifying an export of
+// one's own tenant needs them: the audit right on any tenant will do.
+func anyTenant(*http.Request) string { return "" }

@@ -379,10 +379,11 @@ func (n *Node) recover() error {
 
 	if len(n.ids) > 1 {
 		n.net, err = transport.New(transport.Config{
-			NodeID:  n.cfg.NodeID,
-			Listen:  cmp.Or(n.cfg.ReplicationListen, n.cfg.Replicas[n.cfg.NodeID]),
-			Peers:   n.cfg.peers(),
-			APIAddr: n.cfg.APIAddr,
+			NodeID:   n.cfg.NodeID,
+			Listen:   cmp.Or(n.cfg.ReplicationListen, n.cfg.Replicas[n.cfg.NodeID]),
+			Peers:    n.cfg.peers(),
+			APIAddr:  n.cfg.APIAddr,
+			Security: n.cfg.ReplicationSecurity,
 		}, n.tlogger, transport.NewMetrics(n.registry, n.cfg.NodeID, n.otherIDs()))
 		if err != nil {
 			return err

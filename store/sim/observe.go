@@ -1,5 +1,7 @@
 package sim
 
+import "slices"
+
 // FaultKind is one kind of fault the simulator injects.
 type FaultKind uint8
 
@@ -7,26 +9,28 @@ type FaultKind uint8
 // constant here and one name in faultNames: everything that shows
 // Progress.Faults picks it up from the list.
 const (
-	FaultDrop      FaultKind = iota // a message lost by the network
-	FaultDuplicate                  // a message delivered twice
-	FaultDelay                      // a message held back more than one step (this is what reorders messages)
-	FaultPartition                  // the cluster split in two groups
-	FaultCrash                      // a replica stopped, at any point of handling a Ready
-	FaultTornWrite                  // a crash that kept only a prefix of the ops being appended
-	FaultLostDisk                   // a crash that also lost the replica's disk
-	FaultCorrupt                    // a stored op that rotted on disk (one per op)
+	FaultDrop        FaultKind = iota // a message lost by the network
+	FaultDuplicate                    // a message delivered twice
+	FaultDelay                        // a message held back more than one step (this is what reorders messages)
+	FaultPartition                    // the cluster split in two groups
+	FaultCrash                        // a replica stopped, at any point of handling a Ready
+	FaultTornWrite                    // a crash that kept only a prefix of the ops being appended
+	FaultLostDisk                     // a crash that also lost the replica's disk
+	FaultCorrupt                      // a stored op that rotted on disk (one per op)
+	FaultReconfigure                  // a configuration change proposed (replace, grow, shrink)
 	numFaultKinds
 )
 
 var faultNames = [numFaultKinds]string{
-	FaultDrop:      "drop",
-	FaultDuplicate: "duplicate",
-	FaultDelay:     "delay",
-	FaultPartition: "partition",
-	FaultCrash:     "crash",
-	FaultTornWrite: "torn_write",
-	FaultLostDisk:  "lost_disk",
-	FaultCorrupt:   "corrupt",
+	FaultDrop:        "drop",
+	FaultDuplicate:   "duplicate",
+	FaultDelay:       "delay",
+	FaultPartition:   "partition",
+	FaultCrash:       "crash",
+	FaultTornWrite:   "torn_write",
+	FaultLostDisk:    "lost_disk",
+	FaultCorrupt:     "corrupt",
+	FaultReconfigure: "reconfigure",
 }
 
 func (k FaultKind) String() string {
@@ -57,8 +61,10 @@ type FaultCount struct {
 // ReplicaProgress is one replica's state as the simulator sees it.
 type ReplicaProgress struct {
 	ID     uint64 `json:"id"`
+	Member bool   `json:"member"` // of the current configuration
 	Up     bool   `json:"up"`
 	Status string `json:"status"` // vsr status, or "down"
+	Epoch  uint64 `json:"epoch"`
 	View   uint64 `json:"view"`
 	Op     uint64 `json:"op"`
 	Commit uint64 `json:"commit"`
@@ -112,13 +118,14 @@ func (w *world) observe(phase Phase) {
 	}
 	for _, id := range w.ids {
 		h := w.hosts[id]
+		member := slices.Contains(w.config, id)
 		if !h.up {
-			p.Replicas = append(p.Replicas, ReplicaProgress{ID: id, Status: "down"})
+			p.Replicas = append(p.Replicas, ReplicaProgress{ID: id, Member: member, Status: "down"})
 			continue
 		}
 		s := h.r.State()
 		p.Replicas = append(p.Replicas, ReplicaProgress{
-			ID: id, Up: true, Status: s.Status.String(),
+			ID: id, Member: member, Up: true, Status: s.Status.String(), Epoch: s.Epoch,
 			View: s.View, Op: s.Op, Commit: s.Commit, Leader: s.Primary,
 		})
 	}

@@ -43,7 +43,7 @@ func TestObserveProgress(t *testing.T) {
 		}
 		last := seen[len(seen)-1]
 		for i, p := range seen {
-			if p.Seed != s || p.TicksBound != opts.Ticks+opts.LivenessTicks || len(p.Replicas) != opts.Replicas {
+			if p.Seed != s || p.TicksBound != opts.Ticks+opts.LivenessTicks || len(p.Replicas) < opts.Replicas || (i > 0 && len(p.Replicas) < len(seen[i-1].Replicas)) {
 				t.Fatalf("seed %d call %d: %+v", s, i, p)
 			}
 			if (p.Phase == PhaseDone) != (i == len(seen)-1) {
@@ -83,10 +83,23 @@ func TestObserveProgress(t *testing.T) {
 		if byKind["crash"] != res.Crashes || byKind["lost_disk"] != res.Wipes || byKind["partition"] != res.Partitions || byKind["corrupt"] != res.Corruptions || byKind["drop"] > res.Dropped {
 			t.Fatalf("seed %d: faults %v, result %v", s, byKind, res)
 		}
+		if byKind["reconfigure"] != res.Reconfigs {
+			t.Fatalf("seed %d: %d reconfigure faults, %d in the result", s, byKind["reconfigure"], res.Reconfigs)
+		}
+		members := 0
 		for _, r := range last.Replicas {
-			if !r.Up || r.Status != "normal" || r.Commit != r.Op || r.Leader == 0 {
-				t.Fatalf("seed %d converged, yet replica %+v", s, r)
+			switch {
+			case r.Member:
+				members++
+				if !r.Up || r.Status != "normal" || r.Commit != r.Op || r.Leader == 0 || r.Epoch != res.Epoch {
+					t.Fatalf("seed %d converged, yet member %+v", s, r)
+				}
+			case r.Up && r.Status != "removed":
+				t.Fatalf("seed %d converged, yet replica %+v, not a member, is neither down nor removed", s, r)
 			}
+		}
+		if members < opts.Replicas {
+			t.Fatalf("seed %d: %d members at the end: %+v", s, members, last.Replicas)
 		}
 	}
 	// Every kind of fault the simulator has is injected by a few default seeds.
@@ -106,7 +119,7 @@ func TestFaultKindNames(t *testing.T) {
 		}
 		seen[name] = true
 	}
-	for _, want := range []string{"drop", "duplicate", "delay", "partition", "crash", "torn_write", "lost_disk", "corrupt"} {
+	for _, want := range []string{"drop", "duplicate", "delay", "partition", "crash", "torn_write", "lost_disk", "corrupt", "reconfigure"} {
 		if !seen[want] {
 			t.Errorf("no fault kind %q", want)
 		}

@@ -24,8 +24,16 @@ var rttBuckets = []float64{
 // at construction, so recording is an atomic add: no allocation, no lock,
 // no map write. One Metrics serves one Transport.
 type Metrics struct {
-	peers   map[uint64]*peerMetrics // read-only after NewMetrics
-	unknown *metric.Counter         // frames rejected from unidentified connections
+	peers      map[uint64]*peerMetrics    // read-only after NewMetrics
+	unknown    *metric.Counter            // frames rejected from unidentified connections
+	handshakes map[string]*metric.Counter // rejected handshakes by reason; read-only
+}
+
+// handshakeRejected counts a refused handshake.
+func (m *Metrics) handshakeRejected(reason string) {
+	if c := m.handshakes[reason]; c != nil {
+		c.Inc()
+	}
 }
 
 // peerMetrics are the instruments of one peer.
@@ -52,6 +60,7 @@ type peerMetrics struct {
 //	kmb_replication_connected{peer}
 //	kmb_replication_peer_rtt_seconds{peer}
 //	kmb_replication_frames_rejected_total{peer}
+//	kmb_replication_handshakes_rejected_total{reason}
 //
 // peer is the node id in decimal; type is wire.Type.String().
 func NewMetrics(r *metric.Registry, self uint64, peers []uint64) *Metrics {
@@ -73,7 +82,12 @@ func NewMetrics(r *metric.Registry, self uint64, peers []uint64) *Metrics {
 		"Round-trip time of transport pings to a peer.",
 		metric.HistogramOpts{Buckets: rttBuckets, Scale: 1e-9}, "peer")
 
-	m := &Metrics{peers: map[uint64]*peerMetrics{}, unknown: rejected.With(unknownPeer)}
+	handshakes := r.NewCounterVec("kmb_replication_handshakes_rejected_total",
+		"Replication handshakes refused, by reason: malformed, version, unknown_node, wrong_node, auth_mode, bad_proof, tls, certificate_identity, duplicate_id, timeout.", "reason")
+	m := &Metrics{peers: map[uint64]*peerMetrics{}, unknown: rejected.With(unknownPeer), handshakes: map[string]*metric.Counter{}}
+	for _, reason := range rejectReasons {
+		m.handshakes[reason] = handshakes.With(reason)
+	}
 	ids := slices.Sorted(slices.Values(peers))
 	ids = slices.Compact(ids)
 	labels := make(map[uint64]string, len(ids))

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,9 @@ type Transport struct {
 	recv   chan wire.Message
 	epoch  time.Time // origin of ping timestamps; carries a monotonic reading
 	dialer net.Dialer
+
+	serverTLS *tls.Config // the acceptor's, with cluster TLS; nil otherwise
+	rejects   rejectLog
 
 	ctx    context.Context // cancelled by Close, which aborts dials
 	cancel context.CancelFunc
@@ -99,6 +103,9 @@ func newTransport(cfg Config, ln net.Listener, logger *slog.Logger, m *Metrics) 
 		done:   make(chan struct{}),
 		ln:     ln,
 		conns:  map[net.Conn]struct{}{},
+	}
+	if cfg.Security.TLS != nil {
+		t.serverTLS = cfg.Security.TLS.ServerConfig(tls.RequireAndVerifyClientCert)
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	for id, addr := range cfg.Peers {
@@ -260,21 +267,33 @@ func (t *Transport) closeConn(c net.Conn) {
 // which may be half-open, and one connection per direction keeps delivery
 // in order. A peer dials one connection at a time, so accept order is its
 // dial order: if a newer connection got here first, c is stale and
-// setInbound reports false.
-func (t *Transport) setInbound(p *peer, c net.Conn, seq uint64) bool {
+// setInbound returns errSuperseded. A connection from another host than
+// the peer's live one is refused (duplicate_id): a peer redials from its
+// own host, and whoever else claims its id is not it, or is a second
+// process started with the same node id.
+func (t *Transport) setInbound(p *peer, c net.Conn, seq uint64) error {
 	t.mu.Lock()
 	if seq < p.inboundSeq {
 		t.mu.Unlock()
-		return false
+		return errSuperseded
 	}
 	old := p.inbound
+	if old != nil && hostOf(old.RemoteAddr()) != hostOf(c.RemoteAddr()) {
+		t.mu.Unlock()
+		p.m.rejected.Inc()
+		return reject(rejectDuplicate, fmt.Errorf("%w: node %d is connected from %s already; refused the connection from %s", errProtocol, p.id, hostOf(old.RemoteAddr()), hostOf(c.RemoteAddr())))
+	}
 	p.inbound, p.inboundSeq = c, seq
 	t.mu.Unlock()
 	if old != nil {
 		old.Close()
 	}
-	return true
+	return nil
 }
+
+// errSuperseded: a newer connection from the same peer completed its
+// handshake first.
+var errSuperseded = errors.New("transport: superseded by a newer connection")
 
 // clearInbound forgets c as p's accepted connection, unless it was
 // replaced already.

@@ -184,15 +184,16 @@ func TestMetricFamilies(t *testing.T) {
 	nodes := startCluster(t, 2, map[uint64]string{3: deadAddr(t)}, nil)
 	a := nodes[0]
 	want := map[string][]string{
-		"kmb_replication_messages_sent_total":     {"peer", "type"},
-		"kmb_replication_messages_received_total": {"peer", "type"},
-		"kmb_replication_bytes_sent_total":        {"peer"},
-		"kmb_replication_bytes_received_total":    {"peer"},
-		"kmb_replication_send_dropped_total":      {"peer"},
-		"kmb_replication_connects_total":          {"peer"},
-		"kmb_replication_connected":               {"peer"},
-		"kmb_replication_peer_rtt_seconds":        {"peer"},
-		"kmb_replication_frames_rejected_total":   {"peer"},
+		"kmb_replication_messages_sent_total":       {"peer", "type"},
+		"kmb_replication_messages_received_total":   {"peer", "type"},
+		"kmb_replication_bytes_sent_total":          {"peer"},
+		"kmb_replication_bytes_received_total":      {"peer"},
+		"kmb_replication_send_dropped_total":        {"peer"},
+		"kmb_replication_connects_total":            {"peer"},
+		"kmb_replication_connected":                 {"peer"},
+		"kmb_replication_peer_rtt_seconds":          {"peer"},
+		"kmb_replication_frames_rejected_total":     {"peer"},
+		"kmb_replication_handshakes_rejected_total": {"reason"},
 	}
 	for _, f := range a.reg.Gather() {
 		labels, ok := want[f.Name]
@@ -210,6 +211,8 @@ func TestMetricFamilies(t *testing.T) {
 			series *= int(wire.MaxType)
 		case f.Name == "kmb_replication_frames_rejected_total":
 			series++ // "unknown"
+		case f.Name == "kmb_replication_handshakes_rejected_total":
+			series = len(rejectReasons)
 		}
 		if len(f.Series) != series {
 			t.Errorf("%s has %d series, want %d", f.Name, len(f.Series), series)
