@@ -133,11 +133,20 @@ snapshot_interval = "0s"
 		}
 		return true
 	})
+	// Once every node applied its whole log, they agree on its chain head.
 	var heads []any
-	for _, n := range nodes {
-		s := n.Status(t)
-		heads = append(heads, s["op_number"], s["chain_head"].(map[string]any)["hash"])
-	}
+	kmbdtest.WaitFor(t, "every node to apply its whole log", 20*time.Second, func() bool {
+		heads = nil
+		for _, n := range nodes {
+			s := n.Status(t)
+			head := s["chain_head"].(map[string]any)
+			if head["op"] != s["op_number"] {
+				return false
+			}
+			heads = append(heads, head["op"], head["hash"])
+		}
+		return true
+	})
 	for i := 2; i < len(heads); i += 2 {
 		if heads[i] != heads[0] || heads[i+1] != heads[1] {
 			t.Fatalf("nodes disagree on their log: %v", heads)
