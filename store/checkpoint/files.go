@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -57,18 +58,8 @@ func List(dir string) ([]File, error) {
 		}
 		out = append(out, File{Op: op, Path: filepath.Join(dir, e.Name())})
 	}
-	slices.SortFunc(out, func(a, b File) int { return -cmpU(a.Op, b.Op) })
+	slices.SortFunc(out, func(a, b File) int { return cmp.Compare(b.Op, a.Op) })
 	return out, nil
-}
-
-func cmpU(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Saved describes a checkpoint Save wrote.

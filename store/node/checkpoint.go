@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -107,23 +108,13 @@ func WriteState(w *checkpoint.Writer, snap *projection.Snapshot, clients []check
 			}
 		}
 	}
-	slices.SortFunc(clients, func(a, b checkpoint.Client) int { return cmpUint(a.ID, b.ID) })
+	slices.SortFunc(clients, func(a, b checkpoint.Client) int { return cmp.Compare(a.ID, b.ID) })
 	for _, c := range clients {
 		if err := w.Client(c); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // checkpointDone ends a checkpoint the writer goroutine finished. Loop
