@@ -491,7 +491,7 @@ func (n *Node) openSuperblock() (superblock.Superblock, bool, error) {
 			return sb, ok, fmt.Errorf("upgrade superblock: %w", err)
 		}
 		rep.Seq = 1
-		n.logger.Info("superblock upgraded to format version 2 (four copies)")
+		n.logger.Info("superblock upgraded to format version 3 (four copies)")
 	case len(rep.Damaged)+len(rep.Stale) > 0:
 		n.logger.Warn("superblock copies damaged or behind; the newest valid copy is used and every copy rewritten",
 			slog.Any("damaged_copies", rep.Damaged), slog.Any("stale_copies", rep.Stale), slog.Uint64("sequence", rep.Seq))

@@ -158,7 +158,7 @@ func (t *Transport) readHello(fr *wire.FrameReader) (*peer, []byte, hello, error
 		t.m.unknown.Inc()
 		return nil, nil, hello{}, err
 	}
-	p := t.peers[h.from]
+	p := t.peerMap()[h.from]
 	if p == nil {
 		t.m.unknown.Inc()
 		return nil, nil, hello{}, reject(rejectUnknownNode, fmt.Errorf("%w: node %d is not a peer of node %d", errProtocol, h.from, t.cfg.NodeID))

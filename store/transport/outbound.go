@@ -58,7 +58,7 @@ func (t *Transport) runPeer(p *peer) {
 			t.m.handshakeRejected(reason)
 			msg = "replication peer's handshake rejected; retrying"
 		}
-		if t.isClosed() {
+		if t.isClosed() || p.ctx.Err() != nil {
 			return
 		}
 		// Log the first failure of an outage at WARN and the retries at
@@ -89,13 +89,13 @@ func failureReason(err error) string {
 }
 
 // dropFor waits d, dropping (and counting) whatever is queued for p in the
-// meantime. It reports false when the transport closes.
+// meantime. It reports false when the transport closes or p is removed.
 func (t *Transport) dropFor(p *peer, d time.Duration) bool {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	for {
 		select {
-		case <-t.done:
+		case <-p.ctx.Done():
 			return false
 		case <-timer.C:
 			return true
@@ -111,7 +111,7 @@ func (t *Transport) dropFor(p *peer, d time.Duration) bool {
 // positioned after the peer's hello (and proof), and the session that
 // authenticates frames after a shared-secret handshake.
 func (t *Transport) dial(p *peer) (net.Conn, *wire.FrameReader, *session, error) {
-	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.DialTimeout)
+	ctx, cancel := context.WithTimeout(p.ctx, t.cfg.DialTimeout)
 	defer cancel()
 	raw, err := t.dialer.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
@@ -250,7 +250,7 @@ func (t *Transport) serveOutbound(p *peer, c net.Conn, fr *wire.FrameReader, ses
 			buf = buf[:0]
 		}
 		select {
-		case <-t.done:
+		case <-p.ctx.Done():
 			return buf, nil
 		case <-readerDone:
 			return buf, readErr
