@@ -18,7 +18,7 @@
 #   benchstat old/primitives.txt new/primitives.txt   # compare two runs
 #
 # Groups: primitives metric logging spans render log wire append cluster
-# tracing backup audit (go test -bench), kmbd (kmbd bench, 1 and 3 nodes), compare
+# tracing backup audit restart (go test -bench), kmbd (kmbd bench, 1 and 3 nodes), compare
 # (kmbd bench --compare off,backup and off,metrics,full), compare-shm (the
 # latter with the data on /dev/shm), report.
 #
@@ -124,7 +124,7 @@ report() {
 }
 
 groups=("$@")
-[ ${#groups[@]} -eq 0 ] && groups=(primitives metric logging spans render log wire append cluster tracing backup audit kmbd compare compare-shm report)
+[ ${#groups[@]} -eq 0 ] && groups=(primitives metric logging spans render log wire append cluster tracing backup audit restart kmbd compare compare-shm report)
 for g in "${groups[@]}"; do
 	case "$g" in
 	primitives) gotest primitives ./telemetry/metric/bench -bench . -cpu 1,2 ;;
@@ -139,6 +139,7 @@ for g in "${groups[@]}"; do
 	tracing) gotest tracing ./store/node -bench 'BenchmarkAppendTracing$' -benchtime 3s ;;
 	backup) gotest backup ./store/backup -bench 'AppendSegment|Restore' ;;
 	audit) gotest audit ./store/audit -bench . ;;
+	restart) gotest restart ./store/node ./store/projection ./store/backup -bench 'BenchmarkRestart$|BenchmarkSnapshotPause|BenchmarkTieredRead' ;;
 	kmbd)
 		for nodes in 1 3; do
 			kmbd_bench "kmbd-nodes$nodes" --nodes "$nodes" --clients 64 --batch 100 --duration "$duration" --json

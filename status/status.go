@@ -54,6 +54,9 @@ type Snapshot struct {
 	ChainHead  ChainHead  `json:"chain_head"`
 	Log        Log        `json:"log"`
 	Projection Projection `json:"projection"`
+	// Checkpoint is the newest checkpoint of the projection on disk,
+	// zero when there is none.
+	Checkpoint Checkpoint `json:"checkpoint"`
 	Build      Build      `json:"build"`
 	// Backup is the continuous backup task; absent when no repository
 	// is configured.
@@ -134,6 +137,17 @@ type Log struct {
 	LastOp       uint64 `json:"last_op"`
 	LastPosition uint64 `json:"last_position"`
 	SizeBytes    int64  `json:"size_bytes"`
+}
+
+// Checkpoint describes a checkpoint of the projection and client table.
+type Checkpoint struct {
+	Op        uint64    `json:"op"`
+	Position  uint64    `json:"position"`
+	Time      time.Time `json:"time"` // when it was written
+	SizeBytes int64     `json:"size_bytes"`
+	// DurationSeconds is how long writing it took; 0 for one found at
+	// start.
+	DurationSeconds float64 `json:"duration_seconds"`
 }
 
 // Projection describes the tenant key/value projection.

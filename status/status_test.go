@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -21,6 +22,7 @@ func TestHandlerGolden(t *testing.T) {
 		ChainHead:  ChainHead{Op: 12390, Hash: "5f1c0a3e9d2b7f6c4a8e1d0b3c5f7a9e2d4b6f8a0c1e3d5f7b9a2c4e6f8d0b1a"},
 		Log:        Log{FirstOp: 1, LastOp: 12400, LastPosition: 99000, SizeBytes: 524288000},
 		Projection: Projection{AppliedPosition: 98990, Lag: 10, ActiveTenants: 7},
+		Checkpoint: Checkpoint{Op: 12000, Position: 95000, Time: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC), SizeBytes: 10485760, DurationSeconds: 0.25},
 		Build:      Build{Version: "v0.1.0", Revision: "abc123", GoVersion: "go1.26"},
 	}
 	mux := http.NewServeMux()

@@ -64,9 +64,10 @@ type ClusterConfig struct {
 
 // StorageConfig is the [storage] table.
 type StorageConfig struct {
-	SegmentSizeBytes int64 `toml:"segment_size_bytes"`
-	MaxBatchOps      int   `toml:"max_batch_ops"`
-	QueueDepth       int   `toml:"queue_depth"`
+	SegmentSizeBytes        int64 `toml:"segment_size_bytes"`
+	MaxBatchOps             int   `toml:"max_batch_ops"`
+	QueueDepth              int   `toml:"queue_depth"`
+	CheckpointIntervalBytes int64 `toml:"checkpoint_interval_bytes"`
 }
 
 func defaultConfig() Config {
@@ -81,6 +82,8 @@ func defaultConfig() Config {
 			SegmentSizeBytes: n.SegmentSizeBytes,
 			MaxBatchOps:      n.MaxBatchOps,
 			QueueDepth:       n.QueueDepth,
+
+			CheckpointIntervalBytes: n.CheckpointIntervalBytes,
 		},
 	}
 }
@@ -97,6 +100,7 @@ func (c Config) node() node.Config {
 	}
 	n.SegmentSizeBytes = c.Storage.SegmentSizeBytes
 	n.MaxBatchOps, n.QueueDepth = c.Storage.MaxBatchOps, c.Storage.QueueDepth
+	n.CheckpointIntervalBytes = c.Storage.CheckpointIntervalBytes
 	return n
 }
 

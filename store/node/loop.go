@@ -51,6 +51,8 @@ func (n *Node) loop() error {
 			n.rep.Tick()
 			n.persistCommitLazily()
 			n.probeSpace()
+		case r := <-n.ckpt.done:
+			n.checkpointDone(r)
 		case <-n.stop:
 			return n.shutdown()
 		}
@@ -59,12 +61,14 @@ func (n *Node) loop() error {
 			n.retryHeld()
 			n.handleReady()
 		}
+		n.maybeCheckpoint()
 		n.m.publish()
 		n.publishStatus("")
 		n.lastIter.Store(n.now().UnixNano())
 		if err := n.fatalErr(); err != nil {
 			n.failWaiting(err)
 			n.drainRejected(err)
+			n.stopCheckpoint()
 			<-n.stop
 			n.closeAll()
 			return err
@@ -85,6 +89,7 @@ func (n *Node) shutdown() error {
 	n.failWaiting(ErrShuttingDown)
 	n.answer(n.held, ErrShuttingDown)
 	n.held = n.held[:0]
+	n.stopCheckpoint()
 	n.m.publish()
 	// The commit number goes to disk with the rest, so that offline
 	// readers of the data dir (kmbd audit export --data-dir) know exactly
@@ -406,6 +411,7 @@ func (n *Node) applyOp(op *kmblog.Op) AppendResult {
 	// Every applied op's chain hash was checked (at recovery, or when the
 	// replica installed it) or computed (the primary's own).
 	n.chainHead = op.Chain
+	n.appliedTS = op.Timestamp
 	if op.ClientID != 0 && !n.clock.record(op.ClientID, op.RequestID, res) {
 		// A retry of a request already applied: the log holds it twice,
 		// the state machine executes it once.

@@ -50,6 +50,7 @@ func (n *Node) publishStatus(force string) {
 		s.Log = status.Log{FirstOp: n.log.FirstOp(), LastOp: n.log.LastOp(), LastPosition: n.log.LastPosition(), SizeBytes: n.log.SizeBytes()}
 	}
 	s.Projection = status.Projection{AppliedPosition: n.proj.AppliedPosition(), ActiveTenants: n.proj.ActiveTenants()}
+	s.Checkpoint = n.ckpt.last
 	if n.applied > 0 {
 		s.ChainHead = status.ChainHead{Op: n.applied, Hash: n.chainHeadHex()}
 	}
