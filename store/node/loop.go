@@ -194,6 +194,12 @@ func (n *Node) failWaiting(err error) {
 func (n *Node) handleReady() {
 	for n.rep.HasReady() && n.fatalErr() == nil {
 		rd := n.rep.Ready()
+		// The leader's prepares leave first: the followers' fsyncs run
+		// alongside this one (vsr.Ready.Early).
+		if len(rd.Early) > 0 {
+			n.stampMessages(rd.Early)
+			n.sendAll(rd.Early)
+		}
 		if err := n.persist(rd); err != nil {
 			if !errors.Is(err, kmblog.ErrDiskFull) {
 				n.fail(err)

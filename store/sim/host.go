@@ -97,6 +97,11 @@ func (h *host) maybeCheckpoint() {
 		return // not durable yet: the next checkpoint deletes them
 	}
 	h.gone = op
+	for n := range h.corrupt {
+		if n <= op {
+			delete(h.corrupt, n) // rotted, and deleted before anyone read it
+		}
+	}
 	w.tracef("replica %d checkpoints op %d and deletes the ops up to it", h.id, op)
 }
 
@@ -272,6 +277,11 @@ func (h *host) handleReady() {
 		if w.faulty && w.chance(w.opts.CrashRate*4) && w.budget() > 0 {
 			crashAt = w.rng.IntN(3)
 		}
+		// The primary's early prepares leave first, while the rest is made
+		// durable: a crash below may lose ops the backups receive.
+		for _, m := range rd.Early {
+			w.send(m)
+		}
 		if crashAt == 0 {
 			h.crash(false)
 			return
@@ -294,6 +304,10 @@ func (h *host) handleReady() {
 			w.tracef("replica %d truncates after %d (had %d)", h.id, rd.TruncateAfter, len(h.log))
 			if rd.TruncateAfter > uint64(len(h.log)) {
 				w.fail("replica %d: truncate after %d beyond log end %d", h.id, rd.TruncateAfter, len(h.log))
+				return
+			}
+			if rd.TruncateAfter < h.gone {
+				w.fail("replica %d: truncate after %d, before the log's start (op %d gone)", h.id, rd.TruncateAfter, h.gone)
 				return
 			}
 			h.log = h.log[:rd.TruncateAfter]

@@ -205,8 +205,7 @@ func (r *Replica) ProposeConfig(members []Member, principal string) (uint64, err
 	op.Chain = r.chainer.Op(r.lastChain, op)
 	r.appendOp(op)
 	if r.n > 1 {
-		r.broadcast(wire.Message{Type: wire.TypePrepare, Commit: r.commit, Ops: []*kmblog.Op{op}})
-		r.lastSent = r.tick
+		r.broadcastPrepare(wire.Message{Type: wire.TypePrepare, Commit: r.commit, Ops: []*kmblog.Op{op}})
 	}
 	r.maybeCommit()
 	return op.Op, nil
@@ -346,19 +345,15 @@ func (r *Replica) stepOtherEpoch(m wire.Message) {
 		r.stepLaterEpoch(m)
 	case m.Epoch < r.epoch:
 		// Its sender missed the change: tell it, and serve its fetch.
-		// The committed prefix is the same in every log of this epoch, so
-		// any replica serves it, even during a view change (the sender
-		// may be the vote that completes it); the normal primary serves
-		// its whole log.
+		// Only the committed prefix: it is the same in every log, so any
+		// replica serves it, even during a view change (the sender may be
+		// the vote that completes it), and the asker, which follows no
+		// primary yet, may take commit numbers from several of them.
 		if r.status != StatusNormal && r.status != StatusViewChange && r.status != StatusRemoved {
 			return
 		}
 		if m.Type == wire.TypeGetOps {
-			limit := r.commit
-			if r.status == StatusNormal && r.isPrimary() && !r.catchingUp {
-				limit = r.op
-			}
-			r.serveOps(m, limit)
+			r.serveOps(m, r.commit)
 			return
 		}
 		if last, ok := r.lastTold[m.From]; !ok || r.tick-last >= uint64(r.cfg.HeartbeatTicks) {
@@ -404,12 +399,7 @@ func (r *Replica) stepLaterEpoch(m wire.Message) {
 		r.requestEpochOps(m.From, false)
 		return
 	}
-	for _, op := range m.Ops {
-		if !r.installOp(op) {
-			break
-		}
-	}
-	r.setCommit(m.Commit)
+	r.installCommitted(m)
 	r.maybeEnterEpoch(m.Epoch)
 	switch {
 	case r.status == StatusRemoved:
@@ -418,6 +408,20 @@ func (r *Replica) stepLaterEpoch(m wire.Message) {
 	case m.From == r.primaryOf(m.View) && m.View >= r.view && m.Flags&wire.FlagNormal != 0:
 		r.joinView(m.View, m.Op)
 	}
+}
+
+// installCommitted installs the ops of m up to its sender's commit number,
+// and takes that commit number. A replica that follows no primary (it
+// catches up with a later epoch, or reads its configuration) fetches
+// from whoever answers: their committed prefixes agree, their other ops
+// need not, and a commit number of one must never cover an op of another.
+func (r *Replica) installCommitted(m wire.Message) {
+	for _, op := range m.Ops {
+		if op.Op > m.Commit || !r.installOp(op) {
+			break
+		}
+	}
+	r.setCommit(m.Commit)
 }
 
 // requestEpochOps asks replica from for the ops after the verified

@@ -266,11 +266,12 @@ func (r *Replica) checkRepairStall() {
 // AppendFailed tells the replica that the driver could not make rd's
 // appends durable for want of space, and did nothing of rd after them:
 // rd's repairs and truncation are durable, none of its appends are, its
-// hard state was not persisted and its messages were not sent. The
-// replica forgets every op it does not hold durably (they were sent
-// nowhere, so a primary may number new ops the same), neither
-// acknowledges nor commits them, and asks again for its hard state to be
-// persisted. A backup gets the ops again from the primary once there is
+// hard state was not persisted and its messages were not sent (its Early
+// prepares may have been). The replica forgets every op it does not hold
+// durably, neither acknowledges nor commits them, and asks again for its
+// hard state to be persisted. A primary whose early prepares of them left
+// hands its view over (the backups may hold them); otherwise they were
+// sent nowhere and it may number new ops the same. A backup gets the ops again from the primary once there is
 // space.
 func (r *Replica) AppendFailed(rd Ready) {
 	if rd.Truncate {
@@ -291,5 +292,12 @@ func (r *Replica) AppendFailed(rd Ready) {
 	r.commit = min(r.commit, n)
 	r.verified = min(r.verified, n)
 	r.dropFaultyAfter(n)
+	r.dropPendingAfter(n)
 	r.reloadLast()
+	if len(rd.Early) > 0 && r.status == StatusNormal && r.isPrimary() {
+		// Its prepares of the lost ops left already: the backups may hold
+		// them, so their numbers must not go to other ops in this view.
+		// Hand the view over; the ops come back if a quorum kept them.
+		r.beginViewChange(r.view + 1)
+	}
 }

@@ -336,6 +336,9 @@ func (c *testCluster) handleReady(n *testNode) {
 			(n.crashAt != crashAfterCut || rd.Truncate) {
 			at, n.crashAt = n.crashAt, noCrash
 		}
+		// 0. The primary's early prepares go out while the rest is made
+		// durable.
+		c.sendAll(n, rd.Early)
 		if at == crashBeforePersist {
 			c.crash(n.id)
 			return
@@ -407,19 +410,7 @@ func (c *testCluster) handleReady(n *testNode) {
 		}
 
 		// 3. Send.
-		for _, m := range rd.Messages {
-			if m.From != n.id {
-				c.fatalf("replica %d sent a message from %d: %s", n.id, m.From, fmtMsg(m))
-			}
-			if m.To == n.id || m.To == 0 {
-				c.fatalf("replica %d sent a message to %d: %s", n.id, m.To, fmtMsg(m))
-			}
-			m = cloneMsg(m)
-			c.sent = append(c.sent, m)
-			if c.nodes[m.To] != nil && !c.blocked(m) { // a replica not yet booted loses it
-				c.queue = append(c.queue, m)
-			}
-		}
+		c.sendAll(n, rd.Messages)
 
 		// 4. Apply, checking agreement.
 		for n.applied < rd.CommitTo {
@@ -465,6 +456,24 @@ func (c *testCluster) handleReady(n *testNode) {
 		}
 		if rd.StateTransfer != nil {
 			c.transfer(n, rd.StateTransfer)
+		}
+	}
+}
+
+// sendAll queues msgs from n, checking their addresses.
+func (c *testCluster) sendAll(n *testNode, msgs []wire.Message) {
+	c.tb.Helper()
+	for _, m := range msgs {
+		if m.From != n.id {
+			c.fatalf("replica %d sent a message from %d: %s", n.id, m.From, fmtMsg(m))
+		}
+		if m.To == n.id || m.To == 0 {
+			c.fatalf("replica %d sent a message to %d: %s", n.id, m.To, fmtMsg(m))
+		}
+		m = cloneMsg(m)
+		c.sent = append(c.sent, m)
+		if c.nodes[m.To] != nil && !c.blocked(m) { // a replica not yet booted loses it
+			c.queue = append(c.queue, m)
 		}
 	}
 }

@@ -170,12 +170,7 @@ func (r *Replica) stepRecovering(m wire.Message) {
 // configuration and recovers in it, or, left out, is removed.
 func (r *Replica) learnConfig(m wire.Message) {
 	r.lastHeard = r.tick
-	for _, op := range m.Ops {
-		if !r.installOp(op) {
-			break
-		}
-	}
-	r.setCommit(m.Commit)
+	r.installCommitted(m)
 	last := -1
 	for i, p := range r.pending {
 		if p.op <= r.commit && p.cfg.Epoch <= r.learnEpoch {

@@ -114,8 +114,12 @@ type Replica struct {
 	truncAfter uint64
 	appends    []*kmblog.Op
 	msgs       []wire.Message
-	events     []Event
-	commitSent uint64
+	early      []wire.Message // Ready.Early
+	// earlyView is view+1 once the primary may send prepares early in
+	// view (HardState.EarlyView), earlyDurable once that is durable.
+	earlyView, earlyDurable uint64
+	events                  []Event
+	commitSent              uint64
 }
 
 // New returns a replica that starts from the durable state d.
@@ -194,6 +198,7 @@ func New(cfg Config, d Durable) (*Replica, error) {
 	r.op, r.durable, r.memBase, r.verified = lastOp, lastOp, lastOp, lastOp
 	r.hs = hs
 	r.promised, r.promisedDurable = hs.Promised, hs.Promised
+	r.earlyView, r.earlyDurable = hs.EarlyView, hs.EarlyView
 	if err := r.setFaulty(d.Faulty); err != nil {
 		return nil, err
 	}
@@ -211,9 +216,13 @@ func New(cfg Config, d Durable) (*Replica, error) {
 		r.verified = r.commit
 		r.status = StatusViewChange
 		r.beginViewChange(r.view)
-	} else if r.isPrimary() && !r.canLead() {
-		// A primary that cannot read its whole log cannot lead: let the
-		// next replica take over, and repair from it.
+	} else if r.isPrimary() && (!r.canLead() || hs.EarlyView == r.view+1) {
+		// A primary that sent prepares before their ops were durable in
+		// its own log (Ready.Early) does not lead that view again after a
+		// restart: the backups may hold ops of the view that it lost, and
+		// it must not give their numbers to other ops. Nor can a primary
+		// lead that cannot read its whole log. The next replica takes
+		// over; this one catches up from it.
 		r.status = StatusViewChange
 		r.beginViewChange(r.view + 1)
 	} else {
@@ -347,6 +356,9 @@ func (r *Replica) broadcast(m wire.Message) {
 
 func (r *Replica) persistHardState() {
 	r.hs = HardState{View: r.view, LogView: r.logView, Commit: r.commit, Promised: r.promised, Epoch: r.epoch, Config: slices.Clone(r.config)}
+	if r.earlyView == r.view+1 {
+		r.hs.EarlyView = r.earlyView
+	}
 	if n := len(r.pending); n > 0 {
 		r.hs.ConfigOp = r.pending[n-1].op
 	}
@@ -430,7 +442,7 @@ func (r *Replica) setCommit(c uint64) {
 
 // HasReady reports whether Ready has anything.
 func (r *Replica) HasReady() bool {
-	return r.hsDirty || r.truncate || len(r.appends) > 0 || len(r.msgs) > 0 ||
+	return r.hsDirty || r.truncate || len(r.appends) > 0 || len(r.msgs) > 0 || len(r.early) > 0 ||
 		len(r.events) > 0 || len(r.repairs) > 0 || r.commit != r.commitSent || r.transferOut
 }
 
@@ -444,6 +456,7 @@ func (r *Replica) Ready() Ready {
 		TruncateAfter: r.truncAfter,
 		Append:        r.appends,
 		Messages:      r.msgs,
+		Early:         r.early,
 		CommitTo:      r.commit,
 		Events:        r.events,
 	}
@@ -451,7 +464,7 @@ func (r *Replica) Ready() Ready {
 		rd.StateTransfer, r.transferOut = r.transfer, false
 	}
 	r.hsDirty, r.truncate, r.truncAfter = false, false, 0
-	r.appends, r.msgs, r.events, r.repairs = nil, nil, nil, nil
+	r.appends, r.msgs, r.early, r.events, r.repairs = nil, nil, nil, nil, nil
 	r.commitSent = r.commit
 	return rd
 }
@@ -460,6 +473,7 @@ func (r *Replica) Ready() Ready {
 func (r *Replica) Advance(rd Ready) {
 	if rd.MustPersist {
 		r.promisedDurable = rd.HardState.Promised
+		r.earlyDurable = rd.HardState.EarlyView
 		if r.replacing && r.promisedDurable >= r.promised {
 			r.replaceWithCandidates()
 		}
@@ -533,10 +547,32 @@ func (r *Replica) Propose(ps ...Proposal) (uint64, error) {
 		ops[i] = op
 	}
 	if r.n > 1 {
-		r.broadcast(wire.Message{Type: wire.TypePrepare, Commit: r.commit, Ops: ops})
-		r.lastSent = r.tick
+		r.broadcastPrepare(wire.Message{Type: wire.TypePrepare, Commit: r.commit, Ops: ops})
 	}
 	return first, nil
+}
+
+// broadcastPrepare sends the primary's prepare of the ops it just
+// appended. Once the hard state says so (EarlyView), prepares go into
+// Ready.Early: out while the ops are made durable here. The primary's own
+// acknowledgement counts only once they are (maybeCommit uses r.durable),
+// so a quorum still holds every committed op durably; and a restarted
+// primary whose hard state says it sent early does not lead that view
+// again. The first prepare of a view waits for that hard state.
+func (r *Replica) broadcastPrepare(m wire.Message) {
+	r.lastSent = r.tick
+	if r.earlyDurable != r.view+1 {
+		if r.earlyView != r.view+1 {
+			r.earlyView = r.view + 1
+			r.persistHardState()
+		}
+		r.broadcast(m)
+		return
+	}
+	n := len(r.msgs)
+	r.broadcast(m)
+	r.early = append(r.early, r.msgs[n:]...)
+	r.msgs = r.msgs[:n]
 }
 
 // maybeCommit advances the primary's commit number to the highest op a

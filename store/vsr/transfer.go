@@ -3,7 +3,6 @@ package vsr
 import (
 	"errors"
 	"fmt"
-	"slices"
 
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/store/wire"
@@ -138,7 +137,7 @@ func (r *Replica) InstallState(s Snapshot) error {
 	if r.promised <= c {
 		r.promised = 0
 	}
-	r.pending = slices.DeleteFunc(r.pending, func(p pendingConfig) bool { return p.op <= c })
+	r.pending = nil // its config ops were in the log, which now ends at c
 	r.event(Event{Kind: EventStateInstalled, View: r.view, Op: c, Commit: c})
 	if s.Epoch > r.epoch {
 		// The configuration of a later epoch, whose config op may be
@@ -146,7 +145,6 @@ func (r *Replica) InstallState(s Snapshot) error {
 		r.prevConfig = r.config
 		r.setConfig(s.Config)
 		r.epoch = s.Epoch
-		r.pending = nil
 		r.event(Event{Kind: EventEpochStarted, View: r.view, Op: c, Commit: c})
 		if !r.member(r.id) {
 			if !final {

@@ -64,6 +64,11 @@ type HardState struct {
 	Epoch    uint64
 	Config   []uint64
 	ConfigOp uint64
+	// EarlyView is View+1 when this replica, as the primary of View, may
+	// have sent prepares before their ops were durable in its log
+	// (Ready.Early); 0 otherwise. A restarted primary with it set does
+	// not lead View again.
+	EarlyView uint64
 }
 
 // Run is the ops First..Last.
@@ -272,6 +277,12 @@ type Ready struct {
 	Append []*kmblog.Op
 	// Messages are to be sent once the above is durable.
 	Messages []wire.Message
+	// Early are the primary's prepares of the ops in Append: they may be
+	// sent at once, while the driver makes the Ready durable, so that the
+	// backups' fsyncs run alongside the primary's. (The primary counts
+	// its own acknowledgement only once its log is durable, and does not
+	// lead its view again after a restart: HardState.EarlyView.)
+	Early []wire.Message
 	// CommitTo is the commit number: every op up to it is committed and
 	// may be applied, in order, once the above is durable.
 	CommitTo uint64
