@@ -267,7 +267,7 @@ func (n *Node) writeHardState(hs vsr.HardState) error {
 	hs.Commit = max(hs.Commit, n.hs.Commit)
 	hs.Commit = min(hs.Commit, n.log.LastOp())
 	if err := n.writeSuperblock(superblock.Superblock{NodeID: n.cfg.NodeID, View: hs.View, LogView: hs.LogView, Commit: hs.Commit, Promised: hs.Promised,
-		Epoch: hs.Epoch, Config: hs.Config, ConfigOp: hs.ConfigOp}); err != nil {
+		Epoch: hs.Epoch, Config: hs.Config, ConfigOp: hs.ConfigOp, EarlyView: hs.EarlyView}); err != nil {
 		return err
 	}
 	n.hs, n.hsAt = hs, n.now()

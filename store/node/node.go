@@ -368,7 +368,7 @@ func (n *Node) recover() error {
 		}
 	}
 	hs := vsr.HardState{View: sb.View, LogView: sb.LogView, Commit: sb.Commit, Promised: sb.Promised,
-		Epoch: sb.Epoch, Config: sb.Config, ConfigOp: sb.ConfigOp}
+		Epoch: sb.Epoch, Config: sb.Config, ConfigOp: sb.ConfigOp, EarlyView: sb.EarlyView}
 	n.hs, n.hsAt = hs, n.now()
 
 	// Start from the newest valid checkpoint: the state after some

@@ -21,6 +21,8 @@
 //	u64 LE  promised
 //	u64 LE  epoch
 //	u64 LE  config op: a config op not yet committed, or 0
+//	u64 LE  early view: view+1 while leading a view in which it may have
+//	        sent prepares before their ops were durable, or 0
 //	u16 LE  n, the number of replicas of the epoch's configuration
 //	        (0: the configured replicas), at most MaxConfig
 //	u64 LE  × n: their node ids, in order
@@ -37,7 +39,7 @@
 // the new or the old superblock; the old one is still right, since the
 // node acts on a superblock only once Write has returned.
 //
-// Version 2 is the same without epoch, config op and configuration (the
+// Version 2 is the same without epoch, config op, early view and configuration (the
 // CRC follows promised); Read reads it, and the next write in place is of
 // version 3, in the same blocks. Version 1 was a single 46-byte copy (the
 // fields of version 2 without sequence number and promised), replaced

@@ -57,6 +57,9 @@ type Superblock struct {
 	Epoch    uint64
 	Config   []uint64
 	ConfigOp uint64
+	// EarlyView is View+1 when the replica, leading View, may have sent
+	// prepares before their ops were durable (vsr.HardState.EarlyView).
+	EarlyView uint64
 }
 
 // Report says what Read found besides the superblock.
@@ -71,13 +74,13 @@ type Report struct {
 
 // encodeCopy returns one block holding sb with sequence number seq:
 // magic, version, then seq, node id, view, log view, commit, promised,
-// epoch and config op (8 bytes each), the number of config ids (2 bytes)
+// epoch, config op and early view (8 bytes each), the number of config ids (2 bytes)
 // and the ids (8 bytes each), then a CRC-32C of all that.
 func encodeCopy(sb Superblock, seq uint64) []byte {
 	b := make([]byte, 0, BlockSize)
 	b = append(b, magic...)
 	b = binary.LittleEndian.AppendUint16(b, version)
-	for _, v := range []uint64{seq, sb.NodeID, sb.View, sb.LogView, sb.Commit, sb.Promised, sb.Epoch, sb.ConfigOp} {
+	for _, v := range []uint64{seq, sb.NodeID, sb.View, sb.LogView, sb.Commit, sb.Promised, sb.Epoch, sb.ConfigOp, sb.EarlyView} {
 		b = binary.LittleEndian.AppendUint64(b, v)
 	}
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(sb.Config)))
@@ -89,7 +92,7 @@ func encodeCopy(sb Superblock, seq uint64) []byte {
 }
 
 // contentLen is the length of a version-3 copy of sb before its padding.
-func contentLen(sb Superblock) int { return 8 + 2 + 8*8 + 2 + 8*len(sb.Config) + 4 }
+func contentLen(sb Superblock) int { return 8 + 2 + 8*9 + 2 + 8*len(sb.Config) + 4 }
 
 // decodeCopy parses one block of version 2 or 3.
 func decodeCopy(b []byte) (Superblock, uint64, error) {
@@ -106,7 +109,7 @@ func decodeCopyVersion(b []byte) (Superblock, uint64, uint16, error) {
 	switch v {
 	case versionV2:
 	case version:
-		const fixed = 8 + 2 + 8*8 + 2
+		const fixed = 8 + 2 + 8*9 + 2
 		if len(b) < fixed+4 {
 			return Superblock{}, 0, 0, errors.New("truncated copy")
 		}
@@ -131,10 +134,10 @@ func decodeCopyVersion(b []byte) (Superblock, uint64, uint16, error) {
 	}
 	sb := Superblock{NodeID: u(1), View: u(2), LogView: u(3), Commit: u(4), Promised: u(5)}
 	if v == version {
-		sb.Epoch, sb.ConfigOp = u(6), u(7)
-		n := int(binary.LittleEndian.Uint16(b[10+8*8:]))
+		sb.Epoch, sb.ConfigOp, sb.EarlyView = u(6), u(7), u(8)
+		n := int(binary.LittleEndian.Uint16(b[10+8*9:]))
 		for i := range n {
-			sb.Config = append(sb.Config, binary.LittleEndian.Uint64(b[10+8*8+2+8*i:]))
+			sb.Config = append(sb.Config, binary.LittleEndian.Uint64(b[10+8*9+2+8*i:]))
 		}
 	}
 	return sb, seq, v, nil

@@ -23,7 +23,7 @@ func TestRoundTrip(t *testing.T) {
 		{NodeID: 1, Commit: 1},
 		{NodeID: 3, View: 7, LogView: 6, Commit: 1 << 40, Promised: 99},
 		{NodeID: 255, View: ^uint64(0), LogView: ^uint64(0), Commit: ^uint64(0), Promised: ^uint64(0)},
-		{NodeID: 4, View: 9, LogView: 9, Commit: 40, Epoch: 2, Config: []uint64{4, 1, 2}, ConfigOp: 41},
+		{NodeID: 4, View: 9, LogView: 9, Commit: 40, Epoch: 2, Config: []uint64{4, 1, 2}, ConfigOp: 41, EarlyView: 10},
 		{NodeID: 9, Epoch: ^uint64(0), Config: manyIDs(MaxConfig)},
 	} {
 		if err := Write(dir, sb); err != nil {
