@@ -73,6 +73,9 @@ func NewBatch(entries []Entry) (*Batch, error) {
 // Len is the number of entries in the batch.
 func (b *Batch) Len() int { return b.entries }
 
+// Size is the length in bytes of the request body the batch is sent as.
+func (b *Batch) Size() int { return len(b.body) }
+
 // Append appends entries to tenant's log atomically and returns once they
 // are durable on a quorum of replicas and applied. See AppendBatch.
 func (c *Client) Append(ctx context.Context, tenant string, entries []Entry) (AppendResult, error) {
