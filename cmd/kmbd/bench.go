@@ -68,6 +68,9 @@ const (
 	benchKeys = 1024
 	// benchRequestTimeout bounds one logical request, retries included.
 	benchRequestTimeout = 30 * time.Second
+	// benchStartAttempts bounds the starts of an in-process cluster whose
+	// replication port was taken before a node bound it.
+	benchStartAttempts = 3
 	// benchLeaderTimeout bounds the wait for an in-process cluster's leader.
 	benchLeaderTimeout = 30 * time.Second
 	// benchBodyPool bounds the distinct request bodies prepared up front
@@ -496,7 +499,15 @@ func benchRunOnce(ctx context.Context, o benchOptions, stderr io.Writer, cpuFile
 		if !o.comparing() {
 			fmt.Fprintf(stderr, "kmbd bench: starting %d node(s) on 127.0.0.1, telemetry %s\n", o.nodes, o.telemetry)
 		}
-		cluster, err = startBenchCluster(ctx, o)
+		// The replication ports are chosen free, then released for the
+		// nodes to bind, and another listener may take one meanwhile: a
+		// cluster that lost a port that way is started again on new ones.
+		for attempt := 1; ; attempt++ {
+			cluster, err = startBenchCluster(ctx, o)
+			if err == nil || !errors.Is(err, syscall.EADDRINUSE) || attempt == benchStartAttempts {
+				break
+			}
+		}
 		if err != nil {
 			return nil, nil, err
 		}
@@ -1404,7 +1415,7 @@ func startBenchCluster(ctx context.Context, o benchOptions) (c *benchCluster, er
 	}
 	var replicas string
 	if o.nodes > 1 {
-		addrs, err := benchFreeAddrs(o.nodes)
+		addrs, err := benchReplicationAddrs(o.nodes)
 		if err != nil {
 			return c, err
 		}
@@ -1476,7 +1487,7 @@ func (c *benchCluster) waitLeader(ctx context.Context) error {
 			select {
 			case err := <-n.runErr:
 				n.ranOut(err)
-				return fmt.Errorf("node %d stopped while starting: %v", n.id, err)
+				return fmt.Errorf("node %d stopped while starting: %w", n.id, err)
 			default:
 			}
 			if n.app.node.Ready() == nil {
@@ -1551,6 +1562,10 @@ func (c *benchCluster) stop() error {
 	}
 	return errors.Join(errs...)
 }
+
+// benchReplicationAddrs chooses the replication addresses of an in-process
+// cluster; tests replace it.
+var benchReplicationAddrs = benchFreeAddrs
 
 // benchFreeAddrs returns n loopback addresses that were free a moment ago,
 // held open together so no port is handed out twice.

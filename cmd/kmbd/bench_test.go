@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -523,5 +524,33 @@ func TestBenchCompareAck(t *testing.T) {
 		if !strings.Contains(stdout.String(), row) {
 			t.Errorf("summary has no %q:\n%s", row, stdout.String())
 		}
+	}
+}
+
+// A replication port taken before the node bound it does not fail the run:
+// the cluster is started again on other ports.
+func TestBenchPortTaken(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	calls := 0
+	benchReplicationAddrs = func(n int) ([]string, error) {
+		calls++
+		addrs, err := benchFreeAddrs(n)
+		if calls == 1 && err == nil {
+			addrs[1] = taken.Addr().String()
+		}
+		return addrs, err
+	}
+	t.Cleanup(func() { benchReplicationAddrs = benchFreeAddrs })
+	var stdout, stderr bytes.Buffer
+	args := []string{"--nodes", "3", "--entries", "100", "--warmup", "0", "--clients", "2", "--batch", "10", "--json", "--dir", t.TempDir()}
+	if code := runBench(t.Context(), args, noEnv, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	if calls != 2 {
+		t.Fatalf("replication addresses chosen %d times, want 2", calls)
 	}
 }
