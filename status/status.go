@@ -32,7 +32,12 @@ type Snapshot struct {
 	HealthyReplicas int    `json:"healthy_replicas"`
 
 	// LeaderID is the node id of the current leader, 0 when none is known.
-	LeaderID   uint64     `json:"leader_id"`
+	LeaderID uint64 `json:"leader_id"`
+	// CorruptOps counts ops of the local log found corrupt and not yet
+	// repaired from the cluster; DiskFull is set while the data dir's
+	// disk has no room for writes.
+	CorruptOps uint64     `json:"corrupt_ops"`
+	DiskFull   bool       `json:"disk_full"`
 	Log        Log        `json:"log"`
 	Projection Projection `json:"projection"`
 	Build      Build      `json:"build"`

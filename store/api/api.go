@@ -25,7 +25,7 @@ import (
 
 // Backend is what the API serves; *node.Node implements it.
 type Backend interface {
-	Append(ctx context.Context, tenant string, entries []kmblog.Entry, clientID, requestID uint64) (node.AppendResult, error)
+	Append(ctx context.Context, w node.Write) (node.AppendResult, error)
 	Get(tenant, key string) (projection.Value, error)
 	Entries(tenant string, from uint64, limit int) ([]node.Entry, uint64, error)
 }
@@ -183,7 +183,7 @@ func (a *API) append(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(a.cfg.WriteTimeoutMillis)*time.Millisecond)
 	defer cancel()
-	res, err := a.backend.Append(ctx, tenant, entries, clientID, requestID)
+	res, err := a.backend.Append(ctx, node.Write{Tenant: tenant, Entries: entries, ClientID: clientID, RequestID: requestID})
 	if err == nil || errors.Is(err, node.ErrOutcomeUnknown) || errors.Is(err, node.ErrLostLeadership) {
 		// Only writes this node tried to commit: a redirect or a refusal
 		// before proposing would drag the latency quantiles down.
@@ -417,6 +417,10 @@ func (a *API) backendError(w http.ResponseWriter, r *http.Request, c *requestCou
 	case errors.Is(err, node.ErrShuttingDown):
 		c.err.Inc()
 		writeError(w, http.StatusServiceUnavailable, "shutting_down", err.Error())
+	case errors.Is(err, node.ErrDiskFull):
+		c.err.Inc()
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusInsufficientStorage, "disk_full", err.Error())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		c.err.Inc()
 		writeError(w, http.StatusServiceUnavailable, "timeout", "request cancelled before it was queued; nothing was appended")

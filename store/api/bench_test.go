@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/store/node"
 	"github.com/kmb-db/kmb/store/projection"
 	"github.com/kmb-db/kmb/telemetry/metric"
@@ -18,8 +17,8 @@ import (
 // handler alone: decoding, validation, metrics and the response.
 type nopBackend struct{}
 
-func (nopBackend) Append(_ context.Context, _ string, entries []kmblog.Entry, _, _ uint64) (node.AppendResult, error) {
-	return node.AppendResult{FirstPosition: 1, LastPosition: uint64(len(entries)), CommitNumber: 1}, nil
+func (nopBackend) Append(_ context.Context, w node.Write) (node.AppendResult, error) {
+	return node.AppendResult{FirstPosition: 1, LastPosition: uint64(len(w.Entries)), CommitNumber: 1}, nil
 }
 func (nopBackend) Get(string, string) (projection.Value, error) { return projection.Value{}, nil }
 func (nopBackend) Entries(string, uint64, int) ([]node.Entry, uint64, error) {

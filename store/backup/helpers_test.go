@@ -59,6 +59,19 @@ func genOps(first, pos uint64, n int, seed uint64) []*kmblog.Op {
 		pos += uint64(len(op.Entries))
 		ops[i] = op
 	}
+	chain(ops)
+	return ops
+}
+
+// chain sets the chain hashes of ops, as the log's writer does. A run that
+// does not start at op 1 chains from the zero hash: only runs starting at
+// op 1 are restored.
+func chain(ops []*kmblog.Op) []*kmblog.Op {
+	var prev kmblog.Chain
+	for _, op := range ops {
+		op.Chain = kmblog.ChainHash(prev, op)
+		prev = op.Chain
+	}
 	return ops
 }
 

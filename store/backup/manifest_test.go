@@ -55,7 +55,7 @@ func TestManifestGolden(t *testing.T) {
 		t.Fatalf("golden manifest parses to\n%+v\nwant\n%+v", got, m)
 	}
 	// The golden manifest describes the golden segment.
-	seg, err := os.ReadFile(filepath.Join("testdata", "segment_v1.kseg.zst"))
+	seg, err := os.ReadFile(filepath.Join("testdata", "segment_v1_ops_v2.kseg.zst"))
 	if err != nil {
 		t.Fatal(err)
 	}

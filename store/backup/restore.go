@@ -353,7 +353,9 @@ type restoreWriter struct {
 
 	batch      []*kmblog.Op
 	batchBytes int
-	last       uint64 // the last op added
+	last       uint64       // the last op added
+	chain      kmblog.Chain // its chain hash
+	chainer    kmblog.Chainer
 }
 
 func (w *restoreWriter) run(ctx context.Context, b Backend, segs []SegmentInfo, include func(*kmblog.Op) bool) error {
@@ -393,7 +395,19 @@ func (w *restoreWriter) segment(ctx context.Context, b Backend, dec *segmentDeco
 	return past, err
 }
 
+// add appends op to the batch once its chain hash checks out. Ops backed
+// up before the log had chain hashes (format version 1) carry the zero
+// hash, and get theirs computed here, as the node's migration would.
 func (w *restoreWriter) add(ctx context.Context, op *kmblog.Op, size int) error {
+	c := w.chainer.Op(w.chain, op)
+	switch {
+	case op.Chain == kmblog.Chain{}:
+		op.Chain = c
+	case op.Chain != c:
+		return fmt.Errorf("%w: op %d has chain hash %x, but the ops before it imply %x: the repository does not hold one consistent log; run kmbd backup verify",
+			ErrCorruptSegment, op.Op, op.Chain[:8], c[:8])
+	}
+	w.chain = c
 	w.batch = append(w.batch, op)
 	w.last = op.Op
 	w.batchBytes += size

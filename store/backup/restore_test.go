@@ -62,7 +62,7 @@ func checkRestored(t *testing.T, dataDir string, sum Summary, want []*kmblog.Op)
 		t.Fatalf("data dir holds %v", names)
 	}
 	assertOps(t, readLog(t, filepath.Join(dataDir, "log")), want)
-	sb, ok, err := superblock.Read(dataDir)
+	sb, ok, _, err := superblock.Read(dataDir)
 	if err != nil || !ok {
 		t.Fatalf("superblock: ok=%v err=%v", ok, err)
 	}

@@ -223,7 +223,7 @@ func (d *segmentDecoder) nextOp() (kmblog.Op, error) {
 	if got := crc32.Checksum(payload, castagnoli); got != sum {
 		return kmblog.Op{}, d.corrupt(fmt.Sprintf("record checksum mismatch (stored %08x, computed %08x)", sum, got))
 	}
-	op, err := kmblog.DecodeOp(payload)
+	op, err := decodeAnyOp(payload)
 	if err != nil {
 		return kmblog.Op{}, d.corrupt(err.Error())
 	}
@@ -250,10 +250,20 @@ func (d *segmentDecoder) nextOp() (kmblog.Op, error) {
 	return op, nil
 }
 
+// decodeAnyOp decodes a record of a segment object. Repositories written
+// before the log's format version 2 hold version-1 ops, which decode with
+// the zero chain hash; a restore computes the hash.
+func decodeAnyOp(payload []byte) (kmblog.Op, error) {
+	if len(payload) > 0 && payload[0] == 1 {
+		return kmblog.DecodeOpV1(payload)
+	}
+	return kmblog.DecodeOp(payload)
+}
+
 // scalars is op without its tenant and entries, kept for the summary of a
 // segment.
 func scalars(op kmblog.Op) kmblog.Op {
-	op.Tenant, op.Entries = "", nil
+	op.Tenant, op.Principal, op.Entries = "", "", nil
 	return op
 }
 

@@ -14,6 +14,13 @@ import (
 // goldenOps are the ops of testdata/segment_v1.kseg.zst: two tenants, an
 // op without entries, an empty value and a non-ASCII key.
 func goldenOps() []*kmblog.Op {
+	return chain(goldenOpsV1())
+}
+
+// goldenOpsV1 are goldenOps without chain hashes, as ops of the log's
+// format version 1 decode: testdata/segment_v1.kseg.zst holds them, as a
+// repository written before version 2 does.
+func goldenOpsV1() []*kmblog.Op {
 	return []*kmblog.Op{
 		{Op: 1, View: 1, Timestamp: 1_760_000_000_000_000_000, Tenant: "acme", FirstPosition: 1, ClientID: 7, RequestID: 1,
 			Entries: []kmblog.Entry{{Key: "a", Value: []byte(`{"n":1}`)}, {Key: "b", Value: []byte(`"two"`)}}},
@@ -65,7 +72,7 @@ func TestSegmentGolden(t *testing.T) {
 	if want := uint64(len(rawRecords(goldenOps()...))); info.RawBytes != want || info.StoredBytes != uint64(len(stored)) {
 		t.Fatalf("sizes %+v, want raw %d", info, want)
 	}
-	golden, err := os.ReadFile(filepath.Join("testdata", "segment_v1.kseg.zst"))
+	golden, err := os.ReadFile(filepath.Join("testdata", "segment_v1_ops_v2.kseg.zst"))
 	if err == nil {
 		ops, err := decodeAll(golden)
 		if err != nil {
@@ -73,7 +80,21 @@ func TestSegmentGolden(t *testing.T) {
 		}
 		assertOps(t, ops, goldenOps())
 	}
-	checkGolden(t, "segment_v1.kseg.zst", stored)
+	checkGolden(t, "segment_v1_ops_v2.kseg.zst", stored)
+
+	// A segment of a repository written before the log's format version
+	// 2 still decodes, with zero chain hashes.
+	legacy, err := os.ReadFile(filepath.Join("testdata", "segment_v1.kseg.zst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := decodeAll(legacy)
+	if err != nil {
+		t.Fatalf("version-1 segment does not decode: %v", err)
+	}
+	want := goldenOpsV1()
+	want[2].Kind = kmblog.KindData // version 1 had markers only without a tenant
+	assertOps(t, ops, want)
 
 	again, _, _ := encodeSegment(goldenOps())
 	if !bytes.Equal(again, stored) {

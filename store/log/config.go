@@ -24,6 +24,15 @@ type Config struct {
 	// sealed and a new one started. A segment exceeds it by at most one
 	// record. Default 64 MiB; accepted 1 MiB .. 4 GiB.
 	SegmentSizeBytes int64 `toml:"segment_size_bytes"`
+	// TolerateCorruption keeps a log with corrupt records that a torn
+	// write cannot explain, instead of failing Open: the ops those records
+	// held stay in the log, unreadable (faulty), for a replica to fetch
+	// from its peers and Repair. Only a replica of a cluster sets it: a
+	// single node has nobody to repair from.
+	TolerateCorruption bool `toml:"-"`
+	// FS is the file system; nil means the operating system's. Tests
+	// inject faults through it.
+	FS FS `toml:"-"`
 }
 
 // WithDefaults returns c with zero fields set to their defaults.

@@ -37,6 +37,7 @@ const (
 	reasonDecode        = "undecodable op"
 	reasonOpGap         = "non-contiguous op"
 	reasonPositionGap   = "non-contiguous position"
+	reasonChain         = "chain hash mismatch"
 	reasonTornHeader    = "torn segment header"
 	reasonShortHeader   = "short segment header"
 	reasonHeaderInvalid = "segment header invalid"

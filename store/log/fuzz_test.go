@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/kmb-db/kmb/internal/fuzzseed"
@@ -39,21 +40,28 @@ func FuzzRecover(f *testing.F) {
 		case fuzzRawFile:
 			writeFile(t, dir, segmentName(1), data)
 		case fuzzAfterHeader:
-			writeFile(t, dir, segmentName(1), append(appendSegmentHeader(nil, 1), data...))
+			writeFile(t, dir, segmentName(1), append(header(1, nil), data...))
 		case fuzzSecondSegment:
 			kept = fuzzFirstSegment
-			first := appendSegmentHeader(nil, 1)
+			first := header(1, nil)
 			for _, op := range kept {
 				first = append(first, encodedFrame(op)...)
 			}
 			writeFile(t, dir, segmentName(1), first)
-			writeFile(t, dir, segmentName(4), append(appendSegmentHeader(nil, 4), data...))
+			writeFile(t, dir, segmentName(4), append(header(4, kept), data...))
 		}
 
 		l, rep, err := open(Config{Dir: dir, SegmentSizeBytes: 1 << 20}, nil, nil)
+		var corrupt *CorruptionError
+		if errors.As(err, &corrupt) {
+			// Damage followed by valid records: never cut. A replica
+			// keeps the log whole, with the damaged ops held for repair.
+			checkTolerated(t, dir, corrupt)
+			return
+		}
 		if err != nil {
 			if mode != fuzzRawFile {
-				t.Fatalf("open failed although only the tail was damaged: %v", err)
+				t.Fatalf("open failed although only the last segment was damaged: %v", err)
 			}
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("open failed with an error that does not wrap ErrCorrupt: %v", err)
@@ -101,6 +109,31 @@ func FuzzRecover(f *testing.F) {
 	})
 }
 
+// checkTolerated opens a log that Open refused as corrupt with
+// TolerateCorruption: it must open, report the same damage, and refuse to
+// read (never misread) the ops the damage held.
+func checkTolerated(t *testing.T, dir string, corrupt *CorruptionError) {
+	t.Helper()
+	l, rep, err := open(Config{Dir: dir, SegmentSizeBytes: 1 << 20, TolerateCorruption: true}, nil, nil)
+	if err != nil {
+		t.Fatalf("open refused with %v, but tolerating corruption it fails: %v", corrupt, err)
+	}
+	defer l.Close()
+	if !reflect.DeepEqual(rep.Corrupt, corrupt.Damage) {
+		t.Fatalf("tolerated damage %+v, refused damage %+v", rep.Corrupt, corrupt.Damage)
+	}
+	for _, d := range l.Faulty() {
+		for op := d.FirstOp; op <= d.LastOp; op++ {
+			if _, err := l.Read(op); !errors.Is(err, ErrFaulty) || !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Read of faulty op %d = %v, want ErrFaulty", op, err)
+			}
+		}
+		if err := l.Scan(0, func(*Op) error { return nil }); !errors.Is(err, ErrFaulty) {
+			t.Fatalf("Scan across faulty ops = %v, want ErrFaulty", err)
+		}
+	}
+}
+
 // fuzzTempDir is t.TempDir, on tmpfs where there is one: fsync is then
 // free, and the fuzzer runs many times more inputs.
 func fuzzTempDir(t *testing.T) string {
@@ -133,6 +166,7 @@ func recoverSeeds() []recoverSeed {
 		records = append(records, encodedFrame(op)...)
 	}
 	cont := genOps(4, fuzzFirstSegment[2].LastPosition()+1, 2, 1)
+	rechain(fuzzFirstSegment[2].Chain, cont)
 	var contRecords []byte
 	for _, op := range cont {
 		contRecords = append(contRecords, encodedFrame(op)...)
@@ -141,9 +175,9 @@ func recoverSeeds() []recoverSeed {
 	flipped[len(flipped)-5] ^= 1
 	return []recoverSeed{
 		{fuzzRawFile, nil},
-		{fuzzRawFile, append(appendSegmentHeader(nil, 1), records...)},
+		{fuzzRawFile, append(header(1, nil), records...)},
 		{fuzzRawFile, append(make([]byte, segmentHeaderSize), records...)},
-		{fuzzRawFile, appendSegmentHeader(nil, 1)[:9]},
+		{fuzzRawFile, header(1, nil)[:9]},
 		{fuzzAfterHeader, nil},
 		{fuzzAfterHeader, records},
 		{fuzzAfterHeader, records[:len(records)-7]},
@@ -164,7 +198,7 @@ func TestFuzzSeedCorpora(t *testing.T) {
 	for _, op := range fuzzSeedOps() {
 		ops = append(ops, AppendOp(nil, op))
 	}
-	headers := [][]byte{appendSegmentHeader(nil, 1), appendSegmentHeader(nil, 1<<40), make([]byte, segmentHeaderSize)}
+	headers := [][]byte{header(1, nil), header(1<<40, nil), make([]byte, segmentHeaderSize)}
 	var recoveries [][]any
 	for _, s := range recoverSeeds() {
 		recoveries = append(recoveries, []any{s.mode, s.data})

@@ -40,7 +40,29 @@ func genOps(first, pos uint64, n int, seed uint64) []*Op {
 		pos += uint64(len(op.Entries))
 		ops[i] = op
 	}
+	rechain(Chain{}, ops)
 	return ops
+}
+
+// rechain sets the chain hashes of ops, which continue an op whose chain
+// hash is prev. Ops from genOps chain from the zero hash; tests appending
+// them after other ops rechain them from the log's last op first.
+func rechain(prev Chain, ops []*Op) {
+	for _, op := range ops {
+		op.Chain = ChainHash(prev, op)
+		prev = op.Chain
+	}
+}
+
+// header is a segment header for a log starting at op 1, or the header of
+// a segment continuing ops.
+func header(firstOp uint64, ops []*Op) []byte {
+	h := segmentHeader{firstOp: firstOp, firstPos: 1}
+	if len(ops) > 0 {
+		last := ops[len(ops)-1]
+		h.firstPos, h.prevChain = last.LastPosition()+1, last.Chain
+	}
+	return appendSegmentHeader(nil, h)
 }
 
 // next returns the op number and position that follow ops.
@@ -91,6 +113,7 @@ func openTest(t testing.TB, dir string, segSize int64) (*Log, RecoveryReport) {
 
 func mustAppendSync(t testing.TB, l *Log, ops ...*Op) {
 	t.Helper()
+	rechain(l.prev, ops)
 	if err := l.Append(ops...); err != nil {
 		t.Fatalf("append: %v", err)
 	}
@@ -114,7 +137,7 @@ func assertReadAll(t testing.TB, l *Log, ops []*Op) {
 // segmentFiles lists the segment files in dir.
 func segmentFiles(t testing.TB, dir string) []string {
 	t.Helper()
-	names, err := listSegments(dir)
+	names, err := listSegments(OS, dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,9 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -19,7 +19,16 @@ var (
 	// ErrNotContiguous is wrapped by Append errors for ops that do not
 	// continue the log.
 	ErrNotContiguous = errors.New("log: op does not continue the log")
+	// ErrDiskFull is wrapped by Append errors when the file system ran out
+	// of space (ENOSPC, EDQUOT). Nothing of that Append is in the log, and
+	// the log stays usable: a later Append may succeed once space is freed.
+	ErrDiskFull = errors.New("log: disk full")
 )
+
+// noSpace reports whether err is the file system running out of space.
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
 
 // maxRetainedBuf bounds the encode buffer that Append keeps between calls;
 // a rare huge batch should not pin its memory for the life of the log.
@@ -37,11 +46,14 @@ const maxRetainedBuf = 4 << 20
 // Readers look offsets up under mu.RLock and pread without it, so neither
 // side waits for the other's I/O.
 type Log struct {
-	dir     string
-	dirFile *os.File // kept open to fsync the directory after creating or removing segments
-	segSize int64
-	logger  *slog.Logger
-	metrics *Metrics
+	dir      string
+	fs       FS
+	dirFile  File // kept open to fsync the directory after creating or removing segments
+	segSize  int64
+	logger   *slog.Logger
+	metrics  *Metrics
+	tolerate bool // Config.TolerateCorruption
+	readOnly bool // opened by Check: nothing is written
 
 	// Writer state.
 	active  *segment // last segment; the only one appended to
@@ -49,6 +61,7 @@ type Log struct {
 	frames  []int    // offset in buf of each record of the current Append, plus the end
 	nextOp  uint64   // op number the next Append must start with
 	nextPos uint64   // FirstPosition the next Append must start with
+	prev    Chain    // chain hash of op nextOp-1: the next segment header's prevChain
 	dirty   bool     // segments created or removed since the directory's last fsync
 	failed  error    // sticky: after a failed write or fsync the on-disk state is unknown
 
@@ -57,6 +70,10 @@ type Log struct {
 	// the lock.
 	mu   sync.RWMutex
 	segs []*segment // in op order
+	// damage lists the corrupt runs recovery kept (TolerateCorruption):
+	// their ops are in the index with placeholder offsets and are not
+	// readable until Repair rewrites them.
+	damage []Damage
 
 	// barrier is held for reading by readers across lookup and pread,
 	// and for writing by TruncateAfter and Close before they shrink or
@@ -120,6 +137,11 @@ func (l *Log) fail(err error) error {
 // All records go to the active segment in one write, or one write per
 // segment when the batch crosses a roll. They are not durable, nor
 // readable, until Sync.
+//
+// When the disk is full Append returns an error wrapping ErrDiskFull and
+// leaves the log as it was: what it wrote is cut off again and segments it
+// created are removed. Any other write error makes the log unusable (see
+// fail).
 func (l *Log) Append(ops ...*Op) error {
 	if err := l.usable(); err != nil {
 		return err
@@ -153,6 +175,7 @@ func (l *Log) Append(ops ...*Op) error {
 	// Write, rolling before any record that would start at or past the
 	// roll size. A segment always gets at least one record, so a roll
 	// never leaves an empty segment behind.
+	undo := l.undoPoint()
 	from := 0
 	for i, op := range ops {
 		at := l.active.size + int64(frames[i]-frames[from])
@@ -160,21 +183,26 @@ func (l *Log) Append(ops ...*Op) error {
 			continue
 		}
 		if err := l.write(from, i); err != nil {
-			return err
+			return l.writeFailed(undo, err)
 		}
-		if err := l.roll(op.Op); err != nil {
-			return err
+		prev := l.prev
+		if i > 0 {
+			prev = ops[i-1].Chain
+		}
+		if err := l.roll(segmentHeader{firstOp: op.Op, firstPos: op.FirstPosition, prevChain: prev}); err != nil {
+			return l.writeFailed(undo, err)
 		}
 		from = i
 	}
 	if err := l.write(from, len(ops)); err != nil {
-		return err
+		return l.writeFailed(undo, err)
 	}
 
 	if l.nextOp == l.firstOpWhenEmpty() {
 		l.firstOp.Store(ops[0].Op)
 	}
 	l.nextOp, l.nextPos = next, pos
+	l.prev = ops[len(ops)-1].Chain
 	l.lastOp.Store(next - 1)
 	l.lastPos.Store(pos - 1)
 	l.metrics.appended(entries, len(buf))
@@ -206,7 +234,11 @@ func (l *Log) write(from, to int) error {
 	base := l.frames[from]
 	b := l.buf[base:l.frames[to]]
 	if _, err := s.f.WriteAt(b, s.size); err != nil {
-		return l.fail(fmt.Errorf("log: write %s: %w", s.name, err))
+		// Some of b may have landed: undo cuts it off.
+		s.size += int64(len(b))
+		s.dirty = true
+		l.size.Add(int64(len(b)))
+		return fmt.Errorf("log: write %s: %w", s.name, err)
 	}
 	for _, start := range l.frames[from:to] {
 		s.staged = append(s.staged, s.size+int64(start-base))
@@ -217,8 +249,8 @@ func (l *Log) write(from, to int) error {
 	return nil
 }
 
-// roll seals the active segment and starts a new one at firstOp.
-func (l *Log) roll(firstOp uint64) error {
+// roll seals the active segment and starts a new one with header h.
+func (l *Log) roll(h segmentHeader) error {
 	// Sync the sealed segment before writing anything to the new one.
 	// Otherwise a crash could persist records of the new segment but not
 	// the end of the old one, and recovery, which only forgives damage in
@@ -226,9 +258,9 @@ func (l *Log) roll(firstOp uint64) error {
 	if err := l.syncSegment(l.active); err != nil {
 		return err
 	}
-	s, err := createSegment(l.dir, firstOp)
+	s, err := createSegment(l.fs, l.dir, h)
 	if err != nil {
-		return l.fail(err)
+		return err // nothing of it remains; the caller decides
 	}
 	l.mu.Lock()
 	l.segs = append(l.segs, s)
@@ -237,8 +269,62 @@ func (l *Log) roll(firstOp uint64) error {
 	l.dirty = true
 	l.size.Add(s.size)
 	l.metrics.rolled()
-	l.logger.Info("log segment rolled", "segment", s.name, "first_op", firstOp)
+	l.logger.Info("log segment rolled", "segment", s.name, "first_op", h.firstOp)
 	return nil
+}
+
+// undo is where an Append started, to go back to when the disk is full.
+type undo struct {
+	active *segment
+	size   int64 // the active segment's size
+	staged int   // its staged offsets
+	segs   int   // segments in the log
+}
+
+func (l *Log) undoPoint() undo {
+	return undo{active: l.active, size: l.active.size, staged: len(l.active.staged), segs: len(l.segs)}
+}
+
+// writeFailed handles a failed write or roll of Append. Out of space, it
+// removes what the Append wrote and created, so that the log is as it was
+// and stays usable; anything else (or failing to undo) is fatal.
+func (l *Log) writeFailed(u undo, err error) error {
+	if !noSpace(err) {
+		return l.fail(err)
+	}
+	l.mu.Lock()
+	created := append([]*segment(nil), l.segs[u.segs:]...)
+	clear(l.segs[u.segs:])
+	l.segs = l.segs[:u.segs]
+	l.mu.Unlock()
+	for _, s := range created {
+		s.f.Close()
+		if rerr := l.fs.Remove(s.path); rerr != nil {
+			return l.fail(fmt.Errorf("%w; and removing %s after it: %v", err, s.name, rerr))
+		}
+		l.size.Add(-s.size)
+		l.dirty = true
+	}
+	s := u.active
+	l.active = s
+	if s.size > u.size {
+		// The cut must be durable: a roll may have synced part of what
+		// this Append wrote, and none of it may come back after a crash.
+		terr := s.f.Truncate(u.size)
+		if terr == nil {
+			terr = s.f.Datasync()
+		}
+		if terr != nil {
+			return l.fail(fmt.Errorf("%w; and cutting %s back after it: %v", err, s.name, terr))
+		}
+		l.size.Add(u.size - s.size)
+		s.size = u.size
+	}
+	s.staged = s.staged[:u.staged]
+	if err := l.syncDir(); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrDiskFull, err)
 }
 
 // Sync makes every appended op durable and readable: it fsyncs the active
@@ -290,7 +376,7 @@ func (l *Log) syncSegment(s *segment) error {
 		return nil
 	}
 	start := time.Now()
-	err := fdatasync(s.f)
+	err := s.f.Datasync()
 	l.metrics.fsynced(time.Since(start))
 	if err != nil {
 		return l.fail(fmt.Errorf("log: sync %s: %w", s.name, err))

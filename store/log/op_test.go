@@ -5,15 +5,26 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/kmb-db/kmb/internal/fuzzseed"
 )
 
-// goldenOp is the op whose encoding is pinned in testdata/op_v1.golden.
+// goldenOp is the op whose encoding is pinned in testdata/op_v2.golden.
 // Changing the encoding means a new version, not a new golden file.
 func goldenOp() *Op {
+	op := goldenOpV1()
+	op.Principal = "acme-writer"
+	op.Chain = ChainHash(Chain{1, 2, 3}, op)
+	return op
+}
+
+// goldenOpV1 is the op pinned in testdata/op_v1.golden, as DecodeOpV1
+// returns it.
+func goldenOpV1() *Op {
 	return &Op{
 		Op:            300,
 		View:          2,
@@ -31,12 +42,39 @@ func goldenOp() *Op {
 
 func TestOpGolden(t *testing.T) {
 	b := AppendOp(nil, goldenOp())
-	fuzzseed.Golden(t, *update, "op_v1.golden", b)
+	fuzzseed.Golden(t, *update, "op_v2.golden", b)
 	op, err := DecodeOp(b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	assertOpEqual(t, op, goldenOp())
+	if c := ChainHash(Chain{1, 2, 3}, &op); c != op.Chain {
+		t.Fatalf("chain hash of the decoded op = %x, stored %x", c, op.Chain)
+	}
+}
+
+// TestDecodeOpV1 reads the version-1 encoding that logs written before
+// version 2 hold, for their migration.
+func TestDecodeOpV1(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "op_v1.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := DecodeOpV1(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertOpEqual(t, op, goldenOpV1())
+	if _, err := DecodeOp(b); err == nil {
+		t.Fatal("DecodeOp accepted a version-1 op")
+	}
+	if _, err := DecodeOpV1(AppendOp(nil, goldenOp())); err == nil {
+		t.Fatal("DecodeOpV1 accepted a version-2 op")
+	}
+	marker, err := DecodeOpV1([]byte{1, 5, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0})
+	if err != nil || marker.Kind != KindMarker {
+		t.Fatalf("version-1 op without tenant and entries = %+v, %v; want a marker", marker, err)
+	}
 }
 
 func TestOpRoundTrip(t *testing.T) {
@@ -64,6 +102,9 @@ func TestOpRoundTrip(t *testing.T) {
 			{Key: "\x80\x81", Value: []byte{0, 0xff}},
 		}}},
 		{"golden", *goldenOp()},
+		{"marker", Op{Op: 5, View: 1, Kind: KindMarker, FirstPosition: 9, Chain: Chain{0xff}}},
+		{"admin", Op{Op: 6, Kind: KindAdmin, FirstPosition: 9, Principal: "root", Entries: []Entry{{Key: "token_reload", Value: []byte(`{"tokens":3}`)}}}},
+		{"config", Op{Op: 7, Kind: KindConfig, FirstPosition: 10, Entries: []Entry{{Key: "replicas", Value: []byte(`{}`)}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -111,32 +152,46 @@ func TestDecodeOpDoesNotAlias(t *testing.T) {
 func TestDecodeOpRejects(t *testing.T) {
 	valid := AppendOp(nil, goldenOp())
 	// Offsets into valid, from the layout documented at AppendOp: version
-	// (1), op 300 (2), view (1), timestamp (8), tenant length (1).
-	const opAt, tenantLenAt = 1, 12
-	entryCountAt := len(valid) - (1 + 6 + 1 + 14 + 1 + 6 + 1 + 4) - 1
+	// (1), op 300 (2), view (1), timestamp (8), kind (1), tenant length (1).
+	const opAt, kindAt, tenantLenAt = 1, 12, 13
+	entryCountAt := len(valid) - ChainSize - (1 + 6 + 1 + 14 + 1 + 6 + 1 + 4) - 1
+	body := valid[:len(valid)-ChainSize]
+	// chained appends a chain hash to a hand-made op body.
+	chained := func(b []byte) []byte { return append(bytes.Clone(b), make([]byte, ChainSize)...) }
+	system := func(k Kind, tenant string, entries []Entry) []byte {
+		op := *goldenOp()
+		op.Kind, op.Tenant, op.Entries = k, tenant, entries
+		return AppendOp(nil, &op)
+	}
 
 	tests := []struct {
 		name string
 		b    []byte
 		want string
 	}{
-		{"empty", nil, "empty"},
+		{"empty", nil, "shorter than any op"},
+		{"only a chain hash", make([]byte, ChainSize), "shorter than any op"},
 		{"version 0", patch(valid, 0, 0), "unknown version 0"},
-		{"version 2", patch(valid, 0, 2), "unknown version 2"},
+		{"version 1", patch(valid, 0, 1), "unknown version 1"},
+		{"version 3", patch(valid, 0, 3), "unknown version 3"},
 		{"trailing byte", append(bytes.Clone(valid), 0), "1 trailing bytes"},
 		{"truncated by one", valid[:len(valid)-1], "exceeds record"},
-		{"truncated in timestamp", valid[:6], "truncated timestamp"},
-		{"truncated varint", []byte{opVersion, 0x80}, "truncated op"},
-		{"varint over 64 bits", append(append([]byte{opVersion}, bytes.Repeat([]byte{0xff}, 9)...), 0x02), "overflows"},
+		{"truncated in timestamp", chained(body[:6]), "truncated timestamp"},
+		{"truncated varint", chained([]byte{opVersion, 0x80}), "truncated op"},
+		{"varint over 64 bits", chained(append(append([]byte{opVersion}, bytes.Repeat([]byte{0xff}, 9)...), 0x02)), "overflows"},
 		{"non-minimal op", append([]byte{opVersion, 0xac, 0x82, 0x00}, valid[3:]...), "non-minimal varint for op"},
-		{"non-minimal zero", []byte{opVersion, 0x80, 0x00}, "non-minimal varint for op"},
+		{"non-minimal zero", chained([]byte{opVersion, 0x80, 0x00}), "non-minimal varint for op"},
+		{"unknown kind", patch(valid, kindAt, 4), "unknown kind 4"},
+		{"marker with a tenant", system(KindMarker, "acme", nil), `marker op with tenant "acme"`},
+		{"admin op with a tenant", system(KindAdmin, "acme", goldenOp().Entries), `admin op with tenant "acme"`},
+		{"marker with entries", system(KindMarker, "", goldenOp().Entries), "marker op with 2 entries"},
 		{"tenant length beyond record", patch(valid, tenantLenAt, 0x7f), "tenant length 127 exceeds record"},
 		{"entry count beyond record", patch(valid, entryCountAt, 0x7f), "entry count 127 exceeds record"},
 		{"entry count too low", patch(valid, entryCountAt, 1), "trailing bytes"},
-		{"huge entry count", append(bytes.Clone(valid[:entryCountAt]), 0xff, 0xff, 0xff, 0xff, 0x0f), "exceeds record"},
-		{"huge key length", append(bytes.Clone(valid[:entryCountAt]), 1, 0xff, 0xff, 0xff, 0xff, 0x0f), "key length 4294967295 exceeds record"},
+		{"huge entry count", chained(append(bytes.Clone(valid[:entryCountAt]), 0xff, 0xff, 0xff, 0xff, 0x0f)), "exceeds record"},
+		{"huge key length", chained(append(bytes.Clone(valid[:entryCountAt]), 1, 0xff, 0xff, 0xff, 0xff, 0x0f)), "key length 4294967295 exceeds record"},
 	}
-	if valid[opAt] != 0xac || valid[tenantLenAt] != 4 || valid[entryCountAt] != 2 {
+	if valid[opAt] != 0xac || valid[kindAt] != byte(KindData) || valid[tenantLenAt] != 4 || valid[entryCountAt] != 2 {
 		t.Fatalf("golden layout changed; fix the offsets in this test: %x", valid)
 	}
 	for _, tt := range tests {

@@ -26,14 +26,17 @@ type location struct {
 // locate finds op among the published (durable) ops. Called with
 // barrier held for reading, which keeps the file open and its bytes in
 // place until the caller is done reading them.
-func (l *Log) locate(op uint64) (location, bool) {
+func (l *Log) locate(op uint64) (location, bool, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
+	if d, bad := l.faultyIn(op, op); bad {
+		return location{}, false, &faultyError{op: op, d: d}
+	}
 	s, i, ok := l.findPublished(op)
 	if !ok {
-		return location{}, false
+		return location{}, false, nil
 	}
-	return location{seg: s, start: s.offsets[i], end: s.frameEnd(i)}, true
+	return location{seg: s, start: s.offsets[i], end: s.frameEnd(i)}, true, nil
 }
 
 // findPublished returns the segment and index within it of a published
@@ -73,7 +76,10 @@ func (l *Log) Read(op uint64) (Op, error) {
 	}
 	l.barrier.RLock()
 	defer l.barrier.RUnlock()
-	loc, ok := l.locate(op)
+	loc, ok, err := l.locate(op)
+	if err != nil {
+		return Op{}, err
+	}
 	if !ok {
 		if l.closed.Load() {
 			return Op{}, ErrClosed
@@ -158,6 +164,15 @@ func (l *Log) readChunk(next, last uint64, limit int64, buf *[]byte) (chunk, err
 		return chunk{}, ErrClosed
 	}
 	l.mu.RLock()
+	if d, bad := l.faultyIn(next, last); bad {
+		l.mu.RUnlock()
+		if next < d.FirstOp {
+			last = d.FirstOp - 1 // read up to the damage; the caller meets it next
+		} else {
+			return chunk{}, &faultyError{op: max(next, d.FirstOp), d: d}
+		}
+		l.mu.RLock()
+	}
 	s, i, ok := l.findPublished(next)
 	var start, end int64
 	if ok {

@@ -16,13 +16,82 @@ type RecoveryReport struct {
 	Segments        int    // segment files in the log after recovery
 	FirstOp, LastOp uint64 // 0 when the log is empty
 	// TruncatedBytes is how much Open cut from the end of the log: a
-	// torn or corrupt tail of the last segment, or a whole last segment
-	// whose header was torn. 0 when the tail was clean.
+	// torn tail of the last segment, or a whole last segment whose header
+	// was torn. 0 when the tail was clean.
 	TruncatedBytes   int64
 	TruncatedSegment string // file name of the segment cut or removed
 	TruncatedOffset  int64  // where the cut starts; 0 for a removed segment
 	Reason           string // e.g. "checksum mismatch", "short record", "bad length", "non-contiguous op"
+	// Migrated is the number of segments rewritten from format version 1.
+	Migrated int
+	// Corrupt lists damage that a torn write cannot explain, which Open
+	// keeps (the ops it held are faulty, see Log.Faulty) only when
+	// Config.TolerateCorruption is set; otherwise Open fails with a
+	// *CorruptionError.
+	Corrupt []Damage
 }
+
+// Damage is a run of bytes in a segment where records should be but none
+// verifies: a torn write at the tail, or corruption (bit rot, a
+// misdirected write) anywhere.
+type Damage struct {
+	Segment     string // file name
+	Offset, End int64  // the damaged bytes, [Offset, End)
+	// FirstOp..LastOp are the ops the damaged bytes held, known from the
+	// records around them. LastOp is 0 when nothing valid follows (a
+	// tail), and FirstOp > LastOp when the bytes held no op.
+	FirstOp, LastOp uint64
+	Reason          string // why the first bad record failed: one of the fixed reasons
+	Detail          string
+	// Tail is set when nothing valid follows the damage, in its segment
+	// or in a later one: the damage a torn final write leaves.
+	Tail bool
+}
+
+// Ops is the number of ops the damage held, 0 for a tail.
+func (d Damage) Ops() uint64 {
+	if d.Tail || d.LastOp < d.FirstOp {
+		return 0
+	}
+	return d.LastOp - d.FirstOp + 1
+}
+
+func (d Damage) String() string {
+	var ops string
+	switch {
+	case d.Tail:
+		ops = fmt.Sprintf("from op %d to the end", d.FirstOp)
+	case d.LastOp < d.FirstOp:
+		ops = "between ops"
+	case d.FirstOp == d.LastOp:
+		ops = fmt.Sprintf("op %d", d.FirstOp)
+	default:
+		ops = fmt.Sprintf("ops %d..%d", d.FirstOp, d.LastOp)
+	}
+	return fmt.Sprintf("segment %s offset %d (%d bytes, %s): %s", d.Segment, d.Offset, d.End-d.Offset, ops, d.Detail)
+}
+
+// CorruptionError is Open's error for a log whose damage a torn write
+// cannot explain: a bad record followed by valid ones, or any damage in a
+// segment that a later segment follows. Cutting the log there would drop
+// acknowledged ops, so Open changes nothing and refuses.
+type CorruptionError struct {
+	Dir    string
+	Damage []Damage // every damaged run, in log order
+}
+
+func (e *CorruptionError) Error() string {
+	d := e.Damage[0]
+	more := ""
+	if n := len(e.Damage) - 1; n > 0 {
+		more = fmt.Sprintf(" (and %d more damaged run(s))", n)
+	}
+	return fmt.Sprintf("log %s is corrupt: %s%s; valid records follow, so this is not a torn write and the log is not cut",
+		e.Dir, d, more)
+}
+
+// Unwrap makes a CorruptionError match ErrCorrupt.
+func (e *CorruptionError) Unwrap() error { return ErrCorrupt }
 
 // Open opens the log in cfg.Dir, creating the directory and a first
 // segment if needed, and recovers it as described in the package
@@ -44,19 +113,25 @@ func open(cfg Config, logger *slog.Logger, m *Metrics) (*Log, RecoveryReport, er
 	if cfg.Dir == "" {
 		return nil, RecoveryReport{}, errors.New("log: dir is required")
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+	fsys := cfg.FS
+	if fsys == nil {
+		fsys = OS
+	}
+	if err := fsys.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, RecoveryReport{}, fmt.Errorf("log: %w", err)
 	}
-	dirFile, err := os.Open(cfg.Dir)
+	dirFile, err := fsys.OpenFile(cfg.Dir, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, RecoveryReport{}, fmt.Errorf("log: %w", err)
 	}
 	l := &Log{
-		dir:     cfg.Dir,
-		dirFile: dirFile,
-		segSize: cfg.SegmentSizeBytes,
-		logger:  logger,
-		metrics: m,
+		dir:      cfg.Dir,
+		fs:       fsys,
+		dirFile:  dirFile,
+		segSize:  cfg.SegmentSizeBytes,
+		logger:   logger,
+		metrics:  m,
+		tolerate: cfg.TolerateCorruption,
 	}
 	rep, err := l.recover()
 	if err != nil {
@@ -75,58 +150,70 @@ func open(cfg Config, logger *slog.Logger, m *Metrics) (*Log, RecoveryReport, er
 		"last_position", l.nextPos-1,
 		"size_bytes", l.size.Load(),
 		"truncated_bytes", rep.TruncatedBytes,
+		"corrupt_ops", l.FaultyOps(),
 		"duration", time.Since(began))
 	return l, rep, nil
 }
 
-// recover reads every segment, cuts a damaged tail, and sets up the
-// writer's and the readers' state.
+// recover reads every segment, cuts a torn tail, and sets up the writer's
+// and the readers' state.
 func (l *Log) recover() (RecoveryReport, error) {
 	var rep RecoveryReport
-	names, err := listSegments(l.dir)
+	if err := l.migrate(&rep); err != nil {
+		return rep, err
+	}
+	names, err := listSegments(l.fs, l.dir)
 	if err != nil {
 		return rep, err
 	}
-	// A torn header can only be left by a crash while the last segment
-	// was being created, before anything in it was synced. Such a segment
-	// is set aside, so that the one before it is read as the sealed
-	// segment it is, and removed once the rest has been verified: a
-	// failed Open changes no file.
-	var torn *tornSegment
-	if n := len(names); n > 0 {
-		if torn, err = l.checkTornTail(names[n-1]); err != nil {
-			return rep, err
-		}
-		if torn != nil {
-			names = names[:n-1]
-		}
+	sc, torn, damage, err := l.verify(names)
+	if err != nil {
+		return rep, err
 	}
 
-	sc := scanner{nextOp: 1, nextPos: 1, br: bufio.NewReaderSize(nil, 1<<20)}
-	for i, name := range names {
-		// Only the last segment can have a torn tail: a segment is
-		// synced before the next one is created.
-		tail := i == len(names)-1 && torn == nil
-		s, err := l.recoverSegment(name, tail, &sc, &rep)
-		if err != nil {
+	// Verified everything; decide. Only a damaged tail of the last
+	// segment, with nothing valid after it, is a torn write.
+	var tail *Damage
+	var corrupt []Damage
+	for i := range damage {
+		if damage[i].Tail {
+			tail = &damage[i]
+		} else {
+			corrupt = append(corrupt, damage[i])
+		}
+	}
+	if len(corrupt) > 0 && !l.tolerate {
+		return rep, &CorruptionError{Dir: l.dir, Damage: corrupt}
+	}
+	if tail != nil {
+		if err := l.cutTail(tail, &rep); err != nil {
 			return rep, err
 		}
-		l.segs = append(l.segs, s)
-		l.size.Add(s.size)
 	}
 	if torn != nil {
 		if err := l.removeTorn(torn, sc.nextOp, &rep); err != nil {
 			return rep, err
 		}
 	}
+	for _, d := range corrupt {
+		l.logger.Error("log corrupt: ops held for repair from the cluster",
+			"segment", d.Segment, "offset", d.Offset, "bytes", d.End-d.Offset,
+			"first_op", d.FirstOp, "last_op", d.LastOp, "reason", d.Reason, "detail", d.Detail)
+		if d.Ops() > 0 {
+			l.damage = append(l.damage, d)
+		}
+	}
+	rep.Corrupt = corrupt
+
 	if len(l.segs) == 0 {
-		s, err := createSegment(l.dir, 1)
+		s, err := createSegment(l.fs, l.dir, segmentHeader{firstOp: 1, firstPos: 1})
 		if err != nil {
 			return rep, err
 		}
 		l.segs = append(l.segs, s)
 		l.size.Add(s.size)
 		l.dirty = true
+		sc.nextOp, sc.nextPos = 1, 1
 	}
 
 	l.active = l.segs[len(l.segs)-1]
@@ -140,7 +227,7 @@ func (l *Log) recover() (RecoveryReport, error) {
 		return rep, err
 	}
 
-	l.nextOp, l.nextPos = sc.nextOp, sc.nextPos
+	l.nextOp, l.nextPos, l.prev = sc.nextOp, sc.nextPos, sc.prev
 	if l.nextOp > l.segs[0].firstOp {
 		l.firstOp.Store(l.segs[0].firstOp)
 	}
@@ -152,10 +239,83 @@ func (l *Log) recover() (RecoveryReport, error) {
 	return rep, nil
 }
 
+// verify reads and checks every segment in names, changing nothing. It
+// returns the scanner's state after the last valid record, a last segment
+// with a torn header (set aside, not read: a crash while it was being
+// created leaves one), and the damage found, each run marked Tail only if
+// nothing valid follows it in its segment or in a later one.
+func (l *Log) verify(names []string) (sc *scanner, torn *tornSegment, damage []Damage, err error) {
+	// A torn header can only be left by a crash while the last segment
+	// was being created, before anything in it was synced. Such a segment
+	// is set aside, so that the one before it is read as the sealed
+	// segment it is, and removed once the rest has been verified: a
+	// failed Open changes no file.
+	if n := len(names); n > 0 {
+		if torn, err = l.checkTornTail(names[n-1]); err != nil {
+			return nil, nil, nil, err
+		}
+		if torn != nil {
+			names = names[:n-1]
+		}
+	}
+	sc = newScanner()
+	for i, name := range names {
+		s, d, err := l.recoverSegment(name, sc)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		l.segs = append(l.segs, s)
+		l.size.Add(s.size)
+		if len(d) > 0 && d[len(d)-1].Tail {
+			// A segment is synced before the next one is created, so a
+			// damaged end of any segment but the last is no torn write:
+			// it held the ops up to the next segment's first.
+			var next uint64
+			switch {
+			case i < len(names)-1:
+				next, _ = parseSegmentName(names[i+1])
+			case torn != nil:
+				next, _ = parseSegmentName(torn.name)
+			}
+			if next > 0 {
+				t := &d[len(d)-1]
+				t.Tail, t.LastOp = false, next-1
+				sc.placeholders(s, t.Offset, next)
+			}
+		}
+		damage = append(damage, d...)
+	}
+	return sc, torn, damage, nil
+}
+
+// cutTail truncates a torn tail.
+func (l *Log) cutTail(d *Damage, rep *RecoveryReport) error {
+	s := l.segs[len(l.segs)-1]
+	if err := s.f.Truncate(d.Offset); err != nil {
+		return fmt.Errorf("log: truncate %s: %w", s.name, err)
+	}
+	if err := s.f.Datasync(); err != nil {
+		return fmt.Errorf("log: sync %s: %w", s.name, err)
+	}
+	l.size.Add(d.Offset - s.size)
+	s.end, s.size = d.Offset, d.Offset
+	rep.TruncatedBytes = d.End - d.Offset
+	rep.TruncatedSegment = s.name
+	rep.TruncatedOffset = d.Offset
+	rep.Reason = d.Reason
+	l.logger.Warn("log tail truncated",
+		"segment", s.name,
+		"offset", d.Offset,
+		"bytes_cut", d.End-d.Offset,
+		"reason", d.Reason,
+		"detail", d.Detail)
+	return nil
+}
+
 // listSegments returns the names of the segment files in dir in op order.
 // Other files are ignored.
-func listSegments(dir string) ([]string, error) {
-	entries, err := os.ReadDir(dir) // sorted by name, and names sort in op order
+func listSegments(fsys FS, dir string) ([]string, error) {
+	entries, err := fsys.ReadDir(dir) // sorted by name, and names sort in op order
 	if err != nil {
 		return nil, fmt.Errorf("log: %w", err)
 	}
@@ -181,7 +341,7 @@ type tornSegment struct {
 // refuse. A torn header followed by a valid record is damage to a segment
 // that held data, not a crash during its creation: that is an error.
 func (l *Log) checkTornTail(name string) (*tornSegment, error) {
-	f, err := os.Open(filepath.Join(l.dir, name))
+	f, err := l.fs.OpenFile(filepath.Join(l.dir, name), os.O_RDONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("log: %w", err)
 	}
@@ -212,7 +372,7 @@ func (l *Log) removeTorn(t *tornSegment, nextOp uint64, rep *RecoveryReport) err
 		return fmt.Errorf("log: segment %s: %w, and its name says it starts at op %d but the log before it ends at op %d",
 			t.name, t.reason, op, nextOp-1)
 	}
-	if err := os.Remove(filepath.Join(l.dir, t.name)); err != nil {
+	if err := l.fs.Remove(filepath.Join(l.dir, t.name)); err != nil {
 		return fmt.Errorf("log: remove segment with torn header: %w", err)
 	}
 	l.dirty = true
@@ -229,7 +389,7 @@ func (l *Log) removeTorn(t *tornSegment, nextOp uint64, rep *RecoveryReport) err
 }
 
 // validFrameAt reports whether a frame with a good checksum starts at off.
-func validFrameAt(f *os.File, off, size int64) bool {
+func validFrameAt(f File, off, size int64) bool {
 	var h [frameHeaderSize]byte
 	if size-off < frameHeaderSize {
 		return false
@@ -248,21 +408,47 @@ func validFrameAt(f *os.File, off, size int64) bool {
 	return checkPayload(payload, sum) == nil
 }
 
-// scanner carries the expected op and position from one segment to the
+// scanner carries what the next record must be from one segment to the
 // next, and the buffers reused for all of them.
 type scanner struct {
 	nextOp, nextPos uint64
-	br              *bufio.Reader
-	payload         []byte
+	prev            Chain // chain hash of op nextOp-1
+	// known is false after damage: the op and position after it come from
+	// the next valid record or segment header, and that record's chain
+	// hash cannot be checked (the op before it is unreadable).
+	known   bool
+	br      *bufio.Reader
+	payload []byte
+	chainer Chainer
 }
 
-// recoverSegment opens and verifies one segment. A bad record in the tail
-// segment is cut off; anywhere else it is an error.
-func (l *Log) recoverSegment(name string, tail bool, sc *scanner, rep *RecoveryReport) (*segment, error) {
+func newScanner() *scanner {
+	return &scanner{nextOp: 1, nextPos: 1, known: true, br: bufio.NewReaderSize(nil, 1<<20)}
+}
+
+// placeholders gives the ops from sc.nextOp up to (not including) next,
+// held by damaged bytes starting at off, index entries at off, so that the
+// segment's index stays dense; Read refuses them (they are faulty).
+func (sc *scanner) placeholders(s *segment, off int64, next uint64) {
+	for ; sc.nextOp < next; sc.nextOp++ {
+		s.offsets = append(s.offsets, off)
+	}
+	sc.known = false
+}
+
+// recoverSegment opens and verifies one segment and returns the damage it
+// found (the last one marked Tail if nothing valid follows it in the
+// segment). Errors are for what cannot be recovered at all: unreadable
+// files, bad headers, segments that do not continue the log.
+func (l *Log) recoverSegment(name string, sc *scanner) (*segment, []Damage, error) {
 	path := filepath.Join(l.dir, name)
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	flag := os.O_RDWR
+	if l.readOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := l.fs.OpenFile(path, flag, 0)
 	if err != nil {
-		return nil, fmt.Errorf("log: %w", err)
+		return nil, nil, fmt.Errorf("log: %w", err)
 	}
 	s := &segment{name: name, path: path, f: f}
 	ok := false
@@ -274,65 +460,75 @@ func (l *Log) recoverSegment(name string, tail bool, sc *scanner, rep *RecoveryR
 
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("log: %w", err)
+		return nil, nil, fmt.Errorf("log: %w", err)
 	}
 	size := fi.Size()
 	hdr := make([]byte, segmentHeaderSize)
 	n, err := f.ReadAt(hdr, 0)
 	if err != nil && err != io.EOF {
-		return nil, fmt.Errorf("log: read %s: %w", name, err)
+		return nil, nil, fmt.Errorf("log: read %s: %w", name, err)
 	}
-	firstOp, herr := decodeSegmentHeader(hdr[:n])
+	h, herr := decodeSegmentHeader(hdr[:n])
 	if herr != nil {
-		return nil, fmt.Errorf("log: segment %s: %w", name, herr)
+		return nil, nil, fmt.Errorf("log: segment %s: %w", name, herr)
 	}
-	if nameOp, _ := parseSegmentName(name); firstOp != nameOp {
-		return nil, fmt.Errorf("log: segment %s: %w: header says first op %d", name, ErrCorrupt, firstOp)
+	if nameOp, _ := parseSegmentName(name); h.firstOp != nameOp {
+		return nil, nil, fmt.Errorf("log: segment %s: %w: header says first op %d", name, ErrCorrupt, h.firstOp)
 	}
-	if firstOp != sc.nextOp {
-		return nil, fmt.Errorf("log: segment %s: %w: starts at op %d, want op %d (segment missing or misplaced?)",
-			name, ErrCorrupt, firstOp, sc.nextOp)
+	if sc.known || h.firstOp < sc.nextOp {
+		if h.firstOp != sc.nextOp {
+			return nil, nil, fmt.Errorf("log: segment %s: %w: starts at op %d, want op %d (segment missing or misplaced?)",
+				name, ErrCorrupt, h.firstOp, sc.nextOp)
+		}
 	}
-	s.firstOp = firstOp
+	if sc.known && (h.firstPos != sc.nextPos || h.prevChain != sc.prev) {
+		return nil, nil, fmt.Errorf("log: segment %s: %w: header says it starts at position %d after chain hash %x, but the log before it ends at position %d with chain hash %x",
+			name, ErrCorrupt, h.firstPos, h.prevChain[:8], sc.nextPos-1, sc.prev[:8])
+	}
+	if sc.nextOp == 1 && sc.known && (h.firstOp != 1 || h.firstPos != 1 || h.prevChain != (Chain{})) {
+		return nil, nil, fmt.Errorf("log: segment %s: %w: the first segment must start at op 1, position 1", name, ErrCorrupt)
+	}
+	// The header is the authority on where this segment starts.
+	s.segmentHeader = h
+	sc.nextOp, sc.nextPos, sc.prev, sc.known = h.firstOp, h.firstPos, h.prevChain, true
 
-	end, rerr, err := sc.scan(s, size)
-	if err != nil {
-		return nil, fmt.Errorf("log: read %s: %w", name, err)
-	}
-	if rerr != nil {
-		if !tail {
-			return nil, fmt.Errorf("log: segment %s, offset %d: %w; it is not the last segment, so this is not a torn write: refusing to start",
-				name, end, rerr)
+	var damage []Damage
+	off := int64(segmentHeaderSize)
+	for off < size {
+		end, bad, err := sc.scan(s, off, size)
+		if err != nil {
+			return nil, nil, fmt.Errorf("log: read %s: %w", name, err)
 		}
-		if err := f.Truncate(end); err != nil {
-			return nil, fmt.Errorf("log: truncate %s: %w", name, err)
+		if bad == nil {
+			break
 		}
-		if err := fdatasync(f); err != nil {
-			return nil, fmt.Errorf("log: sync %s: %w", name, err)
+		d := Damage{Segment: name, Offset: end, End: size, FirstOp: sc.nextOp, Reason: bad.Reason, Detail: bad.Error(), Tail: true}
+		next, nextOp, nextPos, err := sc.resync(f, end, size)
+		if err != nil {
+			return nil, nil, fmt.Errorf("log: read %s: %w", name, err)
 		}
-		rep.TruncatedBytes = size - end
-		rep.TruncatedSegment = name
-		rep.TruncatedOffset = end
-		rep.Reason = rerr.Reason
-		l.logger.Warn("log tail truncated",
-			"segment", name,
-			"offset", end,
-			"bytes_cut", size-end,
-			"reason", rerr.Reason,
-			"detail", rerr.Error())
-		size = end
+		if next < 0 {
+			damage = append(damage, d)
+			s.end, s.size = size, size // the caller cuts a tail
+			ok = true
+			return s, damage, nil
+		}
+		d.End, d.LastOp, d.Tail = next, nextOp-1, false
+		damage = append(damage, d)
+		sc.placeholders(s, end, nextOp)
+		sc.nextPos = nextPos
+		off = next
 	}
 	s.end, s.size = size, size
 	ok = true
-	return s, nil
+	return s, damage, nil
 }
 
-// scan verifies the records of s from its header to size and records
+// scan verifies the records of s from offset off up to size and records
 // their offsets. It stops at the first bad record and returns its offset
 // and what is wrong with it; err is for failures to read the file.
-func (sc *scanner) scan(s *segment, size int64) (end int64, bad *recordError, err error) {
-	sc.br.Reset(io.NewSectionReader(s.f, segmentHeaderSize, size-segmentHeaderSize))
-	off := int64(segmentHeaderSize)
+func (sc *scanner) scan(s *segment, off, size int64) (end int64, bad *recordError, err error) {
+	sc.br.Reset(io.NewSectionReader(s.f, off, size-off))
 	var h [frameHeaderSize]byte
 	for off < size {
 		if size-off < frameHeaderSize {
@@ -352,22 +548,127 @@ func (sc *scanner) scan(s *segment, size int64) (end int64, bad *recordError, er
 		if _, err := io.ReadFull(sc.br, payload); err != nil {
 			return off, nil, err
 		}
-		if rerr := checkPayload(payload, sum); rerr != nil {
+		if rerr := sc.check(payload, sum); rerr != nil {
 			return off, rerr, nil
-		}
-		p, err := parseOp(payload)
-		switch {
-		case err != nil:
-			return off, &recordError{Reason: reasonDecode, Err: err}, nil
-		case p.op.Op != sc.nextOp:
-			return off, &recordError{Reason: reasonOpGap, Err: fmt.Errorf("record holds op %d, want op %d", p.op.Op, sc.nextOp)}, nil
-		case p.op.FirstPosition != sc.nextPos:
-			return off, &recordError{Reason: reasonPositionGap, Err: fmt.Errorf("op %d starts at position %d, want %d", p.op.Op, p.op.FirstPosition, sc.nextPos)}, nil
 		}
 		s.offsets = append(s.offsets, off)
 		off += int64(frameHeaderSize + n)
-		sc.nextOp++
-		sc.nextPos += p.entries
 	}
 	return off, nil, nil
+}
+
+// check verifies one record's payload: checksum, strict decoding, that it
+// is the op and position expected next, and that its chain hash follows
+// the previous op's. On success it moves the scanner past it.
+func (sc *scanner) check(payload []byte, sum uint32) *recordError {
+	if rerr := checkPayload(payload, sum); rerr != nil {
+		return rerr
+	}
+	p, err := parseOp(payload)
+	switch {
+	case err != nil:
+		return &recordError{Reason: reasonDecode, Err: err}
+	case p.op.Op != sc.nextOp:
+		return &recordError{Reason: reasonOpGap, Err: fmt.Errorf("record holds op %d, want op %d", p.op.Op, sc.nextOp)}
+	case p.op.FirstPosition != sc.nextPos:
+		return &recordError{Reason: reasonPositionGap, Err: fmt.Errorf("op %d starts at position %d, want %d", p.op.Op, p.op.FirstPosition, sc.nextPos)}
+	}
+	if sc.known {
+		if c := sc.chainer.Payload(sc.prev, payload); c != p.op.Chain {
+			return &recordError{Reason: reasonChain, Err: fmt.Errorf("op %d has chain hash %x, the op before it implies %x", p.op.Op, p.op.Chain[:8], c[:8])}
+		}
+	}
+	sc.known = true
+	sc.nextOp++
+	sc.nextPos += p.entries
+	sc.prev = p.op.Chain
+	return nil
+}
+
+// resync looks for the first valid record after a bad one at off: a frame
+// whose length fits, whose checksum matches and whose op decodes as one
+// that can come after the last good op. It returns the record's offset
+// and op number, or -1 when none follows. It is only run on damage, and
+// filters candidates by their first bytes before checksumming them, so
+// that garbage costs a pass over the bytes, not a checksum per offset.
+//
+// A record found this way is valid on its own, but the ops between the
+// bad record and it are not readable: its chain hash is checked later,
+// against the repaired ops.
+func (sc *scanner) resync(f File, off, size int64) (at int64, op, pos uint64, err error) {
+	const window = 1 << 20
+	buf := make([]byte, 0, window+frameHeaderSize+16)
+	for base := off + 1; base+frameHeaderSize+minOpSize <= size; base += window {
+		n := min(int64(cap(buf)), size-base)
+		buf = buf[:n]
+		if _, err := f.ReadAt(buf, base); err != nil && err != io.EOF {
+			return 0, 0, 0, err
+		}
+		for i := 0; i < int(min(window, n)); i++ {
+			at := base + int64(i)
+			h := buf[i:]
+			if len(h) < frameHeaderSize+2 {
+				break
+			}
+			length, sum, rerr := parseFrameHeader(h, size-at-frameHeaderSize)
+			if rerr != nil || h[frameHeaderSize] != opVersion {
+				continue
+			}
+			payload := make([]byte, length)
+			if _, err := f.ReadAt(payload, at+frameHeaderSize); err != nil {
+				return 0, 0, 0, err
+			}
+			if checkPayload(payload, sum) != nil {
+				continue
+			}
+			p, err := parseOp(payload)
+			if err != nil || p.op.Op < sc.nextOp || p.op.FirstPosition < sc.nextPos {
+				continue
+			}
+			if p.op.Op == sc.nextOp && sc.chainer.Payload(sc.prev, payload) != p.op.Chain {
+				continue
+			}
+			return at, p.op.Op, p.op.FirstPosition, nil
+		}
+	}
+	return -1, 0, 0, nil
+}
+
+// Check verifies the log in cfg.Dir as Open does, without changing any
+// file, and returns every damaged run it found, a torn tail included (a
+// last segment with a torn header is reported as a Tail run at offset 0).
+func Check(cfg Config) ([]Damage, RecoveryReport, error) {
+	fsys := cfg.FS
+	if fsys == nil {
+		fsys = OS
+	}
+	l := &Log{dir: cfg.Dir, fs: fsys, logger: slog.New(slog.DiscardHandler), readOnly: true}
+	defer func() {
+		for _, s := range l.segs {
+			s.f.Close()
+		}
+	}()
+	var rep RecoveryReport
+	names, err := listSegments(fsys, cfg.Dir)
+	if err != nil {
+		return nil, rep, err
+	}
+	if v1, err := l.needsMigration(names); err != nil {
+		return nil, rep, err
+	} else if v1 {
+		return nil, rep, fmt.Errorf("log: %s is in format version 1: start kmbd on it once to migrate it, then check it", cfg.Dir)
+	}
+	sc, torn, damage, err := l.verify(names)
+	if err != nil {
+		return nil, rep, err
+	}
+	if torn != nil {
+		damage = append(damage, Damage{Segment: torn.name, End: torn.size, FirstOp: sc.nextOp,
+			Reason: torn.reason.Reason, Detail: torn.reason.Error(), Tail: true})
+	}
+	rep.Segments = len(l.segs)
+	if len(l.segs) > 0 && sc.nextOp > l.segs[0].firstOp {
+		rep.FirstOp, rep.LastOp = l.segs[0].firstOp, sc.nextOp-1
+	}
+	return damage, rep, nil
 }

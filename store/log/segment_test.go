@@ -36,8 +36,9 @@ func TestSegmentName(t *testing.T) {
 }
 
 func TestSegmentHeader(t *testing.T) {
-	good := appendSegmentHeader(nil, 77)
-	fuzzseed.Golden(t, *update, "segment_header_v1.golden", good)
+	want := segmentHeader{firstOp: 77, firstPos: 300, prevChain: ChainHash(Chain{}, goldenOp())}
+	good := appendSegmentHeader(nil, want)
+	fuzzseed.Golden(t, *update, "segment_header_v2.golden", good)
 	tests := []struct {
 		name   string
 		b      []byte
@@ -48,19 +49,23 @@ func TestSegmentHeader(t *testing.T) {
 		{"short", good[:segmentHeaderSize-1], reasonShortHeader},
 		{"zeroed", make([]byte, segmentHeaderSize), reasonTornHeader},
 		{"flipped first op", patch(good, 8, good[8]^1), reasonTornHeader},
-		{"flipped checksum", patch(good, 19, good[19]^1), reasonTornHeader},
+		{"flipped position", patch(good, 16, good[16]^1), reasonTornHeader},
+		{"flipped chain hash", patch(good, 30, good[30]^1), reasonTornHeader},
+		{"flipped checksum", patch(good, segmentHeaderSize-1, good[segmentHeaderSize-1]^1), reasonTornHeader},
 		{"bad magic", withCRC(patch(good, 0, 'X')), reasonHeaderInvalid},
-		{"version 2", withCRC(patch(good, 6, 2)), reasonHeaderInvalid},
-		{"first op 0", appendSegmentHeader(nil, 0), reasonHeaderInvalid},
+		{"version 1", withCRC(patch(good, 6, 1)), reasonHeaderInvalid},
+		{"version 3", withCRC(patch(good, 6, 3)), reasonHeaderInvalid},
+		{"first op 0", appendSegmentHeader(nil, segmentHeader{firstPos: 1}), reasonHeaderInvalid},
+		{"first position 0", appendSegmentHeader(nil, segmentHeader{firstOp: 1}), reasonHeaderInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			op, err := decodeSegmentHeader(tt.b)
+			h, err := decodeSegmentHeader(tt.b)
 			switch {
-			case tt.reason == "" && (err != nil || op != 77):
-				t.Fatalf("decode = %d, %v, want 77", op, err)
+			case tt.reason == "" && (err != nil || h != want):
+				t.Fatalf("decode = %+v, %v, want %+v", h, err, want)
 			case tt.reason != "" && (err == nil || err.Reason != tt.reason):
-				t.Fatalf("decode = %d, %v, want reason %q", op, err, tt.reason)
+				t.Fatalf("decode = %+v, %v, want reason %q", h, err, tt.reason)
 			}
 		})
 	}
@@ -75,16 +80,16 @@ func withCRC(h []byte) []byte {
 // FuzzSegmentHeader checks that decodeSegmentHeader never panics and
 // accepts only headers that encode back to the same bytes.
 func FuzzSegmentHeader(f *testing.F) {
-	f.Add(appendSegmentHeader(nil, 1))
-	f.Add(appendSegmentHeader(nil, 1<<40))
+	f.Add(header(1, nil))
+	f.Add(header(1<<40, nil))
 	f.Add(make([]byte, segmentHeaderSize))
 	f.Add([]byte(segmentMagic))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		op, err := decodeSegmentHeader(b)
+		h, err := decodeSegmentHeader(b)
 		if err != nil {
 			return
 		}
-		if enc := appendSegmentHeader(nil, op); !bytes.Equal(enc, b[:segmentHeaderSize]) {
+		if enc := appendSegmentHeader(nil, h); !bytes.Equal(enc, b[:segmentHeaderSize]) {
 			t.Fatalf("accepted %x, which encodes as %x", b[:segmentHeaderSize], enc)
 		}
 	})

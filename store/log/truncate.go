@@ -2,7 +2,6 @@ package log
 
 import (
 	"fmt"
-	"os"
 )
 
 // TruncateAfter drops every op after op number op, durable or not, and
@@ -23,13 +22,14 @@ func (l *Log) TruncateAfter(op uint64) error {
 
 	// The new last position comes from op's record itself. Reading it
 	// first means a damaged record fails the call before anything changes.
-	var lastPos uint64
+	first := l.segs[0]
+	lastPos, prev := first.firstPos-1, first.prevChain
 	if op >= l.firstOpWhenEmpty() {
 		o, err := l.readUnpublished(op)
 		if err != nil {
 			return err
 		}
-		lastPos = o.LastPosition()
+		lastPos, prev = o.LastPosition(), o.Chain
 	}
 
 	// Hide the dropped ops from readers and wait for reads in flight to
@@ -57,7 +57,7 @@ func (l *Log) TruncateAfter(op uint64) error {
 	l.barrier.Unlock()
 
 	l.active = s
-	l.nextOp, l.nextPos = op+1, lastPos+1
+	l.nextOp, l.nextPos, l.prev = op+1, lastPos+1, prev
 	l.lastOp.Store(op)
 	l.lastPos.Store(lastPos)
 	if op < l.firstOpWhenEmpty() {
@@ -67,7 +67,7 @@ func (l *Log) TruncateAfter(op uint64) error {
 	for j := len(removed) - 1; j >= 0; j-- {
 		r := removed[j]
 		r.f.Close()
-		if err := os.Remove(r.path); err != nil {
+		if err := l.fs.Remove(r.path); err != nil {
 			return l.fail(fmt.Errorf("log: truncate: %w", err))
 		}
 		l.size.Add(-r.size)

@@ -64,7 +64,7 @@ func runAppendBench(b *testing.B, n *Node, writers, batch int, value []byte) {
 			local := make([]time.Duration, 0, b.N/writers+1)
 			for range next {
 				t0 := time.Now()
-				if _, err := n.Append(context.Background(), "bench", entries, 0, 0); err != nil {
+				if _, err := n.Append(context.Background(), Write{Tenant: "bench", Entries: entries}); err != nil {
 					b.Error(err)
 					return
 				}
@@ -127,7 +127,7 @@ func BenchmarkAppendTracing(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					ctx, span := tracer.Start(context.Background(), spans.Write, trace.SpanKindServer)
-					if _, err := n.Append(ctx, "bench", entries, 0, 0); err != nil {
+					if _, err := n.Append(ctx, Write{Tenant: "bench", Entries: entries}); err != nil {
 						b.Error(err)
 					}
 					span.End()

@@ -74,7 +74,7 @@ func startClusterWith(t testing.TB, adjust func(id uint64, d *Deps)) (map[uint64
 func TestClusterReplicates(t *testing.T) {
 	nodes, leader := startCluster(t)
 	for i := 0; i < 20; i++ {
-		if _, err := leader.Append(context.Background(), "acme", entries(fmt.Sprintf("k%d", i), fmt.Sprint(i)), 0, 0); err != nil {
+		if _, err := leader.Append(context.Background(), Write{Tenant: "acme", Entries: entries(fmt.Sprintf("k%d", i), fmt.Sprint(i))}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -96,7 +96,7 @@ func TestClusterReplicates(t *testing.T) {
 		if n == leader {
 			continue
 		}
-		_, err := n.Append(context.Background(), "acme", entries("k", "1"), 0, 0)
+		_, err := n.Append(context.Background(), Write{Tenant: "acme", Entries: entries("k", "1")})
 		nl, ok := err.(*NotLeaderError)
 		if !ok || nl.LeaderID != leader.cfg.NodeID || nl.LeaderAPIAddr != leader.cfg.APIAddr {
 			t.Fatalf("follower write: %v", err)
@@ -104,15 +104,15 @@ func TestClusterReplicates(t *testing.T) {
 		break
 	}
 	// A retried request with the same ids executes once.
-	r1, err := leader.Append(context.Background(), "acme", entries("once", "1"), 42, 1)
+	r1, err := leader.Append(context.Background(), Write{Tenant: "acme", Entries: entries("once", "1"), ClientID: 42, RequestID: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r2, err := leader.Append(context.Background(), "acme", entries("once", "1"), 42, 1)
+	r2, err := leader.Append(context.Background(), Write{Tenant: "acme", Entries: entries("once", "1"), ClientID: 42, RequestID: 1})
 	if err != nil || r2 != r1 {
 		t.Fatalf("retry answered %+v %v, first %+v", r2, err, r1)
 	}
-	if _, err := leader.Append(context.Background(), "acme", entries("once", "1"), 42, 0); err == nil {
+	if _, err := leader.Append(context.Background(), Write{Tenant: "acme", Entries: entries("once", "1"), ClientID: 42}); err == nil {
 		t.Fatal("an older request id was accepted")
 	}
 }

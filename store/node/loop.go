@@ -50,6 +50,7 @@ func (n *Node) loop() error {
 		case <-ticker.C:
 			n.rep.Tick()
 			n.persistCommitLazily()
+			n.probeSpace()
 		case <-n.stop:
 			return n.shutdown()
 		}
@@ -112,7 +113,7 @@ func (n *Node) propose() {
 			}
 		}
 		n.proposals = append(n.proposals, vsr.Proposal{
-			Tenant: req.tenant, Entries: req.entries,
+			Kind: req.kind, Tenant: req.tenant, Entries: req.entries, Principal: req.principal,
 			ClientID: req.clientID, RequestID: req.requestID, Timestamp: ts,
 		})
 		accepted = append(accepted, req)
@@ -159,8 +160,18 @@ func (n *Node) handleReady() {
 	for n.rep.HasReady() && n.fatalErr() == nil {
 		rd := n.rep.Ready()
 		if err := n.persist(rd); err != nil {
-			n.fail(err)
-			return
+			if !errors.Is(err, kmblog.ErrDiskFull) {
+				n.fail(err)
+				return
+			}
+			// Nothing of the appends is on disk, and nothing of the
+			// Ready after them was done: forget them, answer their
+			// writers, and go on serving what is durable.
+			n.setDiskFull(err)
+			n.rep.AppendFailed(rd)
+			n.dropUnapplied(n.rep.State().Op, ErrDiskFull)
+			n.observe(rd.Events)
+			continue
 		}
 		n.stampMessages(rd.Messages)
 		n.sendAll(rd.Messages)
@@ -172,19 +183,33 @@ func (n *Node) handleReady() {
 }
 
 func (n *Node) persist(rd vsr.Ready) error {
+	if len(rd.Repair) > 0 {
+		if err := n.log.Repair(rd.Repair); err != nil {
+			n.m.storageErrors.record("repair", err)
+			return fmt.Errorf("log repair: %w", err)
+		}
+		n.m.corruptRepair.Add(uint64(len(rd.Repair)))
+		n.logger.Warn("corrupt log ops repaired with verified copies from the cluster",
+			slog.Uint64("first_op", rd.Repair[0].Op), slog.Uint64("last_op", rd.Repair[len(rd.Repair)-1].Op))
+	}
 	if rd.Truncate {
 		if err := n.log.TruncateAfter(rd.TruncateAfter); err != nil {
 			return fmt.Errorf("log truncate: %w", err)
 		}
-		n.dropUnapplied(rd.TruncateAfter)
+		n.dropUnapplied(rd.TruncateAfter, ErrLostLeadership)
 	}
 	if len(rd.Append) > 0 {
 		if err := n.log.Append(rd.Append...); err != nil {
+			n.m.storageErrors.record("write", err)
+			if errors.Is(err, kmblog.ErrDiskFull) {
+				return err
+			}
 			return fmt.Errorf("log append: %w", err)
 		}
 		// After a failed fsync the page cache may not match the disk; the
 		// log refuses further writes and the node needs a restart.
 		if err := n.log.Sync(); err != nil {
+			n.m.storageErrors.record("fsync", err)
 			return fmt.Errorf("log fsync: %w", err)
 		}
 		n.unapplied = append(n.unapplied, rd.Append...)
@@ -200,8 +225,8 @@ func (n *Node) persist(rd vsr.Ready) error {
 func (n *Node) writeHardState(hs vsr.HardState) error {
 	hs.Commit = max(hs.Commit, n.hs.Commit)
 	hs.Commit = min(hs.Commit, n.log.LastOp())
-	if err := superblock.Write(n.cfg.DataDir, superblock.Superblock{NodeID: n.cfg.NodeID, View: hs.View, LogView: hs.LogView, Commit: hs.Commit}); err != nil {
-		return fmt.Errorf("write superblock: %w", err)
+	if err := n.writeSuperblock(superblock.Superblock{NodeID: n.cfg.NodeID, View: hs.View, LogView: hs.LogView, Commit: hs.Commit, Promised: hs.Promised}); err != nil {
+		return err
 	}
 	n.hs, n.hsAt = hs, n.now()
 	return nil
@@ -221,9 +246,10 @@ func (n *Node) persistCommitLazily() {
 	}
 }
 
-// dropUnapplied forgets appended ops after op that a truncation removed, and
-// fails the writes that proposed them: they never committed.
-func (n *Node) dropUnapplied(op uint64) {
+// dropUnapplied forgets appended ops after op that a truncation (or a
+// full disk) removed, and fails the writes that proposed them with err:
+// they never committed.
+func (n *Node) dropUnapplied(op uint64, err error) {
 	for i, o := range n.unapplied {
 		if o.Op > op {
 			n.unapplied = n.unapplied[:i]
@@ -232,12 +258,46 @@ func (n *Node) dropUnapplied(op uint64) {
 	}
 	for o, req := range n.waiting {
 		if o > op {
-			endPrepare(req, "log truncated")
-			req.result <- response{err: ErrLostLeadership}
+			endPrepare(req, err.Error())
+			req.result <- response{err: err}
 			delete(n.waiting, o)
 		}
 	}
 }
+
+// spaceProbeInterval is how often a node whose disk filled up tries a
+// small write to learn whether space is back.
+const spaceProbeInterval = time.Second
+
+// setDiskFull records that an append found the disk full: writes are
+// refused at once (nothing is proposed) until a probe succeeds; reads go
+// on; readiness fails, liveness does not.
+func (n *Node) setDiskFull(err error) {
+	if n.diskFull.Swap(&err) == nil {
+		n.logger.Error("disk full: writes are refused until space is freed; reads go on",
+			slog.String("data_dir", n.cfg.DataDir), slog.String("error", err.Error()))
+	}
+	n.lastProbe = n.now()
+}
+
+// probeSpace, while the disk is full, tries a small write now and then;
+// when it succeeds, writes resume.
+func (n *Node) probeSpace() {
+	if n.diskFull.Load() == nil || n.now().Sub(n.lastProbe) < spaceProbeInterval {
+		return
+	}
+	n.lastProbe = n.now()
+	if err := n.log.ProbeSpace(spaceProbeBytes); err != nil {
+		n.m.storageErrors.record("write", err)
+		return
+	}
+	n.diskFull.Store(nil)
+	n.logger.Info("disk space is available again: writes resume", slog.String("data_dir", n.cfg.DataDir))
+}
+
+// spaceProbeBytes is the size of the probe write: a few batches' worth,
+// so that writes do not fail again at once.
+const spaceProbeBytes = 1 << 20
 
 // applyUpTo applies committed ops in order, publishes the status that
 // includes them, then answers their writers: a writer that reads /status or
@@ -255,7 +315,10 @@ func (n *Node) applyUpTo(commit uint64) {
 		} else {
 			o, err := n.log.Read(next)
 			if err != nil {
-				n.fail(fmt.Errorf("read committed op %d: %w", next, err))
+				if errors.Is(err, kmblog.ErrCorrupt) && len(n.ids) > 1 && n.rep.MarkCorrupt(next) {
+					break // held for repair; applied once the cluster sent a copy
+				}
+				n.fail(fmt.Errorf("read committed op %d: %w (see `kmbd log check`)", next, err))
 				break
 			}
 			op = &o
@@ -362,6 +425,23 @@ func (n *Node) observe(events []vsr.Event) {
 		case vsr.EventRecovered:
 			n.m.stateTransfers.Inc()
 			n.clogger.Info("recovered", slog.Uint64("view", e.View), slog.Uint64("op_number", e.Op), slog.Uint64("commit_index", e.Commit))
+		case vsr.EventChainMismatch:
+			n.clogger.Error("op refused: its chain hash does not follow this replica's log",
+				slog.Uint64("op_number", e.Op), slog.Uint64("from", e.Primary), slog.Uint64("view", e.View))
+			n.m.chainMismatches.Inc()
+		case vsr.EventCorruptOp:
+			n.m.storageErrors.record("read", kmblog.ErrCorrupt)
+			if err := n.log.MarkFaulty(e.Op); err != nil {
+				n.logger.Error("corrupt op could not be held for repair", slog.Uint64("op_number", e.Op), slog.String("error", err.Error()))
+			}
+			n.logger.Error("log op corrupt on disk: held for repair from the cluster", slog.Uint64("op_number", e.Op))
+		case vsr.EventRepaired:
+			n.clogger.Info("corrupt ops verified against the cluster's copies", slog.Uint64("first_op", e.Op), slog.Uint64("last_op", e.Commit))
+		case vsr.EventRepairReplaced:
+			n.clogger.Warn("corrupt ops differ from the leader's, so they were never committed: replaced with the leader's", slog.Uint64("first_op", e.Op))
+		case vsr.EventRepairStalled:
+			n.clogger.Error("no replica has sent copies of corrupt ops that match this replica's log; it stays not ready",
+				slog.Uint64("first_op", e.Op), slog.Uint64("last_op", e.Commit))
 		}
 	}
 }

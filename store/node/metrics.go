@@ -1,6 +1,9 @@
 package node
 
 import (
+	"errors"
+	"syscall"
+
 	"github.com/kmb-db/kmb/status"
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/store/projection"
@@ -10,12 +13,65 @@ import (
 // metrics are the node's hot-path instruments. All are owned by the event
 // loop: plain adds while it works, one Publish per iteration.
 type metrics struct {
-	log            kmblog.Metrics
-	projection     projection.Metrics
-	commits        *metric.LoopCounter
-	viewChanges    *metric.LoopCounter
-	repairs        *metric.LoopCounter
-	stateTransfers *metric.LoopCounter
+	log             kmblog.Metrics
+	projection      projection.Metrics
+	commits         *metric.LoopCounter
+	viewChanges     *metric.LoopCounter
+	repairs         *metric.LoopCounter
+	stateTransfers  *metric.LoopCounter
+	corruptRepair   *metric.Counter // kmb_log_corrupt_ops_repaired_total
+	chainMismatches *metric.LoopCounter
+	storageErrors   storageErrors
+}
+
+// storageErrors counts kmb_storage_errors_total by operation and kind,
+// every child resolved at start so that each series exists from 0.
+type storageErrors struct {
+	children map[[2]string]*metric.Counter
+}
+
+// Operations and kinds of kmb_storage_errors_total.
+var (
+	storageOperations = []string{"write", "fsync", "read", "superblock", "repair"}
+	storageErrorKinds = []string{"enospc", "eio", "corrupt", "other"}
+)
+
+func newStorageErrors(r *metric.Registry) storageErrors {
+	v := r.NewCounterVec("kmb_storage_errors_total",
+		"Storage errors by operation (write, fsync, read, superblock, repair) and kind (enospc, eio, corrupt, other). A failed fsync stops the node; a full disk fails only the writes that hit it.",
+		"operation", "kind")
+	s := storageErrors{children: map[[2]string]*metric.Counter{}}
+	for _, op := range storageOperations {
+		for _, k := range storageErrorKinds {
+			s.children[[2]string{op, k}] = v.With(op, k)
+		}
+	}
+	return s
+}
+
+// add counts n errors of a kind.
+func (s storageErrors) add(operation, kind string, n uint64) {
+	if c := s.children[[2]string{operation, kind}]; c != nil && n > 0 {
+		c.Add(n)
+	}
+}
+
+// record counts err, classified by errorKind.
+func (s storageErrors) record(operation string, err error) {
+	s.add(operation, errorKind(err), 1)
+}
+
+// errorKind classifies a storage error for kmb_storage_errors_total.
+func errorKind(err error) string {
+	switch {
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT), errors.Is(err, kmblog.ErrDiskFull):
+		return "enospc"
+	case errors.Is(err, syscall.EIO):
+		return "eio"
+	case errors.Is(err, kmblog.ErrCorrupt):
+		return "corrupt"
+	}
+	return "other"
 }
 
 // publish makes this iteration's counts visible to scrapes.
@@ -28,6 +84,7 @@ func (m *metrics) publish() {
 	m.viewChanges.Publish()
 	m.repairs.Publish()
 	m.stateTransfers.Publish()
+	m.chainMismatches.Publish()
 	m.projection.TenantEntries.PublishDirty()
 }
 
@@ -47,10 +104,13 @@ func (n *Node) registerMetrics(r *metric.Registry, tenantCap int) {
 				"Entries applied per tenant. tenant_id is capped by telemetry.tenant_label_cap; later tenants are counted under tenant_id=\"_overflow\".",
 				"tenant_id", tenantCap),
 		},
-		commits:        r.NewLoopCounter("kmb_consensus_commits_total", "Total committed entries."),
-		viewChanges:    r.NewLoopCounter("kmb_consensus_view_changes_total", "Total view changes this replica took part in (views it became normal in after the first)."),
-		repairs:        r.NewLoopCounter("kmb_consensus_repairs_total", "Times this replica asked the leader for missing log ops."),
-		stateTransfers: r.NewLoopCounter("kmb_consensus_state_transfers_total", "Times this replica rebuilt its log from the cluster after losing its state."),
+		commits:         r.NewLoopCounter("kmb_consensus_commits_total", "Total committed entries."),
+		viewChanges:     r.NewLoopCounter("kmb_consensus_view_changes_total", "Total view changes this replica took part in (views it became normal in after the first)."),
+		repairs:         r.NewLoopCounter("kmb_consensus_repairs_total", "Times this replica asked the leader for missing log ops."),
+		stateTransfers:  r.NewLoopCounter("kmb_consensus_state_transfers_total", "Times this replica rebuilt its log from the cluster after losing its state."),
+		corruptRepair:   r.NewCounter("kmb_log_corrupt_ops_repaired_total", "Corrupt log ops this replica replaced with verified copies from its peers."),
+		storageErrors:   newStorageErrors(r),
+		chainMismatches: r.NewLoopCounter("kmb_consensus_chain_mismatches_total", "Ops refused because their chain hash does not follow this replica's log."),
 	}
 
 	gauge := func(name, help string, f func(s *status.Snapshot) float64) {
@@ -64,6 +124,7 @@ func (n *Node) registerMetrics(r *metric.Registry, tenantCap int) {
 	}
 	r.NewGaugeFunc("kmb_log_first_retained_position", "Oldest log position still in the local log; 1 while nothing was truncated.", func() float64 { return float64(n.FirstRetainedPosition()) })
 	r.NewGaugeFunc("kmb_log_size_bytes", "Current size of the local log on disk.", func() float64 { return float64(n.logSize()) })
+	gauge("kmb_log_corrupt_ops", "Ops of the local log found corrupt and not yet repaired from the peers.", func(s *status.Snapshot) float64 { return float64(s.CorruptOps) })
 	gauge("kmb_consensus_view", "Current consensus view number.", func(s *status.Snapshot) float64 { return float64(s.View) })
 	gauge("kmb_consensus_leader", "Node id of the current leader; 0 when no leader is known.", func(s *status.Snapshot) float64 { return float64(s.LeaderID) })
 	gauge("kmb_consensus_has_leader", "1 when this replica knows a leader for its view, else 0.", func(s *status.Snapshot) float64 { return b2f(s.LeaderID != 0) })

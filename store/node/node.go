@@ -3,6 +3,7 @@ package node
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,6 +44,9 @@ var (
 	// ErrOutcomeUnknown: the caller stopped waiting (its deadline passed)
 	// after the write was proposed. It may or may not commit.
 	ErrOutcomeUnknown = errors.New("gave up waiting for the commit; the write may or may not be applied")
+	// ErrDiskFull: the disk has no room for the write; nothing of it was
+	// appended. Writes resume by themselves once space is freed.
+	ErrDiskFull = errors.New("disk full: the write was not appended; free space in the data dir")
 )
 
 // NotLeaderError redirects a write to the leader.
@@ -69,11 +73,29 @@ type Deps struct {
 	Build status.Build
 	// Tracer starts the node's spans; nil traces nothing.
 	Tracer *spans.Tracer
+	// FS is the file system of the log; nil means the operating system's.
+	// Tests inject storage faults through it (store/log/faultfs).
+	FS kmblog.FS
 }
 
 // AppendResult is what a committed write returns.
 type AppendResult struct {
 	FirstPosition, LastPosition, CommitNumber uint64
+}
+
+// Write is one client write: a batch of entries for one tenant (or, from
+// the node itself, a system op: see CommitAdmin).
+type Write struct {
+	// Kind is the op's kind; client writes are kmblog.KindData.
+	Kind    kmblog.Kind
+	Tenant  string
+	Entries []kmblog.Entry
+	// Principal is the authenticated client that writes, kept with the
+	// entries in the log; empty without authentication.
+	Principal string
+	// ClientID and RequestID, when ClientID is not 0, make a retried
+	// request execute at most once.
+	ClientID, RequestID uint64
 }
 
 // Entry is one entry read back from the log.
@@ -82,6 +104,7 @@ type Entry struct {
 	Key       string
 	Value     []byte
 	Timestamp time.Time
+	Principal string // who wrote it; empty when written without authentication
 }
 
 // Node is one replica.
@@ -99,7 +122,9 @@ type Node struct {
 	traces   tracing // loop-owned open spans
 
 	log   *kmblog.Log
-	lock  *os.File // dir/LOCK, held while the node runs
+	fs    kmblog.FS        // the log's file system; nil for the operating system's
+	sb    *superblock.File // open once the superblock exists
+	lock  *os.File         // dir/LOCK, held while the node runs
 	proj  *projection.Projection
 	net   *transport.Transport
 	rep   *vsr.Replica
@@ -115,10 +140,15 @@ type Node struct {
 	done    chan struct{}
 	started atomic.Bool
 
-	snap     atomic.Pointer[status.Snapshot] // published by the loop
-	fatal    atomic.Pointer[error]
-	lastIter atomic.Int64 // UnixNano of the loop's last completed iteration
-	stopping atomic.Bool
+	snap  atomic.Pointer[status.Snapshot] // published by the loop
+	fatal atomic.Pointer[error]
+	// diskFull holds the error of the last append that found the disk
+	// full, until a probe write succeeds (loop-owned writes, read
+	// anywhere).
+	diskFull  atomic.Pointer[error]
+	lastProbe time.Time
+	lastIter  atomic.Int64 // UnixNano of the loop's last completed iteration
+	stopping  atomic.Bool
 	// running is set once recovery finished and the loop owns n.log and
 	// n.rep; other goroutines check it before touching them.
 	running atomic.Bool
@@ -138,8 +168,10 @@ type request struct {
 	// span is the writer's span context, valid only when sampled.
 	span      trace.SpanContext
 	prepare   trace.Span // kmb.consensus.prepare on the leader, when sampled
+	kind      kmblog.Kind
 	tenant    string
 	entries   []kmblog.Entry
+	principal string
 	clientID  uint64
 	requestID uint64
 	op        uint64
@@ -186,6 +218,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		waiting:  map[uint64]*request{},
 		clock:    newClientTable(),
 		tracer:   deps.Tracer,
+		fs:       deps.FS,
 	}
 	if n.tracer == nil {
 		n.tracer = spans.Disabled()
@@ -229,13 +262,20 @@ func (n *Node) recover() error {
 	if _, err := os.Stat(filepath.Join(n.cfg.DataDir, backup.RestoringMarker)); err == nil {
 		return fmt.Errorf("data_dir %q holds a restore that did not finish (%s exists): delete the directory and restore again", n.cfg.DataDir, backup.RestoringMarker)
 	}
-	l, report, err := kmblog.Open(n.cfg.logConfig(), n.logger, &n.m.log)
+	l, report, err := kmblog.Open(n.logConfig(), n.logger, &n.m.log)
 	if err != nil {
+		var ce *kmblog.CorruptionError
+		if errors.As(err, &ce) {
+			return fmt.Errorf("open log: %w; kmbd does not start on a shortened log: see the damage with `kmbd log check --data-dir %s`, and repair it with `kmbd log repair` (docs/operations.md, \"A corrupt log\")", err, n.cfg.DataDir)
+		}
 		return fmt.Errorf("open log: %w", err)
 	}
 	n.log = l
+	if len(report.Corrupt) > 0 {
+		n.m.storageErrors.add("read", "corrupt", l.FaultyOps())
+	}
 
-	sb, hasState, err := superblock.Read(n.cfg.DataDir)
+	sb, hasState, err := n.openSuperblock()
 	if err != nil {
 		return err
 	}
@@ -246,16 +286,23 @@ func (n *Node) recover() error {
 		// A single replica's log needs no peer to vouch for it: everything
 		// durable in it was committed.
 		sb, hasState = superblock.Superblock{NodeID: n.cfg.NodeID, Commit: l.LastOp()}, true
-		if err := superblock.Write(n.cfg.DataDir, sb); err != nil {
-			return fmt.Errorf("write superblock: %w", err)
+		if err := n.writeSuperblock(sb); err != nil {
+			return err
 		}
 	}
-	hs := vsr.HardState{View: sb.View, LogView: sb.LogView, Commit: sb.Commit}
+	hs := vsr.HardState{View: sb.View, LogView: sb.LogView, Commit: sb.Commit, Promised: sb.Promised}
 	n.hs, n.hsAt = hs, n.now()
 
-	// Apply what is known committed; the rest is applied as the cluster
-	// confirms it.
+	// Apply what is known committed, up to the first faulty op; the rest is
+	// applied as the cluster confirms it (and repairs it).
 	committed := min(hs.Commit, l.LastOp())
+	var faulty []vsr.Run
+	for _, d := range l.Faulty() {
+		faulty = append(faulty, vsr.Run{First: d.FirstOp, Last: d.LastOp})
+	}
+	if len(faulty) > 0 {
+		committed = min(committed, faulty[0].First-1)
+	}
 	if hasState {
 		if err := l.Scan(l.FirstOp(), func(op *kmblog.Op) error {
 			if op.Op > committed {
@@ -291,7 +338,7 @@ func (n *Node) recover() error {
 		ViewChangeTicks: n.cfg.ViewChangeTicks,
 		Rand:            func(k int) int { return rng.IntN(k) },
 		Storage:         logStorage{n.log},
-	}, hs, hasState, l.LastOp())
+	}, vsr.Durable{HardState: hs, HasState: hasState, LastOp: l.LastOp(), Faulty: faulty})
 	if err != nil {
 		return err
 	}
@@ -302,7 +349,70 @@ func (n *Node) recover() error {
 		slog.Uint64("applied_position", n.proj.AppliedPosition()),
 		slog.Int("tenants", n.proj.ActiveTenants()),
 		slog.Bool("has_state", hasState),
+		slog.Uint64("corrupt_ops", l.FaultyOps()),
 		slog.Duration("duration", n.now().Sub(start)))
+	return nil
+}
+
+// logConfig is the log's configuration. A replica of a cluster keeps a
+// log with corrupt records whole, for its peers to repair; a single node
+// has nobody to repair from, and refuses it.
+func (n *Node) logConfig() kmblog.Config {
+	c := n.cfg.logConfig()
+	c.TolerateCorruption = len(n.ids) > 1
+	c.FS = n.fs
+	return c
+}
+
+// openSuperblock reads the superblock, upgrading a version-1 file and
+// rewriting damaged copies, and opens it for writes.
+func (n *Node) openSuperblock() (superblock.Superblock, bool, error) {
+	sb, ok, rep, err := superblock.Read(n.cfg.DataDir)
+	if err != nil || !ok {
+		return sb, ok, err
+	}
+	switch {
+	case rep.Version < 2:
+		if err := superblock.Write(n.cfg.DataDir, sb); err != nil {
+			return sb, ok, fmt.Errorf("upgrade superblock: %w", err)
+		}
+		rep.Seq = 1
+		n.logger.Info("superblock upgraded to format version 2 (four copies)")
+	case len(rep.Damaged)+len(rep.Stale) > 0:
+		n.logger.Warn("superblock copies damaged or behind; the newest valid copy is used and every copy rewritten",
+			slog.Any("damaged_copies", rep.Damaged), slog.Any("stale_copies", rep.Stale), slog.Uint64("sequence", rep.Seq))
+		n.m.storageErrors.add("superblock", "corrupt", uint64(len(rep.Damaged)))
+	}
+	if n.sb, err = superblock.Open(n.cfg.DataDir, rep.Seq); err != nil {
+		return sb, ok, err
+	}
+	if len(rep.Damaged)+len(rep.Stale) > 0 {
+		if err := n.sb.Write(sb); err != nil {
+			return sb, ok, fmt.Errorf("rewrite superblock: %w", err)
+		}
+	}
+	return sb, ok, nil
+}
+
+// writeSuperblock writes the superblock durably: in place once it
+// exists, else by creating it.
+func (n *Node) writeSuperblock(sb superblock.Superblock) error {
+	if n.sb != nil {
+		if err := n.sb.Write(sb); err != nil {
+			n.m.storageErrors.record("superblock", err)
+			return fmt.Errorf("write superblock: %w", err)
+		}
+		return nil
+	}
+	if err := superblock.Write(n.cfg.DataDir, sb); err != nil {
+		n.m.storageErrors.record("superblock", err)
+		return fmt.Errorf("write superblock: %w", err)
+	}
+	f, err := superblock.Open(n.cfg.DataDir, 1)
+	if err != nil {
+		return err
+	}
+	n.sb = f
 	return nil
 }
 
@@ -357,6 +467,9 @@ func (n *Node) closeAll() error {
 		err = n.log.Close()
 		n.logger.Info("log closed", slog.Uint64("last_op", n.log.LastOp()), slog.Uint64("last_position", n.log.LastPosition()))
 	}
+	if n.sb != nil {
+		n.sb.Close()
+	}
 	if n.lock != nil {
 		n.lock.Close() // released only after the log is closed
 	}
@@ -380,16 +493,15 @@ func (n *Node) Stop() {
 	n.publishStatus(status.StateShutdown)
 }
 
-// Append commits entries for tenant and returns once they are durable on a
-// quorum and applied here. clientID and requestID, when clientID is not 0,
-// make a retried request execute at most once. The caller validated the
-// entries; they must not be modified after.
-func (n *Node) Append(ctx context.Context, tenant string, entries []kmblog.Entry, clientID, requestID uint64) (AppendResult, error) {
+// Append commits w and returns once it is durable on a quorum and applied
+// here. The caller validated the entries; they must not be modified after.
+func (n *Node) Append(ctx context.Context, w Write) (AppendResult, error) {
 	if err := n.writable(); err != nil {
 		return AppendResult{}, err
 	}
 	req := requestPool.Get().(*request)
-	req.tenant, req.entries, req.clientID, req.requestID = tenant, entries, clientID, requestID
+	req.kind, req.tenant, req.entries, req.principal = w.Kind, w.Tenant, w.Entries, w.Principal
+	req.clientID, req.requestID = w.ClientID, w.RequestID
 	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
 		req.span = sc
 	}
@@ -425,6 +537,9 @@ func (n *Node) Append(ctx context.Context, tenant string, entries []kmblog.Entry
 func (n *Node) writable() error {
 	if err := n.fatalErr(); err != nil {
 		return err
+	}
+	if n.diskFull.Load() != nil {
+		return ErrDiskFull
 	}
 	if n.stopping.Load() {
 		return ErrShuttingDown
@@ -501,7 +616,7 @@ func (n *Node) Entries(tenant string, from uint64, limit int) ([]Entry, uint64, 
 			if len(out) == limit {
 				return out, next, nil
 			}
-			out = append(out, Entry{Position: pos, Key: e.Key, Value: e.Value, Timestamp: ts})
+			out = append(out, Entry{Position: pos, Key: e.Key, Value: e.Value, Timestamp: ts, Principal: op.Principal})
 			next = pos + 1
 		}
 	}
@@ -546,7 +661,7 @@ func (n *Node) FirstRetainedPosition() uint64 {
 // no client writes. Only the leader of a view that a quorum accepted can
 // commit one.
 func (n *Node) CommitMarker(ctx context.Context) (uint64, time.Time, error) {
-	res, err := n.Append(ctx, "", nil, 0, 0)
+	res, err := n.Append(ctx, Write{})
 	if err != nil {
 		return 0, time.Time{}, err
 	}
@@ -555,6 +670,28 @@ func (n *Node) CommitMarker(ctx context.Context) (uint64, time.Time, error) {
 		return 0, time.Time{}, err
 	}
 	return op.Op, time.Unix(0, op.Timestamp), nil
+}
+
+// CommitAdmin commits an administrative action as a system op, so that it
+// is replicated, ordered with the writes and in the audit trail: action
+// names it (token_reload, backup_pause, ...) and detail, marshalled to
+// JSON, describes it; principal is who asked, when known. It returns the
+// op's number once committed. Only the leader commits; others return
+// their usual redirect or not-ready errors.
+func (n *Node) CommitAdmin(ctx context.Context, action string, detail any, principal string) (uint64, error) {
+	if action == "" {
+		return 0, errors.New("node: admin op without an action")
+	}
+	value, err := json.Marshal(detail)
+	if err != nil {
+		return 0, fmt.Errorf("node: admin op %s: %w", action, err)
+	}
+	res, err := n.Append(ctx, Write{
+		Kind:      kmblog.KindAdmin,
+		Entries:   []kmblog.Entry{{Key: action, Value: value}},
+		Principal: principal,
+	})
+	return res.CommitNumber, err
 }
 
 // sendAll hands messages to the transport.

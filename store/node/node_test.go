@@ -57,18 +57,18 @@ func TestAppendGetEntries(t *testing.T) {
 	n := startNode(t, t.TempDir(), nil, nil)
 	ctx := context.Background()
 
-	r1, err := n.Append(ctx, "acme", entries("k1", `1`, "k2", `"two"`), 0, 0)
+	r1, err := n.Append(ctx, Write{Tenant: "acme", Entries: entries("k1", `1`, "k2", `"two"`)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r1 != (AppendResult{FirstPosition: 1, LastPosition: 2, CommitNumber: 1}) {
 		t.Fatalf("first append = %+v", r1)
 	}
-	r2, err := n.Append(ctx, "globex", entries("k1", `{"a":true}`), 0, 0)
+	r2, err := n.Append(ctx, Write{Tenant: "globex", Entries: entries("k1", `{"a":true}`)})
 	if err != nil || r2 != (AppendResult{3, 3, 2}) {
 		t.Fatalf("second append = %+v, %v", r2, err)
 	}
-	r3, err := n.Append(ctx, "acme", entries("k1", `3`), 0, 0)
+	r3, err := n.Append(ctx, Write{Tenant: "acme", Entries: entries("k1", `3`)})
 	if err != nil || r3 != (AppendResult{4, 4, 3}) {
 		t.Fatalf("third append = %+v, %v", r3, err)
 	}
@@ -132,7 +132,7 @@ func TestGroupCommit(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < perWriter; i++ {
-				r, err := n.Append(context.Background(), "acme", entries("k", `1`, "k", `2`), 0, 0)
+				r, err := n.Append(context.Background(), Write{Tenant: "acme", Entries: entries("k", `1`, "k", `2`)})
 				if err != nil {
 					t.Error(err)
 					return
@@ -174,7 +174,7 @@ func TestRestartKeepsData(t *testing.T) {
 	dir := t.TempDir()
 	n := startNode(t, dir, nil, nil)
 	for i := 0; i < 50; i++ {
-		if _, err := n.Append(context.Background(), fmt.Sprintf("t%d", i%3), entries(fmt.Sprintf("k%d", i), fmt.Sprint(i)), 0, 0); err != nil {
+		if _, err := n.Append(context.Background(), Write{Tenant: fmt.Sprintf("t%d", i%3), Entries: entries(fmt.Sprintf("k%d", i), fmt.Sprint(i))}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -192,7 +192,7 @@ func TestRestartKeepsData(t *testing.T) {
 	if err != nil || string(v.Data) != "49" || v.Position != 50 {
 		t.Fatalf("Get after restart = %q@%d %v", v.Data, v.Position, err)
 	}
-	r, err := m.Append(context.Background(), "t1", entries("k", `"after"`), 0, 0)
+	r, err := m.Append(context.Background(), Write{Tenant: "t1", Entries: entries("k", `"after"`)})
 	if err != nil || r.FirstPosition != 51 || r.CommitNumber != 51 {
 		t.Fatalf("append after restart = %+v %v", r, err)
 	}
@@ -209,7 +209,7 @@ func TestNotReadyBeforeRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.Append(context.Background(), "a", entries("k", "1"), 0, 0); !errors.Is(err, ErrNotReady) {
+	if _, err := n.Append(context.Background(), Write{Tenant: "a", Entries: entries("k", "1")}); !errors.Is(err, ErrNotReady) {
 		t.Fatalf("Append before Run = %v", err)
 	}
 	if err := n.Ready(); err == nil {
@@ -226,7 +226,7 @@ func TestNotReadyBeforeRun(t *testing.T) {
 func TestStopRejectsNewWrites(t *testing.T) {
 	n := startNode(t, t.TempDir(), nil, nil)
 	n.Stop()
-	if _, err := n.Append(context.Background(), "a", entries("k", "1"), 0, 0); !errors.Is(err, ErrShuttingDown) {
+	if _, err := n.Append(context.Background(), Write{Tenant: "a", Entries: entries("k", "1")}); !errors.Is(err, ErrShuttingDown) {
 		t.Fatalf("Append after Stop = %v", err)
 	}
 	if n.Ready() == nil {
@@ -244,13 +244,13 @@ func TestTimestampsMonotonic(t *testing.T) {
 		return clock
 	}
 	n := startNode(t, t.TempDir(), nil, now)
-	if _, err := n.Append(context.Background(), "a", entries("k", "1"), 0, 0); err != nil {
+	if _, err := n.Append(context.Background(), Write{Tenant: "a", Entries: entries("k", "1")}); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
 	clock = clock.Add(-5 * time.Second)
 	mu.Unlock()
-	if _, err := n.Append(context.Background(), "a", entries("k", "2"), 0, 0); err != nil {
+	if _, err := n.Append(context.Background(), Write{Tenant: "a", Entries: entries("k", "2")}); err != nil {
 		t.Fatal(err)
 	}
 	got, _, err := n.Entries("a", 1, 10)
@@ -365,7 +365,7 @@ func TestRefusesUnfinishedRestore(t *testing.T) {
 func TestCommitMarker(t *testing.T) {
 	n := startNode(t, t.TempDir(), nil, nil)
 	ctx := context.Background()
-	r, err := n.Append(ctx, "acme", entries("k", `1`), 0, 0)
+	r, err := n.Append(ctx, Write{Tenant: "acme", Entries: entries("k", `1`)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,11 +377,39 @@ func TestCommitMarker(t *testing.T) {
 	if got := n.proj.ActiveTenants(); got != 1 {
 		t.Fatalf("%d tenants after a marker, want 1", got)
 	}
-	r2, err := n.Append(ctx, "acme", entries("k", `2`), 0, 0)
+	r2, err := n.Append(ctx, Write{Tenant: "acme", Entries: entries("k", `2`)})
 	if err != nil || r2.FirstPosition != 2 || r2.CommitNumber != op+1 {
 		t.Fatalf("write after the marker: %+v, %v", r2, err)
 	}
 	if _, _, pos := n.BackupRole(); pos != 2 {
 		t.Fatalf("applied position %d, want 2", pos)
+	}
+}
+
+// An admin op is a committed system op: one entry naming the action, its
+// JSON detail and the principal, in no tenant, chained like every op.
+func TestCommitAdmin(t *testing.T) {
+	n := startNode(t, t.TempDir(), nil, nil)
+	ctx := context.Background()
+	op, err := n.CommitAdmin(ctx, "token_reload", map[string]int{"tokens": 3}, "root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := n.log.Read(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Kind != kmblog.KindAdmin || got.Tenant != "" || got.Principal != "root" || len(got.Entries) != 1 ||
+		got.Entries[0].Key != "token_reload" || string(got.Entries[0].Value) != `{"tokens":3}` {
+		t.Fatalf("admin op = %+v", got)
+	}
+	if kmblog.ChainHash(kmblog.Chain{}, &got) != got.Chain {
+		t.Fatal("admin op's chain hash does not follow op 0")
+	}
+	if n.proj.ActiveTenants() != 0 || n.proj.AppliedPosition() != 1 {
+		t.Fatalf("admin op applied as a tenant's: %d tenants, applied position %d", n.proj.ActiveTenants(), n.proj.AppliedPosition())
+	}
+	if _, err := n.CommitAdmin(ctx, "", nil, ""); err == nil {
+		t.Fatal("an admin op without an action was committed")
 	}
 }

@@ -20,13 +20,15 @@ func (n *Node) publishStatus(force string) {
 		ClusterSize: len(n.ids),
 		Build:       n.build,
 	}
+	s.DiskFull = n.diskFull.Load() != nil
 	if n.rep != nil {
 		st := n.rep.State()
 		s.View, s.OpNumber, s.CommitNumber = st.View, st.Op, st.Commit
+		s.CorruptOps = st.Faulty
 		switch st.Status {
 		case vsr.StatusNormal:
 			s.Status = status.StateNormal
-			if st.CatchingUp {
+			if st.CatchingUp || st.Faulty > 0 || st.Promised > 0 {
 				s.Status = status.StateRecovering
 			}
 			s.LeaderID = st.Primary
@@ -105,11 +107,17 @@ func (n *Node) Ready() error {
 		return fmt.Errorf("storage failure: %v", err)
 	}
 	s := n.snap.Load()
+	if s.DiskFull {
+		return errors.New("disk full: writes are refused until space is freed in the data dir (reads are served)")
+	}
 	switch s.Status {
 	case status.StateNormal:
 	case status.StateRecovering:
 		if !n.running.Load() {
 			return errors.New("recovering: replaying the log")
+		}
+		if s.CorruptOps > 0 {
+			return fmt.Errorf("repairing: %d corrupt log ops are being fetched from the cluster", s.CorruptOps)
 		}
 		return errors.New("recovering: catching up with the leader")
 	case status.StateViewChange:

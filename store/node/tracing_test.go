@@ -45,7 +45,7 @@ func TestTracingAcrossReplicas(t *testing.T) {
 	})
 
 	// An untraced write (ratio 0, no parent) produces no span at all.
-	if _, err := leader.Append(context.Background(), "acme", entries("quiet", "1"), 0, 0); err != nil {
+	if _, err := leader.Append(context.Background(), Write{Tenant: "acme", Entries: entries("quiet", "1")}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -56,7 +56,7 @@ func TestTracingAcrossReplicas(t *testing.T) {
 		Remote:     true,
 	})
 	ctx := trace.ContextWithSpanContext(context.Background(), writer)
-	res, err := leader.Append(ctx, "acme", entries("traced", "1"), 0, 0)
+	res, err := leader.Append(ctx, Write{Tenant: "acme", Entries: entries("traced", "1")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestTracingAcrossReplicas(t *testing.T) {
 	}
 	follower.Stop()
 	for i := 0; i < 5; i++ {
-		if _, err := leader.Append(context.Background(), "acme", entries("while-down", "1"), 0, 0); err != nil {
+		if _, err := leader.Append(context.Background(), Write{Tenant: "acme", Entries: entries("while-down", "1")}); err != nil {
 			t.Fatal(err)
 		}
 	}

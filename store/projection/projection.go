@@ -59,9 +59,13 @@ func (p *Projection) Apply(op *kmblog.Op) {
 	if op.Op <= p.appliedOp.Load() {
 		return
 	}
-	if len(op.Entries) == 0 {
-		// An op without entries (the backup task's checkpoint marker)
-		// belongs to no tenant.
+	if op.Kind != kmblog.KindData || len(op.Entries) == 0 {
+		// System ops (markers, admin actions, configurations) and ops
+		// without entries belong to no tenant; their entries still take
+		// positions.
+		if n := len(op.Entries); n > 0 {
+			p.appliedPosition.Store(op.FirstPosition + uint64(n) - 1)
+		}
 		p.appliedOp.Store(op.Op)
 		return
 	}

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"slices"
 
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/store/vsr"
@@ -13,8 +14,11 @@ type host struct {
 	id uint64
 	w  *world
 
-	// Disk: survives crashes unless wiped.
+	// Disk: survives crashes unless wiped. corrupt marks stored ops that
+	// no longer read back (the op itself stays, so that a repair can be
+	// checked against it).
 	log      []*kmblog.Op
+	corrupt  map[uint64]bool
 	hs       vsr.HardState
 	hasState bool
 
@@ -42,7 +46,74 @@ func (s storage) Read(op uint64) (kmblog.Op, error) {
 	if op == 0 || op > uint64(len(s.h.log)) {
 		return kmblog.Op{}, fmt.Errorf("sim: op %d not on disk (%d ops)", op, len(s.h.log))
 	}
+	if s.h.corrupt[op] {
+		return kmblog.Op{}, fmt.Errorf("sim: op %d: %w", op, kmblog.ErrCorrupt)
+	}
 	return *s.h.log[op-1], nil
+}
+
+// damaged reports whether the replica holds corrupt ops or a promise it
+// has not kept: it cannot vote, so it counts against the fault budget.
+func (h *host) damaged() bool {
+	if len(h.corrupt) > 0 {
+		return true
+	}
+	if h.r != nil {
+		s := h.r.State()
+		return s.Faulty > 0 || s.Promised > 0
+	}
+	return h.hs.Promised > 0
+}
+
+// corruptSome marks up to n stored ops corrupt: never the last op, whose
+// damage recovery would take for a torn write.
+func (h *host) corruptSome(n int) {
+	w := h.w
+	if len(h.log) < 2 {
+		return
+	}
+	for range n {
+		op := uint64(1 + w.rng.IntN(len(h.log)-1))
+		if c := h.hs.Commit; c+1 < uint64(len(h.log)) && w.rng.IntN(2) == 0 {
+			// Half the time past the commit lower bound: ops that may
+			// never commit, whose repair must not assume they did.
+			op = c + 1 + uint64(w.rng.IntN(len(h.log)-1-int(c)))
+		}
+		if h.corrupt[op] {
+			continue
+		}
+		if h.corrupt == nil {
+			h.corrupt = map[uint64]bool{}
+		}
+		h.corrupt[op] = true
+		w.res.Corruptions++
+		w.tracef("replica %d: op %d corrupt on disk", h.id, op)
+	}
+}
+
+// faultyRuns is what recovery finds: the corrupt ops, as runs. A canary
+// build instead cuts the log at the first of them, as a log that took
+// every bad record for a torn tail would.
+func (h *host) faultyRuns() []vsr.Run {
+	var ops []uint64
+	for op := range h.corrupt {
+		ops = append(ops, op)
+	}
+	slices.Sort(ops)
+	if h.w.opts.CanaryTruncateCorrupt && len(ops) > 0 {
+		h.log = h.log[:ops[0]-1]
+		h.corrupt = nil
+		return nil
+	}
+	var runs []vsr.Run
+	for _, op := range ops {
+		if n := len(runs); n > 0 && runs[n-1].Last+1 == op {
+			runs[n-1].Last = op
+			continue
+		}
+		runs = append(runs, vsr.Run{First: op, Last: op})
+	}
+	return runs
 }
 
 func (h *host) start() {
@@ -50,8 +121,10 @@ func (h *host) start() {
 	h.up = true
 	h.kv, h.table, h.waiting = map[string]string{}, map[uint64]tableEntry{}, map[[2]uint64]bool{}
 	h.applied = 0
-	// Replay what is known committed, as the node does at start.
-	for h.applied < min(h.hs.Commit, uint64(len(h.log))) {
+	faulty := h.faultyRuns() // first: the canary cuts the log
+	// Replay what is known committed, as the node does at start, up to
+	// the first corrupt op.
+	for h.applied < min(h.hs.Commit, uint64(len(h.log))) && !h.corrupt[h.applied+1] {
 		h.apply(h.log[h.applied])
 	}
 	r, err := vsr.New(vsr.Config{
@@ -61,7 +134,7 @@ func (h *host) start() {
 		ViewChangeTicks: 10,
 		Rand:            func(n int) int { return w.rng.IntN(n) },
 		Storage:         storage{h},
-	}, h.hs, h.hasState, uint64(len(h.log)))
+	}, vsr.Durable{HardState: h.hs, HasState: h.hasState, LastOp: uint64(len(h.log)), Faulty: faulty})
 	if err != nil {
 		w.fail("replica %d: start: %v", h.id, err)
 		h.up = false
@@ -78,8 +151,14 @@ func (h *host) crash(wipe bool) {
 	w.res.Crashes++
 	w.tracef("replica %d crashes (wipe=%v), disk has %d ops, hs=%+v", h.id, wipe, len(h.log), h.hs)
 	if wipe {
-		h.log, h.hs, h.hasState, h.wiped = nil, vsr.HardState{}, false, true
+		h.log, h.hs, h.hasState, h.wiped, h.corrupt = nil, vsr.HardState{}, false, true, nil
 		w.res.Wipes++
+		return
+	}
+	// Its disk may have rotted while it was down, if the fault budget
+	// allows one more damaged replica (this one is down, so counted).
+	if w.faulty && w.chance(w.opts.CorruptRate) && !h.damaged() && w.failures() <= (w.opts.Replicas-1)/2 {
+		h.corruptSome(1 + w.rng.IntN(3))
 	}
 }
 
@@ -99,6 +178,19 @@ func (h *host) handleReady() {
 			return
 		}
 
+		for _, op := range rd.Repair {
+			switch {
+			case op.Op > uint64(len(h.log)) || !h.corrupt[op.Op]:
+				w.fail("replica %d: repair of op %d, which is not corrupt on its disk", h.id, op.Op)
+				return
+			case identity(op) != identity(h.log[op.Op-1]) || op.Chain != h.log[op.Op-1].Chain:
+				w.fail("replica %d: repair of op %d wrote %s, the disk held %s", h.id, op.Op, identity(op), identity(h.log[op.Op-1]))
+				return
+			}
+			delete(h.corrupt, op.Op)
+			w.res.Repaired++
+			w.tracef("replica %d repairs op %d", h.id, op.Op)
+		}
 		if rd.Truncate {
 			w.tracef("replica %d truncates after %d (had %d)", h.id, rd.TruncateAfter, len(h.log))
 			if rd.TruncateAfter > uint64(len(h.log)) {
@@ -106,6 +198,11 @@ func (h *host) handleReady() {
 				return
 			}
 			h.log = h.log[:rd.TruncateAfter]
+			for op := range h.corrupt {
+				if op > rd.TruncateAfter {
+					delete(h.corrupt, op)
+				}
+			}
 		}
 		appends := rd.Append
 		if crashAt == 1 && len(appends) > 0 {
@@ -129,7 +226,7 @@ func (h *host) handleReady() {
 				w.fail("replica %d: persisted view went back from %d to %d", h.id, h.hs.View, rd.HardState.View)
 				return
 			}
-			h.hs.View, h.hs.LogView = rd.HardState.View, rd.HardState.LogView
+			h.hs.View, h.hs.LogView, h.hs.Promised = rd.HardState.View, rd.HardState.LogView, rd.HardState.Promised
 			h.hasState = true
 		}
 
@@ -148,6 +245,17 @@ func (h *host) handleReady() {
 		}
 		for h.applied < rd.CommitTo {
 			op := h.log[h.applied]
+			if h.corrupt[op.Op] {
+				if runs := h.r.FaultyRuns(); len(runs) > 0 && op.Op >= runs[0].First {
+					w.fail("replica %d: commit %d reaches op %d, which it holds as faulty", h.id, rd.CommitTo, op.Op)
+					return
+				}
+				// Rotted while running: the driver finds out now, as the
+				// node does when its read fails.
+				w.tracef("replica %d finds op %d corrupt while applying", h.id, op.Op)
+				h.r.MarkCorrupt(op.Op)
+				break
+			}
 			id := identity(op)
 			if prev, ok := w.committed[op.Op]; ok && prev != id {
 				w.fail("agreement: replica %d committed op %d as %s, committed elsewhere as %s", h.id, op.Op, id, prev)
@@ -170,6 +278,8 @@ func (h *host) handleReady() {
 				w.res.ViewChanges++
 			case vsr.EventRecovered, vsr.EventClusterFormed:
 				h.wiped = false
+			case vsr.EventRepairReplaced:
+				w.res.Replaced++
 			}
 		}
 		h.r.Advance(rd)

@@ -27,16 +27,27 @@ type Options struct {
 	StepsPerTick  int
 	MaxDelaySteps int
 	// Fault rates, per step (crash, partition) or per message (drop, dup).
-	DropRate      float64
-	DupRate       float64
-	CrashRate     float64
-	WipeRate      float64 // share of crashes that also lose the disk
+	DropRate  float64
+	DupRate   float64
+	CrashRate float64
+	WipeRate  float64 // share of crashes that also lose the disk
+	// CorruptRate is the share of crashes after which stored ops of the
+	// crashed replica are found corrupt on restart (bit rot, misdirected
+	// writes), and, per step, the chance that an op of a running replica
+	// rots. Corruption hits a minority: a replica is only corrupted when
+	// the fault budget allows one more failure.
+	CorruptRate   float64
 	PartitionRate float64
 	// Keys the clients write and read.
 	Keys int
 	// Trace, when set, receives one line per notable event (for replaying
 	// a failing seed).
 	Trace func(line string)
+	// CanaryTruncateCorrupt plants the bug that storage fault handling
+	// exists to prevent: a restarted replica cuts its log at the first
+	// corrupt op instead of holding the ops for repair. The checkers must
+	// catch it.
+	CanaryTruncateCorrupt bool
 }
 
 // DefaultOptions returns the options CI runs.
@@ -52,6 +63,7 @@ func DefaultOptions() Options {
 		DupRate:       0.02,
 		CrashRate:     0.0005,
 		WipeRate:      0.25,
+		CorruptRate:   0.3,
 		PartitionRate: 0.0005,
 		Keys:          5,
 	}
@@ -92,6 +104,9 @@ type Result struct {
 	ViewChanges    int    // views started across replicas
 	MaxView        uint64
 	Crashes, Wipes int
+	Corruptions    int // corrupt stored ops, counted one per op
+	Repaired       int // corrupt ops repaired from another replica's copy
+	Replaced       int // runs of corrupt ops found never committed and replaced
 	Partitions     int
 	Messages       int // delivered
 	Dropped        int
@@ -99,8 +114,8 @@ type Result struct {
 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("seed=%d steps=%d committed=%d requests=%d view_changes=%d max_view=%d crashes=%d wipes=%d partitions=%d messages=%d dropped=%d converged_after_ticks=%d",
-		r.Seed, r.Steps, r.Committed, r.Requests, r.ViewChanges, r.MaxView, r.Crashes, r.Wipes, r.Partitions, r.Messages, r.Dropped, r.ConvergedAfter)
+	return fmt.Sprintf("seed=%d steps=%d committed=%d requests=%d view_changes=%d max_view=%d crashes=%d wipes=%d corruptions=%d repaired=%d replaced=%d partitions=%d messages=%d dropped=%d converged_after_ticks=%d",
+		r.Seed, r.Steps, r.Committed, r.Requests, r.ViewChanges, r.MaxView, r.Crashes, r.Wipes, r.Corruptions, r.Repaired, r.Replaced, r.Partitions, r.Messages, r.Dropped, r.ConvergedAfter)
 }
 
 // Violation is an invariant the run broke.
@@ -248,7 +263,7 @@ func (w *world) runTick() {
 func (w *world) failures() int {
 	n := 0
 	for _, h := range w.hosts {
-		if !h.up || h.wiped || h.r.State().Status == vsr.StatusRecovering {
+		if !h.up || h.wiped || h.damaged() || h.r.State().Status == vsr.StatusRecovering {
 			n++
 		}
 	}
@@ -261,6 +276,14 @@ func (w *world) injectFaults() {
 		h := w.hosts[w.ids[w.rng.IntN(len(w.ids))]]
 		if h.up {
 			h.crash(w.chance(w.opts.WipeRate))
+		}
+	}
+	if w.chance(w.opts.CorruptRate*w.opts.CrashRate) && w.failures() < f {
+		// Bit rot under a running replica: it finds out when it reads
+		// the op.
+		h := w.hosts[w.ids[w.rng.IntN(len(w.ids))]]
+		if h.up && !h.damaged() {
+			h.corruptSome(1)
 		}
 	}
 	if w.part == nil && w.chance(w.opts.PartitionRate) {
@@ -334,7 +357,7 @@ func (w *world) converged() bool {
 			return false
 		}
 		s := h.r.State()
-		if s.Status != vsr.StatusNormal || s.Commit != s.Op || h.applied != s.Commit {
+		if s.Status != vsr.StatusNormal || s.Commit != s.Op || h.applied != s.Commit || s.Faulty > 0 || s.Promised > 0 {
 			return false
 		}
 		if i == 0 {
@@ -360,7 +383,7 @@ func (w *world) describe() string {
 			continue
 		}
 		s := h.r.State()
-		fmt.Fprintf(&b, "[%d %s v%d lv%d op%d c%d applied%d] ", id, s.Status, s.View, s.LogView, s.Op, s.Commit, h.applied)
+		fmt.Fprintf(&b, "[%d %s v%d lv%d op%d c%d applied%d faulty%d promised%d] ", id, s.Status, s.View, s.LogView, s.Op, s.Commit, h.applied, s.Faulty, s.Promised)
 	}
 	pending := 0
 	for _, c := range w.clients {

@@ -39,8 +39,10 @@ type clusterOpts struct {
 type testNode struct {
 	id uint64
 
-	// Disk.
+	// Disk. corrupt marks ops that no longer read back; the op stays, so
+	// that a repair can be checked against it.
 	disk     []*kmblog.Op
+	corrupt  map[uint64]bool
 	hs       HardState
 	hasState bool
 
@@ -63,6 +65,7 @@ const (
 	crashTornAppend               // truncation and part of the appends are durable
 	crashAfterLog                 // the log is durable, the hard state is not
 	crashBeforeSend               // log and hard state are durable, nothing sent
+	crashAfterCut                 // at the next Ready that truncates: the cut is durable, nothing else
 )
 
 var crashPointNames = map[string]crashPoint{
@@ -70,6 +73,7 @@ var crashPointNames = map[string]crashPoint{
 	"torn_append":    crashTornAppend,
 	"after_log":      crashAfterLog,
 	"before_send":    crashBeforeSend,
+	"after_cut":      crashAfterCut,
 }
 
 // nodeStorage serves a replica's reads from its node's disk.
@@ -78,6 +82,9 @@ type nodeStorage struct{ n *testNode }
 func (s nodeStorage) Read(op uint64) (kmblog.Op, error) {
 	if op == 0 || op > uint64(len(s.n.disk)) {
 		return kmblog.Op{}, fmt.Errorf("harness: op %d not on disk (%d ops)", op, len(s.n.disk))
+	}
+	if s.n.corrupt[op] {
+		return kmblog.Op{}, fmt.Errorf("harness: op %d: %w", op, kmblog.ErrCorrupt)
 	}
 	return *cloneOp(s.n.disk[op-1]), nil
 }
@@ -190,10 +197,24 @@ func (c *testCluster) start(id uint64) {
 		c.fatalf("replica %d is already up", id)
 	}
 	n.applied = 0
+	var faulty []Run
+	for op := uint64(1); op <= uint64(len(n.disk)); op++ {
+		if !n.corrupt[op] {
+			continue
+		}
+		if k := len(faulty); k > 0 && faulty[k-1].Last+1 == op {
+			faulty[k-1].Last = op
+		} else {
+			faulty = append(faulty, Run{op, op})
+		}
+	}
 	if n.hasState {
 		n.applied = min(n.hs.Commit, uint64(len(n.disk)))
+		if len(faulty) > 0 {
+			n.applied = min(n.applied, faulty[0].First-1)
+		}
 	}
-	r, err := New(c.config(n), n.hs, n.hasState, uint64(len(n.disk)))
+	r, err := New(c.config(n), Durable{HardState: n.hs, HasState: n.hasState, LastOp: uint64(len(n.disk)), Faulty: faulty})
 	if err != nil {
 		c.fatalf("replica %d: New: %v", id, err)
 	}
@@ -227,7 +248,8 @@ func (c *testCluster) handleReady(n *testNode) {
 	for n.r != nil && n.r.HasReady() {
 		rd := n.r.Ready()
 		at := noCrash
-		if n.crashAt != noCrash && (rd.Truncate || len(rd.Append) > 0 || rd.MustPersist) {
+		if n.crashAt != noCrash && (rd.Truncate || len(rd.Append) > 0 || rd.MustPersist) &&
+			(n.crashAt != crashAfterCut || rd.Truncate) {
 			at, n.crashAt = n.crashAt, noCrash
 		}
 		if at == crashBeforePersist {
@@ -235,7 +257,16 @@ func (c *testCluster) handleReady(n *testNode) {
 			return
 		}
 
-		// 1. The log, durably: truncation first, then appends.
+		// 1. The log, durably: repairs, truncation, then appends.
+		for _, op := range rd.Repair {
+			if op.Op > uint64(len(n.disk)) || !n.corrupt[op.Op] {
+				c.fatalf("replica %d: repair of op %d, which is not corrupt on its disk", n.id, op.Op)
+			}
+			if opIdent(op) != opIdent(n.disk[op.Op-1]) || op.Chain != n.disk[op.Op-1].Chain {
+				c.fatalf("replica %d: repair of op %d writes %s, the disk held %s", n.id, op.Op, opIdent(op), opIdent(n.disk[op.Op-1]))
+			}
+			delete(n.corrupt, op.Op)
+		}
 		if rd.Truncate {
 			if rd.TruncateAfter > uint64(len(n.disk)) {
 				c.fatalf("replica %d: truncate after %d beyond its log end %d", n.id, rd.TruncateAfter, len(n.disk))
@@ -244,6 +275,15 @@ func (c *testCluster) handleReady(n *testNode) {
 				c.fatalf("replica %d: truncate after %d removes applied (committed) ops up to %d", n.id, rd.TruncateAfter, n.applied)
 			}
 			n.disk = n.disk[:rd.TruncateAfter]
+			for op := range n.corrupt {
+				if op > rd.TruncateAfter {
+					delete(n.corrupt, op)
+				}
+			}
+		}
+		if at == crashAfterCut {
+			c.crash(n.id)
+			return
 		}
 		appends := rd.Append
 		if at == crashTornAppend {
@@ -267,7 +307,7 @@ func (c *testCluster) handleReady(n *testNode) {
 			if rd.HardState.LogView > rd.HardState.View {
 				c.fatalf("replica %d: persisted log view %d above view %d", n.id, rd.HardState.LogView, rd.HardState.View)
 			}
-			n.hs.View, n.hs.LogView = rd.HardState.View, rd.HardState.LogView
+			n.hs.View, n.hs.LogView, n.hs.Promised = rd.HardState.View, rd.HardState.LogView, rd.HardState.Promised
 			n.hasState = true
 		}
 		if rd.CommitTo > uint64(len(n.disk)) {
@@ -297,6 +337,13 @@ func (c *testCluster) handleReady(n *testNode) {
 		// 4. Apply, checking agreement.
 		for n.applied < rd.CommitTo {
 			op := n.disk[n.applied]
+			if n.corrupt[op.Op] {
+				if runs := n.r.FaultyRuns(); len(runs) > 0 && op.Op >= runs[0].First {
+					c.fatalf("replica %d: commit %d reaches op %d, which it holds as faulty", n.id, rd.CommitTo, op.Op)
+				}
+				n.r.MarkCorrupt(op.Op) // the driver finds out as it applies
+				break
+			}
 			id := opIdent(op)
 			if prev, ok := c.committed[op.Op]; ok && prev != id {
 				c.fatalf("agreement: replica %d committed op %d as %s, committed elsewhere as %s", n.id, op.Op, id, prev)

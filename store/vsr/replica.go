@@ -33,6 +33,14 @@ type Replica struct {
 
 	lastPosition  uint64
 	lastTimestamp int64
+	lastChain     kmblog.Chain // chain hash of op r.op
+
+	// chainer computes chain hashes (the primary's for its proposals, a
+	// backup's to check the primary's ops); prev caches the chain hash
+	// of op prevOp, the one installOp checks the next op against.
+	chainer kmblog.Chainer
+	prevOp  uint64
+	prev    kmblog.Chain
 
 	// mem holds ops memBase+1 .. op: everything not yet known to be both
 	// committed and durable, so the replica never reads unpersisted ops
@@ -61,6 +69,20 @@ type Replica struct {
 	repairOp   uint64
 	repairTick uint64
 
+	// Corruption (see Durable.Faulty): the runs of faulty ops, sorted;
+	// the primary's copies of the first run collected so far; the log
+	// length the replica may have acknowledged and must hold again before
+	// it votes, and how much of that promise is durable; verified copies
+	// for the driver to write back; when the first run last made progress.
+	faulty          []Run
+	candidates      []*kmblog.Op
+	replacing       bool   // the candidates replace the run once the promise is durable
+	primaryOp       uint64 // the primary's op number, as its last message said
+	promised        uint64
+	promisedDurable uint64
+	repairs         []*kmblog.Op
+	faultyTick      uint64
+
 	// Timers, in ticks.
 	tick        uint64
 	lastHeard   uint64 // from the primary (backup) or last view-change progress
@@ -79,10 +101,9 @@ type Replica struct {
 	commitSent uint64
 }
 
-// New returns a replica. hs and lastOp describe its durable state; hasState
-// is false when the data directory holds no hard state (a new or wiped
-// replica), which starts the recovery protocol.
-func New(cfg Config, hs HardState, hasState bool, lastOp uint64) (*Replica, error) {
+// New returns a replica that starts from the durable state d.
+func New(cfg Config, d Durable) (*Replica, error) {
+	hs, hasState, lastOp := d.HardState, d.HasState, d.LastOp
 	cfg.defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -115,6 +136,10 @@ func New(cfg Config, hs HardState, hasState bool, lastOp uint64) (*Replica, erro
 	r.view, r.logView, r.commit = hs.View, hs.LogView, min(hs.Commit, lastOp)
 	r.op, r.durable, r.memBase, r.verified = lastOp, lastOp, lastOp, lastOp
 	r.hs = hs
+	r.promised, r.promisedDurable = hs.Promised, hs.Promised
+	if err := r.setFaulty(d.Faulty); err != nil {
+		return nil, err
+	}
 	if err := r.loadLast(); err != nil {
 		return nil, err
 	}
@@ -124,6 +149,11 @@ func New(cfg Config, hs HardState, hasState bool, lastOp uint64) (*Replica, erro
 		r.verified = r.commit
 		r.status = StatusViewChange
 		r.beginViewChange(r.view)
+	} else if r.isPrimary() && !r.canLead() {
+		// A primary that cannot read its whole log cannot lead: let the
+		// next replica take over, and repair from it.
+		r.status = StatusViewChange
+		r.beginViewChange(r.view + 1)
 	} else {
 		r.status = StatusNormal
 		r.lastHeard = r.tick
@@ -135,23 +165,45 @@ func New(cfg Config, hs HardState, hasState bool, lastOp uint64) (*Replica, erro
 	return r, nil
 }
 
+// reloadLast is loadLast after the log got shorter. The new last op may
+// have rotted on disk unnoticed: it is then held as faulty, and since a
+// faulty op is never extended (the verified prefix ends before it), the
+// stale position, timestamp and chain hash are never used; the op's
+// repair replaces it first.
+func (r *Replica) reloadLast() {
+	if err := r.loadLast(); err != nil {
+		if _, bad := r.faultyRunAt(r.op); !bad {
+			r.markFaulty(r.op)
+		}
+	}
+}
+
 // loadLast reads the position and timestamp of the last op.
 func (r *Replica) loadLast() error {
 	if r.op == 0 {
-		r.lastPosition, r.lastTimestamp = 0, 0
+		r.lastPosition, r.lastTimestamp, r.lastChain = 0, 0, kmblog.Chain{}
 		return nil
 	}
 	op, err := r.readOp(r.op)
 	if err != nil {
 		return fmt.Errorf("vsr: read last op %d: %w", r.op, err)
 	}
-	r.lastPosition, r.lastTimestamp = op.LastPosition(), op.Timestamp
+	r.lastPosition, r.lastTimestamp, r.lastChain = op.LastPosition(), op.Timestamp, op.Chain
 	return nil
 }
 
 func (r *Replica) readOp(n uint64) (*kmblog.Op, error) {
 	if n > r.memBase && n <= r.op {
 		return r.mem[n-r.memBase-1], nil
+	}
+	// Repaired copies are what the disk holds once the pending Ready is
+	// persisted.
+	if k := len(r.repairs); k > 0 && n >= r.repairs[0].Op && n <= r.repairs[k-1].Op {
+		for _, op := range r.repairs {
+			if op.Op == n {
+				return op, nil
+			}
+		}
 	}
 	if n > r.durable || n == 0 {
 		return nil, fmt.Errorf("vsr: op %d is not durable (durable %d)", n, r.durable)
@@ -179,6 +231,8 @@ func (r *Replica) State() State {
 		Primary:    r.primaryOf(r.view),
 		IsPrimary:  r.status == StatusNormal && r.isPrimary() && !r.catchingUp,
 		CatchingUp: r.status == StatusNormal && r.catchingUp,
+		Faulty:     r.faultyOps(),
+		Promised:   r.promised,
 	}
 }
 
@@ -214,17 +268,37 @@ func (r *Replica) broadcast(m wire.Message) {
 }
 
 func (r *Replica) persistHardState() {
-	r.hs = HardState{View: r.view, LogView: r.logView, Commit: r.commit}
+	r.hs = HardState{View: r.view, LogView: r.logView, Commit: r.commit, Promised: r.promised}
 	r.hsDirty = true
 }
 
 // appendOp adds op, which must be r.op+1, to the log as verified.
 func (r *Replica) appendOp(op *kmblog.Op) {
 	r.op++
-	r.verified = r.op
+	r.verified = r.capVerified(r.op)
 	r.mem = append(r.mem, op)
 	r.appends = append(r.appends, op)
-	r.lastPosition, r.lastTimestamp = op.LastPosition(), op.Timestamp
+	r.lastPosition, r.lastTimestamp, r.lastChain = op.LastPosition(), op.Timestamp, op.Chain
+	r.prevOp, r.prev = op.Op, op.Chain
+}
+
+// chainAt returns the chain hash of op n of the log (the zero hash for
+// n == 0), reading the op unless it is the one last installed or checked.
+func (r *Replica) chainAt(n uint64) (kmblog.Chain, error) {
+	switch {
+	case n == 0:
+		return kmblog.Chain{}, nil
+	case n == r.prevOp:
+		return r.prev, nil
+	case n == r.op:
+		return r.lastChain, nil
+	}
+	op, err := r.readPersisted(n)
+	if err != nil {
+		return kmblog.Chain{}, err
+	}
+	r.prevOp, r.prev = n, op.Chain
+	return op.Chain, nil
 }
 
 // truncateLog removes every op after n.
@@ -249,13 +323,14 @@ func (r *Replica) truncateLog(n uint64) {
 		r.mem, r.memBase = r.mem[:0], n
 	}
 	r.op = n
+	if r.prevOp > n {
+		r.prevOp = 0 // its chain hash was of an op now gone
+	}
 	r.durable = min(r.durable, n)
 	r.commit = min(r.commit, n)
 	r.verified = min(r.verified, n)
-	if err := r.loadLast(); err != nil {
-		// Storage failed under ops we hold durably: nothing sane remains.
-		panic(err)
-	}
+	r.dropFaultyAfter(n)
+	r.reloadLast()
 	r.event(Event{Kind: EventLogTruncated, View: r.view, Op: n})
 }
 
@@ -269,7 +344,7 @@ func (r *Replica) setCommit(c uint64) {
 // HasReady reports whether Ready has anything.
 func (r *Replica) HasReady() bool {
 	return r.hsDirty || r.truncate || len(r.appends) > 0 || len(r.msgs) > 0 ||
-		len(r.events) > 0 || r.commit != r.commitSent
+		len(r.events) > 0 || len(r.repairs) > 0 || r.commit != r.commitSent
 }
 
 // Ready returns the pending output. Call Advance once it is handled.
@@ -277,6 +352,7 @@ func (r *Replica) Ready() Ready {
 	rd := Ready{
 		HardState:     r.hs,
 		MustPersist:   r.hsDirty,
+		Repair:        r.repairs,
 		Truncate:      r.truncate,
 		TruncateAfter: r.truncAfter,
 		Append:        r.appends,
@@ -285,13 +361,19 @@ func (r *Replica) Ready() Ready {
 		Events:        r.events,
 	}
 	r.hsDirty, r.truncate, r.truncAfter = false, false, 0
-	r.appends, r.msgs, r.events = nil, nil, nil
+	r.appends, r.msgs, r.events, r.repairs = nil, nil, nil, nil
 	r.commitSent = r.commit
 	return rd
 }
 
 // Advance tells the replica that rd was persisted, sent and applied.
 func (r *Replica) Advance(rd Ready) {
+	if rd.MustPersist {
+		r.promisedDurable = rd.HardState.Promised
+		if r.replacing && r.promisedDurable >= r.promised {
+			r.replaceWithCandidates()
+		}
+	}
 	if rd.Truncate {
 		r.durable = min(r.durable, rd.TruncateAfter)
 	}
@@ -332,6 +414,10 @@ func (r *Replica) Propose(ps ...Proposal) (uint64, error) {
 	first := r.op + 1
 	ops := make([]*kmblog.Op, len(ps))
 	for i, p := range ps {
+		kind := p.Kind
+		if kind == kmblog.KindData && p.Tenant == "" && len(p.Entries) == 0 {
+			kind = kmblog.KindMarker
+		}
 		// Strictly increasing across the log, and so across views (a new
 		// primary's log holds every committed op): a time names a prefix
 		// of the log, which backup checkpoints rely on.
@@ -340,12 +426,15 @@ func (r *Replica) Propose(ps ...Proposal) (uint64, error) {
 			Op:            r.op + 1,
 			View:          r.view,
 			Timestamp:     ts,
+			Kind:          kind,
 			Tenant:        p.Tenant,
 			FirstPosition: r.lastPosition + 1,
 			ClientID:      p.ClientID,
 			RequestID:     p.RequestID,
+			Principal:     p.Principal,
 			Entries:       p.Entries,
 		}
+		op.Chain = r.chainer.Op(r.lastChain, op)
 		r.appendOp(op)
 		ops[i] = op
 	}

@@ -78,7 +78,7 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("Validate changed the config: %s → %s", before, after)
 			}
 			// New validates the same way.
-			_, nerr := New(c, HardState{}, true, 0)
+			_, nerr := New(c, Durable{HardState: HardState{}, HasState: true, LastOp: 0})
 			if (nerr == nil) != (err == nil) {
 				t.Fatalf("New error %v, Validate error %v", nerr, err)
 			}
@@ -89,11 +89,11 @@ func TestConfigValidate(t *testing.T) {
 func TestNewReadsLastOp(t *testing.T) {
 	cfg := validTestConfig()
 	cfg.Storage = failStorage{}
-	if _, err := New(cfg, HardState{}, true, 3); err == nil || !strings.Contains(err.Error(), "disk on fire") {
+	if _, err := New(cfg, Durable{HardState: HardState{}, HasState: true, LastOp: 3}); err == nil || !strings.Contains(err.Error(), "disk on fire") {
 		t.Fatalf("New with an unreadable last op: %v", err)
 	}
 	// Without ops there is nothing to read.
-	if _, err := New(cfg, HardState{}, true, 0); err != nil {
+	if _, err := New(cfg, Durable{HardState: HardState{}, HasState: true, LastOp: 0}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -108,7 +108,7 @@ func newTestPrimary(t *testing.T, n, k int, durable bool) *Replica {
 	for i := 1; i <= n; i++ {
 		cfg.Replicas = append(cfg.Replicas, uint64(i))
 	}
-	r, err := New(cfg, HardState{}, true, 0)
+	r, err := New(cfg, Durable{HardState: HardState{}, HasState: true, LastOp: 0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestPrepareOKFiltered(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := validTestConfig()
 			cfg.Storage = disk
-			r, err := New(cfg, tt.hs, true, 3)
+			r, err := New(cfg, Durable{HardState: tt.hs, HasState: true, LastOp: 3})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -276,7 +276,7 @@ func TestProposeOps(t *testing.T) {
 	disk := sliceStorage(rd.Append)
 	cfg := validTestConfig()
 	cfg.Storage = disk
-	r2, err := New(cfg, HardState{}, true, 3)
+	r2, err := New(cfg, Durable{HardState: HardState{}, HasState: true, LastOp: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +336,7 @@ func TestStepIgnoresMisaddressed(t *testing.T) {
 	} {
 		cfg := validTestConfig()
 		cfg.NodeID = 2
-		r, err := New(cfg, HardState{}, true, 0)
+		r, err := New(cfg, Durable{HardState: HardState{}, HasState: true, LastOp: 0})
 		if err != nil {
 			t.Fatal(err)
 		}

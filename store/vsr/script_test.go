@@ -295,6 +295,36 @@ func (s *script) exec(args []string) error {
 				c.wipe(id)
 			}
 		}
+	case "corrupt":
+		// corrupt ID FIRST[-LAST]: those ops of ID's log stop reading back.
+		if len(args) != 2 {
+			return errors.New("usage: corrupt ID FIRST[-LAST]")
+		}
+		ids, err := s.ids(args[0])
+		if err != nil || len(ids) != 1 {
+			return fmt.Errorf("corrupt needs one replica id, got %q", args[0])
+		}
+		lo, hi, _ := strings.Cut(args[1], "-")
+		first, err := strconv.ParseUint(lo, 10, 64)
+		if err != nil {
+			return err
+		}
+		last := first
+		if hi != "" {
+			if last, err = strconv.ParseUint(hi, 10, 64); err != nil {
+				return err
+			}
+		}
+		n := c.node(ids[0])
+		if n.corrupt == nil {
+			n.corrupt = map[uint64]bool{}
+		}
+		for op := first; op <= last; op++ {
+			if op == 0 || op > uint64(len(n.disk)) {
+				return fmt.Errorf("replica %d has no op %d", n.id, op)
+			}
+			n.corrupt[op] = true
+		}
 	case "dump":
 		s.t.Logf("%s:%d: %s", s.file, s.line.no, c.describe())
 	case "expect":
@@ -433,6 +463,11 @@ var kindNames = map[string]EventKind{
 	"view_started":        EventViewStarted,
 	"became_primary":      EventBecamePrimary,
 	"repair_requested":    EventRepairRequested,
+	"chain_mismatch":      EventChainMismatch,
+	"corrupt_op":          EventCorruptOp,
+	"repaired":            EventRepaired,
+	"repair_replaced":     EventRepairReplaced,
+	"repair_stalled":      EventRepairStalled,
 	"log_truncated":       EventLogTruncated,
 	"recovery_started":    EventRecoveryStarted,
 	"recovered":           EventRecovered,
@@ -599,6 +634,10 @@ func (s *script) expect(args []string) error {
 			got = strconv.FormatBool(st.IsPrimary)
 		case "catching_up":
 			got = strconv.FormatBool(st.CatchingUp)
+		case "faulty":
+			got = strconv.FormatUint(st.Faulty, 10)
+		case "promised":
+			got = strconv.FormatUint(st.Promised, 10)
 		default:
 			return fmt.Errorf("unknown expectation %q", what)
 		}

@@ -8,6 +8,7 @@ import (
 // Tick advances logical time by one tick.
 func (r *Replica) Tick() {
 	r.tick++
+	r.checkRepairStall()
 	hb := uint64(r.cfg.HeartbeatTicks)
 	switch r.status {
 	case StatusNormal:
@@ -135,6 +136,7 @@ func (r *Replica) enterNormal(v, target uint64) {
 	r.view, r.status = v, StatusNormal
 	r.lastHeard = r.tick
 	r.resetTimeout()
+	r.candidates, r.replacing = nil, false
 	r.svc, r.dvc, r.dvcSent, r.haveVCBase = nil, nil, false, false
 	r.match = map[uint64]uint64{}
 	r.catchingUp, r.catchUpTo = true, target
@@ -173,16 +175,48 @@ func (r *Replica) maybeCaughtUp() bool {
 // the verified prefix; different, it replaces the local op and everything
 // after it, which therefore were never committed. It reports false on a
 // gap.
+//
+// Before anything else the op's chain hash must follow the verified
+// prefix's: an op that does not is refused (reported false, and as an
+// EventChainMismatch), whoever sent it. Identity is the chain hash, which
+// covers the op and everything before it.
 func (r *Replica) installOp(op *kmblog.Op) bool {
+	// While a faulty run is fetched, the copies collected so far follow
+	// the verified prefix.
+	next := r.verified + 1 + uint64(len(r.candidates))
 	switch {
-	case op.Op <= r.verified:
+	case op.Op < next:
 		return true
-	case op.Op > r.verified+1:
+	case op.Op > next || r.replacing:
 		return false
 	}
+	var prev kmblog.Chain
+	if n := len(r.candidates); n > 0 {
+		prev = r.candidates[n-1].Chain
+	} else {
+		var err error
+		if prev, err = r.chainAt(next - 1); err != nil {
+			return false
+		}
+	}
+	if r.chainer.Op(prev, op) != op.Chain {
+		r.event(Event{Kind: EventChainMismatch, View: r.view, Primary: r.primaryOf(r.view), Op: op.Op})
+		return false
+	}
+	if run, bad := r.faultyRunAt(op.Op); bad {
+		return r.installCandidate(run, op)
+	}
 	if op.Op <= r.op {
-		if local, err := r.readOp(op.Op); err == nil && local.View == op.View {
+		local, err := r.readPersisted(op.Op)
+		if err != nil {
+			if run, bad := r.faultyRunAt(op.Op); bad {
+				return r.installCandidate(run, op) // just found corrupt
+			}
+			return false
+		}
+		if local.Chain == op.Chain {
 			r.verified = op.Op
+			r.prevOp, r.prev = op.Op, op.Chain
 			return true
 		}
 		r.truncateLog(op.Op - 1)
@@ -197,6 +231,7 @@ func (r *Replica) onOps(m wire.Message) {
 		return
 	}
 	r.lastHeard = r.tick
+	r.primaryOp = primaryOp(m)
 	gap := false
 	for _, op := range m.Ops {
 		if !r.installOp(op) {
@@ -206,6 +241,7 @@ func (r *Replica) onOps(m wire.Message) {
 	}
 	r.setCommit(m.Commit)
 	caughtUp := r.maybeCaughtUp()
+	r.keptPromise()
 	if gap || !caughtUp || (m.Type == wire.TypeOps && m.Op > r.verified) {
 		r.requestRepair(m.Type == wire.TypeOps)
 	}
@@ -214,13 +250,14 @@ func (r *Replica) onOps(m wire.Message) {
 	}
 }
 
-// ack tells the primary how far this backup's log goes. A backup that is
-// catching up says nothing: its log is not yet the view's.
+// ack tells the primary how far this backup's log goes: up to its first
+// faulty op, if any. A backup that is catching up says nothing: its log is
+// not yet the view's.
 func (r *Replica) ack() {
 	if r.catchingUp || r.status != StatusNormal || r.isPrimary() {
 		return
 	}
-	r.send(wire.Message{Type: wire.TypePrepareOK, To: r.primaryOf(r.view), Op: r.op})
+	r.send(wire.Message{Type: wire.TypePrepareOK, To: r.primaryOf(r.view), Op: r.capVerified(r.op)})
 }
 
 func (r *Replica) onPrepareOK(m wire.Message) {
@@ -238,7 +275,9 @@ func (r *Replica) onCommit(m wire.Message) {
 		return
 	}
 	r.lastHeard = r.tick
+	r.primaryOp = m.Op
 	r.setCommit(m.Commit)
+	r.keptPromise()
 	if m.Op > r.verified {
 		r.requestRepair(false)
 	}
@@ -249,7 +288,7 @@ func (r *Replica) onCommit(m wire.Message) {
 // Unless force is set, a request for the same op is not repeated within a
 // heartbeat.
 func (r *Replica) requestRepair(force bool) {
-	from := r.verified + 1
+	from := r.verified + 1 + uint64(len(r.candidates))
 	if !force && r.repairOp == from && r.tick-r.repairTick < uint64(r.cfg.HeartbeatTicks) {
 		return
 	}
@@ -278,7 +317,7 @@ func (r *Replica) opsRange(from, to uint64) ([]*kmblog.Op, bool) {
 	}
 	ops := make([]*kmblog.Op, 0, to-from+1)
 	for n := from; n <= to; n++ {
-		op, err := r.readOp(n)
+		op, err := r.readPersisted(n)
 		if err != nil {
 			return nil, false
 		}
@@ -295,6 +334,7 @@ func (r *Replica) beginViewChange(v uint64) {
 	r.view, r.status = v, StatusViewChange
 	r.lastHeard = r.tick
 	r.resetTimeout()
+	r.candidates, r.replacing = nil, false // copies from the old view's primary
 	r.svc, r.dvc, r.dvcSent = map[uint64]bool{}, map[uint64]wire.Message{}, false
 	r.haveVCBase = false
 	if r.primaryOf(v) == r.id {
@@ -318,9 +358,10 @@ func (r *Replica) onStartViewChange(m wire.Message) {
 }
 
 // maybeSendDVC sends DoViewChange once f other replicas started the view
-// change and the new primary's base is known.
+// change and the new primary's base is known. A replica that cannot vouch
+// for its whole log (faulty ops, an unkept promise) does not vote.
 func (r *Replica) maybeSendDVC() {
-	if r.dvcSent || !r.haveVCBase || len(r.svc) < r.quorum-1 {
+	if r.dvcSent || !r.haveVCBase || len(r.svc) < r.quorum-1 || !r.canVote() {
 		return
 	}
 	base := min(r.vcBase, r.op)

@@ -43,6 +43,32 @@ type HardState struct {
 	View    uint64 // the highest view this replica entered
 	LogView uint64 // the last view in which its status was normal
 	Commit  uint64 // a lower bound of the commit number (persisted lazily)
+	// Promised, when not 0, is a log length this replica may have
+	// acknowledged and no longer holds: it replaced part of its log that
+	// was corrupt (see Durable.Faulty). Until it holds the current view's
+	// log up to Promised again it does not vote in view changes.
+	Promised uint64
+}
+
+// Run is the ops First..Last.
+type Run struct{ First, Last uint64 }
+
+// Durable is what a replica finds on its disk when it starts.
+type Durable struct {
+	HardState HardState
+	// HasState is false when the data directory holds no hard state (a
+	// new or wiped replica), which starts the recovery protocol.
+	HasState bool
+	// LastOp is the last op of the log.
+	LastOp uint64
+	// Faulty are the runs of ops the log holds but cannot read: corrupt
+	// records that a torn write does not explain, each followed by an
+	// intact op. The replica keeps its log's length, fetches those ops from
+	// the primary and checks them against the chain hash of the op after
+	// the run before they are written back (Ready.Repair); until then it
+	// neither acknowledges nor votes past them, nor applies them. Sorted
+	// and disjoint.
+	Faulty []Run
 }
 
 // Config configures a replica.
@@ -118,12 +144,19 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Proposal is a client write the primary turns into an op.
+// Proposal is a client write (or a system op) the primary turns into an
+// op.
 type Proposal struct {
+	// Kind is the op's kind; a KindData proposal without tenant and
+	// entries becomes a KindMarker op.
+	Kind      kmblog.Kind
 	Tenant    string
 	Entries   []kmblog.Entry
 	ClientID  uint64
 	RequestID uint64
+	// Principal is who asked for the op (the authenticated client), kept
+	// with it in the log.
+	Principal string
 	// Timestamp is the driver's clock (Unix ns); the replica makes commit
 	// timestamps strictly increasing along the log.
 	Timestamp int64
@@ -157,6 +190,23 @@ const (
 	EventRecovered
 	// EventClusterFormed: a new cluster started in view 0.
 	EventClusterFormed
+	// EventChainMismatch: an op from Primary (op number Op) does not
+	// continue this replica's chain hash, so it was refused.
+	EventChainMismatch
+	// EventCorruptOp: op Op of the log could not be read, although it was
+	// durable: it is corrupt on disk. The replica holds it as faulty; the
+	// driver should mark it in the log so that a repair can rewrite it.
+	EventCorruptOp
+	// EventRepaired: the faulty ops Op..Commit (Commit holds the last)
+	// were fetched, verified and handed to the driver in Ready.Repair.
+	EventRepaired
+	// EventRepairReplaced: the faulty ops from Op on did not match the
+	// primary's (this replica's were never committed), so the log was cut
+	// before them and the primary's ops taken instead.
+	EventRepairReplaced
+	// EventRepairStalled: faulty ops from Op on are still not repaired:
+	// no replica has sent copies that match this replica's log.
+	EventRepairStalled
 )
 
 // Event is something a driver logs or counts.
@@ -174,6 +224,10 @@ type Ready struct {
 	// HardState is the state to persist; MustPersist says it changed.
 	HardState   HardState
 	MustPersist bool
+	// Repair holds ops to write back in place of faulty ones, before
+	// anything else: verified copies of a faulty run, identical to what
+	// the log held (its records fill the damaged bytes exactly).
+	Repair []*kmblog.Op
 	// Truncate, when set, removes every op after TruncateAfter; it happens
 	// before Append.
 	Truncate      bool
@@ -202,4 +256,8 @@ type State struct {
 	// CatchingUp: normal in View, but still verifying its log against the
 	// primary's; it does not acknowledge yet.
 	CatchingUp bool
+	// Faulty is the number of ops of the log awaiting repair, and
+	// Promised the log length to reach again (HardState.Promised).
+	Faulty   uint64
+	Promised uint64
 }

@@ -12,7 +12,7 @@ import (
 const (
 	// Version is the first byte of every encoded message. A decoder that
 	// meets another version refuses the message rather than guessing.
-	Version = 1
+	Version = 2
 
 	// MaxTraceParentLen bounds TraceParent. A W3C traceparent is 55 bytes;
 	// the slack leaves room for future versions of the header.

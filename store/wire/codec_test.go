@@ -15,7 +15,7 @@ import (
 
 func TestMessageGolden(t *testing.T) {
 	b := AppendMessage(nil, goldenMessage())
-	fuzzseed.Golden(t, *update, "message_v1.golden", b)
+	fuzzseed.Golden(t, *update, "message_v2.golden", b)
 	m, err := DecodeMessage(b)
 	if err != nil {
 		t.Fatal(err)
@@ -110,6 +110,11 @@ var header = []byte{Version, byte(TypePrepare), 1, 2, 3, 0, 5, 4, 0, 0}
 func TestDecodeMessageRejects(t *testing.T) {
 	op := kmblog.AppendOp(nil, testOp(1, 1))
 	valid := cat(header, uv(0), uv(1), uv(uint64(len(op))), op)
+	// big is an op long enough that a message of it and an empty op
+	// passes the check of the op count against the message's length.
+	bigOp := testOp(1, 1)
+	bigOp.Entries = append(bigOp.Entries, kmblog.Entry{Key: "pad", Value: bytes.Repeat([]byte("1"), 100)})
+	big := kmblog.AppendOp(nil, bigOp)
 	if _, err := DecodeMessage(valid); err != nil {
 		t.Fatalf("the base case is invalid: %v", err)
 	}
@@ -121,7 +126,8 @@ func TestDecodeMessageRejects(t *testing.T) {
 	}{
 		{name: "empty", in: nil, wantMsg: "truncated version"},
 		{name: "version 0", in: cat([]byte{0}, header[1:], uv(0), uv(0)), wantMsg: "unknown version 0"},
-		{name: "version 2", in: cat([]byte{2}, header[1:], uv(0), uv(0)), wantMsg: "unknown version 2"},
+		{name: "version 1", in: cat([]byte{1}, header[1:], uv(0), uv(0)), wantMsg: "unknown version 1"},
+		{name: "version 3", in: cat([]byte{3}, header[1:], uv(0), uv(0)), wantMsg: "unknown version 3"},
 		{name: "type 0", in: cat(header[:1], []byte{0}, header[2:], uv(0), uv(0)), wantMsg: "unknown type 0"},
 		{name: "type above max", in: cat(header[:1], []byte{byte(MaxType) + 1}, header[2:], uv(0), uv(0)), wantMsg: "unknown type 11"},
 		{name: "non-minimal varint", in: cat(header[:2], []byte{0x81, 0x00}, header[3:], uv(0), uv(0)), wantMsg: "non-minimal varint for from"},
@@ -136,7 +142,9 @@ func TestDecodeMessageRejects(t *testing.T) {
 		{name: "second op truncated", in: cat(header, uv(0), uv(2), uv(uint64(len(op))), op, uv(uint64(len(op))), op[:len(op)-1]), wantMsg: "exceeds message"},
 		{name: "ends after flags", in: header[:], wantMsg: "truncated trace parent length"},
 		{name: "ends before op count", in: cat(header, uv(0)), wantMsg: "truncated op count"},
-		{name: "empty op", in: cat(header, uv(0), uv(2), uv(0), uv(uint64(len(op))), op), wantOp: true, wantMsg: "op 0"},
+		{name: "empty op", in: cat(header, uv(0), uv(2), uv(0), uv(uint64(len(big))), big), wantOp: true, wantMsg: "op 0"},
+		{name: "op shorter than a chain hash", in: cat(header, uv(0), uv(1), uv(3), []byte{2, 1, 1}, make([]byte, len(op)-3)), wantMsg: "trailing bytes"},
+		{name: "op without its chain hash", in: cat(header, uv(0), uv(2), uv(uint64(len(op)-kmblog.ChainSize)), op[:len(op)-kmblog.ChainSize], uv(uint64(len(op))), op), wantOp: true, wantMsg: "op 0"},
 		{name: "op with unknown version", in: cat(header, uv(0), uv(1), uv(uint64(len(op))), []byte{9}, op[1:]), wantOp: true, wantMsg: "op 0"},
 		{name: "op with trailing byte", in: cat(header, uv(0), uv(1), uv(uint64(len(op))+1), op, []byte{0}), wantOp: true, wantMsg: "op 0"},
 		{name: "trailing byte", in: cat(valid, []byte{0}), wantMsg: "1 trailing bytes"},

@@ -26,7 +26,7 @@ func TestFrameGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fuzzseed.Golden(t, *update, "frame_v1.golden", b)
+	fuzzseed.Golden(t, *update, "frame_v2.golden", b)
 	if want := rawFrame(AppendMessage(nil, goldenMessage())); !bytes.Equal(b, want) {
 		t.Fatalf("frame\n got %x\nwant %x", b, want)
 	}
