@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"unicode/utf8"
+
+	"github.com/kmb-db/kmb/internal/apirules"
 )
 
 // Entry is one key/value record of an append.
@@ -51,7 +52,7 @@ func NewBatch(entries []Entry) (*Batch, error) {
 	b := make([]byte, 0, size)
 	b = append(b, `{"entries":[`...)
 	for i, e := range entries {
-		if !validKey(e.Key) {
+		if !apirules.ValidKey(e.Key) {
 			return nil, &Error{Op: "append", Code: CodeInvalidKey, Message: fmt.Sprintf("entries[%d].key %q: must be non-empty UTF-8 without control characters", i, e.Key)}
 		}
 		if !json.Valid(e.Value) {
@@ -123,33 +124,10 @@ func (c *Client) AppendBatch(ctx context.Context, tenant string, b *Batch) (Appe
 // checkTenant refuses a tenant id the server would refuse:
 // [a-z0-9][a-z0-9_-]{0,63}. A valid one needs no escaping in a path.
 func checkTenant(op, id string) error {
-	ok := len(id) > 0 && len(id) <= 64
-	for i := 0; ok && i < len(id); i++ {
-		switch c := id[i]; {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-		case (c == '_' || c == '-') && i > 0:
-		default:
-			ok = false
-		}
-	}
-	if !ok {
+	if !apirules.ValidTenant(id) {
 		return &Error{Op: op, Code: CodeInvalidTenant, Message: fmt.Sprintf("tenant %q: accepted [a-z0-9][a-z0-9_-]{0,63}", id)}
 	}
 	return nil
-}
-
-// validKey reports whether key is non-empty UTF-8 free of control
-// characters, as the server requires.
-func validKey(key string) bool {
-	if key == "" || !utf8.ValidString(key) {
-		return false
-	}
-	for _, r := range key {
-		if r < 0x20 || r == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // appendJSONString appends s, a valid key (no control characters), as a

@@ -38,5 +38,6 @@
 // client speak https and verify the server; Options.Token is sent as
 // "Authorization: Bearer <token>".
 //
-// The package depends on the standard library only.
+// The package depends on the standard library only (and on the module's
+// internal/apirules, the name rules it shares with the server).
 package client

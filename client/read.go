@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/kmb-db/kmb/internal/apirules"
 )
 
 // Value is the latest value of a key.
@@ -36,7 +38,7 @@ func (c *Client) Get(ctx context.Context, tenant, key string) (Value, error) {
 	if err := checkTenant("get", tenant); err != nil {
 		return Value{}, err
 	}
-	if !validKey(key) {
+	if !apirules.ValidKey(key) {
 		return Value{}, &Error{Op: "get", Code: CodeInvalidKey, Message: fmt.Sprintf("key %q: must be non-empty UTF-8 without control characters", key)}
 	}
 	r := &call{op: "get", method: http.MethodGet, path: "/v1/tenants/" + tenant + "/keys/" + url.PathEscape(key)}

@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kmb-db/kmb/client"
 )
 
 func noEnv(string) string { return "" }
@@ -109,47 +111,26 @@ func TestBenchInProcess(t *testing.T) {
 	}
 }
 
-// readTenant counts a tenant's entries, paging through its log, and
-// returns the first entry's value.
+// readTenant counts a tenant's entries, reading its whole log with the
+// client, and returns the first entry's value.
 func readTenant(t *testing.T, apiURL, tenant string) (int, string) {
 	t.Helper()
-	client := &http.Client{Timeout: 10 * time.Second}
+	c, err := client.New([]string{apiURL}, client.Options{ReadPageSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
 	count, first := 0, ""
-	for from := uint64(1); ; {
-		resp, err := client.Get(fmt.Sprintf("%s/v1/tenants/%s/entries?from=%d&limit=1000", apiURL, tenant, from))
+	for e, err := range c.Read(t.Context(), tenant, 1) {
 		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusNotFound && count == 0 {
-			return 0, ""
-		}
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("read %s: %d %s", tenant, resp.StatusCode, b)
-		}
-		var page struct {
-			Entries []struct {
-				Key   string          `json:"key"`
-				Value json.RawMessage `json:"value"`
-			} `json:"entries"`
-			Next uint64 `json:"next"`
-		}
-		if err := json.Unmarshal(b, &page); err != nil {
 			t.Fatalf("read %s: %v", tenant, err)
 		}
-		if len(page.Entries) == 0 {
-			return count, first
-		}
 		if count == 0 {
-			first = string(page.Entries[0].Value)
+			first = string(e.Value)
 		}
-		count += len(page.Entries)
-		if page.Next <= from {
-			t.Fatalf("read %s: next %d does not advance past %d", tenant, page.Next, from)
-		}
-		from = page.Next
+		count++
 	}
+	return count, first
 }
 
 // lastJSON parses the last line of out as a JSON object.
