@@ -96,6 +96,9 @@ func (c *Client) AppendBatch(ctx context.Context, tenant string, b *Batch) (Appe
 	if err := checkTenant("append", tenant); err != nil {
 		return AppendResult{}, err
 	}
+	if b == nil {
+		return AppendResult{}, &Error{Op: "append", Code: CodeMalformed, Message: "no batch (NewBatch makes one)"}
+	}
 	sess := c.sessions.get()
 	r := &call{
 		op: "append", method: http.MethodPost, path: "/v1/tenants/" + tenant + "/entries", body: b.body,

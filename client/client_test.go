@@ -636,6 +636,7 @@ func TestInvalidInputNotSent(t *testing.T) {
 			return nil
 		}, client.CodeInvalidTenant},
 		{"empty batch", func() error { _, err := c.Append(ctx, "acme", nil); return err }, client.CodeMalformed},
+		{"nil batch", func() error { _, err := c.AppendBatch(ctx, "acme", nil); return err }, client.CodeMalformed},
 		{"empty key", func() error {
 			_, err := c.Append(ctx, "acme", []client.Entry{{Key: "", Value: json.RawMessage(`1`)}})
 			return err
