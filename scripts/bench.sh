@@ -22,7 +22,8 @@
 # KMB_SPANS_BASE and of the tree, interleaved), kmbd (kmbd bench, 1 and 3
 # nodes), compare (kmbd bench --compare off,backup, and off,metrics,full,ack
 # in CPU per entry), compare-shm (the latter with the data on /dev/shm),
-# report.
+# profile (CPU profiles of off, metrics and full, and the share of
+# instrumenting code in them), report.
 #
 # Environment:
 #   COUNT               go test -count (default 5; the span groups 10)
@@ -159,13 +160,36 @@ spans_vs() {
 	$benchstat "$out/spans-vs-base.txt" "$out/spans-vs-head.txt"
 }
 
+# The code that instruments: the OpenTelemetry SDK and exporters, the
+# telemetry packages (metric recording and publishing, /metrics, logging,
+# the span queue), slog, the API's and the node's span sites.
+telemetry_focus='go\.opentelemetry\.io|github\.com/kmb-db/kmb/telemetry|github\.com/prometheus|log/slog|store/api\.\(\*API\)\.(traced|startSpan)|store/node\.\(\*Node\)\.(startPrepare|commitSpan|stampMessages|endStepSpans|traceEvent)|store/node\.endPrepare'
+
+# profile_share writes <name>-share.json: the share of the CPU profile
+# <name>.cpu whose samples have instrumenting code on their stack.
+profile_share() { # name
+	local name="$1" line
+	meta "$name-share" go tool pprof -top -focus="$telemetry_focus" "$out/kmbd" "$out/$name.cpu"
+	line="$(go tool pprof -top -focus="$telemetry_focus" "$out/kmbd" "$out/$name.cpu" 2>/dev/null | grep '^Showing nodes accounting for')"
+	# Showing nodes accounting for 0.19s, 1.62% of 11.73s total
+	echo "$line" | sed -E 's/^Showing nodes accounting for ([0-9.]+m?s), ([0-9.]+)% of ([0-9.]+m?s) total$/{"share_pct":\2,"focus":"\1","total":"\3"}/' >"$out/$name-share.json.tmp"
+	if ! grep -q '^{"share_pct"' "$out/$name-share.json.tmp"; then
+		echo "profile: cannot read pprof's summary line: $line" >&2
+		rm -f "$out/$name-share.json.tmp" "$out/$name-share.meta.tmp"
+		return 1
+	fi
+	mv "$out/$name-share.json.tmp" "$out/$name-share.json"
+	mv "$out/$name-share.meta.tmp" "$out/$name-share.meta"
+	echo "$name: $line" >&2
+}
+
 report() {
 	echo "== report: $doc from $out" >&2
 	go run ./internal/benchreport -in "$out" -template scripts/benchmarks.md.tmpl -out "$doc"
 }
 
 groups=("$@")
-[ ${#groups[@]} -eq 0 ] && groups=(primitives metric logging spans spans-vs render log wire append cluster tracing backup client kmbd compare compare-shm report)
+[ ${#groups[@]} -eq 0 ] && groups=(primitives metric logging spans spans-vs render log wire append cluster tracing backup client kmbd compare compare-shm profile report)
 for g in "${groups[@]}"; do
 	case "$g" in
 	primitives) gotest primitives ./telemetry/metric/bench -bench . -cpu 1,2 ;;
@@ -203,6 +227,15 @@ for g in "${groups[@]}"; do
 		# fsync variance the nodes are CPU-bound, which is where an
 		# instrumentation cost would show.
 		kmbd_bench compare-telemetry-shm --nodes 3 --compare off,metrics,full,ack --rounds "$rounds" --entries "$entries" --dir /dev/shm --json
+		;;
+	profile)
+		# Where the CPU of each telemetry mode goes, from a CPU profile of a
+		# run on tmpfs (three times the entries of a series' run, for more
+		# samples): the share of samples in instrumenting code.
+		for mode in off metrics full; do
+			kmbd_bench "profile-$mode" --nodes 3 --telemetry "$mode" --entries "$((entries * 3))" --dir /dev/shm --cpuprofile "$out/profile-$mode.cpu" --json
+			profile_share "profile-$mode"
+		done
 		;;
 	report) report ;;
 	*) echo "unknown group $g" >&2; exit 2 ;;
