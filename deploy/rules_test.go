@@ -31,6 +31,7 @@ var wantAlerts = []string{
 	"BackupRPOOver10m", "BackupRPOOver30m", "BackupPausedOver2h", "BackupPausedOver12h",
 	"BackupFailed", "LogTruncatedBeforeBackup", "SnapshotStale", "SnapshotFailed",
 	"SnapshotOverlap", "BackupLagging", "BackupCorrupt",
+	"KmbDiskFull", "KmbLogCorrupt", "KmbStorageErrors",
 }
 
 // rule is one rule of a rule file, read from the text of our own files

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"html"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -28,6 +30,11 @@ type Config struct {
 	MutexProfileFraction int
 	// MaxSeconds bounds ?seconds= of CPU profiles and traces. Default 60.
 	MaxSeconds int
+	// LoopbackOnly answers 403 to clients that do not connect from a
+	// loopback address: kmbd sets it when the endpoint listens beyond
+	// loopback without authentication, since profiles reveal memory
+	// contents and cost CPU.
+	LoopbackOnly bool
 }
 
 // Validate reports the first invalid field.
@@ -57,11 +64,36 @@ func Mount(mux *http.ServeMux, cfg Config) {
 	if maxSeconds == 0 {
 		maxSeconds = 60
 	}
-	mux.HandleFunc("GET /debug/pprof/{$}", index)
-	mux.HandleFunc("GET /debug/pprof/cmdline", cmdline)
-	mux.Handle("GET /debug/pprof/profile", cpuProfile{max: maxSeconds})
-	mux.Handle("GET /debug/pprof/trace", execTrace{max: maxSeconds})
-	mux.HandleFunc("GET /debug/pprof/{name}", named)
+	handle := func(pattern string, h http.Handler) {
+		if cfg.LoopbackOnly {
+			h = loopbackOnly(h)
+		}
+		mux.Handle(pattern, h)
+	}
+	handle("GET /debug/pprof/{$}", http.HandlerFunc(index))
+	handle("GET /debug/pprof/cmdline", http.HandlerFunc(cmdline))
+	handle("GET /debug/pprof/profile", cpuProfile{max: maxSeconds})
+	handle("GET /debug/pprof/trace", execTrace{max: maxSeconds})
+	handle("GET /debug/pprof/{name}", http.HandlerFunc(named))
+}
+
+// loopbackOnly serves h to clients connecting from a loopback address and
+// answers 403 with a JSON reason to the others.
+func loopbackOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if ip, perr := netip.ParseAddr(host); err != nil || perr != nil || !ip.Unmap().IsLoopback() {
+			fail(w, http.StatusForbidden, "profiles are served to loopback clients only: this endpoint listens beyond loopback without authentication; profile from the host, or set telemetry.web_config_file with basic_auth_users")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// extendWriteDeadline lets a response that takes d to produce outlive the
+// server's WriteTimeout, which is sized for scrapes, not for profiles.
+func extendWriteDeadline(w http.ResponseWriter, d time.Duration) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d + 30*time.Second))
 }
 
 // seconds parses ?seconds=, defaulting to def and refusing values above max.
@@ -107,6 +139,7 @@ func (h cpuProfile) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	extendWriteDeadline(w, d)
 	// Buffer the profile so a failure to start can still be reported as an
 	// error status rather than a truncated body.
 	var buf bytes.Buffer
@@ -128,6 +161,7 @@ func (h execTrace) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	extendWriteDeadline(w, d)
 	var buf bytes.Buffer
 	if err := trace.Start(&buf); err != nil {
 		fail(w, http.StatusConflict, "cannot start trace: "+err.Error())

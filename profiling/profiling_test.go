@@ -104,3 +104,24 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// With LoopbackOnly, a client from elsewhere gets 403 with a JSON reason;
+// a loopback client gets the profile.
+func TestLoopbackOnly(t *testing.T) {
+	mux := http.NewServeMux()
+	Mount(mux, Config{Enabled: true, MaxSeconds: 5, LoopbackOnly: true})
+	for addr, want := range map[string]int{"127.0.0.1:5000": 200, "[::1]:5000": 200, "[::ffff:127.0.0.1]:5000": 200, "192.0.2.7:5000": 403, "[2001:db8::1]:5000": 403, "garbage": 403} {
+		for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/cmdline", "/debug/pprof/profile?seconds=0.05"} {
+			req := httptest.NewRequest(http.MethodGet, path, nil)
+			req.RemoteAddr = addr
+			rec := httptest.NewRecorder()
+			mux.ServeHTTP(rec, req)
+			if rec.Code != want {
+				t.Errorf("%s from %s: %d, want %d", path, addr, rec.Code, want)
+			}
+			if want == 403 && (rec.Header().Get("Content-Type") != "application/json" || !strings.Contains(rec.Body.String(), `"error":"profiles are served to loopback clients only`)) {
+				t.Errorf("%s from %s: %q", path, addr, rec.Body.String())
+			}
+		}
+	}
+}

@@ -36,14 +36,23 @@ type Snapshot struct {
 	// CorruptOps counts ops of the local log found corrupt and not yet
 	// repaired from the cluster; DiskFull is set while the data dir's
 	// disk has no room for writes.
-	CorruptOps uint64     `json:"corrupt_ops"`
-	DiskFull   bool       `json:"disk_full"`
+	CorruptOps uint64 `json:"corrupt_ops"`
+	DiskFull   bool   `json:"disk_full"`
+	// ChainHead is the last applied op and its chain hash: the hash of the
+	// whole log up to it.
+	ChainHead  ChainHead  `json:"chain_head"`
 	Log        Log        `json:"log"`
 	Projection Projection `json:"projection"`
 	Build      Build      `json:"build"`
 	// Backup is the continuous backup task; absent when no repository
 	// is configured.
 	Backup *Backup `json:"backup,omitempty"`
+}
+
+// ChainHead names the head of the log's hash chain.
+type ChainHead struct {
+	Op   uint64 `json:"op"`
+	Hash string `json:"hash"` // hex SHA-256; empty before the first op
 }
 
 // Backup is the continuous backup task's state.

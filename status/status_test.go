@@ -17,6 +17,7 @@ func TestHandlerGolden(t *testing.T) {
 	snap := Snapshot{
 		NodeID: 1, Status: StateNormal, View: 5, CommitNumber: 12345, OpNumber: 12400,
 		IsLeader: true, ClusterSize: 3, HealthyReplicas: 3, LeaderID: 1,
+		ChainHead:  ChainHead{Op: 12390, Hash: "5f1c0a3e9d2b7f6c4a8e1d0b3c5f7a9e2d4b6f8a0c1e3d5f7b9a2c4e6f8d0b1a"},
 		Log:        Log{FirstOp: 1, LastOp: 12400, LastPosition: 99000, SizeBytes: 524288000},
 		Projection: Projection{AppliedPosition: 98990, Lag: 10, ActiveTenants: 7},
 		Build:      Build{Version: "v0.1.0", Revision: "abc123", GoVersion: "go1.26"},

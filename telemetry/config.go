@@ -50,6 +50,14 @@ type Config struct {
 	// Default 0 (off).
 	MutexProfileFraction int `toml:"mutex_profile_fraction"`
 
+	// WebConfigFile is a Prometheus exporter-toolkit web configuration
+	// (tls_server_config, basic_auth_users with bcrypt hashes). With it,
+	// /metrics, /status and /debug/pprof/* are served as it says (HTTPS,
+	// credentials required), while /health/live and /health/ready stay
+	// open for probes. The file is reread on every request and
+	// connection. Default empty: plain HTTP, no authentication.
+	WebConfigFile string `toml:"web_config_file"`
+
 	// TenantLabelCap bounds the distinct tenant_id label values of per-tenant
 	// metrics; tenants past the cap are counted in one series whose tenant_id
 	// is "_overflow". Accepted 1..100000. Default 1000.

@@ -60,6 +60,7 @@ type Telemetry struct {
 	Spans *spans.Tracer
 
 	shutdownTracing func(context.Context) error
+	web             WebConfig // of cfg.WebConfigFile
 }
 
 // New builds the telemetry stack for cfg, which must be valid.
@@ -111,6 +112,11 @@ func New(cfg Config, opts Options) (*Telemetry, error) {
 	); err != nil {
 		return nil, err
 	}
+	if cfg.WebConfigFile != "" {
+		if t.web, err = ValidateWebConfig(cfg.WebConfigFile); err != nil {
+			return nil, err
+		}
+	}
 	queueMetrics := newSpanQueueMetrics(t.Metrics)
 	t.Spans = spans.Disabled()
 	if cfg.TracingEnabled {
@@ -156,7 +162,10 @@ func (t *Telemetry) MetricsHandler() http.Handler {
 // Mount registers /metrics and, when enabled, /debug/pprof/* on mux.
 func (t *Telemetry) Mount(mux *http.ServeMux) {
 	mux.Handle("GET /metrics", t.MetricsHandler())
-	profiling.Mount(mux, t.cfg.profiling())
+	p := t.cfg.profiling()
+	p.LoopbackOnly = t.pprofLoopbackOnly()
+	profiling.Mount(mux, p)
+	t.warnPprof()
 }
 
 // Shutdown flushes buffered spans. It is safe to call more than once.

@@ -22,6 +22,7 @@ import (
 func TestNewServesMetricsAndLogs(t *testing.T) {
 	var logs bytes.Buffer
 	cfg := DefaultConfig()
+	cfg.Listen = "127.0.0.1:9090" // loopback: pprof is served to every client
 	tel, err := New(cfg, Options{NodeID: 7, Build: Build{Version: "v1", Revision: "abc", GoVersion: "go1.26"}, LogOutput: &logs})
 	if err != nil {
 		t.Fatal(err)
@@ -186,4 +187,28 @@ func grep(text, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// Listening beyond loopback without authentication, pprof answers only
+// loopback clients, and a WARN at start says how to open it safely.
+func TestPprofLoopbackOnlyWithoutAuth(t *testing.T) {
+	var logs bytes.Buffer
+	tel, err := New(DefaultConfig(), Options{LogOutput: &logs}) // listen ":9090"
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	tel.Mount(mux)
+	for addr, want := range map[string]int{"127.0.0.1:4000": 200, "192.0.2.1:4000": 403} {
+		req := httptest.NewRequest("GET", "/debug/pprof/heap", nil)
+		req.RemoteAddr = addr
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		if rec.Code != want {
+			t.Errorf("heap from %s: %d, want %d", addr, rec.Code, want)
+		}
+	}
+	if !strings.Contains(logs.String(), `"level":"WARN"`) || !strings.Contains(logs.String(), "telemetry.web_config_file") {
+		t.Errorf("no WARN about pprof: %s", logs.String())
+	}
 }

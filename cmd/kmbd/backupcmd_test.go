@@ -18,6 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/kmb-db/kmb/internal/kmbdtest"
 	"github.com/kmb-db/kmb/store/backup"
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/telemetry/spans"
@@ -320,6 +321,16 @@ func TestRestoreServedExactly(t *testing.T) {
 					if string(kv.Value) != v {
 						t.Fatalf("key %s = %s, want %s", k, kv.Value, v)
 					}
+				}
+				// The node records the restore in its log, for the audit
+				// trail, once it leads.
+				kmbdtest.WaitFor(t, "the restore recorded", 10*time.Second, func() bool {
+					_, err := os.Stat(filepath.Join(dataDir, backup.RestoredNote))
+					return os.IsNotExist(err)
+				})
+				rec = a.request(t, a.api, "GET", "/v1/audit?start=2000-01-01&end=2100-01-01&format=ndjson", "")
+				if !strings.Contains(rec.Body.String(), `"kind":"admin","key":"restore","value":{"checkpoint_op":`) {
+					t.Fatalf("no restore admin op in the audit export:\n%s", rec.Body)
 				}
 			})
 		}

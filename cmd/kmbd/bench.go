@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -104,6 +105,10 @@ type benchOptions struct {
 	// With --compare: the variants, run --rounds times each, alternately.
 	compare []benchVariant
 	rounds  int
+	// With --addrs: the API's bearer token ("" for none) and TLS (nil for
+	// the defaults).
+	token string
+	tls   *tls.Config
 }
 
 func (o benchOptions) inProcess() bool { return len(o.addrs) == 0 }
@@ -251,6 +256,7 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 	var compare string
 	fs.StringVar(&compare, "compare", "", "run a series alternating these variants, comma-separated: off, metrics, full, backup, or a mode+backup")
 	fs.IntVar(&o.rounds, "rounds", 5, "with --compare: runs of each variant, 1.."+strconv.Itoa(benchMaxRounds))
+	creds := addClientFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, err
@@ -290,8 +296,16 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 		return o, errors.New("--rounds applies to --compare only")
 	}
 	if addrs != "" {
+		var err error
+		if o.token, o.tls, err = creds.load(getenv); err != nil {
+			return o, err
+		}
 		for _, a := range strings.Split(addrs, ",") {
-			base, err := benchBaseURL(strings.TrimSpace(a))
+			a = strings.TrimSpace(a)
+			if creds.tlsSet() && !strings.Contains(a, "://") {
+				a = "https://" + a
+			}
+			base, err := benchBaseURL(a)
 			if err != nil {
 				return o, fmt.Errorf("--addrs %q: entry %q: %v", addrs, a, err)
 			}
@@ -305,6 +319,12 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 		o.nodes = len(o.addrs)
 	} else if set["addrs"] {
 		return o, fmt.Errorf("--addrs %q: accepted host:port,... (omit the flag for an in-process cluster)", addrs)
+	} else {
+		for _, name := range []string{"token", "cacert", "cert", "key"} {
+			if set[name] {
+				return o, fmt.Errorf("--%s applies to --addrs only: the in-process cluster needs no credentials", name)
+			}
+		}
 	}
 	switch {
 	case o.inProcess() && o.nodes != 1 && o.nodes != 3:
@@ -653,6 +673,8 @@ func readProcUsage() procUsage {
 func (b *bencher) run(ctx context.Context, cpuFile, memFile *os.File) (*benchResult, error) {
 	o := b.o
 	c, err := client.New(b.targets, client.Options{
+		Token:               o.token,
+		TLSConfig:           o.tls,
 		RequestTimeout:      benchRequestTimeout,
 		MaxIdleConnsPerHost: o.clients + 8,
 	})

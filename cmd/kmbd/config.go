@@ -24,6 +24,8 @@ type Config struct {
 	DataDir   string           `toml:"data_dir"`
 	Cluster   ClusterConfig    `toml:"cluster"`
 	API       api.Config       `toml:"api"`
+	Auth      AuthConfig       `toml:"auth"`
+	TLS       TLSConfig        `toml:"tls"`
 	Storage   StorageConfig    `toml:"storage"`
 	Telemetry telemetry.Config `toml:"telemetry"`
 	Backup    backup.Config    `toml:"backup"`
@@ -38,6 +40,20 @@ type ClusterConfig struct {
 	// its own address in Replicas (set it to bind e.g. 0.0.0.0:7101 while
 	// peers dial a routable name).
 	Listen string `toml:"listen"`
+	// TLSCertFile, TLSKeyFile and TLSCAFile run replication over mutual
+	// TLS: this node's certificate (valid for its address in Replicas, as
+	// server and client) and the cluster CA that every peer's must chain
+	// to. All three or none; reloaded when they change or on SIGHUP.
+	TLSCertFile string `toml:"tls_cert_file"`
+	TLSKeyFile  string `toml:"tls_key_file"`
+	TLSCAFile   string `toml:"tls_ca_file"`
+	// SecretFile holds a secret shared by the replicas (at least 32
+	// bytes) that authenticates every connection and frame when there is
+	// no cluster TLS.
+	SecretFile string `toml:"secret_file"`
+	// AllowInsecure lets replication run beyond loopback with neither TLS
+	// nor a secret, which kmbd otherwise refuses to start with.
+	AllowInsecure bool `toml:"allow_insecure"`
 }
 
 // StorageConfig is the [storage] table.
@@ -113,7 +129,7 @@ func (c Config) Validate() error {
 			return fmt.Errorf("cluster.replicas = %q: does not name this node (node_id = %d)", c.Cluster.Replicas, c.NodeID)
 		}
 	}
-	return nil
+	return c.validateSecurity(replicas)
 }
 
 // parseReplicas parses "1=127.0.0.1:7101,2=127.0.0.1:7102".
@@ -164,6 +180,15 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		replListen      = fs.String("replication-listen", "", "replication listen address; default: this node's address in --replicas")
 		apiAdvertise    = fs.String("api-advertise", "", "API address followers redirect writes to; default: the API listen address")
 		backupRepo      = fs.String("backup-repo", "", "backup repository URL (file:///dir or s3://bucket/prefix?endpoint=...); empty: no backup")
+		tokensFile      = fs.String("auth-tokens-file", "", "TOML file of the API's principals; reloaded on SIGHUP")
+		tlsCert         = fs.String("tls-cert", "", "PEM certificate chain of the API's HTTPS")
+		tlsKey          = fs.String("tls-key", "", "PEM key of the API's HTTPS")
+		tlsClientCA     = fs.String("tls-client-ca", "", "PEM CAs that API clients' certificates must chain to")
+		webConfig       = fs.String("web.config.file", "", "exporter-toolkit web configuration of the telemetry endpoint (TLS, basic auth)")
+		clusterSecret   = fs.String("cluster-secret-file", "", "file of the secret the replicas share, when there is no cluster TLS")
+		clusterCert     = fs.String("cluster-tls-cert", "", "PEM certificate of this replica for mutual TLS replication")
+		clusterKey      = fs.String("cluster-tls-key", "", "PEM key of this replica for mutual TLS replication")
+		clusterCA       = fs.String("cluster-tls-ca", "", "PEM CA every replica's certificate must chain to")
 		showVersion     = fs.Bool("version", false, "print the version and exit")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -219,6 +244,24 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 			cfg.Telemetry.TenantLabelCap = *tenantCap
 		case "backup-repo":
 			cfg.Backup.Repository = *backupRepo
+		case "auth-tokens-file":
+			cfg.Auth.TokensFile = *tokensFile
+		case "tls-cert":
+			cfg.TLS.CertFile = *tlsCert
+		case "tls-key":
+			cfg.TLS.KeyFile = *tlsKey
+		case "tls-client-ca":
+			cfg.TLS.ClientCAFile = *tlsClientCA
+		case "web.config.file":
+			cfg.Telemetry.WebConfigFile = *webConfig
+		case "cluster-secret-file":
+			cfg.Cluster.SecretFile = *clusterSecret
+		case "cluster-tls-cert":
+			cfg.Cluster.TLSCertFile = *clusterCert
+		case "cluster-tls-key":
+			cfg.Cluster.TLSKeyFile = *clusterKey
+		case "cluster-tls-ca":
+			cfg.Cluster.TLSCAFile = *clusterCA
 		}
 	})
 	return cfg, cfg.Validate()

@@ -114,6 +114,17 @@ func TestInvalidConfig(t *testing.T) {
 		{name: "backup interval", file: "[backup]\nflush_interval = \"0s\"\n", want: "backup.flush_interval = 0s: accepted 10ms..1h0m0s"},
 		{name: "backup duration syntax", file: "[backup]\nsnapshot_interval = \"daily\"\n", want: "line 2"},
 		{name: "backup keep last", file: "[backup]\nsnapshot_keep_last = -1\n", want: "backup.snapshot_keep_last = -1: accepted 0..10000"},
+		// Safe defaults: nothing beyond loopback unprotected unless asked.
+		{name: "api beyond loopback", args: []string{"--api-listen", "0.0.0.0:7000"}, want: `api.listen = "0.0.0.0:7000" serves beyond loopback with neither authentication nor TLS: set auth.tokens_file`},
+		{name: "api on every interface", args: []string{"--api-listen", ":7000"}, want: "api.allow_insecure = true"},
+		{name: "api on a routable name", args: []string{"--api-listen", "kmb-0.kmb:7000"}, want: "api.listen"},
+		{name: "replication beyond loopback", args: []string{"--replicas", "1=10.0.0.1:7101,2=10.0.0.2:7102"}, want: `replication address "10.0.0.1:7101" is beyond loopback with neither cluster TLS nor a cluster secret`},
+		{name: "replication listen beyond loopback", args: []string{"--replicas", "1=127.0.0.1:7101,2=127.0.0.1:7102", "--replication-listen", "0.0.0.0:7101"}, want: `replication address "0.0.0.0:7101"`},
+		{name: "replication peer beyond loopback", args: []string{"--replicas", "1=127.0.0.1:7101,2=10.0.0.2:7102"}, want: "cluster.allow_insecure = true"},
+		{name: "cert without key", args: []string{"--tls-cert", "c.pem"}, want: `tls.cert_file = "c.pem", tls.key_file = "": set both or neither`},
+		{name: "client CA without cert", args: []string{"--tls-client-ca", "ca.pem"}, want: "tls.client_ca_file"},
+		{name: "cluster TLS partial", args: []string{"--cluster-tls-cert", "c.pem"}, want: "cluster.tls_ca_file = \"\": set all three or none"},
+		{name: "cluster TLS and secret", args: []string{"--cluster-tls-cert", "c", "--cluster-tls-key", "k", "--cluster-tls-ca", "ca", "--cluster-secret-file", "s"}, want: "not both"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -129,6 +140,28 @@ func TestInvalidConfig(t *testing.T) {
 				t.Fatalf("error %q: want one line mentioning %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// What may listen beyond loopback: a protected API, or one allowed to be
+// insecure; replication with TLS, a secret, or allowed to be insecure.
+func TestExposureAccepted(t *testing.T) {
+	remote := []string{"--replicas", "1=10.0.0.1:7101,2=10.0.0.2:7102"}
+	for name, args := range map[string][]string{
+		"api with tokens":          {"--api-listen", "0.0.0.0:7000", "--auth-tokens-file", "t.toml"},
+		"api with TLS":             {"--api-listen", "0.0.0.0:7000", "--tls-cert", "c.pem", "--tls-key", "k.pem"},
+		"api insecure on purpose":  {"--config", writeFile(t, "[api]\nlisten = \"0.0.0.0:7000\"\nallow_insecure = true\n")},
+		"api on localhost":         {"--api-listen", "localhost:7000"},
+		"api on ::1":               {"--api-listen", "[::1]:7000"},
+		"replication with secret":  append([]string{"--cluster-secret-file", "s"}, remote...),
+		"replication with TLS":     append([]string{"--cluster-tls-cert", "c", "--cluster-tls-key", "k", "--cluster-tls-ca", "ca"}, remote...),
+		"replication insecure":     append([]string{"--config", writeFile(t, "[cluster]\nallow_insecure = true\n")}, remote...),
+		"replication on loopback":  {"--replicas", "1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103"},
+		"single node, no replicas": {},
+	} {
+		if _, err := loadConfig(args, env(nil), &bytes.Buffer{}); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }
 
@@ -149,6 +182,23 @@ func TestRunExitCodes(t *testing.T) {
 	stderr.Reset()
 	if code := run(t.Context(), []string{"--backup-repo", "s3://bucket/p"}, env(nil), &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "AWS_ACCESS_KEY_ID") {
 		t.Fatalf("s3 repository without credentials: exit %d, %q", code, stderr.String())
+	}
+	// So are security files that do not load, named by their key.
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--auth-tokens-file", "/nonexistent/tokens.toml"}, "auth.tokens_file"},
+		{[]string{"--auth-tokens-file", writeFile(t, "[[token]]\nname = 1\n")}, "line 2"},
+		{[]string{"--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/k.pem"}, "tls.cert_file"},
+		{[]string{"--cluster-secret-file", writeFile(t, "short\n")}, "cluster.secret_file"},
+		{[]string{"--web.config.file", writeFile(t, "basic_auth_users:\n  a: notbcrypt\n")}, "telemetry.web_config_file"},
+		{[]string{"--api-listen", "0.0.0.0:0"}, "api.listen"},
+	} {
+		stderr.Reset()
+		if code := run(t.Context(), tt.args, env(nil), &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tt.want) || strings.Count(stderr.String(), "\n") != 1 {
+			t.Errorf("%v: exit %d, %q; want 2 and one line naming %s", tt.args, code, stderr.String(), tt.want)
+		}
 	}
 	stdout.Reset()
 	if code := run(t.Context(), []string{"--version"}, env(nil), &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "kmbd ") {

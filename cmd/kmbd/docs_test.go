@@ -61,11 +61,12 @@ func TestDocumentedMetricsExist(t *testing.T) {
 	}
 }
 
-// Log targets (kmb_storage), the canary build tag and the Fluent Bit parser
-// (kmb_json) look like metric names; they are not metrics.
+// Log targets (kmb_storage), the canary build tag, the Fluent Bit parser
+// (kmb_json) and the audit export's header field (kmb_audit_export) look
+// like metric names; they are not metrics.
 func notAMetric(s string) bool {
 	switch s {
-	case "kmb_backup", "kmb_storage", "kmb_consensus", "kmb_api", "kmb_http", "kmb_telemetry", "kmb_transport", "kmb_vsr", "kmb_canary", "kmb_json":
+	case "kmb_backup", "kmb_storage", "kmb_consensus", "kmb_api", "kmb_http", "kmb_telemetry", "kmb_transport", "kmb_vsr", "kmb_canary", "kmb_json", "kmb_audit_export":
 		return true
 	}
 	return false
@@ -101,7 +102,7 @@ func TestConfigReference(t *testing.T) {
 		t.Fatal("README has no configuration reference")
 	}
 	section, _, _ = strings.Cut(section, "\n## ")
-	row := regexp.MustCompile("(?m)^\\| `([a-z_.]+)` \\| (?:`(--[a-z-]+)`)? *\\| (`[^|`]*`|[^|]*) \\|")
+	row := regexp.MustCompile("(?m)^\\| `([a-z_.]+)` \\| (?:`(--[a-z.-]+)`)? *\\| (`[^|`]*`|[^|]*) \\|")
 	documented := map[string][2]string{}
 	for _, m := range row.FindAllStringSubmatch(section, -1) {
 		documented[m[1]] = [2]string{m[2], strings.TrimSpace(m[3])}

@@ -40,7 +40,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 {
 		switch args[0] {
 		case "vopr":
-			return runVOPR(args[1:], stdout, stderr)
+			return runVOPR(ctx, args[1:], stdout, stderr)
 		case "backup":
 			return runBackup(ctx, args[1:], getenv, stdout, stderr)
 		case "snapshot":
@@ -49,6 +49,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return runRestore(ctx, args[1:], getenv, stdout, stderr)
 		case "bench":
 			return runBench(ctx, args[1:], getenv, stdout, stderr)
+		case "token":
+			return runToken(args[1:], stdout, stderr)
+		case "log":
+			return runLog(ctx, args[1:], stdout, stderr)
+		case "audit":
+			return runAudit(ctx, args[1:], stdout, stderr)
 		}
 	}
 	cfg, err := loadConfig(args, getenv, stderr)
@@ -70,6 +76,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fmt.Fprintf(stderr, "kmbd: invalid configuration: %v\n", err)
 			return 2
 		}
+	}
+	// Unreadable keys, certificates or tokens are configuration errors
+	// too.
+	if _, err := openSecurity(cfg, nil); err != nil {
+		fmt.Fprintf(stderr, "kmbd: invalid configuration: %v\n", err)
+		return 2
 	}
 	if err := serve(ctx, cfg, stderr); err != nil {
 		fmt.Fprintf(stderr, "kmbd: %v\n", err)
@@ -101,6 +113,7 @@ type app struct {
 	checks *health.Checker
 	build  status.Build
 	backup *backup.Task // nil without a repository
+	sec    *security
 }
 
 func newApp(cfg Config, logOutput io.Writer) (*app, error) {
@@ -113,7 +126,16 @@ func newApp(cfg Config, logOutput io.Writer) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := node.New(cfg.node(), node.Deps{
+	sec, err := openSecurity(cfg, tel.Logger("kmb"))
+	if err != nil {
+		return nil, err
+	}
+	ncfg := cfg.node()
+	ncfg.ReplicationSecurity.Secret = sec.clusterSecret
+	if sec.clusterTLS != nil {
+		ncfg.ReplicationSecurity.TLS = sec.clusterTLS
+	}
+	n, err := node.New(ncfg, node.Deps{
 		Logger:         tel.Logger,
 		Metrics:        tel.Metrics,
 		TenantLabelCap: cfg.Telemetry.TenantLabelCap,
@@ -123,7 +145,14 @@ func newApp(cfg Config, logOutput io.Writer) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	handler, err := api.New(cfg.API, n, tel.Metrics, tel.Logger("kmb_api"), tel.Spans)
+	var apiOpts []api.Option
+	if sec.tokens != nil {
+		apiOpts = append(apiOpts, api.WithTokens(sec.tokens))
+	}
+	if cfg.TLS.ClientCAFile != "" {
+		apiOpts = append(apiOpts, api.WithClientCertificates())
+	}
+	handler, err := api.New(cfg.API, n, tel.Metrics, tel.Logger("kmb_api"), tel.Spans, apiOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +178,7 @@ func newApp(cfg Config, logOutput io.Writer) (*app, error) {
 		}
 		return s
 	})
-	return &app{cfg: cfg, tel: tel, node: n, api: handler, telMux: telMux, checks: checks, build: build, backup: task}, nil
+	return &app{cfg: cfg, tel: tel, node: n, api: handler, telMux: telMux, checks: checks, build: build, backup: task, sec: sec}, nil
 }
 
 func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
@@ -164,18 +193,33 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		slog.String("data_dir", cfg.DataDir),
 		slog.String("api_listen", s.apiAddr),
 		slog.String("telemetry_listen", s.telAddr),
+		slog.String("api_url", s.apiURL()),
+		slog.String("telemetry_url", s.tel.Scheme()+"://"+s.telAddr),
+		slog.Bool("api_auth", s.sec.tokens != nil || cfg.TLS.ClientCAFile != ""),
+		slog.String("replication_security", cfg.replicationSecurity()),
 		slog.Bool("tracing_enabled", cfg.Telemetry.TracingEnabled),
 		slog.Bool("pprof_enabled", cfg.Telemetry.PprofEnabled))
 
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	var failure error
-	select {
-	case <-ctx.Done():
-		logger.Info("shutdown requested", slog.String("signal", "SIGINT/SIGTERM"))
-	case err := <-s.runErr:
-		s.ranOut(err)
-		failure = fmt.Errorf("node stopped: %w", err)
-	case err := <-s.serveErr:
-		failure = fmt.Errorf("http server: %w", err)
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			logger.Info("shutdown requested", slog.String("signal", "SIGINT/SIGTERM"))
+			break wait
+		case err := <-s.runErr:
+			s.ranOut(err)
+			failure = fmt.Errorf("node stopped: %w", err)
+			break wait
+		case err := <-s.serveErr:
+			failure = fmt.Errorf("http server: %w", err)
+			break wait
+		case <-hup:
+			s.reload(logger)
+		}
 	}
 
 	drainCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)

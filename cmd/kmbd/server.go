@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 // server is an app bound to its listeners and running: both HTTP
@@ -52,12 +56,19 @@ func startServer(cfg Config, logOutput io.Writer) (*server, error) {
 		app:      a,
 		apiAddr:  apiLn.Addr().String(),
 		telAddr:  telLn.Addr().String(),
-		apiSrv:   &http.Server{Handler: a.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog},
-		telSrv:   &http.Server{Handler: a.telMux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog},
+		apiSrv:   newHTTPServer(a.api, errorLog, apiLimits(cfg)),
+		telSrv:   newHTTPServer(a.telMux, errorLog, telemetryLimits),
 		serveErr: make(chan error, 2),
 		runErr:   make(chan error, 1),
 	}
-	go func() { s.serveErr <- s.telSrv.Serve(telLn) }()
+	// The caps count connections from accept to close, TLS handshakes
+	// included; more wait in the kernel's accept queue.
+	apiLn = netutil.LimitListener(apiLn, cfg.API.MaxConnections)
+	if a.sec.apiTLS != nil {
+		apiLn = tls.NewListener(apiLn, a.sec.apiTLS.ServerConfig(cfg.apiClientAuth()))
+	}
+	telLn = netutil.LimitListener(telLn, maxTelemetryConnections)
+	go func() { s.serveErr <- a.tel.Serve(telLn, s.telSrv) }()
 	go func() { s.serveErr <- s.apiSrv.Serve(apiLn) }()
 	go func() { s.runErr <- a.node.Run() }()
 	s.stopBackup = func() {}
@@ -68,6 +79,45 @@ func startServer(cfg Config, logOutput io.Writer) (*server, error) {
 		s.stopBackup = func() { cancel(); <-done }
 	}
 	return s, nil
+}
+
+// httpLimits bound what one client of an HTTP server may hold.
+type httpLimits struct {
+	readHeader, read, write, idle time.Duration
+	maxHeaderBytes                int
+}
+
+// telemetryLimits suit scrapes and probes; pprof's long profiles extend
+// their own write deadline.
+var telemetryLimits = httpLimits{readHeader: 10 * time.Second, read: 30 * time.Second, write: 30 * time.Second, idle: 2 * time.Minute, maxHeaderBytes: 64 << 10}
+
+// maxTelemetryConnections caps the telemetry endpoint's connections: a few
+// Prometheus servers, probes and profilers.
+const maxTelemetryConnections = 256
+
+// apiLimits: a body of up to api.max_body_bytes must arrive within a
+// minute, and an answer may wait for api.write_timeout_ms plus the time to
+// write it.
+func apiLimits(cfg Config) httpLimits {
+	return httpLimits{
+		readHeader:     10 * time.Second,
+		read:           time.Minute,
+		write:          time.Duration(cfg.API.WriteTimeoutMillis)*time.Millisecond + 30*time.Second,
+		idle:           2 * time.Minute,
+		maxHeaderBytes: 64 << 10,
+	}
+}
+
+func newHTTPServer(h http.Handler, errorLog *log.Logger, l httpLimits) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: l.readHeader,
+		ReadTimeout:       l.read,
+		WriteTimeout:      l.write,
+		IdleTimeout:       l.idle,
+		MaxHeaderBytes:    l.maxHeaderBytes,
+		ErrorLog:          errorLog,
+	}
 }
 
 // ranOut records that the node's Run returned err, received from runErr

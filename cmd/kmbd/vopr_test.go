@@ -25,3 +25,29 @@ func TestVOPRCommand(t *testing.T) {
 		t.Fatalf("--seeds 0 exit %d", code)
 	}
 }
+
+// Bad flags of the live views exit 2 with one line, before anything runs
+// or binds.
+func TestVOPRViewsBadFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"vopr", "dashboard", "--port", "70000"}, "kmbd vopr dashboard: --port 70000: must be 0..65535\n"},
+		{[]string{"vopr", "dashboard", "--seeds", "0"}, "kmbd vopr dashboard: --seeds, --ticks and --replicas must be >= 1\n"},
+		{[]string{"vopr", "dashboard", "extra"}, "kmbd vopr dashboard: unexpected argument \"extra\"\n"},
+		{[]string{"vopr", "tui", "--ticks", "0"}, "kmbd vopr tui: --seeds, --ticks and --replicas must be >= 1\n"},
+		{[]string{"vopr", "tui", "--nope"}, ""},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(t.Context(), c.args, env(nil), &out, &errb); code != 2 {
+			t.Errorf("%v: exit %d", c.args, code)
+		}
+		if c.want != "" && errb.String() != c.want {
+			t.Errorf("%v: stderr %q, want %q", c.args, errb.String(), c.want)
+		}
+		if out.Len() != 0 {
+			t.Errorf("%v: stdout %q", c.args, out.String())
+		}
+	}
+}

@@ -15,9 +15,15 @@ import (
 	"time"
 )
 
-var build struct {
+// builds holds one kmbd build per set of build tags, each made once.
+var builds struct {
+	mu     sync.Mutex
+	dir    string // removed by Main
+	byTags map[string]*kmbdBuild
+}
+
+type kmbdBuild struct {
 	once sync.Once
-	dir  string // removed by Main
 	path string
 	err  error
 }
@@ -27,39 +33,70 @@ var build struct {
 // with the race detector when the tests run with it.
 func Binary(t testing.TB) string {
 	t.Helper()
-	build.once.Do(func() {
-		gomod, err := exec.Command("go", "env", "GOMOD").Output()
-		if err != nil {
-			build.err = fmt.Errorf("go env GOMOD: %v", err)
-			return
-		}
-		root := filepath.Dir(strings.TrimSpace(string(gomod)))
-		if build.dir, build.err = os.MkdirTemp("", "kmbdtest-"); build.err != nil {
-			return
-		}
-		build.path = filepath.Join(build.dir, "kmbd")
-		args := []string{"build", "-o", build.path}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		cmd := exec.Command("go", append(args, "./cmd/kmbd")...)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go build kmbd in %s: %v\n%s", root, err, out)
-		}
-	})
-	if build.err != nil {
-		t.Fatal(build.err)
-	}
-	return build.path
+	return BinaryWithTags(t, "")
 }
 
-// Main runs the tests and then removes the kmbd build, which outlives any
+// BinaryWithTags is Binary built with -tags tags (for example kmb_canary,
+// the planted bug the simulator must catch), once per distinct tags.
+func BinaryWithTags(t testing.TB, tags string) string {
+	t.Helper()
+	builds.mu.Lock()
+	if builds.byTags == nil {
+		builds.byTags = map[string]*kmbdBuild{}
+	}
+	b := builds.byTags[tags]
+	if b == nil {
+		b = &kmbdBuild{}
+		builds.byTags[tags] = b
+	}
+	builds.mu.Unlock()
+	b.once.Do(func() { b.path, b.err = buildKmbd(tags) })
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
+
+func buildKmbd(tags string) (string, error) {
+	gomod, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %v", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(gomod)))
+	builds.mu.Lock()
+	if builds.dir == "" {
+		builds.dir, err = os.MkdirTemp("", "kmbdtest-")
+	}
+	dir := builds.dir
+	builds.mu.Unlock()
+	if err != nil {
+		return "", err
+	}
+	name := "kmbd"
+	args := []string{"build"}
+	if tags != "" {
+		name += "-" + strings.NewReplacer(",", "-", " ", "-").Replace(tags)
+		args = append(args, "-tags", tags)
+	}
+	path := filepath.Join(dir, name)
+	args = append(args, "-o", path)
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "./cmd/kmbd")...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build kmbd (tags %q) in %s: %v\n%s", tags, root, err, out)
+	}
+	return path, nil
+}
+
+// Main runs the tests and then removes the kmbd builds, which outlive any
 // one test. Call it from TestMain.
 func Main(m *testing.M) {
 	code := m.Run()
-	if build.dir != "" {
-		os.RemoveAll(build.dir)
+	if builds.dir != "" {
+		os.RemoveAll(builds.dir)
 	}
 	os.Exit(code)
 }

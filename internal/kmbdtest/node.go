@@ -33,6 +33,12 @@ func launch(t testing.TB, name, dataDir string, env, args []string) *Node {
 			if l["message"] == "kmbd starting" {
 				f := l["fields"].(map[string]any)
 				n.API, n.Tel = "http://"+f["api_listen"].(string), "http://"+f["telemetry_listen"].(string)
+				if u, ok := f["api_url"].(string); ok {
+					n.API = u // https with TLS
+				}
+				if u, ok := f["telemetry_url"].(string); ok {
+					n.Tel = u
+				}
 				return true
 			}
 		}
@@ -186,3 +192,6 @@ func (c *Cluster) Leader() uint64 {
 	})
 	return leader
 }
+
+// DataDir is node id's data directory.
+func (c *Cluster) DataDir(id uint64) string { return c.dirs[id] }

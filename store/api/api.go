@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/kmb-db/kmb/auth"
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/store/node"
 	"github.com/kmb-db/kmb/store/projection"
@@ -38,11 +39,15 @@ type API struct {
 	tracer  *spans.Tracer
 	mux     *http.ServeMux
 	m       apiMetrics
+	am      authMetrics
+	tokens  *auth.Store // nil: no bearer tokens
+	certs   bool        // client certificates name principals
 }
 
 // New returns the API over backend, registering its metrics in reg. A nil
-// logger discards, a nil tracer traces nothing.
-func New(cfg Config, backend Backend, reg *metric.Registry, logger *slog.Logger, tracer *spans.Tracer) (*API, error) {
+// logger discards, a nil tracer traces nothing. Without options every
+// client may use every tenant.
+func New(cfg Config, backend Backend, reg *metric.Registry, logger *slog.Logger, tracer *spans.Tracer, opts ...Option) (*API, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -52,9 +57,16 @@ func New(cfg Config, backend Backend, reg *metric.Registry, logger *slog.Logger,
 	if tracer == nil {
 		tracer = spans.Disabled()
 	}
-	a := &API{cfg: cfg, backend: backend, logger: logger, tracer: tracer, mux: http.NewServeMux(), m: newAPIMetrics(reg)}
+	if reg == nil {
+		reg = metric.NewRegistry()
+	}
+	a := &API{cfg: cfg, backend: backend, logger: logger, tracer: tracer, mux: http.NewServeMux(), m: newAPIMetrics(reg), am: newAuthMetrics(reg)}
+	for _, o := range opts {
+		o(a)
+	}
 	a.mux.HandleFunc("/v1/tenants/{tenant}/entries", a.entries)
 	a.mux.HandleFunc("/v1/tenants/{tenant}/keys/{key}", a.key)
+	a.mountAudit()
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
 	})
@@ -174,6 +186,10 @@ func (a *API) append(w http.ResponseWriter, r *http.Request) {
 	if !a.checkTenant(w, counts, tenant) {
 		return
 	}
+	principal, ok := a.authorize(w, r, counts, tenant, auth.Write)
+	if !ok {
+		return
+	}
 	clientID, requestID, err := idempotencyKey(r)
 	if err != nil {
 		a.reject(w, counts, http.StatusBadRequest, "bad_request", err.Error())
@@ -187,7 +203,7 @@ func (a *API) append(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(a.cfg.WriteTimeoutMillis)*time.Millisecond)
 	defer cancel()
-	res, err := a.backend.Append(ctx, node.Write{Tenant: tenant, Entries: entries, ClientID: clientID, RequestID: requestID})
+	res, err := a.backend.Append(ctx, node.Write{Tenant: tenant, Entries: entries, Principal: principal, ClientID: clientID, RequestID: requestID})
 	if err == nil || errors.Is(err, node.ErrOutcomeUnknown) || errors.Is(err, node.ErrLostLeadership) {
 		// Only writes this node tried to commit: a redirect or a refusal
 		// before proposing would drag the latency quantiles down.
@@ -249,7 +265,8 @@ func (a *API) decodeAppend(r *http.Request) (entries []kmblog.Entry, status int,
 // decodeAppendSlow decodes the body with encoding/json: whatever the fast
 // path does not take, and every error.
 func (a *API) decodeAppendSlow(body io.Reader) (entries []kmblog.Entry, status int, code, msg string) {
-	dec := json.NewDecoder(body)
+	var seen bytes.Buffer // what the decoder read, for strictCheck
+	dec := json.NewDecoder(io.TeeReader(body, &seen))
 	dec.DisallowUnknownFields()
 	var req appendRequest
 	if err := dec.Decode(&req); err != nil {
@@ -261,6 +278,10 @@ func (a *API) decodeAppendSlow(body io.Reader) (entries []kmblog.Entry, status i
 	}
 	if dec.More() {
 		return nil, http.StatusBadRequest, "malformed", "malformed JSON body: trailing data after the object"
+	}
+	problem, badKey := strictCheck(seen.Bytes())
+	if problem != "" {
+		return nil, http.StatusBadRequest, "malformed", problem
 	}
 	switch n := len(req.Entries); {
 	case n == 0:
@@ -276,8 +297,8 @@ func (a *API) decodeAppendSlow(body io.Reader) (entries []kmblog.Entry, status i
 			return nil, http.StatusBadRequest, "malformed", fmt.Sprintf("entries[%d].key is required", i)
 		case len(*e.Key) > a.cfg.MaxKeyBytes:
 			return nil, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("entries[%d].key is %d bytes, over api.max_key_bytes = %d", i, len(*e.Key), a.cfg.MaxKeyBytes)
-		case !validKey(*e.Key):
-			return nil, http.StatusBadRequest, "invalid_key", fmt.Sprintf("entries[%d].key: must be non-empty UTF-8 without control characters", i)
+		case !validKey(*e.Key) || badKey != nil && badKey[i]:
+			return nil, http.StatusBadRequest, "invalid_key", fmt.Sprintf("entries[%d].key: must be non-empty, valid UTF-8 without control characters", i)
 		case e.Value == nil:
 			return nil, http.StatusBadRequest, "malformed", fmt.Sprintf("entries[%d].value is required (any JSON value, null included)", i)
 		}
@@ -307,6 +328,9 @@ func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
 	if !a.checkTenant(w, counts, tenant) {
 		return
 	}
+	if _, ok := a.authorize(w, r, counts, tenant, auth.Read); !ok {
+		return
+	}
 	if !validKey(key) || len(key) > a.cfg.MaxKeyBytes {
 		a.reject(w, counts, http.StatusBadRequest, "invalid_key", "key must be non-empty UTF-8 without control characters, at most api.max_key_bytes long")
 		return
@@ -327,6 +351,7 @@ type entryJSON struct {
 	Key       string          `json:"key"`
 	Value     json.RawMessage `json:"value"`
 	Timestamp string          `json:"timestamp"`
+	Principal string          `json:"principal,omitempty"` // who wrote it; omitted when written without authentication
 }
 
 type entriesResponse struct {
@@ -340,6 +365,9 @@ func (a *API) readEntries(w http.ResponseWriter, r *http.Request) {
 	r, w, done := a.traced(w, r, spans.Query, tenant)
 	defer done()
 	if !a.checkTenant(w, counts, tenant) {
+		return
+	}
+	if _, ok := a.authorize(w, r, counts, tenant, auth.Read); !ok {
 		return
 	}
 	q := r.URL.Query()
@@ -370,7 +398,7 @@ func (a *API) readEntries(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := entriesResponse{Entries: make([]entryJSON, len(entries)), Next: next}
 	for i, e := range entries {
-		resp.Entries[i] = entryJSON{e.Position, e.Key, e.Value, e.Timestamp.Format(time.RFC3339Nano)}
+		resp.Entries[i] = entryJSON{e.Position, e.Key, e.Value, e.Timestamp.Format(time.RFC3339Nano), e.Principal}
 	}
 	counts.ok.Inc()
 	writeJSON(w, http.StatusOK, resp)
@@ -385,9 +413,12 @@ func (a *API) checkTenant(w http.ResponseWriter, c *requestCounters, tenant stri
 	return false
 }
 
-// reject answers a request refused before it reached the node.
+// reject answers a request refused before it reached the node; c, when
+// not nil, counts it.
 func (a *API) reject(w http.ResponseWriter, c *requestCounters, status int, code, msg string) {
-	c.clientError.Inc()
+	if c != nil {
+		c.clientError.Inc()
+	}
 	writeError(w, status, code, msg)
 }
 
@@ -396,7 +427,12 @@ func (a *API) backendError(w http.ResponseWriter, r *http.Request, c *requestCou
 	switch {
 	case errors.As(err, &notLeader) && c.redirect != nil:
 		c.redirect.Inc()
-		w.Header().Set("Location", "http://"+notLeader.LeaderAPIAddr+r.URL.RequestURI())
+		// Every node of a cluster serves the same scheme.
+		scheme := "http://"
+		if r.TLS != nil {
+			scheme = "https://"
+		}
+		w.Header().Set("Location", scheme+notLeader.LeaderAPIAddr+r.URL.RequestURI())
 		writeError(w, http.StatusTemporaryRedirect, "not_leader", err.Error())
 	case errors.Is(err, node.ErrNoLeader):
 		c.err.Inc()

@@ -20,7 +20,7 @@ type fixture struct {
 	reg  *metric.Registry
 }
 
-func newFixture(t *testing.T, cfg Config) *fixture {
+func newFixture(t *testing.T, cfg Config, opts ...Option) *fixture {
 	t.Helper()
 	ncfg := node.DefaultConfig()
 	ncfg.DataDir = t.TempDir()
@@ -38,7 +38,7 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	a, err := New(cfg, n, reg, nil, nil)
+	a, err := New(cfg, n, reg, nil, nil, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,9 +5,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/kmb-db/kmb/auth"
 	"github.com/kmb-db/kmb/store/node"
 	"github.com/kmb-db/kmb/store/projection"
 	"github.com/kmb-db/kmb/telemetry/metric"
@@ -54,18 +57,35 @@ func benchBody(batch int) []byte {
 // backend that answers at once: one op is one POST of batch entries.
 //
 //	go test ./store/api -run '^$' -bench AppendHandler -benchmem -count 5
+//
+// The _tokens variants authenticate every request with a bearer token and
+// check its tenant and right.
 func BenchmarkAppendHandler(b *testing.B) {
-	for _, batch := range []int{1, 100} {
-		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			a, err := New(DefaultConfig(), nopBackend{}, metric.NewRegistry(), nil, nil)
+	for _, bc := range []struct {
+		batch  int
+		tokens bool
+	}{{1, false}, {100, false}, {1, true}, {100, true}} {
+		name := fmt.Sprintf("batch=%d", bc.batch)
+		if bc.tokens {
+			name += "_tokens"
+		}
+		b.Run(name, func(b *testing.B) {
+			var opts []Option
+			if bc.tokens {
+				opts = append(opts, WithTokens(benchTokens(b)))
+			}
+			a, err := New(DefaultConfig(), nopBackend{}, metric.NewRegistry(), nil, nil, opts...)
 			if err != nil {
 				b.Fatal(err)
 			}
-			body := benchBody(batch)
+			body := benchBody(bc.batch)
 			rd := bytes.NewReader(body)
 			req, err := http.NewRequest(http.MethodPost, "/v1/tenants/bench-1/entries", rd)
 			if err != nil {
 				b.Fatal(err)
+			}
+			if bc.tokens {
+				req.Header.Set("Authorization", "Bearer "+benchSecret)
 			}
 			w := &discardWriter{h: http.Header{}}
 			b.SetBytes(int64(len(body)))
@@ -82,6 +102,28 @@ func BenchmarkAppendHandler(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchSecret is the bearer secret of benchTokens' writer, as long as the
+// secrets kmbd token new makes.
+const benchSecret = "kmb_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"
+
+// benchTokens is a tokens file of 100 principals, the writer among them.
+func benchTokens(b *testing.B) *auth.Store {
+	var file strings.Builder
+	for i := range 99 {
+		file.WriteString(auth.Block(fmt.Sprintf("p%d", i), hashOf(fmt.Sprintf("s%d", i)), []string{fmt.Sprintf("t%d", i)}, []string{"read"}))
+	}
+	file.WriteString(auth.Block("writer", hashOf(benchSecret), []string{"bench-0", "bench-1", "bench-2"}, []string{"read", "write"}))
+	path := filepath.Join(b.TempDir(), "tokens.toml")
+	if err := os.WriteFile(path, []byte(file.String()), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	s, err := auth.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
 }
 
 type readCloser struct{ *bytes.Reader }

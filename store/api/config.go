@@ -30,6 +30,14 @@ type Config struct {
 	// MaxReadLimit bounds ?limit= of a log read; the default limit is 100.
 	// TOML: api.max_read_limit. Default 1000, accepted 1..100000.
 	MaxReadLimit int `toml:"max_read_limit"`
+	// MaxConnections caps the client connections served at once; more
+	// wait in the kernel's accept queue. TOML: api.max_connections.
+	// Default 4096, accepted 1..1000000.
+	MaxConnections int `toml:"max_connections"`
+	// AllowInsecure lets the API listen beyond loopback with neither
+	// authentication nor TLS, which kmbd otherwise refuses to start with.
+	// TOML: api.allow_insecure. Default false.
+	AllowInsecure bool `toml:"allow_insecure"`
 }
 
 // DefaultReadLimit is the page size of a log read without ?limit=.
@@ -45,6 +53,7 @@ func DefaultConfig() Config {
 		MaxValueBytes:      1 << 20,
 		MaxReadLimit:       1000,
 		WriteTimeoutMillis: 10000,
+		MaxConnections:     4096,
 	}
 }
 
@@ -63,6 +72,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("api.write_timeout_ms = %d: accepted 100..600000", c.WriteTimeoutMillis)
 	case c.MaxReadLimit < 1 || c.MaxReadLimit > 100000:
 		return fmt.Errorf("api.max_read_limit = %d: accepted 1..100000", c.MaxReadLimit)
+	case c.MaxConnections < 1 || c.MaxConnections > 1000000:
+		return fmt.Errorf("api.max_connections = %d: accepted 1..1000000", c.MaxConnections)
 	}
 	return nil
 }

@@ -3,12 +3,15 @@ package api
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
+	"fmt"
 	"math"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/kmb-db/kmb/store/node"
 )
@@ -66,6 +69,22 @@ var decodeSeeds = []string{
 	`{"entries":[{"key":"123456789","value":1}]}`,
 	`{"entries":[{"key":"a","value":1},{"key":"b","value":1},{"key":"c","value":1},{"key":"d","value":1}]}`,
 	`{"entries":[{"key":"k","value":"` + strings.Repeat("x", 3000) + `"}]}`,
+	// Refused rather than changed: keys that are not valid UTF-8 and
+	// repeated members (encoding/json would keep the last).
+	"{\"entries\":[{\"key\":\"\xff\xfe\",\"value\":1}]}",
+	`{"entries":[{"key":"a\ud800","value":1}]}`,
+	`{"entries":[{"key":"\udc00x","value":1}]}`,
+	`{"entries":[{"key":"\ud800\u0041","value":1}]}`,
+	`{"entries":[{"key":"\ud83d\ude00","value":1}]}`,
+	`{"entries":[{"key":"\\ud800","value":1}]}`,
+	"{\"entries\":[{\"key\":\"\xef\xbf\xbd\",\"value\":1}]}",
+	`{"entries":[{"key":"k","value":1}],"entries":[{"key":"j","value":2}]}`,
+	`{"Entries":[{"key":"k","value":1}],"entries":[]}`,
+	`{"entries":[{"key":"k","KEY":"j","value":1}]}`,
+	`{"entries":[{"key":"k","value":1,"Value":2}]}`,
+	`{"entries":[{"key":"a","\u212aey":"b","value":1}]}`,
+	`{"entries":[{"key":"k","value":{"a":1,"a":2}}]}`,
+	`{"entries":[{"key":"k","value":"\ud800"}]}`,
 }
 
 func decodeTestConfigs() []Config {
@@ -125,6 +144,43 @@ func TestDecodeFastTakesCommonBodies(t *testing.T) {
 	}
 }
 
+// Input that encoding/json alone would change silently is refused.
+func TestDecodeAppendRefusesSilentChanges(t *testing.T) {
+	tests := []struct {
+		body string
+		code string // "" for accepted
+	}{
+		{"{\"entries\":[{\"key\":\"\xff\xfe\",\"value\":1}]}", "invalid_key"},
+		{"{\"entries\":[{\"key\":\"ok\",\"value\":1},{\"key\":\"a\xc3\",\"value\":1}]}", "invalid_key"},
+		{`{"entries":[{"key":"a\ud800","value":1}]}`, "invalid_key"},
+		{`{"entries":[{"key":"\udc00x","value":1}]}`, "invalid_key"},
+		{`{"entries":[{"key":"\ud800\u0041","value":1}]}`, "invalid_key"},
+		{`{"entries":[{"key":"k","value":1}],"entries":[{"key":"j","value":2}]}`, "malformed"},
+		{`{"Entries":[{"key":"k","value":1}],"entries":[]}`, "malformed"},
+		{`{"entries":[{"key":"k","key":"j","value":1}]}`, "malformed"},
+		{`{"entries":[{"key":"k","KEY":"j","value":1}]}`, "malformed"},
+		{`{"entries":[{"key":"k","value":1,"value":2}]}`, "malformed"},
+		{`{"entries":[{"key":"a","\u212aey":"b","value":1}]}`, "malformed"},
+		{`{"entries":[{"key":"ok","value":1},{"value":1,"key":"k","value":2}]}`, "malformed"},
+		// Accepted: valid escapes, U+FFFD itself, values stored as sent.
+		{`{"entries":[{"key":"\ud83d\ude00","value":1}]}`, ""},
+		{`{"entries":[{"key":"\\ud800","value":1}]}`, ""},
+		{"{\"entries\":[{\"key\":\"\xef\xbf\xbd\",\"value\":1}]}", ""},
+		{`{"entries":[{"key":"k","value":{"a":1,"a":2}}]}`, ""},
+	}
+	a := &API{cfg: DefaultConfig()}
+	for _, tt := range tests {
+		r := httptest.NewRequest(http.MethodPost, "/v1/tenants/t/entries", strings.NewReader(tt.body))
+		entries, status, code, msg := a.decodeAppend(r)
+		switch {
+		case tt.code == "" && status != 0:
+			t.Errorf("%q: refused %d %s %q", tt.body, status, code, msg)
+		case tt.code != "" && (status != http.StatusBadRequest || code != tt.code || entries != nil):
+			t.Errorf("%q: got %d %q %q, want 400 %q", tt.body, status, code, msg, tt.code)
+		}
+	}
+}
+
 func FuzzDecodeAppend(f *testing.F) {
 	for _, s := range decodeSeeds {
 		f.Add([]byte(s))
@@ -133,7 +189,68 @@ func FuzzDecodeAppend(f *testing.F) {
 		for _, cfg := range decodeTestConfigs() {
 			checkDecode(t, cfg, body)
 		}
+		checkNothingChanged(t, body)
 	})
+}
+
+// checkNothingChanged: whatever decodeAppend accepts it stores as sent.
+// Every key is valid UTF-8, and the request and each entry name every
+// member once, which a walk over the body's tokens confirms on its own.
+func checkNothingChanged(t *testing.T, body []byte) {
+	a := &API{cfg: DefaultConfig()}
+	r := httptest.NewRequest(http.MethodPost, "/v1/tenants/t/entries", bytes.NewReader(body))
+	entries, status, _, _ := a.decodeAppend(r)
+	if status != 0 {
+		return
+	}
+	for i, e := range entries {
+		if !utf8.ValidString(e.Key) {
+			t.Fatalf("body %q: entries[%d].key %q accepted but not valid UTF-8", body, i, e.Key)
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := walkMembers(dec, 0); err != nil {
+		t.Fatalf("body %q: accepted, but %v", body, err)
+	}
+}
+
+// walkMembers reads one value from dec and fails on a member named twice
+// (as encoding/json matches names: strings.EqualFold) in an object at
+// depth 0 (the request) or 2 (an entry).
+func walkMembers(dec *json.Decoder, depth int) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil // the decoder refused it; decodeAppend's business
+	}
+	switch tok {
+	case json.Delim('{'):
+		var names []string
+		for dec.More() {
+			tok, err := dec.Token()
+			name, ok := tok.(string)
+			if err != nil || !ok {
+				return nil
+			}
+			for _, n := range names {
+				if (depth == 0 || depth == 2) && strings.EqualFold(n, name) {
+					return fmt.Errorf("member %q appears twice", name)
+				}
+			}
+			names = append(names, name)
+			if err := walkMembers(dec, depth+1); err != nil {
+				return err
+			}
+		}
+		dec.Token()
+	case json.Delim('['):
+		for dec.More() {
+			if err := walkMembers(dec, depth+1); err != nil {
+				return err
+			}
+		}
+		dec.Token()
+	}
+	return nil
 }
 
 // The hand-written append response is what encoding it would give.

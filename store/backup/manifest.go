@@ -41,6 +41,12 @@ type Manifest struct {
 	// backup task, Unix ns; 0 while it is meant to run. It lives here so
 	// that whichever node runs the task next honours it.
 	TaskPausedUnixNano int64 `json:"task_paused_unix_nano"`
+	// TaskPauseChangedUnixNano is when the task was last paused or
+	// resumed, and TaskPauseLoggedUnixNano the change the cluster's log
+	// records (as an admin op, for the audit trail) once the node running
+	// the task committed it; 0 for none.
+	TaskPauseChangedUnixNano int64 `json:"task_pause_changed_unix_nano,omitempty"`
+	TaskPauseLoggedUnixNano  int64 `json:"task_pause_logged_unix_nano,omitempty"`
 	// Last successes, Unix ns; 0 for never. They only move forwards.
 	LastSnapshotSuccessUnixNano int64 `json:"last_snapshot_success_unix_nano"`
 	LastVerifySuccessUnixNano   int64 `json:"last_verify_success_unix_nano"`

@@ -93,6 +93,11 @@ type Summary struct {
 // refuses it) and cannot be restored into again: delete it and restart.
 const RestoringMarker = "RESTORING"
 
+// RestoredNote is the file a finished restore leaves in the data dir: a
+// JSON object describing the restore, which the node commits to its log
+// as an admin op ("restore") when it first leads, then removes.
+const RestoredNote = "restored.json"
+
 // Restore writes the ops of repo up to target into a new data dir,
 // dataDir, that a kmbd started with --data-dir dataDir (node_id 1) then
 // serves: dataDir/log holds the ops as the node's log, and
@@ -200,6 +205,19 @@ func Restore(ctx context.Context, repo *Repository, target Target, dataDir strin
 	}
 	if err := superblock.Write(dataDir, superblock.Superblock{NodeID: restoredNodeID, Commit: sum.LastOp}); err != nil {
 		return sum, interrupted(fmt.Errorf("restore: write superblock: %w", err))
+	}
+	// What the node commits to its log, for the audit trail, when it
+	// first leads.
+	note, _ := json.Marshal(map[string]any{
+		"repository_id": m.RepositoryID,
+		"target":        target.String(),
+		"checkpoint_op": cp.Op,
+		"last_op":       sum.LastOp,
+		"last_position": sum.LastPosition,
+		"restored_at":   time.Now().UTC().Format(time.RFC3339Nano),
+	})
+	if err := durable.WriteFile(dataDir, RestoredNote, append(note, '\n')); err != nil {
+		return sum, interrupted(fmt.Errorf("restore: %w", err))
 	}
 	if err := os.Remove(filepath.Join(dataDir, RestoringMarker)); err != nil {
 		return sum, fmt.Errorf("restore: %w", err)

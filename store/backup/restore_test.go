@@ -3,6 +3,7 @@ package backup
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -58,10 +59,17 @@ func checkRestored(t *testing.T, dataDir string, sum Summary, want []*kmblog.Op)
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if !reflect.DeepEqual(names, []string{"LOCK", "log", "superblock"}) {
+	if !reflect.DeepEqual(names, []string{"LOCK", "log", RestoredNote, "superblock"}) {
 		t.Fatalf("data dir holds %v", names)
 	}
 	assertOps(t, readLog(t, filepath.Join(dataDir, "log")), want)
+	var note struct {
+		Target string `json:"target"`
+		LastOp uint64 `json:"last_op"`
+	}
+	if b, err := os.ReadFile(filepath.Join(dataDir, RestoredNote)); err != nil || json.Unmarshal(b, &note) != nil || note.Target != sum.Target.String() || note.LastOp != sum.LastOp {
+		t.Fatalf("%s: %+v, %v; want target %s, last op %d", RestoredNote, note, err, sum.Target, sum.LastOp)
+	}
 	sb, ok, _, err := superblock.Read(dataDir)
 	if err != nil || !ok {
 		t.Fatalf("superblock: ok=%v err=%v", ok, err)
@@ -310,6 +318,16 @@ func treeOf(t *testing.T, dir string) map[string]string {
 		b, err := os.ReadFile(p)
 		rel, _ := filepath.Rel(dir, p)
 		out[rel] = string(b)
+		if rel == RestoredNote {
+			// It says when the restore ran; its other fields must match.
+			var note map[string]any
+			if err := json.Unmarshal(b, &note); err != nil {
+				t.Fatalf("%s: %v", rel, err)
+			}
+			delete(note, "restored_at")
+			b, _ = json.Marshal(note)
+			out[rel] = string(b)
+		}
 		return err
 	})
 	if err != nil {
@@ -452,4 +470,40 @@ func TestRestoredLogIsPlainLog(t *testing.T) {
 			t.Fatalf("segment %s differs from the source log's", name)
 		}
 	}
+}
+
+// TestReadOps reads ranges of ops back from segments and, after
+// retention, from a snapshot's parts.
+func TestReadOps(t *testing.T) {
+	r, _, ops := backedUpRepo(t, 60, 10, 25, 25)
+	ctx := context.Background()
+	read := func(first, last uint64) ([]kmblog.Op, error) {
+		var got []kmblog.Op
+		err := r.ReadOps(ctx, first, last, func(op *kmblog.Op) error { got = append(got, *op); return nil })
+		return got, err
+	}
+	for _, rg := range [][2]uint64{{1, 60}, {1, 1}, {7, 33}, {60, 60}, {11, 35}} {
+		got, err := read(rg[0], rg[1])
+		if err != nil {
+			t.Fatalf("ops %v: %v", rg, err)
+		}
+		assertOps(t, got, ops[rg[0]-1:rg[1]])
+	}
+	if _, err := read(50, 61); err == nil || !strings.Contains(err.Error(), "checkpoint") {
+		t.Fatalf("ops past the checkpoint: %v", err)
+	}
+	if _, err := read(0, 3); err == nil {
+		t.Fatal("op 0 was read")
+	}
+	if _, err := r.CreateSnapshot(ctx, time.Now(), 1<<20, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ApplyRetention(ctx, RetentionPolicy{KeepLast: 1}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := read(5, 40)
+	if err != nil {
+		t.Fatalf("after retention: %v", err)
+	}
+	assertOps(t, got, ops[4:40])
 }

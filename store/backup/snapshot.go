@@ -225,6 +225,37 @@ func (r *Repository) SetPaused(ctx context.Context, paused bool, now time.Time) 
 		default:
 			return false
 		}
+		m.TaskPauseChangedUnixNano = now.UnixNano()
+		return true
+	})
+}
+
+// PauseChange is a pause or resume of the task that the cluster's log
+// does not record yet.
+type PauseChange struct {
+	Paused bool
+	At     time.Time
+}
+
+// UnloggedPauseChange returns the last pause or resume, unless the log
+// records it already.
+func (r *Repository) UnloggedPauseChange() (PauseChange, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m.TaskPauseChangedUnixNano == 0 || r.m.TaskPauseChangedUnixNano == r.m.TaskPauseLoggedUnixNano {
+		return PauseChange{}, false
+	}
+	return PauseChange{Paused: r.m.TaskPausedUnixNano != 0, At: time.Unix(0, r.m.TaskPauseChangedUnixNano)}, true
+}
+
+// PauseChangeLogged records that the cluster's log holds the change made
+// at at.
+func (r *Repository) PauseChangeLogged(ctx context.Context, at time.Time) error {
+	return r.update(ctx, func(m *Manifest) bool {
+		if m.TaskPauseLoggedUnixNano >= at.UnixNano() {
+			return false
+		}
+		m.TaskPauseLoggedUnixNano = at.UnixNano()
 		return true
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,9 @@ type Source interface {
 	// the checkpoint covers every op committed up to its time. Only a
 	// leader a quorum follows can commit one.
 	CommitMarker(ctx context.Context) (op uint64, t time.Time, err error)
+	// CommitAdmin commits an administrative action as a system op (the
+	// task records pauses and resumes with it, for the audit trail).
+	CommitAdmin(ctx context.Context, action string, detail any, principal string) (uint64, error)
 }
 
 // TaskConfig configures the continuous backup task. Zero values take
@@ -260,6 +264,7 @@ func (t *Task) step(ctx context.Context) time.Duration {
 		t.setState(StateRunning, nil)
 		t.logger.Info("backup task resumed from the manifest", slog.Uint64("checkpoint_op", t.repo.Checkpoint().Op), slog.String("repository", t.url))
 	}
+	t.logPauseChange(ctx)
 	if !t.repo.Stats().Paused.IsZero() {
 		if t.st.Load().State != StatePaused {
 			t.setState(StatePaused, nil)
@@ -514,6 +519,32 @@ func reason(err error) string {
 func fatal(err error) bool {
 	var fe *fatalError
 	return errors.As(err, &fe) || errors.Is(err, ErrCorruptManifest) || errors.Is(err, ErrGap)
+}
+
+// logPauseChange commits the last pause or resume to the cluster's log, as
+// an admin op, unless the log holds it already: the leader running the
+// task is the one node that sees the change and can commit. A failure is
+// tried again next round (a crash in between logs the change twice, with
+// the same time).
+func (t *Task) logPauseChange(ctx context.Context) {
+	c, ok := t.repo.UnloggedPauseChange()
+	if !ok {
+		return
+	}
+	action := "backup_resume"
+	if c.Paused {
+		action = "backup_pause"
+	}
+	detail := map[string]string{"repository": t.url, "repository_id": t.repo.Stats().RepositoryID, "at": c.At.UTC().Format(time.RFC3339Nano)}
+	op, err := t.src.CommitAdmin(ctx, action, detail, "")
+	if err == nil {
+		err = t.repo.PauseChangeLogged(ctx, c.At)
+	}
+	if err != nil {
+		t.logger.Warn("backup: pause or resume not yet in the log's audit trail; trying again", slog.String("action", action), slog.String("error", err.Error()))
+		return
+	}
+	t.logger.Info("backup "+strings.TrimPrefix(action, "backup_")+" recorded in the log", slog.Uint64("op", op), slog.Time("at", c.At))
 }
 
 // failed counts err and says how long to back off. Another writer's

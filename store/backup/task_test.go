@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -29,6 +30,7 @@ type fakeSource struct {
 	// leads but has no quorum.
 	markerErr error
 	markers   int
+	admin     []string // actions of the admin ops committed
 }
 
 func (s *fakeSource) BackupRole() (bool, uint64, uint64) {
@@ -70,6 +72,21 @@ func (s *fakeSource) CommitMarker(ctx context.Context) (uint64, time.Time, error
 	s.ops = append(s.ops[:len(s.ops):len(s.ops)], op) // never into a caller's array
 	s.markers++
 	return op.Op, time.Unix(0, op.Timestamp), nil
+}
+
+func (s *fakeSource) CommitAdmin(ctx context.Context, action string, detail any, principal string) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	value, err := json.Marshal(detail)
+	if err != nil {
+		return 0, err
+	}
+	last := s.ops[len(s.ops)-1]
+	op := &kmblog.Op{Op: last.Op + 1, View: last.View, FirstPosition: last.LastPosition() + 1, Kind: kmblog.KindAdmin,
+		Timestamp: max(s.clock.UnixNano(), last.Timestamp+1), Principal: principal, Entries: []kmblog.Entry{{Key: action, Value: value}}}
+	s.ops = append(s.ops[:len(s.ops):len(s.ops)], op)
+	s.admin = append(s.admin, action)
+	return op.Op, nil
 }
 
 func (s *fakeSource) set(f func(s *fakeSource)) {
@@ -285,12 +302,26 @@ func TestTaskPauseResumeAndFatal(t *testing.T) {
 	h.advance(time.Minute)
 	h.run()
 	h.run()
-	if h.state() != StateRunning || h.task.Status().CheckpointOp != 60 {
+	h.run()
+	// The pause and the resume are in the log (ops 61 and 62), for the
+	// audit trail, and were backed up with the rest.
+	if h.state() != StateRunning || h.task.Status().CheckpointOp != 62 {
 		t.Fatalf("resumed: %+v", h.task.Status())
+	}
+	if got := strings.Join(src.admin, ","); got != "backup_pause,backup_resume" {
+		t.Fatalf("admin ops %q, want the pause and the resume", got)
+	}
+	h.run()
+	if len(src.admin) != 2 {
+		t.Fatalf("the resume was logged again: %v", src.admin)
 	}
 
 	// The local log lost ops the repository needs: fatal.
-	src.set(func(s *fakeSource) { s.ops = append(s.ops, sourceLog(t, genOps(1, 1, 61, 13))[60]); s.broken = true })
+	src.set(func(s *fakeSource) {
+		last := s.ops[len(s.ops)-1]
+		s.ops = append(s.ops, &kmblog.Op{Op: last.Op + 1, View: last.View, FirstPosition: last.LastPosition() + 1, Timestamp: last.Timestamp + 1})
+		s.broken = true
+	})
 	h.task.step(context.Background())
 	if h.state() != StateError || h.value("kmb_backup_errors_total", "flush", ClassFatal, "log_read") != 1 {
 		t.Fatalf("after a lost op: %+v", h.task.Status())

@@ -30,6 +30,12 @@ type Config struct {
 	// from its peers and Repair. Only a replica of a cluster sets it: a
 	// single node has nobody to repair from.
 	TolerateCorruption bool `toml:"-"`
+	// ReadOnly opens the log for reading only, for offline commands on a
+	// stopped node's data dir: recovery verifies as usual but cuts,
+	// removes and migrates nothing (a torn tail is just not read), and
+	// every write returns ErrReadOnly. An empty or missing directory, or a
+	// log of format version 1, fails Open.
+	ReadOnly bool `toml:"-"`
 	// FS is the file system; nil means the operating system's. Tests
 	// inject faults through it.
 	FS FS `toml:"-"`

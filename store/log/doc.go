@@ -17,20 +17,24 @@
 // of their first op, so that name order is op order. A segment is a header
 // followed by records, with no padding and no footer:
 //
-//	segment header, 20 bytes:
+//	segment header, 60 bytes (format version 2):
 //	  [6]byte  magic "KMBSEG"
-//	  u16 LE   format version (1)
+//	  u16 LE   format version (2)
 //	  u64 LE   first op number, equal to the one in the file name
-//	  u32 LE   CRC32C (Castagnoli) of the 16 bytes above
+//	  u64 LE   first position: that of the first op's first entry
+//	  [32]byte chain hash of the op before the first (zero for op 1)
+//	  u32 LE   CRC32C (Castagnoli) of the 56 bytes above
 //
 //	record (frame), 8 + n bytes:
 //	  u32 LE   n, payload length; minOpSize <= n <= MaxRecordSize (16 MiB)
 //	  u32 LE   CRC32C of the payload
-//	  [n]byte  payload: one op encoded by AppendOp (version 1)
+//	  [n]byte  payload: one op encoded by AppendOp (version 2)
 //
 // The op encoding is documented at AppendOp. The same bytes travel in
 // replication messages, so the decoder is strict: an op has exactly one
-// encoding.
+// encoding. Each op ends with its chain hash, SHA-256 of the previous op's
+// chain hash and the op's own encoding before it (ChainHash): the log is
+// tamper-evident, and a segment is verifiable on its own from its header.
 //
 // Ops are numbered from 1 with no gaps, across segments: the first record
 // of a segment holds the op named in its header, and each segment starts
@@ -43,6 +47,10 @@
 // is never empty unless it is the last. The sealed segment is fsynced
 // before anything is written to the new one.
 //
+// A log of format version 1 (ops without kind, principal and chain hash;
+// 20-byte segment headers) is migrated by Open, segment by segment, each
+// rewritten to a temporary file, synced and renamed over the old one.
+//
 // # Durability
 //
 // Sync fdatasyncs the active segment and, after segments were created or
@@ -51,38 +59,49 @@
 // truncates and syncs the segment holding the new last op. These orders
 // guarantee that whatever a crash leaves behind is a valid log that
 // differs from the last synced state only in the tail of its last segment.
-// After a failed write or fsync the log refuses further writes: the kernel
-// may have dropped the dirty pages, and only recovery knows what is on
-// disk.
+//
+// An Append that finds the disk full (ENOSPC, EDQUOT) cuts off what it
+// wrote, durably, removes the segments it created, and returns
+// ErrDiskFull: the log is as it was and takes appends again once there is
+// space. After any other failed write, and after any failed fsync, the log
+// refuses further writes: the kernel may have dropped the dirty pages, and
+// only recovery knows what is on disk.
 //
 // # Recovery
 //
 // Open reads the segments in op order and verifies every record: length
-// bounds, checksum, strict decoding, op contiguity and position contiguity
-// (within and across segments). Then:
+// bounds, checksum, strict decoding, op and position contiguity (within
+// and across segments) and the chain hash. At a bad record it looks for
+// the next valid one (a record whose checksum holds and whose op can
+// follow), so that damage is a run of bytes with the ops it held. Then:
 //
-//   - A bad record in the last segment is a torn or corrupt tail: the file
-//     is truncated at the start of that record and synced, one WARN line
-//     names the segment, offset, bytes cut and reason, and RecoveryReport
-//     says the same. Every record before it is kept.
+//   - Damage in the last segment with nothing valid after it is what a
+//     torn final write leaves: the file is truncated where the damage
+//     starts and synced, one WARN line names the segment, offset, bytes cut
+//     and reason, and RecoveryReport says the same.
+//   - Any other damage (valid records follow it, in its segment or in a
+//     later one: bit rot, a misdirected write) is corruption: cutting there
+//     would drop acknowledged ops. Open fails with a CorruptionError naming
+//     the segment, offset and ops, and changes nothing; Check lists it
+//     without opening the log for writing. With TolerateCorruption, which a
+//     replica of a cluster sets, Open keeps the log's length and holds the
+//     damaged ops as faulty: Read and Scan refuse them (ErrFaulty), never
+//     answering with wrong data, until Repair writes verified copies back
+//     in place.
 //   - A last segment whose header is torn (short, or failing its checksum)
 //     was being created when the process died, before any of it was
 //     synced: once every other segment has been verified and its file name
 //     shows that it continues the log, it is removed, with a WARN line. If
 //     a valid record follows such a header, the segment held data and Open
 //     fails instead.
-//   - A bad record or header in any earlier segment cannot come from a
-//     crash, since segments are synced before the next is created: Open
-//     fails with an error naming the segment and offset, and truncates
-//     nothing. Refusing to start is better than silently dropping
-//     acknowledged ops; an operator (or VSR state transfer) must repair it.
-//   - A header with a valid checksum but an unknown version, bad magic, or
-//     a first op that does not fit is never treated as torn: Open fails.
+//   - A bad header of any earlier segment, a header with a valid checksum
+//     but an unknown version or bad magic, or a segment that does not
+//     continue the one before it, fails Open.
 //
 // Open verifies everything before it cuts or removes anything, so an Open
-// that fails has changed no file. It finishes by syncing the last segment (the previous process may
-// have died with it only in the page cache) and logging the recovery
-// summary at INFO.
+// that fails has changed no file. It finishes by syncing the last segment
+// (the previous process may have died with it only in the page cache) and
+// logging the recovery summary at INFO.
 //
 // # Concurrency
 //

@@ -19,6 +19,9 @@ var (
 	// ErrNotContiguous is wrapped by Append errors for ops that do not
 	// continue the log.
 	ErrNotContiguous = errors.New("log: op does not continue the log")
+	// ErrReadOnly is returned by every write of a log opened with
+	// Config.ReadOnly.
+	ErrReadOnly = errors.New("log: opened read-only")
 	// ErrDiskFull is wrapped by Append errors when the file system ran out
 	// of space (ENOSPC, EDQUOT). Nothing of that Append is in the log, and
 	// the log stays usable: a later Append may succeed once space is freed.
@@ -112,6 +115,9 @@ func (l *Log) usable() error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
+	if l.readOnly {
+		return ErrReadOnly
+	}
 	if l.failed != nil {
 		return fmt.Errorf("log: unusable after an I/O error, restart to recover: %w", l.failed)
 	}
@@ -201,12 +207,29 @@ func (l *Log) Append(ops ...*Op) error {
 	if l.nextOp == l.firstOpWhenEmpty() {
 		l.firstOp.Store(ops[0].Op)
 	}
+	l.noteFirstTimestamps(ops)
 	l.nextOp, l.nextPos = next, pos
 	l.prev = ops[len(ops)-1].Chain
 	l.lastOp.Store(next - 1)
 	l.lastPos.Store(pos - 1)
 	l.metrics.appended(entries, len(buf))
 	return nil
+}
+
+// noteFirstTimestamps records the commit time of the first op of every
+// segment that ops started (under mu: readers look them up).
+func (l *Log) noteFirstTimestamps(ops []*Op) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(l.segs) - 1; i >= 0; i-- {
+		s := l.segs[i]
+		if s.firstOp < ops[0].Op {
+			break
+		}
+		if s.firstTS == 0 {
+			s.firstTS = ops[s.firstOp-ops[0].Op].Timestamp
+		}
+	}
 }
 
 // firstOpWhenEmpty is the op number an empty log starts with.
@@ -408,7 +431,7 @@ func (l *Log) Close() error {
 		return ErrClosed
 	}
 	var errs []error
-	if l.failed == nil {
+	if l.failed == nil && !l.readOnly {
 		errs = append(errs, l.Sync())
 	}
 	l.closed.Store(true)

@@ -117,13 +117,20 @@ func (l *Log) Read(op uint64) (Op, error) {
 // the op; it runs with no lock held, so it may call Read. Scan reads
 // segments in large chunks and verifies every record like Read.
 func (l *Log) Scan(from uint64, fn func(*Op) error) error {
+	return l.ScanRange(from, l.durableOp.Load(), fn)
+}
+
+// ScanRange is Scan up to op last (at most DurableOp): it reads nothing
+// past last, so that a caller bounded by a commit number never meets the
+// ops after it, damaged ones included.
+func (l *Log) ScanRange(from, last uint64, fn func(*Op) error) error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
 	if first := l.firstOp.Load(); from < first {
 		from = first
 	}
-	last := l.durableOp.Load()
+	last = min(last, l.durableOp.Load())
 	var buf []byte
 	for next := from; next <= last && next != 0; {
 		chunk, err := l.readChunk(next, last, scanChunkSize, &buf)
@@ -212,4 +219,22 @@ func decodeFrameAt(b []byte) (Op, int, *recordError) {
 	}
 	op, rerr := decodeFrame(b[:frameHeaderSize+n])
 	return op, frameHeaderSize + n, rerr
+}
+
+// FirstOpAt returns where to start reading to meet every op committed at
+// or after t (Unix ns): the first op of the last segment that starts at or
+// before t, since commit times increase along the log and every earlier
+// segment holds only earlier ops. It reads nothing from disk.
+func (l *Log) FirstOpAt(t int64) uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	i := sort.Search(len(l.segs), func(i int) bool {
+		ts := l.segs[i].firstTS
+		return ts == 0 || ts > t
+	})
+	first := l.firstOp.Load()
+	if i == 0 {
+		return first
+	}
+	return max(l.segs[i-1].firstOp, first)
 }

@@ -2,6 +2,7 @@ package log
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -117,8 +118,10 @@ func open(cfg Config, logger *slog.Logger, m *Metrics) (*Log, RecoveryReport, er
 	if fsys == nil {
 		fsys = OS
 	}
-	if err := fsys.MkdirAll(cfg.Dir, 0o755); err != nil {
-		return nil, RecoveryReport{}, fmt.Errorf("log: %w", err)
+	if !cfg.ReadOnly {
+		if err := fsys.MkdirAll(cfg.Dir, 0o755); err != nil {
+			return nil, RecoveryReport{}, fmt.Errorf("log: %w", err)
+		}
 	}
 	dirFile, err := fsys.OpenFile(cfg.Dir, os.O_RDONLY, 0)
 	if err != nil {
@@ -131,7 +134,8 @@ func open(cfg Config, logger *slog.Logger, m *Metrics) (*Log, RecoveryReport, er
 		segSize:  cfg.SegmentSizeBytes,
 		logger:   logger,
 		metrics:  m,
-		tolerate: cfg.TolerateCorruption,
+		tolerate: cfg.TolerateCorruption || cfg.ReadOnly,
+		readOnly: cfg.ReadOnly,
 	}
 	rep, err := l.recover()
 	if err != nil {
@@ -166,9 +170,20 @@ func (l *Log) recover() (RecoveryReport, error) {
 	if err != nil {
 		return rep, err
 	}
+	if l.readOnly {
+		if len(names) == 0 {
+			return rep, fmt.Errorf("log: %s holds no log", l.dir)
+		}
+		if v1, err := l.needsMigration(names); err != nil || v1 {
+			return rep, cmp.Or(err, fmt.Errorf("log: %s is in format version 1: start kmbd on it once to migrate it", l.dir))
+		}
+	}
 	sc, torn, damage, err := l.verify(names)
 	if err != nil {
 		return rep, err
+	}
+	if l.readOnly {
+		return l.openReadOnly(sc, damage, &rep)
 	}
 
 	// Verified everything; decide. Only a damaged tail of the last
@@ -237,6 +252,33 @@ func (l *Log) recover() (RecoveryReport, error) {
 	rep.Segments = len(l.segs)
 	rep.FirstOp, rep.LastOp = l.firstOp.Load(), l.lastOp.Load()
 	return rep, nil
+}
+
+// openReadOnly finishes a read-only recovery: the log reads up to the
+// last valid record, a torn tail and a torn last segment stay on disk
+// unread, and corrupt ops are faulty.
+func (l *Log) openReadOnly(sc *scanner, damage []Damage, rep *RecoveryReport) (RecoveryReport, error) {
+	for _, d := range damage {
+		if !d.Tail && d.Ops() > 0 {
+			l.damage = append(l.damage, d)
+			rep.Corrupt = append(rep.Corrupt, d)
+		}
+		if d.Tail {
+			s := l.segs[len(l.segs)-1]
+			s.end = d.Offset
+		}
+	}
+	l.active = l.segs[len(l.segs)-1]
+	l.nextOp, l.nextPos, l.prev = sc.nextOp, sc.nextPos, sc.prev
+	if l.nextOp > l.segs[0].firstOp {
+		l.firstOp.Store(l.segs[0].firstOp)
+	}
+	l.lastOp.Store(l.nextOp - 1)
+	l.durableOp.Store(l.nextOp - 1)
+	l.lastPos.Store(l.nextPos - 1)
+	rep.Segments = len(l.segs)
+	rep.FirstOp, rep.LastOp = l.firstOp.Load(), l.lastOp.Load()
+	return *rep, nil
 }
 
 // verify reads and checks every segment in names, changing nothing. It
@@ -417,6 +459,7 @@ type scanner struct {
 	// the next valid record or segment header, and that record's chain
 	// hash cannot be checked (the op before it is unreadable).
 	known   bool
+	lastTS  int64 // commit time of the op last checked
 	br      *bufio.Reader
 	payload []byte
 	chainer Chainer
@@ -551,6 +594,9 @@ func (sc *scanner) scan(s *segment, off, size int64) (end int64, bad *recordErro
 		if rerr := sc.check(payload, sum); rerr != nil {
 			return off, rerr, nil
 		}
+		if s.firstTS == 0 && len(s.offsets) == 0 {
+			s.firstTS = sc.lastTS
+		}
 		s.offsets = append(s.offsets, off)
 		off += int64(frameHeaderSize + n)
 	}
@@ -579,6 +625,7 @@ func (sc *scanner) check(payload []byte, sum uint32) *recordError {
 		}
 	}
 	sc.known = true
+	sc.lastTS = p.op.Timestamp
 	sc.nextOp++
 	sc.nextPos += p.entries
 	sc.prev = p.op.Chain

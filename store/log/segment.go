@@ -125,6 +125,11 @@ type segment struct {
 	// past the last of them, which gives the last op's frame length.
 	offsets []int64 // (mu)
 	end     int64   // (mu)
+	// firstTS is the commit time of the segment's first op, 0 while it
+	// has none. Commit times increase along the log, so the segments'
+	// first times are ordered too: a time range maps to the segments it
+	// overlaps without reading them. (mu)
+	firstTS int64
 
 	// staged are the offsets of ops appended but not yet synced; Sync
 	// moves them to offsets. size is the current file size.

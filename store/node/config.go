@@ -7,6 +7,7 @@ import (
 	"time"
 
 	kmblog "github.com/kmb-db/kmb/store/log"
+	"github.com/kmb-db/kmb/store/transport"
 )
 
 // Config configures a node. DefaultConfig documents the defaults.
@@ -25,6 +26,10 @@ type Config struct {
 	// APIAddr is this node's client API address, advertised to peers so
 	// that followers can redirect writes to the leader.
 	APIAddr string
+	// ReplicationSecurity authenticates the replicas to each other:
+	// mutual TLS, a shared secret, or nothing. TOML: cluster.tls_*,
+	// cluster.secret_file.
+	ReplicationSecurity transport.Security
 	// SegmentSizeBytes rolls log segments at this size. TOML:
 	// [storage] segment_size_bytes. Default 64 MiB.
 	SegmentSizeBytes int64

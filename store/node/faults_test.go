@@ -222,3 +222,43 @@ func TestClusterRepairsCorruptFollower(t *testing.T) {
 		t.Fatal("the repaired segment differs from the one before the damage")
 	}
 }
+
+// TestFollowerDiskFull: a follower whose disk fills stops acknowledging
+// what it cannot store while the other two commit, and catches up by
+// itself once space returns.
+func TestFollowerDiskFull(t *testing.T) {
+	fss := map[uint64]*faultfs.FS{}
+	nodes, leader := startClusterWith(t, func(id uint64, d *Deps) {
+		fss[id] = faultfs.New(nil)
+		d.FS = fss[id]
+	})
+	var follower *Node
+	for _, n := range nodes {
+		if n != leader {
+			follower = n
+			break
+		}
+	}
+	ctx := context.Background()
+	fss[follower.cfg.NodeID].SetSpace(0)
+	for i := range 20 {
+		if _, err := leader.Append(ctx, Write{Tenant: "acme", Entries: entries("k"+string(rune('a'+i)), `1`)}); err != nil {
+			t.Fatalf("write %d with a follower's disk full: %v", i, err)
+		}
+	}
+	waitFor(t, 10*time.Second, "the follower to report its disk full", func() bool { return follower.Status().DiskFull })
+	if err := follower.Ready(); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("follower Ready = %v", err)
+	}
+	if got := follower.Status().OpNumber; got >= 20 {
+		t.Fatalf("the follower holds op %d with no space", got)
+	}
+	fss[follower.cfg.NodeID].SetSpace(-1)
+	waitFor(t, 20*time.Second, "the follower to catch up", func() bool {
+		s := follower.Status()
+		return !s.DiskFull && s.CommitNumber == 20 && follower.Ready() == nil
+	})
+	if _, err := follower.Get("acme", "kt"); err != nil {
+		t.Fatalf("the caught-up follower misses the last write: %v", err)
+	}
+}

@@ -7,6 +7,11 @@ import (
 	"syscall"
 )
 
+// LockDataDir takes the lock a running node holds on dir, for offline
+// commands (kmbd log repair) that must not run beside one. Close the file
+// to release it.
+func LockDataDir(dir string) (*os.File, error) { return lockDataDir(dir) }
+
 // lockDataDir takes an exclusive advisory lock on dir/LOCK so that two
 // processes never write one log. The lock lives as long as the returned file
 // stays open; the kernel releases it when the process dies, so a crash never

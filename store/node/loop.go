@@ -80,6 +80,16 @@ func (n *Node) shutdown() error {
 	}
 	n.failWaiting(ErrShuttingDown)
 	n.m.publish()
+	// The commit number goes to disk with the rest, so that offline
+	// readers of the data dir (kmbd audit export --data-dir) know exactly
+	// what was committed.
+	if st := n.rep.State(); st.Commit > n.hs.Commit && n.fatalErr() == nil {
+		hs := n.hs
+		hs.Commit = st.Commit
+		if err := n.writeHardState(hs); err != nil {
+			n.logger.Warn("commit number not persisted at shutdown", slog.String("error", err.Error()))
+		}
+	}
 	return n.closeAll()
 }
 
@@ -276,6 +286,9 @@ func (n *Node) setDiskFull(err error) {
 	if n.diskFull.Swap(&err) == nil {
 		n.logger.Error("disk full: writes are refused until space is freed; reads go on",
 			slog.String("data_dir", n.cfg.DataDir), slog.String("error", err.Error()))
+		// Published before the writers hear of it: one who asks for the
+		// status or readiness next sees the disk full.
+		n.publishStatus("")
 	}
 	n.lastProbe = n.now()
 }
@@ -292,6 +305,7 @@ func (n *Node) probeSpace() {
 		return
 	}
 	n.diskFull.Store(nil)
+	n.publishStatus("")
 	n.logger.Info("disk space is available again: writes resume", slog.String("data_dir", n.cfg.DataDir))
 }
 
@@ -368,6 +382,9 @@ type answer struct {
 // applyOp applies one committed op to the projection and the client table.
 func (n *Node) applyOp(op *kmblog.Op) AppendResult {
 	res := AppendResult{FirstPosition: op.FirstPosition, LastPosition: op.LastPosition(), CommitNumber: op.Op}
+	// Every applied op's chain hash was checked (at recovery, or when the
+	// replica installed it) or computed (the primary's own).
+	n.chainHead = op.Chain
 	if op.ClientID != 0 && !n.clock.record(op.ClientID, op.RequestID, res) {
 		// A retry of a request already applied: the log holds it twice,
 		// the state machine executes it once.

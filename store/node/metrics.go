@@ -125,6 +125,8 @@ func (n *Node) registerMetrics(r *metric.Registry, tenantCap int) {
 	r.NewGaugeFunc("kmb_log_first_retained_position", "Oldest log position still in the local log; 1 while nothing was truncated.", func() float64 { return float64(n.FirstRetainedPosition()) })
 	r.NewGaugeFunc("kmb_log_size_bytes", "Current size of the local log on disk.", func() float64 { return float64(n.logSize()) })
 	gauge("kmb_log_corrupt_ops", "Ops of the local log found corrupt and not yet repaired from the peers.", func(s *status.Snapshot) float64 { return float64(s.CorruptOps) })
+	gauge("kmb_log_chain_verified_op", "Last op whose chain hash this replica checked (or, as leader, computed) and applied: the head of its verified hash chain.", func(s *status.Snapshot) float64 { return float64(s.ChainHead.Op) })
+	gauge("kmb_storage_disk_full", "1 while the data dir's disk has no room for writes (they are refused with 507 disk_full until a probe write succeeds), else 0.", func(s *status.Snapshot) float64 { return b2f(s.DiskFull) })
 	gauge("kmb_consensus_view", "Current consensus view number.", func(s *status.Snapshot) float64 { return float64(s.View) })
 	gauge("kmb_consensus_leader", "Node id of the current leader; 0 when no leader is known.", func(s *status.Snapshot) float64 { return float64(s.LeaderID) })
 	gauge("kmb_consensus_has_leader", "1 when this replica knows a leader for its view, else 0.", func(s *status.Snapshot) float64 { return b2f(s.LeaderID != 0) })

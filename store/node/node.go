@@ -154,14 +154,17 @@ type Node struct {
 	running atomic.Bool
 
 	// Loop-owned.
-	batch     []*request
-	proposals []vsr.Proposal
-	waiting   map[uint64]*request // op number → the request that proposed it
-	answers   []answer            // reused by applyUpTo
-	unapplied []*kmblog.Op        // appended ops above applied, in order
-	applied   uint64
-	hs        vsr.HardState // as persisted
-	hsAt      time.Time
+	batch      []*request
+	proposals  []vsr.Proposal
+	waiting    map[uint64]*request // op number → the request that proposed it
+	answers    []answer            // reused by applyUpTo
+	unapplied  []*kmblog.Op        // appended ops above applied, in order
+	applied    uint64
+	chainHead  kmblog.Chain // chain hash of op applied
+	chainHex   string       // chainHead in hex, for op chainHexOp
+	chainHexOp uint64
+	hs         vsr.HardState // as persisted
+	hsAt       time.Time
 }
 
 type request struct {
@@ -246,7 +249,43 @@ func (n *Node) Run() error {
 		return err
 	}
 	n.running.Store(true)
+	if note, err := os.ReadFile(filepath.Join(n.cfg.DataDir, backup.RestoredNote)); err == nil {
+		go n.recordRestore(note)
+	}
 	return n.loop()
+}
+
+// recordRestore commits the note of the restore that produced this data
+// dir to the log as an admin op, once this node leads, then removes it.
+func (n *Node) recordRestore(note []byte) {
+	var detail json.RawMessage = note
+	if !json.Valid(note) {
+		detail, _ = json.Marshal(map[string]string{"note": string(note)})
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-tick.C:
+		}
+		if s := n.snap.Load(); !s.IsLeader || n.Ready() != nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		op, err := n.CommitAdmin(ctx, "restore", detail, "")
+		cancel()
+		if err != nil {
+			n.logger.Warn("restore not yet recorded in the log; trying again", slog.String("error", err.Error()))
+			continue
+		}
+		if err := os.Remove(filepath.Join(n.cfg.DataDir, backup.RestoredNote)); err != nil {
+			n.logger.Warn("restore recorded, but its note could not be removed", slog.String("error", err.Error()))
+		}
+		n.logger.Info("restore recorded in the log", slog.Uint64("op", op))
+		return
+	}
 }
 
 func (n *Node) recover() error {
@@ -303,14 +342,11 @@ func (n *Node) recover() error {
 	if len(faulty) > 0 {
 		committed = min(committed, faulty[0].First-1)
 	}
-	if hasState {
-		if err := l.Scan(l.FirstOp(), func(op *kmblog.Op) error {
-			if op.Op > committed {
-				return errStopScan
-			}
+	if hasState && committed > 0 {
+		if err := l.ScanRange(l.FirstOp(), committed, func(op *kmblog.Op) error {
 			n.applyOp(op)
 			return nil
-		}); err != nil && !errors.Is(err, errStopScan) {
+		}); err != nil {
 			return fmt.Errorf("rebuild projection: %w", err)
 		}
 	}
@@ -318,10 +354,11 @@ func (n *Node) recover() error {
 
 	if len(n.ids) > 1 {
 		n.net, err = transport.New(transport.Config{
-			NodeID:  n.cfg.NodeID,
-			Listen:  cmp.Or(n.cfg.ReplicationListen, n.cfg.Replicas[n.cfg.NodeID]),
-			Peers:   n.cfg.peers(),
-			APIAddr: n.cfg.APIAddr,
+			NodeID:   n.cfg.NodeID,
+			Listen:   cmp.Or(n.cfg.ReplicationListen, n.cfg.Replicas[n.cfg.NodeID]),
+			Peers:    n.cfg.peers(),
+			APIAddr:  n.cfg.APIAddr,
+			Security: n.cfg.ReplicationSecurity,
 		}, n.tlogger, transport.NewMetrics(n.registry, n.cfg.NodeID, n.otherIDs()))
 		if err != nil {
 			return err
@@ -377,7 +414,7 @@ func (n *Node) openSuperblock() (superblock.Superblock, bool, error) {
 			return sb, ok, fmt.Errorf("upgrade superblock: %w", err)
 		}
 		rep.Seq = 1
-		n.logger.Info("superblock upgraded to format version 2 (four copies)")
+		n.logger.Info("superblock upgraded to format version 3 (four copies)")
 	case len(rep.Damaged)+len(rep.Stale) > 0:
 		n.logger.Warn("superblock copies damaged or behind; the newest valid copy is used and every copy rewritten",
 			slog.Any("damaged_copies", rep.Damaged), slog.Any("stale_copies", rep.Stale), slog.Uint64("sequence", rep.Seq))
@@ -415,8 +452,6 @@ func (n *Node) writeSuperblock(sb superblock.Superblock) error {
 	n.sb = f
 	return nil
 }
-
-var errStopScan = errors.New("stop scan")
 
 func (n *Node) otherIDs() []uint64 {
 	var out []uint64

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -42,6 +43,9 @@ func (n *Node) publishStatus(force string) {
 		s.Log = status.Log{FirstOp: n.log.FirstOp(), LastOp: n.log.LastOp(), LastPosition: n.log.LastPosition(), SizeBytes: n.log.SizeBytes()}
 	}
 	s.Projection = status.Projection{AppliedPosition: n.proj.AppliedPosition(), ActiveTenants: n.proj.ActiveTenants()}
+	if n.applied > 0 {
+		s.ChainHead = status.ChainHead{Op: n.applied, Hash: n.chainHeadHex()}
+	}
 	if s.Log.LastPosition > s.Projection.AppliedPosition {
 		s.Projection.Lag = s.Log.LastPosition - s.Projection.AppliedPosition
 	}
@@ -136,4 +140,13 @@ func (n *Node) logSize() int64 {
 		return 0
 	}
 	return n.log.SizeBytes()
+}
+
+// chainHeadHex is the applied op's chain hash in hex, formatted once per
+// op (publishStatus runs every loop iteration).
+func (n *Node) chainHeadHex() string {
+	if n.chainHexOp != n.applied {
+		n.chainHex, n.chainHexOp = hex.EncodeToString(n.chainHead[:]), n.applied
+	}
+	return n.chainHex
 }

@@ -3,6 +3,7 @@ package sim
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/store/vsr"
@@ -47,7 +48,7 @@ func (c *client) act() {
 		return
 	}
 	h := w.hosts[c.target]
-	if !h.up {
+	if h == nil || !h.up {
 		c.next()
 		return
 	}
@@ -60,6 +61,7 @@ func (c *client) act() {
 	if c.pending.put {
 		tenant = "put"
 	}
+	w.events++
 	_, err := h.r.Propose(vsr.Proposal{
 		Tenant:    tenant,
 		Entries:   []kmblog.Entry{{Key: c.pending.key, Value: []byte(c.pending.value)}},
@@ -84,14 +86,11 @@ func (c *client) act() {
 	}
 }
 
-// next tries the following replica.
+// next tries the following replica of the current configuration.
 func (c *client) next() {
-	for i, id := range c.w.ids {
-		if id == c.target {
-			c.target = c.w.ids[(i+1)%len(c.w.ids)]
-			break
-		}
-	}
+	cfg := c.w.config
+	i := slices.Index(cfg, c.target)
+	c.target = cfg[(i+1)%len(cfg)] // i = -1: no longer a member, start over
 	c.retryAt = c.w.step + c.w.opts.StepsPerTick
 }
 

@@ -26,6 +26,11 @@ type host struct {
 	wiped     bool // lost its disk and has not recovered yet
 	restartAt int
 	r         *vsr.Replica
+	// A new member boots joining the configuration replicas until it has
+	// state; a retired host failed for good and never restarts.
+	join     bool
+	replicas []uint64
+	retired  bool
 
 	// Memory: lost at every crash and rebuilt from the disk.
 	applied uint64
@@ -87,6 +92,7 @@ func (h *host) corruptSome(n int) {
 		}
 		h.corrupt[op] = true
 		w.res.Corruptions++
+		w.faults[FaultCorrupt]++
 		w.tracef("replica %d: op %d corrupt on disk", h.id, op)
 	}
 }
@@ -118,6 +124,21 @@ func (h *host) faultyRuns() []vsr.Run {
 
 func (h *host) start() {
 	w := h.w
+	if !h.hasState && !h.join {
+		// A lost disk boots with the current configuration, as an
+		// operator gives it: not while a change is in progress (which
+		// configuration is current then?), and not at all for a replica
+		// the configuration left out, which has nothing to rejoin.
+		if !slices.Contains(w.config, h.id) {
+			h.retired = true
+			w.tracef("replica %d lost its disk and is no longer a member: it stays down", h.id)
+			return
+		}
+		if w.trackProposal(); w.proposal != nil || w.prevConfig != nil {
+			h.restartAt = w.step + w.opts.StepsPerTick*10
+			return
+		}
+	}
 	h.up = true
 	h.kv, h.table, h.waiting = map[string]string{}, map[uint64]tableEntry{}, map[[2]uint64]bool{}
 	h.applied = 0
@@ -127,14 +148,23 @@ func (h *host) start() {
 	for h.applied < min(h.hs.Commit, uint64(len(h.log))) && !h.corrupt[h.applied+1] {
 		h.apply(h.log[h.applied])
 	}
+	// The configuration to boot with when the disk holds none: a new
+	// member's, or (a lost disk) the current one, as an operator gives it.
+	replicas := w.config
+	if h.join {
+		replicas = h.replicas
+	}
+	if !slices.Contains(replicas, h.id) {
+		replicas = append(slices.Clone(replicas), h.id)
+	}
 	r, err := vsr.New(vsr.Config{
 		NodeID:          h.id,
-		Replicas:        w.ids,
+		Replicas:        replicas,
 		HeartbeatTicks:  1,
 		ViewChangeTicks: 10,
 		Rand:            func(n int) int { return w.rng.IntN(n) },
 		Storage:         storage{h},
-	}, vsr.Durable{HardState: h.hs, HasState: h.hasState, LastOp: uint64(len(h.log)), Faulty: faulty})
+	}, vsr.Durable{HardState: h.hs, HasState: h.hasState, LastOp: uint64(len(h.log)), Faulty: faulty, Join: h.join && !h.hasState})
 	if err != nil {
 		w.fail("replica %d: start: %v", h.id, err)
 		h.up = false
@@ -149,15 +179,17 @@ func (h *host) crash(wipe bool) {
 	h.up, h.r = false, nil
 	h.restartAt = w.step + w.opts.StepsPerTick*(5+w.rng.IntN(50))
 	w.res.Crashes++
+	w.faults[FaultCrash]++
 	w.tracef("replica %d crashes (wipe=%v), disk has %d ops, hs=%+v", h.id, wipe, len(h.log), h.hs)
 	if wipe {
 		h.log, h.hs, h.hasState, h.wiped, h.corrupt = nil, vsr.HardState{}, false, true, nil
 		w.res.Wipes++
+		w.faults[FaultLostDisk]++
 		return
 	}
 	// Its disk may have rotted while it was down, if the fault budget
 	// allows one more damaged replica (this one is down, so counted).
-	if w.faulty && w.chance(w.opts.CorruptRate) && !h.damaged() && w.failures() <= (w.opts.Replicas-1)/2 {
+	if w.faulty && w.chance(w.opts.CorruptRate) && !h.damaged() && w.budget() >= 0 {
 		h.corruptSome(1 + w.rng.IntN(3))
 	}
 }
@@ -170,7 +202,7 @@ func (h *host) handleReady() {
 		rd := h.r.Ready()
 
 		crashAt := -1 // 0 before persisting, 1 torn append, 2 before sending
-		if w.faulty && w.chance(w.opts.CrashRate*4) && w.failures() < (w.opts.Replicas-1)/2 {
+		if w.faulty && w.chance(w.opts.CrashRate*4) && w.budget() > 0 {
 			crashAt = w.rng.IntN(3)
 		}
 		if crashAt == 0 {
@@ -216,17 +248,22 @@ func (h *host) handleReady() {
 			h.log = append(h.log, op)
 		}
 		if crashAt == 1 {
+			if len(appends) < len(rd.Append) {
+				w.faults[FaultTornWrite]++
+			}
 			h.crash(false)
 			return
 		}
 		// The hard state goes after the log: a replica must hold a view's
 		// log before it claims it.
 		if rd.MustPersist {
-			if rd.HardState.View < h.hs.View {
-				w.fail("replica %d: persisted view went back from %d to %d", h.id, h.hs.View, rd.HardState.View)
+			hs := rd.HardState
+			if hs.Epoch < h.hs.Epoch || (hs.Epoch == h.hs.Epoch && hs.View < h.hs.View) {
+				w.fail("replica %d: persisted (epoch, view) went back from (%d, %d) to (%d, %d)", h.id, h.hs.Epoch, h.hs.View, hs.Epoch, hs.View)
 				return
 			}
-			h.hs.View, h.hs.LogView, h.hs.Promised = rd.HardState.View, rd.HardState.LogView, rd.HardState.Promised
+			hs.Commit, hs.Config = h.hs.Commit, slices.Clone(hs.Config)
+			h.hs = hs
 			h.hasState = true
 		}
 
@@ -269,11 +306,17 @@ func (h *host) handleReady() {
 			w.tracef("replica %d event %+v", h.id, e)
 			switch e.Kind {
 			case vsr.EventBecamePrimary:
-				if prev, ok := w.primaries[e.View]; ok && prev != h.id {
-					w.fail("two primaries in view %d: %d and %d", e.View, prev, h.id)
+				key := [2]uint64{e.Epoch, e.View}
+				if prev, ok := w.primaries[key]; ok && prev != h.id {
+					w.fail("two primaries in epoch %d view %d: %d and %d", e.Epoch, e.View, prev, h.id)
 					return
 				}
-				w.primaries[e.View] = h.id
+				w.primaries[key] = h.id
+			case vsr.EventEpochStarted:
+				w.epochStarted(h, e)
+				if w.err != nil {
+					return
+				}
 			case vsr.EventViewStarted:
 				w.res.ViewChanges++
 			case vsr.EventRecovered, vsr.EventClusterFormed:
@@ -294,6 +337,10 @@ func (h *host) handleReady() {
 // once per (client, request).
 func (h *host) apply(op *kmblog.Op) {
 	h.applied = op.Op
+	if op.Kind == kmblog.KindConfig {
+		h.w.configCommitted(h, op)
+		return
+	}
 	if len(op.Entries) == 0 {
 		return
 	}

@@ -60,6 +60,7 @@ func (w *world) checkLinearizable() {
 			Return:   int64(o.ret),
 		}
 	}
+	w.checked = len(ops)
 	switch porcupine.CheckOperationsTimeout(kvModel, ops, 20*time.Second) {
 	case porcupine.Illegal:
 		w.fail("linearizability: the history of %d client operations is not linearizable", len(ops))

@@ -38,11 +38,22 @@ type Options struct {
 	// the fault budget allows one more failure.
 	CorruptRate   float64
 	PartitionRate float64
+	// ReconfigRate is the chance per step that the primary is asked to
+	// change the configuration (see reconfig.go): replace a replica (half
+	// the time one that then fails for good), grow by two replicas up to
+	// MaxReplicas, or shrink by two down to Replicas. Negative: never.
+	ReconfigRate float64
+	MaxReplicas  int
 	// Keys the clients write and read.
 	Keys int
 	// Trace, when set, receives one line per notable event (for replaying
 	// a failing seed).
 	Trace func(line string)
+	// Observe, when set, receives the run's state every ObserveTicks ticks
+	// (default 25) and once at the end. It runs on the simulator's
+	// goroutine, so it must be quick; observing never changes a run.
+	Observe      func(Progress)
+	ObserveTicks int
 	// CanaryTruncateCorrupt plants the bug that storage fault handling
 	// exists to prevent: a restarted replica cuts its log at the first
 	// corrupt op instead of holding the ops for repair. The checkers must
@@ -65,6 +76,8 @@ func DefaultOptions() Options {
 		WipeRate:      0.25,
 		CorruptRate:   0.3,
 		PartitionRate: 0.0005,
+		ReconfigRate:  0.0003,
+		MaxReplicas:   5,
 		Keys:          5,
 	}
 }
@@ -92,6 +105,12 @@ func (o Options) withDefaults() Options {
 	if o.Keys == 0 {
 		o.Keys = d.Keys
 	}
+	if o.MaxReplicas < o.Replicas {
+		o.MaxReplicas = max(d.MaxReplicas, o.Replicas)
+	}
+	if o.ObserveTicks <= 0 {
+		o.ObserveTicks = defaultObserveTicks
+	}
 	return o
 }
 
@@ -108,14 +127,16 @@ type Result struct {
 	Repaired       int // corrupt ops repaired from another replica's copy
 	Replaced       int // runs of corrupt ops found never committed and replaced
 	Partitions     int
-	Messages       int // delivered
+	Reconfigs      int    // configuration changes proposed
+	Epoch          uint64 // the last epoch started
+	Messages       int    // delivered
 	Dropped        int
 	ConvergedAfter int // ticks of the liveness phase it took to converge
 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("seed=%d steps=%d committed=%d requests=%d view_changes=%d max_view=%d crashes=%d wipes=%d corruptions=%d repaired=%d replaced=%d partitions=%d messages=%d dropped=%d converged_after_ticks=%d",
-		r.Seed, r.Steps, r.Committed, r.Requests, r.ViewChanges, r.MaxView, r.Crashes, r.Wipes, r.Corruptions, r.Repaired, r.Replaced, r.Partitions, r.Messages, r.Dropped, r.ConvergedAfter)
+	return fmt.Sprintf("seed=%d steps=%d committed=%d requests=%d view_changes=%d max_view=%d crashes=%d wipes=%d corruptions=%d repaired=%d replaced=%d partitions=%d reconfigs=%d epoch=%d messages=%d dropped=%d converged_after_ticks=%d",
+		r.Seed, r.Steps, r.Committed, r.Requests, r.ViewChanges, r.MaxView, r.Crashes, r.Wipes, r.Corruptions, r.Repaired, r.Replaced, r.Partitions, r.Reconfigs, r.Epoch, r.Messages, r.Dropped, r.ConvergedAfter)
 }
 
 // Violation is an invariant the run broke.
@@ -137,8 +158,18 @@ type world struct {
 	opts  Options
 	rng   *rand.Rand
 	step  int
-	ids   []uint64
+	ids   []uint64 // every host ever started, in order
 	hosts map[uint64]*host
+
+	// The configuration (reconfig.go): the last epoch any replica entered
+	// and its members; the one before, while the change is not complete;
+	// and a proposed one whose epoch has not started.
+	epoch      uint64
+	config     []uint64
+	prevConfig []uint64
+	configs    map[uint64][]uint64 // epoch → members, from committed config ops
+	proposal   *proposal
+	nextID     uint64
 
 	net     []envelope
 	seq     int
@@ -147,11 +178,17 @@ type world struct {
 	faulty  bool // fault phase
 	clients []*client
 
-	committed map[uint64]string // op → identity, the first time any replica applied it
-	primaries map[uint64]uint64 // view → replica that became its primary
+	committed map[uint64]string    // op → identity, the first time any replica applied it
+	primaries map[[2]uint64]uint64 // (epoch, view) → replica that became its primary
 	history   []operation
 	res       Result
 	err       *Violation
+
+	// What Observe reports beyond Result.
+	tick    int
+	events  int // replica inputs: messages delivered, ticks, proposals
+	faults  [numFaultKinds]int
+	checked int // client operations given to the linearizability checker
 }
 
 // Run runs one simulation and returns its result, or the first invariant
@@ -163,12 +200,15 @@ func Run(opts Options) (Result, error) {
 		rng:       rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15)),
 		hosts:     map[uint64]*host{},
 		committed: map[uint64]string{},
-		primaries: map[uint64]uint64{},
+		primaries: map[[2]uint64]uint64{},
+		configs:   map[uint64][]uint64{},
 	}
 	w.res.Seed = opts.Seed
 	for i := 1; i <= opts.Replicas; i++ {
 		w.ids = append(w.ids, uint64(i))
 	}
+	w.config, w.configs[0] = slices.Clone(w.ids), slices.Clone(w.ids)
+	w.nextID = uint64(opts.Replicas) + 1
 	for _, id := range w.ids {
 		h := &host{id: id, w: w}
 		w.hosts[id] = h
@@ -185,8 +225,8 @@ func Run(opts Options) (Result, error) {
 	// Liveness: heal everything and demand convergence.
 	w.faulty = false
 	w.part = nil
-	for _, h := range w.hosts {
-		if !h.up {
+	for _, id := range w.ids {
+		if h := w.hosts[id]; !h.up && !h.retired {
 			h.start()
 		}
 	}
@@ -206,6 +246,7 @@ func Run(opts Options) (Result, error) {
 	if w.err == nil {
 		w.checkLinearizable()
 	}
+	w.observe(PhaseDone)
 	w.res.Steps = w.step
 	for _, h := range w.hosts {
 		if h.r != nil {
@@ -213,6 +254,7 @@ func Run(opts Options) (Result, error) {
 			w.res.MaxView = max(w.res.MaxView, h.r.State().View)
 		}
 	}
+	w.res.Epoch = w.epoch
 	if w.err != nil {
 		return w.res, w.err
 	}
@@ -247,42 +289,35 @@ func (w *world) runTick() {
 	for _, id := range w.ids {
 		h := w.hosts[id]
 		if h.up {
+			w.events++
 			h.r.Tick()
 			h.handleReady()
-		} else if w.step >= h.restartAt {
+		} else if w.step >= h.restartAt && !h.retired {
 			h.start()
 		}
 	}
-}
-
-// failures counts replicas that cannot take part in a view change: down,
-// rebuilding after losing their disk, or still running the recovery
-// protocol (a replica that has not yet joined the new cluster holds no
-// state it may vouch for). The fault injector keeps it below f+1, beyond
-// which VSR promises neither safety nor progress.
-func (w *world) failures() int {
-	n := 0
-	for _, h := range w.hosts {
-		if !h.up || h.wiped || h.damaged() || h.r.State().Status == vsr.StatusRecovering {
-			n++
+	w.tick++
+	if w.tick%w.opts.ObserveTicks == 0 {
+		phase := PhaseLiveness
+		if w.faulty {
+			phase = PhaseFaults
 		}
+		w.observe(phase)
 	}
-	return n
 }
 
 func (w *world) injectFaults() {
-	f := (w.opts.Replicas - 1) / 2
-	if w.chance(w.opts.CrashRate) && w.failures() < f {
+	if w.chance(w.opts.CrashRate) && w.budget() > 0 {
 		h := w.hosts[w.ids[w.rng.IntN(len(w.ids))]]
 		if h.up {
 			h.crash(w.chance(w.opts.WipeRate))
 		}
 	}
-	if w.chance(w.opts.CorruptRate*w.opts.CrashRate) && w.failures() < f {
+	if w.chance(w.opts.CorruptRate*w.opts.CrashRate) && w.budget() > 0 {
 		// Bit rot under a running replica: it finds out when it reads
 		// the op.
 		h := w.hosts[w.ids[w.rng.IntN(len(w.ids))]]
-		if h.up && !h.damaged() {
+		if h.up && !h.damaged() && h.r.State().Status != vsr.StatusRemoved {
 			h.corruptSome(1)
 		}
 	}
@@ -293,24 +328,34 @@ func (w *world) injectFaults() {
 		}
 		w.healAt = w.step + w.opts.StepsPerTick*(10+w.rng.IntN(60))
 		w.res.Partitions++
+		w.faults[FaultPartition]++
 	}
 	if w.part != nil && w.step >= w.healAt {
 		w.part = nil
+	}
+	if w.chance(w.opts.ReconfigRate) {
+		w.reconfigure()
 	}
 }
 
 func (w *world) send(m wire.Message) {
 	if w.faulty && w.chance(w.opts.DropRate) {
 		w.res.Dropped++
+		w.faults[FaultDrop]++
 		return
 	}
 	copies := 1
 	if w.faulty && w.chance(w.opts.DupRate) {
 		copies = 2
+		w.faults[FaultDuplicate]++
 	}
 	for i := 0; i < copies; i++ {
 		w.seq++
-		w.net = append(w.net, envelope{at: w.step + 1 + w.rng.IntN(w.opts.MaxDelaySteps), seq: w.seq, m: m})
+		delay := 1 + w.rng.IntN(w.opts.MaxDelaySteps)
+		if delay > 1 {
+			w.faults[FaultDelay]++
+		}
+		w.net = append(w.net, envelope{at: w.step + delay, seq: w.seq, m: m})
 	}
 }
 
@@ -338,6 +383,7 @@ func (w *world) deliver() {
 			continue
 		}
 		w.res.Messages++
+		w.events++
 		to.r.Step(e.m)
 		to.handleReady()
 		if w.err != nil {
@@ -346,23 +392,35 @@ func (w *world) deliver() {
 	}
 }
 
-// converged: every replica normal in one view with one primary, every log
-// identical up to a common commit number equal to its op number, and every
-// client request answered.
+// converged: every member of the current configuration normal in its
+// epoch and one view with one primary, every log identical up to a common
+// commit number equal to its op number, no configuration change pending,
+// every replica left out of it down or removed, and every client request
+// answered.
 func (w *world) converged() bool {
+	w.trackProposal()
+	if w.proposal != nil {
+		return false
+	}
 	var view, op uint64
-	for i, id := range w.ids {
+	for i, id := range w.config {
 		h := w.hosts[id]
 		if !h.up {
 			return false
 		}
 		s := h.r.State()
-		if s.Status != vsr.StatusNormal || s.Commit != s.Op || h.applied != s.Commit || s.Faulty > 0 || s.Promised > 0 {
+		if s.Status != vsr.StatusNormal || s.Epoch != w.epoch || s.Reconfiguring || s.CatchingUp ||
+			s.Commit != s.Op || h.applied != s.Commit || s.Faulty > 0 || s.Promised > 0 {
 			return false
 		}
 		if i == 0 {
 			view, op = s.View, s.Op
 		} else if s.View != view || s.Op != op {
+			return false
+		}
+	}
+	for _, id := range w.ids {
+		if h := w.hosts[id]; h.up && !slices.Contains(w.config, id) && h.r.State().Status != vsr.StatusRemoved {
 			return false
 		}
 	}
@@ -383,7 +441,11 @@ func (w *world) describe() string {
 			continue
 		}
 		s := h.r.State()
-		fmt.Fprintf(&b, "[%d %s v%d lv%d op%d c%d applied%d faulty%d promised%d] ", id, s.Status, s.View, s.LogView, s.Op, s.Commit, h.applied, s.Faulty, s.Promised)
+		fmt.Fprintf(&b, "[%d %s e%d v%d lv%d op%d c%d applied%d faulty%d promised%d] ", id, s.Status, s.Epoch, s.View, s.LogView, s.Op, s.Commit, h.applied, s.Faulty, s.Promised)
+	}
+	fmt.Fprintf(&b, "epoch=%d config=%v ", w.epoch, w.config)
+	if w.proposal != nil {
+		fmt.Fprintf(&b, "proposed=%v(op %d) ", w.proposal.members, w.proposal.op)
 	}
 	pending := 0
 	for _, c := range w.clients {
@@ -395,9 +457,10 @@ func (w *world) describe() string {
 	return b.String()
 }
 
-// checkFinal: every committed op is on every replica, unchanged.
+// checkFinal: every committed op is on every replica of the current
+// configuration, unchanged.
 func (w *world) checkFinal() {
-	for _, id := range w.ids {
+	for _, id := range w.config {
 		h := w.hosts[id]
 		for op, want := range w.committed {
 			if op > uint64(len(h.log)) {

@@ -57,7 +57,7 @@ func TestDeterministic(t *testing.T) {
 func TestNoFaults(t *testing.T) {
 	opts := DefaultOptions()
 	opts.Seed = 3
-	opts.DropRate, opts.DupRate, opts.CrashRate, opts.PartitionRate = 0, 0, 0, 0
+	opts.DropRate, opts.DupRate, opts.CrashRate, opts.PartitionRate, opts.ReconfigRate = 0, 0, 0, 0, 0
 	res, err := Run(opts)
 	if err != nil {
 		t.Fatal(err)

@@ -17,17 +17,23 @@ const FileName = "superblock"
 
 const (
 	magic   = "KMBSUPER"
-	version = 2
+	version = 3
 
 	// Copies is the number of copies of the superblock in its file.
 	Copies = 4
 	// BlockSize is the size of each copy's block.
 	BlockSize = 4096
-	// FileSize is the size of a version-2 file.
+	// FileSize is the size of a file of version 2 or 3.
 	FileSize = Copies * BlockSize
 
-	// copySize is the encoded length of one copy before its padding.
-	copySize = 8 + 2 + 8*6 + 4
+	// copySizeV2 is the encoded length of a version-2 copy before its
+	// padding; a version-3 copy adds the configuration (see encodeCopy).
+	copySizeV2 = 8 + 2 + 8*6 + 4
+	versionV2  = 2
+
+	// MaxConfig bounds the replicas of a configuration the superblock
+	// holds (a copy must fit its block).
+	MaxConfig = 256
 
 	versionV1 = 1
 	sizeV1    = 8 + 2 + 8*4 + 4
@@ -44,50 +50,97 @@ type Superblock struct {
 	// Promised is a log length the replica may have acknowledged and no
 	// longer holds (see vsr.HardState.Promised); 0 for none.
 	Promised uint64
+	// Epoch, Config and ConfigOp are the replica's configuration (see
+	// vsr.HardState): the epoch, its members' ids in order (empty before
+	// the first reconfiguration: the configured replicas), and a config op
+	// in the log that has not started its epoch. Version 3.
+	Epoch    uint64
+	Config   []uint64
+	ConfigOp uint64
 }
 
 // Report says what Read found besides the superblock.
 type Report struct {
 	Version uint16 // the file's format version
-	Seq     uint64 // sequence number of the copy read (version 2)
+	Seq     uint64 // sequence number of the copy read (versions 2 and 3)
 	// Damaged lists the copies that are unreadable or fail their checks;
 	// Stale those that are valid but hold an older sequence number.
 	Damaged []int
 	Stale   []int
 }
 
-// encodeCopy returns one block holding sb with sequence number seq.
+// encodeCopy returns one block holding sb with sequence number seq:
+// magic, version, then seq, node id, view, log view, commit, promised,
+// epoch and config op (8 bytes each), the number of config ids (2 bytes)
+// and the ids (8 bytes each), then a CRC-32C of all that.
 func encodeCopy(sb Superblock, seq uint64) []byte {
 	b := make([]byte, 0, BlockSize)
 	b = append(b, magic...)
 	b = binary.LittleEndian.AppendUint16(b, version)
-	for _, v := range []uint64{seq, sb.NodeID, sb.View, sb.LogView, sb.Commit, sb.Promised} {
+	for _, v := range []uint64{seq, sb.NodeID, sb.View, sb.LogView, sb.Commit, sb.Promised, sb.Epoch, sb.ConfigOp} {
 		b = binary.LittleEndian.AppendUint64(b, v)
+	}
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(sb.Config)))
+	for _, id := range sb.Config {
+		b = binary.LittleEndian.AppendUint64(b, id)
 	}
 	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 	return b[:BlockSize]
 }
 
-// decodeCopy parses one block.
+// contentLen is the length of a version-3 copy of sb before its padding.
+func contentLen(sb Superblock) int { return 8 + 2 + 8*8 + 2 + 8*len(sb.Config) + 4 }
+
+// decodeCopy parses one block of version 2 or 3.
 func decodeCopy(b []byte) (Superblock, uint64, error) {
-	if len(b) < copySize || string(b[:8]) != magic {
-		return Superblock{}, 0, errors.New("not a kmb superblock")
+	sb, seq, _, err := decodeCopyVersion(b)
+	return sb, seq, err
+}
+
+func decodeCopyVersion(b []byte) (Superblock, uint64, uint16, error) {
+	if len(b) < copySizeV2 || string(b[:8]) != magic {
+		return Superblock{}, 0, 0, errors.New("not a kmb superblock")
 	}
-	if got, want := crc32.Checksum(b[:copySize-4], castagnoli), binary.LittleEndian.Uint32(b[copySize-4:]); got != want {
-		return Superblock{}, 0, errors.New("checksum mismatch")
+	v := binary.LittleEndian.Uint16(b[8:])
+	size := copySizeV2
+	switch v {
+	case versionV2:
+	case version:
+		const fixed = 8 + 2 + 8*8 + 2
+		if len(b) < fixed+4 {
+			return Superblock{}, 0, 0, errors.New("truncated copy")
+		}
+		n := int(binary.LittleEndian.Uint16(b[fixed-2:]))
+		if n > MaxConfig {
+			return Superblock{}, 0, 0, fmt.Errorf("%d config ids, more than %d", n, MaxConfig)
+		}
+		size = fixed + 8*n + 4
+		if len(b) < size {
+			return Superblock{}, 0, 0, errors.New("truncated copy")
+		}
+	default:
+		return Superblock{}, 0, 0, fmt.Errorf("unknown version %d", v)
 	}
-	if v := binary.LittleEndian.Uint16(b[8:]); v != version {
-		return Superblock{}, 0, fmt.Errorf("unknown version %d", v)
+	if got, want := crc32.Checksum(b[:size-4], castagnoli), binary.LittleEndian.Uint32(b[size-4:]); got != want {
+		return Superblock{}, 0, 0, errors.New("checksum mismatch")
 	}
 	u := func(i int) uint64 { return binary.LittleEndian.Uint64(b[10+8*i:]) }
 	seq := u(0)
 	if seq == 0 {
-		return Superblock{}, 0, errors.New("sequence number 0")
+		return Superblock{}, 0, 0, errors.New("sequence number 0")
 	}
-	return Superblock{NodeID: u(1), View: u(2), LogView: u(3), Commit: u(4), Promised: u(5)}, seq, nil
+	sb := Superblock{NodeID: u(1), View: u(2), LogView: u(3), Commit: u(4), Promised: u(5)}
+	if v == version {
+		sb.Epoch, sb.ConfigOp = u(6), u(7)
+		n := int(binary.LittleEndian.Uint16(b[10+8*8:]))
+		for i := range n {
+			sb.Config = append(sb.Config, binary.LittleEndian.Uint64(b[10+8*8+2+8*i:]))
+		}
+	}
+	return sb, seq, v, nil
 }
 
-// Encode returns a whole version-2 file holding sb in every copy.
+// Encode returns a whole file holding sb in every copy.
 func Encode(sb Superblock) []byte { return encodeFile(sb, 1) }
 
 func encodeFile(sb Superblock, seq uint64) []byte {
@@ -106,7 +159,7 @@ func Decode(b []byte) (Superblock, Report, error) {
 		sb, err := decodeV1(b)
 		return sb, Report{Version: versionV1}, err
 	}
-	rep := Report{Version: version}
+	var rep Report
 	var best Superblock
 	var firstErr error
 	seqs := make([]uint64, Copies)
@@ -115,7 +168,7 @@ func Decode(b []byte) (Superblock, Report, error) {
 		if lo := i * BlockSize; lo < len(b) {
 			block = b[lo:min(len(b), lo+BlockSize)]
 		}
-		sb, seq, err := decodeCopy(block)
+		sb, seq, v, err := decodeCopyVersion(block)
 		if err != nil {
 			rep.Damaged = append(rep.Damaged, i)
 			if firstErr == nil {
@@ -125,10 +178,11 @@ func Decode(b []byte) (Superblock, Report, error) {
 		}
 		seqs[i] = seq
 		if seq > rep.Seq {
-			best, rep.Seq = sb, seq
+			best, rep.Seq, rep.Version = sb, seq, v
 		}
 	}
 	if rep.Seq == 0 {
+		rep.Version = version
 		return Superblock{}, rep, fmt.Errorf("no valid copy (%w)", firstErr)
 	}
 	for i, seq := range seqs {
@@ -173,19 +227,19 @@ func Read(dir string) (Superblock, bool, Report, error) {
 }
 
 // Write replaces dir's superblock durably and atomically with a new
-// version-2 file: a data dir being created, or a version-1 file being
+// file: a data dir being created, or a version-1 file being
 // upgraded. A running node writes through a File instead.
 func Write(dir string, sb Superblock) error {
 	return durable.WriteFile(dir, FileName, Encode(sb))
 }
 
-// File is a version-2 superblock file open for writes in place.
+// File is a superblock file (version 2 or 3) open for writes in place.
 type File struct {
 	f   *os.File
 	seq uint64 // of the last copy written or read
 }
 
-// Open opens dir's version-2 superblock for writing; seq is the sequence
+// Open opens dir's superblock (version 2 or 3) for writing; seq is the sequence
 // number Read reported, which the next Write goes past.
 func Open(dir string, seq uint64) (*File, error) {
 	f, err := os.OpenFile(filepath.Join(dir, FileName), os.O_RDWR, 0)

@@ -2,7 +2,9 @@ package superblock
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -21,12 +23,14 @@ func TestRoundTrip(t *testing.T) {
 		{NodeID: 1, Commit: 1},
 		{NodeID: 3, View: 7, LogView: 6, Commit: 1 << 40, Promised: 99},
 		{NodeID: 255, View: ^uint64(0), LogView: ^uint64(0), Commit: ^uint64(0), Promised: ^uint64(0)},
+		{NodeID: 4, View: 9, LogView: 9, Commit: 40, Epoch: 2, Config: []uint64{4, 1, 2}, ConfigOp: 41},
+		{NodeID: 9, Epoch: ^uint64(0), Config: manyIDs(MaxConfig)},
 	} {
 		if err := Write(dir, sb); err != nil {
 			t.Fatal(err)
 		}
 		got, ok, rep, err := Read(dir)
-		if err != nil || !ok || got != sb || rep.Version != 2 || rep.Seq != 1 || len(rep.Damaged)+len(rep.Stale) != 0 {
+		if err != nil || !ok || !reflect.DeepEqual(got, sb) || rep.Version != 3 || rep.Seq != 1 || len(rep.Damaged)+len(rep.Stale) != 0 {
 			t.Fatalf("wrote %+v, read %+v ok=%v rep=%+v err=%v", sb, got, ok, rep, err)
 		}
 		if _, err := os.Stat(filepath.Join(dir, FileName+".tmp")); !errors.Is(err, os.ErrNotExist) {
@@ -51,7 +55,7 @@ func TestFileWritesInPlace(t *testing.T) {
 			t.Fatal(err)
 		}
 		got, _, rep, err := Read(dir)
-		if err != nil || got != sb || rep.Seq != i+1 {
+		if err != nil || !reflect.DeepEqual(got, sb) || rep.Seq != i+1 {
 			t.Fatalf("after write %d: %+v %+v %v", i, got, rep, err)
 		}
 	}
@@ -97,7 +101,7 @@ func TestDamagedCopies(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != tt.want || !reflect.DeepEqual(rep.Damaged, tt.damaged) || !reflect.DeepEqual(rep.Stale, tt.stale) {
+			if err != nil || !reflect.DeepEqual(got, tt.want) || !reflect.DeepEqual(rep.Damaged, tt.damaged) || !reflect.DeepEqual(rep.Stale, tt.stale) {
 				t.Fatalf("Decode = %+v %+v %v; want %+v damaged %v stale %v", got, rep, err, tt.want, tt.damaged, tt.stale)
 			}
 		})
@@ -133,7 +137,7 @@ func TestReadsVersion1(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Superblock{NodeID: 1, Commit: 1}
-	if got, rep, err := Decode(golden); err != nil || got != want || rep.Version != 1 {
+	if got, rep, err := Decode(golden); err != nil || !reflect.DeepEqual(got, want) || rep.Version != 1 {
 		t.Fatalf("Decode(golden) = %+v, %+v, %v", got, rep, err)
 	}
 	bad := bytes.Clone(golden)
@@ -171,14 +175,62 @@ func FuzzDecode(f *testing.F) {
 		}
 		// Every copy Decode did not report holds exactly sb (padding
 		// aside: the checksum covers the content only).
-		again := encodeCopy(sb, rep.Seq)[:copySize]
+		n := contentLen(sb)
+		again := encodeCopy(sb, rep.Seq)[:n]
 		for i := range Copies {
 			if slices.Contains(rep.Damaged, i) || slices.Contains(rep.Stale, i) {
 				continue
 			}
-			if copy := b[i*BlockSize:]; !bytes.Equal(copy[:copySize], again) {
+			if copy := b[i*BlockSize:]; !bytes.Equal(copy[:n], again) {
 				t.Fatalf("copy %d accepted as %+v, which encodes differently", i, sb)
 			}
 		}
 	})
+}
+
+func manyIDs(n int) []uint64 {
+	ids := make([]uint64, n)
+	for i := range ids {
+		ids[i] = uint64(n - i)
+	}
+	return ids
+}
+
+// A version-2 file (before configurations) reads as version 2, with no
+// configuration; the next write in place makes it version 3.
+func TestReadsVersion2(t *testing.T) {
+	dir := t.TempDir()
+	v2 := make([]byte, 0, FileSize)
+	block := make([]byte, 0, BlockSize)
+	block = append(block, magic...)
+	block = binary.LittleEndian.AppendUint16(block, versionV2)
+	for _, v := range []uint64{5, 3, 7, 7, 100, 0} {
+		block = binary.LittleEndian.AppendUint64(block, v)
+	}
+	block = binary.LittleEndian.AppendUint32(block, crc32.Checksum(block, castagnoli))
+	block = block[:BlockSize]
+	for range Copies {
+		v2 = append(v2, block...)
+	}
+	if err := os.WriteFile(filepath.Join(dir, FileName), v2, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sb, ok, rep, err := Read(dir)
+	want := Superblock{NodeID: 3, View: 7, LogView: 7, Commit: 100}
+	if err != nil || !ok || !reflect.DeepEqual(sb, want) || rep.Version != 2 || rep.Seq != 5 {
+		t.Fatalf("read %+v ok=%v rep=%+v err=%v", sb, ok, rep, err)
+	}
+	f, err := Open(dir, rep.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sb.Epoch, sb.Config = 1, []uint64{3, 1, 2}
+	if err := f.Write(sb); err != nil {
+		t.Fatal(err)
+	}
+	got, _, rep, err := Read(dir)
+	if err != nil || !reflect.DeepEqual(got, sb) || rep.Version != 3 || rep.Seq != 6 {
+		t.Fatalf("after a write: %+v rep=%+v err=%v", got, rep, err)
+	}
 }

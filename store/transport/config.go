@@ -51,6 +51,10 @@ type Config struct {
 	// is presumed dead and redialled. TOML: cluster.ping_interval.
 	// Default 500ms, accepted 1ms..1m.
 	PingInterval time.Duration
+	// Security authenticates the replicas to each other: mutual TLS, a
+	// shared secret, or nothing (the zero value). TOML: cluster.tls_*,
+	// cluster.secret_file.
+	Security Security
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -124,6 +128,12 @@ func (c Config) Validate() error {
 	}
 	if c.PingInterval < time.Millisecond || c.PingInterval > time.Minute {
 		bad("cluster.ping_interval = %v: accepted 1ms..1m", c.PingInterval)
+	}
+	if c.Security.TLS != nil && c.Security.Secret != nil {
+		bad("cluster.secret_file: set either cluster.tls_* or cluster.secret_file, not both")
+	}
+	if c.Security.Secret != nil && len(c.Security.Secret) < MinSecretSize {
+		bad("cluster.secret_file: holds %d bytes; accepted at least %d", len(c.Security.Secret), MinSecretSize)
 	}
 	return errors.Join(errs...)
 }

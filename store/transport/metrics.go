@@ -3,6 +3,7 @@ package transport
 import (
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 
 	"github.com/kmb-db/kmb/store/wire"
@@ -21,11 +22,56 @@ var rttBuckets = []float64{
 }
 
 // Metrics are a Transport's instruments. Every labelled child is resolved
-// at construction, so recording is an atomic add: no allocation, no lock,
-// no map write. One Metrics serves one Transport.
+// when its peer is added (at construction, or when a reconfiguration adds
+// one), so recording is an atomic add: no allocation, no lock, no map
+// write. One Metrics serves one Transport.
 type Metrics struct {
-	peers   map[uint64]*peerMetrics // read-only after NewMetrics
-	unknown *metric.Counter         // frames rejected from unidentified connections
+	mu     sync.Mutex
+	peers  map[uint64]*peerMetrics // guarded by mu; a peer's children are never removed
+	labels map[uint64]string       // guarded by mu
+	self   uint64
+	fams   peerFamilies
+
+	unknown    *metric.Counter            // frames rejected from unidentified connections
+	handshakes map[string]*metric.Counter // rejected handshakes by reason; read-only
+}
+
+// peerFamilies are the labelled families a peer's children come from.
+type peerFamilies struct {
+	sent, received, bytesSent, bytesReceived, dropped, connects, rejected *metric.CounterVec
+	rtt                                                                   *metric.HistogramVec
+}
+
+// peer returns the instruments of peer id, resolving them the first time.
+func (m *Metrics) peer(id uint64) *peerMetrics {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if pm := m.peers[id]; pm != nil {
+		return pm
+	}
+	peer := strconv.FormatUint(id, 10)
+	f := m.fams
+	pm := &peerMetrics{
+		bytesSent:     f.bytesSent.With(peer),
+		bytesReceived: f.bytesReceived.With(peer),
+		dropped:       f.dropped.With(peer),
+		connects:      f.connects.With(peer),
+		rejected:      f.rejected.With(peer),
+		rtt:           f.rtt.With(peer),
+	}
+	for typ := wire.Type(1); typ <= wire.MaxType; typ++ {
+		pm.sent[typ] = f.sent.With(peer, typ.String())
+		pm.received[typ] = f.received.With(peer, typ.String())
+	}
+	m.peers[id], m.labels[id] = pm, peer
+	return pm
+}
+
+// handshakeRejected counts a refused handshake.
+func (m *Metrics) handshakeRejected(reason string) {
+	if c := m.handshakes[reason]; c != nil {
+		c.Inc()
+	}
 }
 
 // peerMetrics are the instruments of one peer.
@@ -52,6 +98,7 @@ type peerMetrics struct {
 //	kmb_replication_connected{peer}
 //	kmb_replication_peer_rtt_seconds{peer}
 //	kmb_replication_frames_rejected_total{peer}
+//	kmb_replication_handshakes_rejected_total{reason}
 //
 // peer is the node id in decimal; type is wire.Type.String().
 func NewMetrics(r *metric.Registry, self uint64, peers []uint64) *Metrics {
@@ -73,39 +120,35 @@ func NewMetrics(r *metric.Registry, self uint64, peers []uint64) *Metrics {
 		"Round-trip time of transport pings to a peer.",
 		metric.HistogramOpts{Buckets: rttBuckets, Scale: 1e-9}, "peer")
 
-	m := &Metrics{peers: map[uint64]*peerMetrics{}, unknown: rejected.With(unknownPeer)}
-	ids := slices.Sorted(slices.Values(peers))
-	ids = slices.Compact(ids)
-	labels := make(map[uint64]string, len(ids))
-	for _, id := range ids {
-		if id == self {
-			continue
+	handshakes := r.NewCounterVec("kmb_replication_handshakes_rejected_total",
+		"Replication handshakes refused, by reason: malformed, version, unknown_node, wrong_node, auth_mode, bad_proof, tls, certificate_identity, duplicate_id, timeout.", "reason")
+	m := &Metrics{
+		peers: map[uint64]*peerMetrics{}, labels: map[uint64]string{}, self: self,
+		fams: peerFamilies{
+			sent: sent, received: received, bytesSent: bytesSent, bytesReceived: bytesReceived,
+			dropped: dropped, connects: connects, rejected: rejected, rtt: rtt,
+		},
+		unknown: rejected.With(unknownPeer), handshakes: map[string]*metric.Counter{},
+	}
+	for _, reason := range rejectReasons {
+		m.handshakes[reason] = handshakes.With(reason)
+	}
+	for _, id := range slices.Compact(slices.Sorted(slices.Values(peers))) {
+		if id != self {
+			m.peer(id)
 		}
-		peer := strconv.FormatUint(id, 10)
-		labels[id] = peer
-		pm := &peerMetrics{
-			bytesSent:     bytesSent.With(peer),
-			bytesReceived: bytesReceived.With(peer),
-			dropped:       dropped.With(peer),
-			connects:      connects.With(peer),
-			rejected:      rejected.With(peer),
-			rtt:           rtt.With(peer),
-		}
-		for typ := wire.Type(1); typ <= wire.MaxType; typ++ {
-			pm.sent[typ] = sent.With(peer, typ.String())
-			pm.received[typ] = received.With(peer, typ.String())
-		}
-		m.peers[id] = pm
 	}
 	r.NewGaugeVecFunc("kmb_replication_connected",
 		"1 while the outbound replication connection to a peer is up, else 0.",
 		[]string{"peer"}, func(emit func(float64, ...string)) {
+			m.mu.Lock()
+			defer m.mu.Unlock()
 			for id, pm := range m.peers {
 				v := 0.0
 				if pm.connected.Load() {
 					v = 1
 				}
-				emit(v, labels[id])
+				emit(v, m.labels[id])
 			}
 		})
 	return m

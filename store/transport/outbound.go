@@ -2,6 +2,8 @@ package transport
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,19 +43,22 @@ func (t *Transport) runPeer(p *peer) {
 	var buf []byte
 	for {
 		msg := "cannot connect to replication peer; retrying"
-		c, fr, err := t.dial(p)
+		c, fr, sess, err := t.dial(p)
 		if err == nil {
 			bo.reset()
 			warned = false
 			p.m.connects.Inc()
 			p.m.connected.Store(true)
-			log.Info("replication connection established")
-			buf, err = t.serveOutbound(p, c, fr, buf)
+			log.Info("replication connection established", slog.String("auth", authName(t.cfg.Security.mode())))
+			buf, err = t.serveOutbound(p, c, fr, sess, buf)
 			p.m.connected.Store(false)
 			t.closeConn(c)
 			msg = "replication connection to peer lost; redialling"
+		} else if reason := rejectionReason(err); reason != "" && reason != rejectTimeout && !t.isClosed() {
+			t.m.handshakeRejected(reason)
+			msg = "replication peer's handshake rejected; retrying"
 		}
-		if t.isClosed() {
+		if t.isClosed() || p.ctx.Err() != nil {
 			return
 		}
 		// Log the first failure of an outage at WARN and the retries at
@@ -84,13 +89,13 @@ func failureReason(err error) string {
 }
 
 // dropFor waits d, dropping (and counting) whatever is queued for p in the
-// meantime. It reports false when the transport closes.
+// meantime. It reports false when the transport closes or p is removed.
 func (t *Transport) dropFor(p *peer, d time.Duration) bool {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	for {
 		select {
-		case <-t.done:
+		case <-p.ctx.Done():
 			return false
 		case <-timer.C:
 			return true
@@ -100,40 +105,57 @@ func (t *Transport) dropFor(p *peer, d time.Duration) bool {
 	}
 }
 
-// dial connects to p and shakes hands, all within DialTimeout. It returns
-// the connection with its reader, positioned after the peer's hello.
-func (t *Transport) dial(p *peer) (net.Conn, *wire.FrameReader, error) {
-	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.DialTimeout)
+// dial connects to p and shakes hands, all within DialTimeout: TLS first
+// in that mode, which verifies that p's certificate chains to the cluster
+// CA and names p's host. It returns the connection with its reader,
+// positioned after the peer's hello (and proof), and the session that
+// authenticates frames after a shared-secret handshake.
+func (t *Transport) dial(p *peer) (net.Conn, *wire.FrameReader, *session, error) {
+	ctx, cancel := context.WithTimeout(p.ctx, t.cfg.DialTimeout)
 	defer cancel()
-	c, err := t.dialer.DialContext(ctx, "tcp", p.addr)
+	raw, err := t.dialer.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	if !t.track(c) {
-		c.Close()
-		return nil, nil, net.ErrClosed
+	if !t.track(raw) {
+		raw.Close()
+		return nil, nil, nil, net.ErrClosed
 	}
-	setNoDelay(c)
+	setNoDelay(raw)
 	deadline, _ := ctx.Deadline()
-	c.SetDeadline(deadline)
-	fr, err := t.handshake(p, c)
+	raw.SetDeadline(deadline)
+	c := raw
+	if t.cfg.Security.TLS != nil {
+		host, _, _ := net.SplitHostPort(p.addr)
+		tc := tls.Client(raw, t.cfg.Security.TLS.ClientConfig(host))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			t.closeConn(raw)
+			return nil, nil, nil, reject(rejectTLS, fmt.Errorf("TLS handshake with node %d at %s: %w", p.id, p.addr, err))
+		}
+		c = tc
+	}
+	fr, sess, err := t.handshake(p, c)
 	if err != nil {
-		t.closeConn(c)
-		return nil, nil, err
+		t.closeConn(raw)
+		return nil, nil, nil, err
 	}
 	c.SetDeadline(time.Time{})
-	return c, fr, nil
+	return c, fr, sess, nil
 }
 
 // handshake sends this node's hello on a dialled connection and checks the
 // peer's answer: the node that answers must be the one the configuration
-// puts at that address.
-func (t *Transport) handshake(p *peer, c net.Conn) (*wire.FrameReader, error) {
-	frame := controlFrame(make([]byte, 0, wire.FrameHeaderSize+maxHelloSize), func(b []byte) []byte {
-		return appendHello(b, hello{from: t.cfg.NodeID, to: p.id, apiAddr: t.cfg.APIAddr})
-	})
+// puts at that address, with the same auth mode, and with a secret the
+// two proofs must verify, the dialler's first.
+func (t *Transport) handshake(p *peer, c net.Conn) (*wire.FrameReader, *session, error) {
+	mine := hello{auth: t.cfg.Security.mode(), from: t.cfg.NodeID, to: p.id, apiAddr: t.cfg.APIAddr}
+	if mine.auth == authSecret {
+		rand.Read(mine.nonce[:])
+	}
+	helloD := appendHello(make([]byte, 0, maxHelloSize), mine)
+	frame := controlFrame(make([]byte, 0, wire.FrameHeaderSize+maxHelloSize), func(b []byte) []byte { return append(b, helloD...) })
 	if _, err := c.Write(frame); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	p.m.bytesSent.Add(uint64(len(frame)))
 	fr := wire.NewFrameReader(c)
@@ -143,34 +165,56 @@ func (t *Transport) handshake(p *peer, c net.Conn) (*wire.FrameReader, error) {
 		if errors.Is(err, wire.ErrCorruptFrame) {
 			p.m.rejected.Inc()
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	p.m.bytesReceived.Add(uint64(len(payload) + wire.FrameHeaderSize))
 	h, err := decodeHello(payload)
-	if err == nil && (h.from != p.id || h.to != t.cfg.NodeID) {
-		err = fmt.Errorf("%w: the node at %s is node %d answering node %d; expected node %d answering node %d",
-			errProtocol, p.addr, h.from, h.to, p.id, t.cfg.NodeID)
+	switch {
+	case err != nil:
+	case h.from != p.id || h.to != t.cfg.NodeID:
+		err = reject(rejectWrongNode, fmt.Errorf("%w: the node at %s is node %d answering node %d; expected node %d answering node %d",
+			errProtocol, p.addr, h.from, h.to, p.id, t.cfg.NodeID))
+	case h.auth != mine.auth:
+		err = reject(rejectAuthMode, fmt.Errorf("%w: node %d authenticates by %s, this node by %s", errProtocol, p.id, authName(h.auth), authName(mine.auth)))
 	}
 	if err != nil {
 		p.m.rejected.Inc()
-		return nil, err
+		return nil, nil, err
+	}
+	var sess *session
+	if mine.auth == authSecret {
+		if sess, err = t.proveDialler(p, c, fr, append(helloD, payload...)); err != nil {
+			return nil, nil, err
+		}
 	}
 	p.apiAddr.Store(&h.apiAddr)
 	p.touch(time.Now())
 	// From now on the acceptor sends only pongs.
-	fr.SetLimit(timestampFrameSize)
-	return fr, nil
+	fr.SetLimit(timestampFrameSize + sess.overhead())
+	return fr, sess, nil
+}
+
+// proveDialler sends the dialler's proof of the transcript, then checks
+// the acceptor's.
+func (t *Transport) proveDialler(p *peer, c net.Conn, fr *wire.FrameReader, transcript []byte) (*session, error) {
+	if err := t.sendProof(p, c, labelDiallerProof, transcript); err != nil {
+		return nil, err
+	}
+	if err := t.checkProof(p, fr, labelAcceptorProof, transcript); err != nil {
+		return nil, err
+	}
+	return newSession(t.cfg.Security.Secret, transcript, true), nil
 }
 
 // serveOutbound writes p's queue to c until the connection fails or the
 // transport closes, pinging every PingInterval. buf is the batch buffer,
 // returned for reuse by the next connection.
-func (t *Transport) serveOutbound(p *peer, c net.Conn, fr *wire.FrameReader, buf []byte) ([]byte, error) {
+func (t *Transport) serveOutbound(p *peer, c net.Conn, fr *wire.FrameReader, sess *session, buf []byte) ([]byte, error) {
 	readerDone := make(chan struct{})
 	var readErr error
 	go func() {
 		defer close(readerDone)
-		readErr = t.readPongs(p, c, fr)
+		readErr = t.readPongs(p, c, fr, sess)
 		c.Close() // unblocks a Write stuck on a peer that stopped reading
 	}()
 	defer func() {
@@ -181,7 +225,7 @@ func (t *Transport) serveOutbound(p *peer, c net.Conn, fr *wire.FrameReader, buf
 	ping := time.NewTicker(t.cfg.PingInterval)
 	defer ping.Stop()
 	var counts [wire.MaxType + 1]uint64 // messages in the batch, by type
-	buf = t.appendPing(buf[:0])         // measure the RTT at once
+	buf = t.appendPing(buf[:0], sess)   // measure the RTT at once
 	for {
 		if len(buf) > 0 {
 			if _, err := c.Write(buf); err != nil {
@@ -206,14 +250,14 @@ func (t *Transport) serveOutbound(p *peer, c net.Conn, fr *wire.FrameReader, buf
 			buf = buf[:0]
 		}
 		select {
-		case <-t.done:
+		case <-p.ctx.Done():
 			return buf, nil
 		case <-readerDone:
 			return buf, readErr
 		case m := <-p.queue:
-			buf = t.appendBatch(p, buf, &m, &counts)
+			buf = t.appendBatch(p, buf, &m, &counts, sess)
 		case <-ping.C:
-			buf = t.appendPing(buf)
+			buf = t.appendPing(buf, sess)
 		}
 	}
 }
@@ -221,9 +265,9 @@ func (t *Transport) serveOutbound(p *peer, c net.Conn, fr *wire.FrameReader, buf
 // appendBatch appends m, then every message already queued for p, up to
 // maxBatchBytes: under load one Write carries many messages, and when idle
 // a message goes out alone at once.
-func (t *Transport) appendBatch(p *peer, buf []byte, m *wire.Message, counts *[wire.MaxType + 1]uint64) []byte {
+func (t *Transport) appendBatch(p *peer, buf []byte, m *wire.Message, counts *[wire.MaxType + 1]uint64, sess *session) []byte {
 	for {
-		buf = t.appendMessage(p, buf, m, counts)
+		buf = t.appendMessage(p, buf, m, counts, sess)
 		if len(buf) >= maxBatchBytes {
 			return buf
 		}
@@ -238,14 +282,18 @@ func (t *Transport) appendBatch(p *peer, buf []byte, m *wire.Message, counts *[w
 // appendMessage appends one message frame. A message the decoder would
 // refuse is a bug in the sender: it is dropped here rather than sent to
 // make the peer drop the connection.
-func (t *Transport) appendMessage(p *peer, buf []byte, m *wire.Message, counts *[wire.MaxType + 1]uint64) []byte {
+func (t *Transport) appendMessage(p *peer, buf []byte, m *wire.Message, counts *[wire.MaxType + 1]uint64, sess *session) []byte {
 	err := m.Validate()
 	if err == nil {
 		var start int
 		buf, start = wire.StartFrame(buf)
+		payload := start + wire.FrameHeaderSize
 		buf = append(buf, kindMessage)
 		buf = wire.AppendMessage(buf, m)
-		if buf, err = wire.FinishFrame(buf, start); err == nil {
+		if n := len(buf) - payload + sess.overhead(); n > wire.MaxFrameSize {
+			// Refused before sealing: the MAC counts only frames sent.
+			buf, err = buf[:start], fmt.Errorf("%w: %d bytes, accepted 1..%d", wire.ErrFrameTooLarge, n, wire.MaxFrameSize)
+		} else if buf, err = wire.FinishFrame(sess.seal(buf, payload), start); err == nil {
 			counts[m.Type]++
 			return buf
 		}
@@ -258,9 +306,10 @@ func (t *Transport) appendMessage(p *peer, buf []byte, m *wire.Message, counts *
 
 // appendPing appends a ping frame stamped with the time since t.epoch,
 // which the monotonic clock measures.
-func (t *Transport) appendPing(buf []byte) []byte {
+func (t *Transport) appendPing(buf []byte, sess *session) []byte {
 	buf, start := wire.StartFrame(buf)
 	buf = appendTimestamp(buf, kindPing, int64(time.Since(t.epoch)))
+	buf = sess.seal(buf, start+wire.FrameHeaderSize)
 	buf, _ = wire.FinishFrame(buf, start) // a ping is never out of range
 	return buf
 }
@@ -269,11 +318,14 @@ func (t *Transport) appendPing(buf []byte) []byte {
 // carries only pongs, and records the RTT of each. It returns when the
 // connection fails, breaks the protocol, or stays silent for deadIntervals
 // pings.
-func (t *Transport) readPongs(p *peer, c net.Conn, fr *wire.FrameReader) error {
+func (t *Transport) readPongs(p *peer, c net.Conn, fr *wire.FrameReader, sess *session) error {
 	silence := deadIntervals * t.cfg.PingInterval
 	for {
 		c.SetReadDeadline(time.Now().Add(silence))
 		payload, err := fr.ReadPayload()
+		if err == nil {
+			payload, err = sess.open(payload)
+		}
 		if err != nil {
 			if errors.Is(err, wire.ErrCorruptFrame) {
 				p.m.rejected.Inc()
@@ -281,7 +333,7 @@ func (t *Transport) readPongs(p *peer, c net.Conn, fr *wire.FrameReader) error {
 			return err
 		}
 		p.touch(time.Now())
-		p.m.bytesReceived.Add(uint64(len(payload) + wire.FrameHeaderSize))
+		p.m.bytesReceived.Add(uint64(len(payload) + sess.overhead() + wire.FrameHeaderSize))
 		sent, err := decodeTimestamp(payload, kindPong)
 		if err != nil {
 			p.m.rejected.Inc()

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,10 +24,13 @@ type Transport struct {
 	cfg    Config
 	logger *slog.Logger
 	m      *Metrics
-	peers  map[uint64]*peer // read-only after New
+	peers  atomic.Pointer[map[uint64]*peer] // replaced whole by SetPeers, under mu
 	recv   chan wire.Message
 	epoch  time.Time // origin of ping timestamps; carries a monotonic reading
 	dialer net.Dialer
+
+	serverTLS *tls.Config // the acceptor's, with cluster TLS; nil otherwise
+	rejects   rejectLog
 
 	ctx    context.Context // cancelled by Close, which aborts dials
 	cancel context.CancelFunc
@@ -52,6 +56,21 @@ type peer struct {
 	lastContact atomic.Int64 // Unix nanoseconds of the last frame from the peer; 0 if none
 	inbound     net.Conn     // the accepted connection from the peer; guarded by Transport.mu
 	inboundSeq  uint64       // its place in accept order; guarded by Transport.mu
+
+	// ctx is cancelled when the peer is removed (SetPeers) or the
+	// transport closes: its writer stops.
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// peerMap returns the current peers; the map must not be modified.
+func (t *Transport) peerMap() map[uint64]*peer { return *t.peers.Load() }
+
+// newPeer makes the state of peer id at addr (its writer not started).
+func (t *Transport) newPeer(id uint64, addr string) *peer {
+	p := &peer{id: id, addr: addr, queue: make(chan wire.Message, t.cfg.QueueDepth), m: t.m.peer(id)}
+	p.ctx, p.cancel = context.WithCancel(t.ctx)
+	return p
 }
 
 // touch records that a frame arrived from the peer.
@@ -93,23 +112,75 @@ func newTransport(cfg Config, ln net.Listener, logger *slog.Logger, m *Metrics) 
 		cfg:    cfg,
 		logger: logger,
 		m:      m,
-		peers:  make(map[uint64]*peer, len(cfg.Peers)),
 		recv:   make(chan wire.Message, cfg.QueueDepth),
 		epoch:  time.Now(),
 		done:   make(chan struct{}),
 		ln:     ln,
 		conns:  map[net.Conn]struct{}{},
 	}
-	t.ctx, t.cancel = context.WithCancel(context.Background())
-	for id, addr := range cfg.Peers {
-		pm := m.peers[id]
-		if pm == nil {
-			t.cancel()
-			return nil, fmt.Errorf("transport: metrics were made without peer %d", id)
-		}
-		t.peers[id] = &peer{id: id, addr: addr, queue: make(chan wire.Message, cfg.QueueDepth), m: pm}
+	if cfg.Security.TLS != nil {
+		t.serverTLS = cfg.Security.TLS.ServerConfig(tls.RequireAndVerifyClientCert)
 	}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	peers := make(map[uint64]*peer, len(cfg.Peers))
+	for id, addr := range cfg.Peers {
+		peers[id] = t.newPeer(id, addr)
+	}
+	t.peers.Store(&peers)
 	return t, nil
+}
+
+// SetPeers replaces the set of peers (a reconfiguration): new ones are
+// dialled, removed ones disconnected and their queued messages dropped, and
+// a peer whose address changed is redialled at the new one. Peers that
+// stay keep their connections. It fails, changing nothing, when an
+// address is not host:port or names this node.
+func (t *Transport) SetPeers(addrs map[uint64]string) error {
+	for id, addr := range addrs {
+		if id == 0 || id == t.cfg.NodeID {
+			return fmt.Errorf("transport: SetPeers: node id %d cannot be a peer of node %d", id, t.cfg.NodeID)
+		}
+		if err := validAddr(addr, false); err != nil {
+			return fmt.Errorf("transport: SetPeers: node %d: %w", id, err)
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return errors.New("transport: SetPeers after Close")
+	}
+	old := t.peerMap()
+	next := make(map[uint64]*peer, len(addrs))
+	var added, removed []*peer
+	for id, addr := range addrs {
+		if p := old[id]; p != nil && p.addr == addr {
+			next[id] = p
+			continue
+		}
+		p := t.newPeer(id, addr)
+		next[id], added = p, append(added, p)
+	}
+	for id, p := range old {
+		if next[id] != p {
+			removed = append(removed, p)
+		}
+	}
+	t.peers.Store(&next)
+	for _, p := range removed {
+		p.cancel()
+		if p.inbound != nil {
+			p.inbound.Close()
+		}
+		t.logger.Info("replication peer removed", slog.Uint64("peer", p.id), slog.String("addr", p.addr))
+	}
+	for _, p := range added {
+		t.logger.Info("replication peer added", slog.Uint64("peer", p.id), slog.String("addr", p.addr))
+		if t.started {
+			t.wg.Add(1)
+			go t.runPeer(p)
+		}
+	}
+	return nil
 }
 
 // Start binds the listen address unless a listener was given, so that a
@@ -132,15 +203,16 @@ func (t *Transport) Start() error {
 		t.ln = ln
 	}
 	t.started = true
-	t.wg.Add(1 + len(t.peers))
+	peers := t.peerMap()
+	t.wg.Add(1 + len(peers))
 	go t.acceptLoop(t.ln)
-	for _, p := range t.peers {
+	for _, p := range peers {
 		go t.runPeer(p)
 	}
 	t.logger.Info("replication transport started",
 		slog.Uint64("node_id", t.cfg.NodeID),
 		slog.String("listen", t.ln.Addr().String()),
-		slog.Int("peers", len(t.peers)))
+		slog.Int("peers", len(peers)))
 	return nil
 }
 
@@ -161,7 +233,7 @@ func (t *Transport) Addr() net.Addr {
 // not modify them. A message to a node that is not a peer is dropped with
 // a warning.
 func (t *Transport) Send(m wire.Message) {
-	p := t.peers[m.To]
+	p := t.peerMap()[m.To]
 	if p == nil {
 		t.logger.Warn("replication message to a node that is not a peer dropped",
 			slog.Uint64("to", m.To), slog.String("type", m.Type.String()))
@@ -183,7 +255,7 @@ func (t *Transport) Recv() <-chan wire.Message { return t.recv }
 // PeerAPIAddr is the client API address peer id advertised in its last
 // handshake, "" if it has not shaken hands or is not a peer.
 func (t *Transport) PeerAPIAddr(id uint64) string {
-	if p := t.peers[id]; p != nil {
+	if p := t.peerMap()[id]; p != nil {
 		if s := p.apiAddr.Load(); s != nil {
 			return *s
 		}
@@ -194,7 +266,7 @@ func (t *Transport) PeerAPIAddr(id uint64) string {
 // LastContact is when the last frame of any kind (a pong included) arrived
 // from peer id; the zero Time if none did or id is not a peer.
 func (t *Transport) LastContact(id uint64) time.Time {
-	if p := t.peers[id]; p != nil {
+	if p := t.peerMap()[id]; p != nil {
 		if ns := p.lastContact.Load(); ns != 0 {
 			return time.Unix(0, ns)
 		}
@@ -260,21 +332,33 @@ func (t *Transport) closeConn(c net.Conn) {
 // which may be half-open, and one connection per direction keeps delivery
 // in order. A peer dials one connection at a time, so accept order is its
 // dial order: if a newer connection got here first, c is stale and
-// setInbound reports false.
-func (t *Transport) setInbound(p *peer, c net.Conn, seq uint64) bool {
+// setInbound returns errSuperseded. A connection from another host than
+// the peer's live one is refused (duplicate_id): a peer redials from its
+// own host, and whoever else claims its id is not it, or is a second
+// process started with the same node id.
+func (t *Transport) setInbound(p *peer, c net.Conn, seq uint64) error {
 	t.mu.Lock()
 	if seq < p.inboundSeq {
 		t.mu.Unlock()
-		return false
+		return errSuperseded
 	}
 	old := p.inbound
+	if old != nil && hostOf(old.RemoteAddr()) != hostOf(c.RemoteAddr()) {
+		t.mu.Unlock()
+		p.m.rejected.Inc()
+		return reject(rejectDuplicate, fmt.Errorf("%w: node %d is connected from %s already; refused the connection from %s", errProtocol, p.id, hostOf(old.RemoteAddr()), hostOf(c.RemoteAddr())))
+	}
 	p.inbound, p.inboundSeq = c, seq
 	t.mu.Unlock()
 	if old != nil {
 		old.Close()
 	}
-	return true
+	return nil
 }
+
+// errSuperseded: a newer connection from the same peer completed its
+// handshake first.
+var errSuperseded = errors.New("transport: superseded by a newer connection")
 
 // clearInbound forgets c as p's accepted connection, unless it was
 // replaced already.

@@ -11,7 +11,6 @@ import (
 
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/store/wire"
-	"github.com/kmb-db/kmb/telemetry/metric"
 )
 
 // testMessage is message number seq from one node to another; its type
@@ -184,15 +183,16 @@ func TestMetricFamilies(t *testing.T) {
 	nodes := startCluster(t, 2, map[uint64]string{3: deadAddr(t)}, nil)
 	a := nodes[0]
 	want := map[string][]string{
-		"kmb_replication_messages_sent_total":     {"peer", "type"},
-		"kmb_replication_messages_received_total": {"peer", "type"},
-		"kmb_replication_bytes_sent_total":        {"peer"},
-		"kmb_replication_bytes_received_total":    {"peer"},
-		"kmb_replication_send_dropped_total":      {"peer"},
-		"kmb_replication_connects_total":          {"peer"},
-		"kmb_replication_connected":               {"peer"},
-		"kmb_replication_peer_rtt_seconds":        {"peer"},
-		"kmb_replication_frames_rejected_total":   {"peer"},
+		"kmb_replication_messages_sent_total":       {"peer", "type"},
+		"kmb_replication_messages_received_total":   {"peer", "type"},
+		"kmb_replication_bytes_sent_total":          {"peer"},
+		"kmb_replication_bytes_received_total":      {"peer"},
+		"kmb_replication_send_dropped_total":        {"peer"},
+		"kmb_replication_connects_total":            {"peer"},
+		"kmb_replication_connected":                 {"peer"},
+		"kmb_replication_peer_rtt_seconds":          {"peer"},
+		"kmb_replication_frames_rejected_total":     {"peer"},
+		"kmb_replication_handshakes_rejected_total": {"reason"},
 	}
 	for _, f := range a.reg.Gather() {
 		labels, ok := want[f.Name]
@@ -210,6 +210,8 @@ func TestMetricFamilies(t *testing.T) {
 			series *= int(wire.MaxType)
 		case f.Name == "kmb_replication_frames_rejected_total":
 			series++ // "unknown"
+		case f.Name == "kmb_replication_handshakes_rejected_total":
+			series = len(rejectReasons)
 		}
 		if len(f.Series) != series {
 			t.Errorf("%s has %d series, want %d", f.Name, len(f.Series), series)
@@ -302,12 +304,64 @@ func TestStartErrors(t *testing.T) {
 	}
 }
 
-func TestNewRejectsMetricsForOtherPeers(t *testing.T) {
-	cfg := testConfig(1)
-	cfg.Listen = "127.0.0.1:0"
-	cfg.Peers = map[uint64]string{2: "127.0.0.1:1", 3: "127.0.0.1:2"}
-	if _, err := New(cfg, nil, NewMetrics(metric.NewRegistry(), 1, []uint64{2})); err == nil || !strings.Contains(err.Error(), "peer 3") {
-		t.Fatalf("New = %v, want an error naming peer 3", err)
+// SetPeers adds a replica (a reconfiguration), which is dialled and
+// exchanges messages at once, and removes one, whose connections close and
+// to which nothing is sent any more; the peers that stay keep their
+// connections.
+func TestSetPeers(t *testing.T) {
+	nodes := startCluster(t, 2, nil, nil)
+	waitConnected(t, nodes)
+	a, b := nodes[0], nodes[1]
+	connects := a.metric("kmb_replication_connects_total", "2")
+
+	// Node 3 starts knowing 1 and 2; 1 learns of it.
+	cfg3 := testConfig(3)
+	cfg3.Peers = map[uint64]string{1: a.cfg.Listen, 2: b.cfg.Listen}
+	c := startNode(t, cfg3, listen(t))
+	if err := a.tr.SetPeers(map[uint64]string{2: b.cfg.Listen, 3: c.cfg.Listen}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "node 1 is connected to node 3", func() bool { return a.metric("kmb_replication_connected", "3") == 1 })
+	a.tr.Send(wire.Message{Type: wire.TypeCommit, To: 3, View: 4, Commit: 9})
+	if got := recv(t, c.tr, 1)[0]; got.From != 1 || got.Commit != 9 {
+		t.Fatalf("node 3 received %+v", got)
+	}
+	c.tr.Send(wire.Message{Type: wire.TypeCommit, To: 1, View: 4, Commit: 10})
+	if got := recv(t, a.tr, 1)[0]; got.From != 3 || got.Commit != 10 {
+		t.Fatalf("node 1 received %+v", got)
+	}
+	if got := a.metric("kmb_replication_connects_total", "2"); got != connects {
+		t.Fatalf("the connection to node 2, which stayed, was redialled: %v connects, was %v", got, connects)
+	}
+
+	// Node 2 is removed from node 1's peers.
+	if err := a.tr.SetPeers(map[uint64]string{3: c.cfg.Listen}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "node 1's connection to node 2 is down", func() bool { return a.metric("kmb_replication_connected", "2") == 0 })
+	if a.tr.PeerAPIAddr(2) != "" || !a.tr.LastContact(2).IsZero() {
+		t.Fatal("node 2 is still a peer of node 1")
+	}
+	a.tr.Send(wire.Message{Type: wire.TypeCommit, To: 2, View: 4}) // dropped, with a warning
+	b.tr.Send(wire.Message{Type: wire.TypeCommit, To: 1, View: 4, Commit: 11})
+	a.tr.Send(wire.Message{Type: wire.TypeCommit, To: 3, View: 4, Commit: 12})
+	if got := recv(t, c.tr, 1)[0]; got.Commit != 12 {
+		t.Fatalf("node 3 received %+v", got)
+	}
+	select {
+	case m := <-a.tr.Recv():
+		t.Fatalf("node 1 received %+v from a node it removed", m)
+	case <-time.After(100 * time.Millisecond):
+	}
+
+	// Bad input changes nothing.
+	for _, bad := range []map[uint64]string{{1: "127.0.0.1:1"}, {0: "127.0.0.1:1"}, {4: "no-port"}} {
+		if err := a.tr.SetPeers(bad); err == nil {
+			t.Fatalf("SetPeers(%v) succeeded", bad)
+		}
+	}
+	if a.tr.PeerAPIAddr(3) == "" {
+		t.Fatal("a refused SetPeers changed the peers")
 	}
 }
 

@@ -54,6 +54,11 @@ type testNode struct {
 	// crashAt, when set, crashes the replica in the middle of its next
 	// Ready with log changes or hard state (see crashPoint).
 	crashAt crashPoint
+
+	// replicas is the configuration a node added by "join" boots with
+	// (the new one); join marks it as joining while it has no state.
+	replicas []uint64
+	join     bool
 }
 
 // crashPoint is where in the driver contract a replica crashes.
@@ -109,8 +114,8 @@ type testCluster struct {
 	sent   []wire.Message
 	events []nodeEvent
 
-	committed map[uint64]string // op number → identity, as first applied anywhere
-	primaries map[uint64]uint64 // view → the replica that became its primary
+	committed map[uint64]string    // op number → identity, as first applied anywhere
+	primaries map[[2]uint64]uint64 // (epoch, view) → the replica that became its primary
 	nextReq   uint64
 	clock     int64
 }
@@ -131,7 +136,7 @@ func newTestCluster(tb testing.TB, o clusterOpts) *testCluster {
 		opts:      o,
 		nodes:     map[uint64]*testNode{},
 		committed: map[uint64]string{},
-		primaries: map[uint64]uint64{},
+		primaries: map[[2]uint64]uint64{},
 	}
 	for i := 1; i <= o.N; i++ {
 		id := uint64(i)
@@ -171,9 +176,13 @@ func (c *testCluster) replica(id uint64) *Replica {
 }
 
 func (c *testCluster) config(n *testNode) Config {
+	replicas := c.ids[:c.opts.N]
+	if n.replicas != nil {
+		replicas = n.replicas
+	}
 	return Config{
 		NodeID:           n.id,
-		Replicas:         slices.Clone(c.ids),
+		Replicas:         slices.Clone(replicas),
 		HeartbeatTicks:   c.opts.HeartbeatTicks,
 		ViewChangeTicks:  c.opts.ViewChangeTicks,
 		MaxPipeline:      c.opts.MaxPipeline,
@@ -214,12 +223,24 @@ func (c *testCluster) start(id uint64) {
 			n.applied = min(n.applied, faulty[0].First-1)
 		}
 	}
-	r, err := New(c.config(n), Durable{HardState: n.hs, HasState: n.hasState, LastOp: uint64(len(n.disk)), Faulty: faulty})
+	r, err := New(c.config(n), Durable{HardState: n.hs, HasState: n.hasState, LastOp: uint64(len(n.disk)), Faulty: faulty, Join: n.join})
 	if err != nil {
 		c.fatalf("replica %d: New: %v", id, err)
 	}
 	n.r = r
 	c.handleReady(n)
+}
+
+// addJoiner boots a new, empty replica that joins the configuration
+// replicas.
+func (c *testCluster) addJoiner(id uint64, replicas []uint64) {
+	c.tb.Helper()
+	if c.nodes[id] != nil {
+		c.fatalf("replica %d exists", id)
+	}
+	c.ids = append(c.ids, id)
+	c.nodes[id] = &testNode{id: id, replicas: replicas, join: true, rng: rand.New(rand.NewPCG(c.opts.Seed, id))}
+	c.start(id)
 }
 
 // crash discards the replica and its memory; the disk stays.
@@ -301,13 +322,16 @@ func (c *testCluster) handleReady(n *testNode) {
 		}
 		// 2. Then the hard state.
 		if rd.MustPersist {
-			if rd.HardState.View < n.hs.View {
-				c.fatalf("replica %d: persisted view went back from %d to %d", n.id, n.hs.View, rd.HardState.View)
+			hs := rd.HardState
+			if hs.Epoch < n.hs.Epoch || (hs.Epoch == n.hs.Epoch && hs.View < n.hs.View) {
+				c.fatalf("replica %d: persisted (epoch, view) went back from (%d, %d) to (%d, %d)", n.id, n.hs.Epoch, n.hs.View, hs.Epoch, hs.View)
 			}
-			if rd.HardState.LogView > rd.HardState.View {
-				c.fatalf("replica %d: persisted log view %d above view %d", n.id, rd.HardState.LogView, rd.HardState.View)
+			if hs.LogView > hs.View {
+				c.fatalf("replica %d: persisted log view %d above view %d", n.id, hs.LogView, hs.View)
 			}
-			n.hs.View, n.hs.LogView, n.hs.Promised = rd.HardState.View, rd.HardState.LogView, rd.HardState.Promised
+			hs.Config = slices.Clone(hs.Config)
+			hs.Commit = n.hs.Commit
+			n.hs = hs
 			n.hasState = true
 		}
 		if rd.CommitTo > uint64(len(n.disk)) {
@@ -324,12 +348,12 @@ func (c *testCluster) handleReady(n *testNode) {
 			if m.From != n.id {
 				c.fatalf("replica %d sent a message from %d: %s", n.id, m.From, fmtMsg(m))
 			}
-			if m.To == n.id || c.nodes[m.To] == nil {
+			if m.To == n.id || m.To == 0 {
 				c.fatalf("replica %d sent a message to %d: %s", n.id, m.To, fmtMsg(m))
 			}
 			m = cloneMsg(m)
 			c.sent = append(c.sent, m)
-			if !c.blocked(m) {
+			if c.nodes[m.To] != nil && !c.blocked(m) { // a replica not yet booted loses it
 				c.queue = append(c.queue, m)
 			}
 		}
@@ -354,14 +378,21 @@ func (c *testCluster) handleReady(n *testNode) {
 
 		for _, e := range rd.Events {
 			c.events = append(c.events, nodeEvent{id: n.id, Event: e})
-			if e.Kind == EventBecamePrimary {
+			switch e.Kind {
+			case EventBecamePrimary:
 				if e.Primary != n.id {
 					c.fatalf("replica %d: became_primary event names %d", n.id, e.Primary)
 				}
-				if prev, ok := c.primaries[e.View]; ok && prev != n.id {
-					c.fatalf("two primaries in view %d: %d and %d", e.View, prev, n.id)
+				key := [2]uint64{e.Epoch, e.View}
+				if prev, ok := c.primaries[key]; ok && prev != n.id {
+					c.fatalf("two primaries in epoch %d view %d: %d and %d", e.Epoch, e.View, prev, n.id)
 				}
-				c.primaries[e.View] = n.id
+				c.primaries[key] = n.id
+			case EventEpochStarted:
+				// An epoch starts only once its config op is committed.
+				if _, ok := c.committed[e.Op]; !ok || n.applied < e.Op {
+					c.fatalf("replica %d entered epoch %d before its config op %d committed (applied %d)", n.id, e.Epoch, e.Op, n.applied)
+				}
 			}
 		}
 		n.r.Advance(rd)

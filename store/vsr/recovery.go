@@ -1,6 +1,10 @@
 package vsr
 
-import "github.com/kmb-db/kmb/store/wire"
+import (
+	"slices"
+
+	"github.com/kmb-db/kmb/store/wire"
+)
 
 // formatNewCluster starts a brand-new cluster: view 0, empty log.
 func (r *Replica) formatNewCluster() {
@@ -14,6 +18,7 @@ func (r *Replica) formatNewCluster() {
 // startRecovery begins (or restarts) the recovery protocol with a new nonce.
 func (r *Replica) startRecovery() {
 	r.status = StatusRecovering
+	r.learnEpoch = 0
 	r.nonce = uint64(r.cfg.Rand(1<<31))<<32 | uint64(r.cfg.Rand(1<<31)) | 1
 	r.recovery = map[uint64]wire.Message{}
 	r.recoveryTarget = 0
@@ -38,7 +43,7 @@ func (r *Replica) onRecovery(m wire.Message) {
 
 // onRecoveryResponse collects answers until it can decide how to rejoin.
 func (r *Replica) onRecoveryResponse(m wire.Message) {
-	if r.status != StatusRecovering || r.recoveryTarget != 0 || m.Nonce != r.nonce {
+	if r.status != StatusRecovering || r.recoveryTarget != 0 || r.learnEpoch != 0 || m.Nonce != r.nonce {
 		return
 	}
 	r.recovery[m.From] = m
@@ -47,7 +52,25 @@ func (r *Replica) onRecoveryResponse(m wire.Message) {
 	if len(r.recovery) < r.n-r.quorum+1 {
 		return
 	}
-	var maxView uint64
+	var maxView, maxEpoch uint64
+	for _, resp := range r.recovery {
+		maxEpoch = max(maxEpoch, resp.Epoch)
+	}
+	if maxEpoch > r.epoch {
+		// The cluster is in a later epoch than the one this replica knows
+		// (a lost disk knows none): its configuration may not be the one
+		// the replica was given. Read it from the log first, the committed
+		// prefix of an answer from that epoch, then recover in it.
+		from := uint64(0)
+		for id, resp := range r.recovery {
+			if resp.Epoch == maxEpoch && (from == 0 || id < from) {
+				from = id
+			}
+		}
+		r.learnEpoch, r.lastHeard = maxEpoch, r.tick
+		r.requestEpochOps(from, true)
+		return
+	}
 	for _, resp := range r.recovery {
 		maxView = max(maxView, resp.View)
 	}
@@ -141,4 +164,39 @@ func (r *Replica) stepRecovering(m wire.Message) {
 	if m.Type == wire.TypeOps || primaryOp(m) > r.verified {
 		r.requestRepair(m.Type == wire.TypeOps)
 	}
+}
+
+// learnConfig reads the configuration of epoch upTo from the ops a
+// recovering replica fetched (see onRecoveryResponse): once the config op
+// that starts it is in the committed prefix, the replica takes that
+// configuration and recovers in it, or, left out, is removed.
+func (r *Replica) learnConfig(m wire.Message) {
+	r.lastHeard = r.tick
+	for _, op := range m.Ops {
+		if !r.installOp(op) {
+			break
+		}
+	}
+	r.setCommit(m.Commit)
+	last := -1
+	for i, p := range r.pending {
+		if p.op <= r.commit && p.cfg.Epoch <= r.learnEpoch {
+			last = i
+		}
+	}
+	if last < 0 || r.pending[last].cfg.Epoch < r.learnEpoch {
+		r.requestEpochOps(m.From, true)
+		return
+	}
+	p := r.pending[last]
+	r.pending = slices.Clone(r.pending[last+1:])
+	r.epoch = p.cfg.Epoch
+	r.setConfig(p.cfg.IDs())
+	if !r.member(r.id) {
+		r.status = StatusRemoved
+		r.persistHardState()
+		r.event(Event{Kind: EventRemoved, View: r.view})
+		return
+	}
+	r.startRecovery()
 }

@@ -13,8 +13,18 @@ import (
 type Replica struct {
 	cfg    Config
 	id     uint64
-	n      int
+	n      int // len(config)
 	quorum int
+
+	// The configuration (see epoch.go): the epoch, its members, the
+	// previous epoch's, and config ops in the log that have not started
+	// their epoch (at most one, but for a replica fetching a long log).
+	epoch      uint64
+	config     []uint64
+	prevConfig []uint64
+	pending    []pendingConfig
+	joining    bool              // StatusJoining: waiting for, or fetching the log of, an epoch that adds it
+	lastTold   map[uint64]uint64 // when a replica of an older epoch was last told of this one
 
 	status  Status
 	view    uint64
@@ -63,6 +73,7 @@ type Replica struct {
 	nonce          uint64
 	recovery       map[uint64]wire.Message
 	recoveryTarget uint64 // op to reach before turning normal
+	learnEpoch     uint64 // recovering: a later epoch whose configuration it reads from the log first
 	fresh          bool   // never held state
 
 	// Repair: the op last asked for and when.
@@ -105,18 +116,41 @@ type Replica struct {
 func New(cfg Config, d Durable) (*Replica, error) {
 	hs, hasState, lastOp := d.HardState, d.HasState, d.LastOp
 	cfg.defaults()
-	if err := cfg.Validate(); err != nil {
+	check := cfg
+	if c := d.HardState.Config; len(c) > 0 {
+		// The persisted configuration is the one in force; it may leave
+		// this replica out (removed).
+		check.Replicas = c
+		if !slices.Contains(c, cfg.NodeID) {
+			check.Replicas = append(slices.Clone(c), cfg.NodeID)
+		}
+	}
+	if err := check.Validate(); err != nil {
 		return nil, err
 	}
 	r := &Replica{
 		cfg:         cfg,
 		id:          cfg.NodeID,
-		n:           len(cfg.Replicas),
-		quorum:      len(cfg.Replicas)/2 + 1,
+		epoch:       d.HardState.Epoch,
 		match:       map[uint64]uint64{},
 		lastContact: map[uint64]uint64{},
+		lastTold:    map[uint64]uint64{},
+	}
+	if len(d.HardState.Config) > 0 {
+		r.setConfig(d.HardState.Config)
+	} else {
+		r.setConfig(cfg.Replicas)
 	}
 	r.resetTimeout()
+	if !hasState && d.Join {
+		// A new member: it waits for the epoch that adds it.
+		if lastOp > 0 {
+			r.op, r.durable, r.memBase, r.verified = lastOp, lastOp, lastOp, lastOp
+			r.truncateLog(0)
+		}
+		r.status, r.joining = StatusJoining, true
+		return r, nil
+	}
 	if !hasState {
 		// Ops without hard state cannot be trusted to be a prefix of any
 		// view's log: drop them and fetch the log again.
@@ -134,6 +168,7 @@ func New(cfg Config, d Durable) (*Replica, error) {
 		return r, nil
 	}
 	r.view, r.logView, r.commit = hs.View, hs.LogView, min(hs.Commit, lastOp)
+	r.epoch = hs.Epoch
 	r.op, r.durable, r.memBase, r.verified = lastOp, lastOp, lastOp, lastOp
 	r.hs = hs
 	r.promised, r.promisedDurable = hs.Promised, hs.Promised
@@ -142,6 +177,11 @@ func New(cfg Config, d Durable) (*Replica, error) {
 	}
 	if err := r.loadLast(); err != nil {
 		return nil, err
+	}
+	r.loadPendingConfig(hs.ConfigOp)
+	if !r.member(r.id) {
+		r.status = StatusRemoved
+		return r, nil
 	}
 	if r.view > r.logView {
 		// It crashed during a view change or while catching up: only
@@ -216,23 +256,26 @@ func (r *Replica) readOp(n uint64) (*kmblog.Op, error) {
 }
 
 // primaryOf returns the primary of view v.
-func (r *Replica) primaryOf(v uint64) uint64 { return r.cfg.Replicas[v%uint64(r.n)] }
+func (r *Replica) primaryOf(v uint64) uint64 { return r.config[v%uint64(r.n)] }
 
 func (r *Replica) isPrimary() bool { return r.primaryOf(r.view) == r.id }
 
 // State returns a snapshot for status and metrics.
 func (r *Replica) State() State {
 	return State{
-		Status:     r.status,
-		View:       r.view,
-		LogView:    r.logView,
-		Op:         r.op,
-		Commit:     r.commit,
-		Primary:    r.primaryOf(r.view),
-		IsPrimary:  r.status == StatusNormal && r.isPrimary() && !r.catchingUp,
-		CatchingUp: r.status == StatusNormal && r.catchingUp,
-		Faulty:     r.faultyOps(),
-		Promised:   r.promised,
+		Status:        r.status,
+		View:          r.view,
+		LogView:       r.logView,
+		Op:            r.op,
+		Commit:        r.commit,
+		Primary:       r.primaryOf(r.view),
+		IsPrimary:     r.status == StatusNormal && r.isPrimary() && !r.catchingUp,
+		CatchingUp:    r.status == StatusNormal && r.catchingUp,
+		Faulty:        r.faultyOps(),
+		Promised:      r.promised,
+		Epoch:         r.epoch,
+		Config:        slices.Clone(r.config),
+		Reconfiguring: len(r.pending) > 0,
 	}
 }
 
@@ -248,10 +291,14 @@ func (r *Replica) resetTimeout() {
 	r.timeout = uint64(t + r.cfg.Rand(t))
 }
 
-func (r *Replica) event(e Event) { r.events = append(r.events, e) }
+func (r *Replica) event(e Event) {
+	e.Epoch = r.epoch
+	r.events = append(r.events, e)
+}
 
 func (r *Replica) send(m wire.Message) {
 	m.From = r.id
+	m.Epoch = r.epoch
 	if m.View == 0 {
 		m.View = r.view
 	}
@@ -259,7 +306,7 @@ func (r *Replica) send(m wire.Message) {
 }
 
 func (r *Replica) broadcast(m wire.Message) {
-	for _, id := range r.cfg.Replicas {
+	for _, id := range r.config {
 		if id != r.id {
 			m.To = id
 			r.send(m)
@@ -268,7 +315,10 @@ func (r *Replica) broadcast(m wire.Message) {
 }
 
 func (r *Replica) persistHardState() {
-	r.hs = HardState{View: r.view, LogView: r.logView, Commit: r.commit, Promised: r.promised}
+	r.hs = HardState{View: r.view, LogView: r.logView, Commit: r.commit, Promised: r.promised, Epoch: r.epoch, Config: slices.Clone(r.config)}
+	if n := len(r.pending); n > 0 {
+		r.hs.ConfigOp = r.pending[n-1].op
+	}
 	r.hsDirty = true
 }
 
@@ -280,6 +330,7 @@ func (r *Replica) appendOp(op *kmblog.Op) {
 	r.appends = append(r.appends, op)
 	r.lastPosition, r.lastTimestamp, r.lastChain = op.LastPosition(), op.Timestamp, op.Chain
 	r.prevOp, r.prev = op.Op, op.Chain
+	r.notePendingConfig(op)
 }
 
 // chainAt returns the chain hash of op n of the log (the zero hash for
@@ -330,6 +381,7 @@ func (r *Replica) truncateLog(n uint64) {
 	r.commit = min(r.commit, n)
 	r.verified = min(r.verified, n)
 	r.dropFaultyAfter(n)
+	r.dropPendingAfter(n)
 	r.reloadLast()
 	r.event(Event{Kind: EventLogTruncated, View: r.view, Op: n})
 }
@@ -386,6 +438,7 @@ func (r *Replica) Advance(rd Ready) {
 	if r.status == StatusNormal && r.isPrimary() {
 		r.maybeCommit()
 	}
+	r.maybeEnterEpoch(0)
 }
 
 // trimMem drops ops that are both committed and durable from memory.
@@ -402,8 +455,11 @@ func (r *Replica) trimMem() {
 // Propose turns proposals into ops at the primary and replicates them. It
 // returns the op number of the first.
 func (r *Replica) Propose(ps ...Proposal) (uint64, error) {
-	if r.status != StatusNormal || !r.isPrimary() {
+	if r.status != StatusNormal || !r.isPrimary() || r.catchingUp {
 		return 0, ErrNotPrimary
+	}
+	if len(r.pending) > 0 {
+		return 0, ErrReconfiguring // nothing follows a config op in its epoch
 	}
 	if len(ps) == 0 {
 		return 0, nil
@@ -450,7 +506,7 @@ func (r *Replica) Propose(ps ...Proposal) (uint64, error) {
 func (r *Replica) maybeCommit() {
 	acked := make([]uint64, 0, r.n)
 	acked = append(acked, r.durable)
-	for _, id := range r.cfg.Replicas {
+	for _, id := range r.config {
 		if id != r.id {
 			acked = append(acked, min(r.match[id], r.op))
 		}

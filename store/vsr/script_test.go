@@ -30,6 +30,11 @@ import (
 //	                            replica starts formatted (empty hard state,
 //	                            view 0); with it, without state (recovery
 //	                            handshake).
+//	reconfig ID IDS [err=not_primary|reconfiguring|bad_config]
+//	                            ProposeConfig at ID: the members IDS, in
+//	                            order (address "nodeN")
+//	join ID config=IDS          boot a new, empty replica ID that joins
+//	                            (Durable.Join) the configuration IDS
 //	propose ID k=v... [err=not_primary|busy] [first=N]
 //	                            one Propose call at ID, one op per k=v;
 //	                            without err= it must succeed. ID "primary":
@@ -60,7 +65,7 @@ import (
 //	                            before_send (both durable, nothing sent)
 //	dump                        log the cluster
 //	expect status|view|logview|op|commit|applied|primary|is_primary|
-//	       catching_up|up IDS = V
+//	       catching_up|up|faulty|promised|epoch|config|reconfiguring IDS = V
 //	expect log ID op N = k=v[@view] | none
 //	expect log ID = k=v[@view]...      the whole durable log (nothing: empty)
 //	expect sent [FILTER] = N    messages sent by the previous command
@@ -81,8 +86,9 @@ import (
 //
 // Besides the expectations, the harness checks on every Ready: appends are
 // contiguous, no truncation below an applied op or beyond the log, the
-// persisted view never goes back, commit <= op, agreement of every applied
-// op across replicas, and one primary per view.
+// persisted (epoch, view) never goes back, commit <= op, agreement of every
+// applied op across replicas, one primary per view and epoch, and no epoch
+// entered before its config op committed.
 
 func TestScenarios(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "scenarios", "*.txt"))
@@ -181,6 +187,10 @@ func (s *script) exec(args []string) error {
 	switch cmd {
 	case "propose":
 		return s.propose(args)
+	case "reconfig":
+		return s.reconfig(args)
+	case "join":
+		return s.join(args)
 	case "tick":
 		if len(args) < 1 || len(args) > 2 {
 			return errors.New("usage: tick IDS [N]")
@@ -378,6 +388,70 @@ func (s *script) cluster(args []string) error {
 	return nil
 }
 
+// reconfig ID IDS [err=not_primary|reconfiguring|bad_config]: ProposeConfig
+// at ID with the members IDS, in order.
+func (s *script) reconfig(args []string) error {
+	if len(args) < 2 || len(args) > 3 {
+		return errors.New("usage: reconfig ID IDS [err=E]")
+	}
+	at, err := strconv.ParseUint(args[0], 10, 64)
+	if err != nil {
+		return err
+	}
+	var members []Member
+	for _, p := range strings.Split(args[1], ",") {
+		id, err := strconv.ParseUint(p, 10, 64)
+		if err != nil {
+			return fmt.Errorf("bad replica id %q", p)
+		}
+		members = append(members, Member{ID: id, Addr: fmt.Sprintf("node%d", id)})
+	}
+	_, err = s.c.replica(at).ProposeConfig(members, "test")
+	s.c.handleReady(s.c.node(at))
+	got := ""
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrNotPrimary):
+		got = "not_primary"
+	case errors.Is(err, ErrReconfiguring):
+		got = "reconfiguring"
+	case errors.Is(err, ErrBadConfig):
+		got = "bad_config"
+	default:
+		got = err.Error()
+	}
+	want := ""
+	if len(args) == 3 {
+		want = strings.TrimPrefix(args[2], "err=")
+	}
+	if got != want {
+		return fmt.Errorf("ProposeConfig: error %q (%v), want %q", got, err, want)
+	}
+	return nil
+}
+
+// join ID config=IDS: a new, empty replica that joins the cluster whose
+// next configuration is IDS.
+func (s *script) join(args []string) error {
+	if len(args) != 2 || !strings.HasPrefix(args[1], "config=") {
+		return errors.New("usage: join ID config=IDS")
+	}
+	id, err := strconv.ParseUint(args[0], 10, 64)
+	if err != nil {
+		return err
+	}
+	var replicas []uint64
+	for _, p := range strings.Split(strings.TrimPrefix(args[1], "config="), ",") {
+		x, err := strconv.ParseUint(p, 10, 64)
+		if err != nil {
+			return fmt.Errorf("bad replica id %q", p)
+		}
+		replicas = append(replicas, x)
+	}
+	s.c.addJoiner(id, replicas)
+	return nil
+}
+
 func (s *script) propose(args []string) error {
 	if len(args) < 1 {
 		return errors.New("usage: propose ID k=v... [err=E] [first=N]")
@@ -419,6 +493,8 @@ func (s *script) propose(args []string) error {
 		got = "not_primary"
 	case errors.Is(err, ErrBusy):
 		got = "busy"
+	case errors.Is(err, ErrReconfiguring):
+		got = "reconfiguring"
 	default:
 		got = err.Error()
 	}
@@ -472,6 +548,8 @@ var kindNames = map[string]EventKind{
 	"recovery_started":    EventRecoveryStarted,
 	"recovered":           EventRecovered,
 	"cluster_formed":      EventClusterFormed,
+	"epoch_started":       EventEpochStarted,
+	"removed":             EventRemoved,
 }
 
 func (s *script) filter(args []string) (msgFilter, error) {
@@ -638,6 +716,16 @@ func (s *script) expect(args []string) error {
 			got = strconv.FormatUint(st.Faulty, 10)
 		case "promised":
 			got = strconv.FormatUint(st.Promised, 10)
+		case "epoch":
+			got = strconv.FormatUint(st.Epoch, 10)
+		case "config":
+			var parts []string
+			for _, id := range st.Config {
+				parts = append(parts, strconv.FormatUint(id, 10))
+			}
+			got = strings.Join(parts, ",")
+		case "reconfiguring":
+			got = strconv.FormatBool(st.Reconfiguring)
 		default:
 			return fmt.Errorf("unknown expectation %q", what)
 		}

@@ -1,6 +1,8 @@
 package vsr
 
 import (
+	"slices"
+
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/store/wire"
 )
@@ -11,6 +13,8 @@ func (r *Replica) Tick() {
 	r.checkRepairStall()
 	hb := uint64(r.cfg.HeartbeatTicks)
 	switch r.status {
+	case StatusJoining, StatusRemoved:
+		return // joining: the primary of the epoch that adds it calls
 	case StatusNormal:
 		if r.isPrimary() {
 			if r.n > 1 && r.tick-r.lastSent >= hb {
@@ -36,6 +40,12 @@ func (r *Replica) Tick() {
 			}
 		}
 	case StatusRecovering:
+		if r.learnEpoch != 0 {
+			if r.tick-r.lastHeard >= 2*hb {
+				r.startRecovery() // the fetch stalled (a message lost): ask again
+			}
+			return
+		}
 		if r.tick%(2*hb) == 0 {
 			if r.recoveryTarget == 0 {
 				r.broadcast(wire.Message{Type: wire.TypeRecovery, Nonce: r.nonce})
@@ -48,18 +58,49 @@ func (r *Replica) Tick() {
 
 // Step processes one message.
 func (r *Replica) Step(m wire.Message) {
-	if m.To != r.id || m.From == r.id || !r.known(m.From) {
+	if m.To != r.id || m.From == r.id {
+		return
+	}
+	if r.status == StatusRemoved {
+		// A removed replica takes part in nothing, but still tells the
+		// replicas that missed the epoch that removed it (and serves
+		// them its committed prefix): it may be the last to hold it.
+		if m.Epoch < r.epoch {
+			r.stepOtherEpoch(m)
+		}
+		return
+	}
+	// The recovery protocol spans epochs: a replica that lost its state
+	// knows none, and learns it from the answers.
+	switch m.Type {
+	case wire.TypeRecovery:
+		// Members of the previous configuration are answered too: the
+		// answer's epoch is how a replica that lost its disk and was
+		// given the old configuration learns of the new one.
+		if !r.joining && (r.known(m.From) || slices.Contains(r.prevConfig, m.From)) {
+			r.lastContact[m.From] = r.tick
+			r.onRecovery(m)
+		}
+		return
+	case wire.TypeRecoveryResponse:
+		if r.known(m.From) {
+			r.lastContact[m.From] = r.tick
+			r.onRecoveryResponse(m)
+		}
+		return
+	}
+	if m.Epoch != r.epoch || r.joining {
+		if r.joining && m.Epoch <= r.epoch {
+			return // a joining replica takes part in nothing of its epoch
+		}
+		r.lastContact[m.From] = r.tick
+		r.stepOtherEpoch(m)
+		return
+	}
+	if !r.known(m.From) {
 		return
 	}
 	r.lastContact[m.From] = r.tick
-	switch m.Type {
-	case wire.TypeRecovery:
-		r.onRecovery(m)
-		return
-	case wire.TypeRecoveryResponse:
-		r.onRecoveryResponse(m)
-		return
-	}
 	if r.status == StatusRecovering {
 		r.stepRecovering(m)
 		return
@@ -105,14 +146,7 @@ func (r *Replica) Step(m wire.Message) {
 	}
 }
 
-func (r *Replica) known(id uint64) bool {
-	for _, x := range r.cfg.Replicas {
-		if x == id {
-			return true
-		}
-	}
-	return false
-}
+func (r *Replica) known(id uint64) bool { return r.member(id) }
 
 // fromPrimary reports whether m comes from the primary of the current view
 // while this replica is a normal backup.
@@ -299,15 +333,10 @@ func (r *Replica) requestRepair(force bool) {
 
 // onGetOps serves repair from the primary's log.
 func (r *Replica) onGetOps(m wire.Message) {
-	if r.status != StatusNormal || !r.isPrimary() || m.Op == 0 || m.Op > r.op {
+	if r.status != StatusNormal || !r.isPrimary() {
 		return
 	}
-	last := min(r.op, m.Op+uint64(r.cfg.MaxOpsPerMessage)-1)
-	ops, ok := r.opsRange(m.Op, last)
-	if !ok {
-		return
-	}
-	r.send(wire.Message{Type: wire.TypeOps, To: m.From, Op: r.op, Commit: r.commit, Ops: ops})
+	r.serveOps(m, r.op)
 }
 
 // opsRange returns ops from..to, or false when one cannot be read.

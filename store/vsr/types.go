@@ -17,6 +17,12 @@ const (
 	StatusNormal Status = iota + 1
 	StatusViewChange
 	StatusRecovering
+	// StatusJoining: a new member fetching the log, before the epoch that
+	// adds it has reached it (Durable.Join).
+	StatusJoining
+	// StatusRemoved: the current epoch's configuration leaves this
+	// replica out; it takes part in nothing.
+	StatusRemoved
 )
 
 func (s Status) String() string {
@@ -27,6 +33,10 @@ func (s Status) String() string {
 		return "view_change"
 	case StatusRecovering:
 		return "recovering"
+	case StatusJoining:
+		return "joining"
+	case StatusRemoved:
+		return "removed"
 	}
 	return "unknown"
 }
@@ -48,6 +58,12 @@ type HardState struct {
 	// was corrupt (see Durable.Faulty). Until it holds the current view's
 	// log up to Promised again it does not vote in view changes.
 	Promised uint64
+	// Epoch and Config are the configuration this replica is in: the
+	// epoch number and its members' ids, in order (see epoch.go). ConfigOp
+	// is a config op in the log that has not started its epoch, or 0.
+	Epoch    uint64
+	Config   []uint64
+	ConfigOp uint64
 }
 
 // Run is the ops First..Last.
@@ -61,6 +77,10 @@ type Durable struct {
 	HasState bool
 	// LastOp is the last op of the log.
 	LastOp uint64
+	// Join marks a replica that starts without state to join a cluster
+	// that will add it (a reconfiguration): instead of the recovery
+	// protocol, it waits to be told of the epoch that includes it.
+	Join bool
 	// Faulty are the runs of ops the log holds but cannot read: corrupt
 	// records that a torn write does not explain, each followed by an
 	// intact op. The replica keeps its log's length, fetches those ops from
@@ -207,11 +227,17 @@ const (
 	// EventRepairStalled: faulty ops from Op on are still not repaired:
 	// no replica has sent copies that match this replica's log.
 	EventRepairStalled
+	// EventEpochStarted: the configuration of Epoch took effect (its
+	// config op, at or below Commit, committed).
+	EventEpochStarted
+	// EventRemoved: Epoch's configuration leaves this replica out.
+	EventRemoved
 )
 
 // Event is something a driver logs or counts.
 type Event struct {
 	Kind    EventKind
+	Epoch   uint64 // the replica's epoch when it emitted the event
 	View    uint64
 	Primary uint64
 	Op      uint64 // EventRepairRequested: first op asked; EventLogTruncated: new last op
@@ -260,4 +286,9 @@ type State struct {
 	// Promised the log length to reach again (HardState.Promised).
 	Faulty   uint64
 	Promised uint64
+	// Epoch and Config are the current configuration; Reconfiguring says
+	// a config op is in the log, not yet committed.
+	Epoch         uint64
+	Config        []uint64
+	Reconfiguring bool
 }

@@ -65,7 +65,7 @@ func (m *Message) Validate() error {
 // over messages that fit in a frame.
 func EncodedSize(m *Message) int {
 	n := 2 + strictbin.UvarintLen(m.From) + strictbin.UvarintLen(m.To) +
-		strictbin.UvarintLen(m.View) + strictbin.UvarintLen(m.LogView) +
+		strictbin.UvarintLen(m.Epoch) + strictbin.UvarintLen(m.View) + strictbin.UvarintLen(m.LogView) +
 		strictbin.UvarintLen(m.Op) + strictbin.UvarintLen(m.Commit) +
 		strictbin.UvarintLen(m.Nonce) + 1 +
 		strictbin.UvarintLen(uint64(len(m.TraceParent))) + len(m.TraceParent) +
@@ -85,6 +85,7 @@ func AppendMessage(dst []byte, m *Message) []byte {
 	dst = append(dst, Version, byte(m.Type))
 	dst = binary.AppendUvarint(dst, m.From)
 	dst = binary.AppendUvarint(dst, m.To)
+	dst = binary.AppendUvarint(dst, m.Epoch)
 	dst = binary.AppendUvarint(dst, m.View)
 	dst = binary.AppendUvarint(dst, m.LogView)
 	dst = binary.AppendUvarint(dst, m.Op)
@@ -117,6 +118,7 @@ func DecodeMessage(b []byte) (Message, error) {
 	}
 	m.From = d.Uvarint("from")
 	m.To = d.Uvarint("to")
+	m.Epoch = d.Uvarint("epoch")
 	m.View = d.Uvarint("view")
 	m.LogView = d.Uvarint("log view")
 	m.Op = d.Uvarint("op")

@@ -26,8 +26,8 @@ func TestMessageGolden(t *testing.T) {
 // The header fields sit at fixed offsets when every varint is one byte;
 // pin them here too, so that a reader of the golden test sees the layout.
 func TestMessageLayout(t *testing.T) {
-	m := &Message{Type: TypeCommit, From: 1, To: 2, View: 3, LogView: 4, Op: 5, Commit: 6, Nonce: 7, Flags: FlagFresh, TraceParent: "tp"}
-	want := []byte{Version, byte(TypeCommit), 1, 2, 3, 4, 5, 6, 7, FlagFresh, 2, 't', 'p', 0}
+	m := &Message{Type: TypeCommit, From: 1, To: 2, Epoch: 9, View: 3, LogView: 4, Op: 5, Commit: 6, Nonce: 7, Flags: FlagFresh, TraceParent: "tp"}
+	want := []byte{Version, byte(TypeCommit), 1, 2, 9, 3, 4, 5, 6, 7, FlagFresh, 2, 't', 'p', 0}
 	if got := AppendMessage(nil, m); !bytes.Equal(got, want) {
 		t.Fatalf("encoding\n got %x\nwant %x", got, want)
 	}
@@ -105,7 +105,7 @@ func uv(x uint64) []byte { return binary.AppendUvarint(nil, x) }
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
 // header is a valid message header up to and including the flags byte.
-var header = []byte{Version, byte(TypePrepare), 1, 2, 3, 0, 5, 4, 0, 0}
+var header = []byte{Version, byte(TypePrepare), 1, 2, 0, 3, 0, 5, 4, 0, 0}
 
 func TestDecodeMessageRejects(t *testing.T) {
 	op := kmblog.AppendOp(nil, testOp(1, 1))
@@ -132,7 +132,7 @@ func TestDecodeMessageRejects(t *testing.T) {
 		{name: "type above max", in: cat(header[:1], []byte{byte(MaxType) + 1}, header[2:], uv(0), uv(0)), wantMsg: "unknown type 11"},
 		{name: "non-minimal varint", in: cat(header[:2], []byte{0x81, 0x00}, header[3:], uv(0), uv(0)), wantMsg: "non-minimal varint for from"},
 		{name: "varint overflow", in: cat(header[:2], bytes.Repeat([]byte{0xff}, 9), []byte{0x02}, header[3:], uv(0), uv(0)), wantMsg: "from overflows"},
-		{name: "unknown flag", in: cat(header[:9], []byte{0x04}, uv(0), uv(0)), wantMsg: "unknown flags"},
+		{name: "unknown flag", in: cat(header[:10], []byte{0x04}, uv(0), uv(0)), wantMsg: "unknown flags"},
 		{name: "trace parent above limit", in: cat(header, uv(MaxTraceParentLen+1), bytes.Repeat([]byte("t"), MaxTraceParentLen+1), uv(0)), wantMsg: "exceeds limit 256"},
 		{name: "trace parent beyond input", in: cat(header, uv(10), []byte("short")), wantMsg: "trace parent length 10 exceeds message"},
 		{name: "op count above limit", in: cat(header, uv(0), uv(MaxOps+1)), wantMsg: "op count 65537 exceeds 65536"},

@@ -1,14 +1,18 @@
 // Package wire defines the replication messages exchanged by kmbd replicas
 // and their checksummed binary encoding.
 //
-// # Message encoding (version 1)
+// # Message encoding (version 2)
+//
+// Version 2 added Epoch, and ops of the log's format version 2 (kind,
+// principal, chain hash).
 //
 // AppendMessage writes, and DecodeMessage reads, one Message as:
 //
-//	u8       version (1)
+//	u8       version (2)
 //	u8       Type (1..MaxType)
 //	uvarint  From
 //	uvarint  To
+//	uvarint  Epoch
 //	uvarint  View
 //	uvarint  LogView
 //	uvarint  Op

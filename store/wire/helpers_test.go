@@ -40,6 +40,7 @@ func goldenMessage() *Message {
 		Type:        TypeDoViewChange,
 		From:        2,
 		To:          1,
+		Epoch:       3,
 		View:        7,
 		LogView:     5,
 		Op:          301,

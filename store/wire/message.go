@@ -82,9 +82,12 @@ func (t Type) String() string {
 // Message is one replication message. Which fields are meaningful depends on
 // Type (see the constants); the others are zero.
 type Message struct {
-	Type    Type
-	From    uint64 // sender's node id
-	To      uint64 // receiver's node id
+	Type Type
+	From uint64 // sender's node id
+	To   uint64 // receiver's node id
+	// Epoch is the sender's epoch: the number of the cluster
+	// configuration it is in (0 for the first; see the vsr package).
+	Epoch   uint64
 	View    uint64
 	LogView uint64
 	Op      uint64
