@@ -1,117 +1,37 @@
 package client_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kmb-db/kmb/client"
+	"github.com/kmb-db/kmb/internal/testpki"
 )
 
 // testPKI is a CA made for the test, a server certificate for 127.0.0.1
-// and a client certificate, all signed by it, written as PEM files.
+// and a client certificate, all signed by it, and another CA that signed
+// nothing here.
 type testPKI struct {
-	caPool             *x509.CertPool
-	caFile             string
-	server             tls.Certificate
-	clientCertFile     string
-	clientKeyFile      string
-	otherCA            *x509.CertPool // a CA that signed nothing here
-	serverClientCAPool *x509.CertPool
+	caPool, otherCA *x509.CertPool
+	caFile          string
+	server          tls.Certificate
+	client          *testpki.Leaf
 }
 
 func newTestPKI(t *testing.T) *testPKI {
 	t.Helper()
-	dir := t.TempDir()
-	caKey, caCert, caDER := newCA(t, "kmb test CA")
-	_, otherCert, _ := newCA(t, "another CA")
-	p := &testPKI{caPool: x509.NewCertPool(), otherCA: x509.NewCertPool(), serverClientCAPool: x509.NewCertPool()}
-	p.caPool.AddCert(caCert)
-	p.serverClientCAPool.AddCert(caCert)
-	p.otherCA.AddCert(otherCert)
-	p.caFile = writePEM(t, dir, "ca.pem", "CERTIFICATE", caDER)
-
-	serverKey, serverDER := leaf(t, caKey, caCert, "127.0.0.1", &x509.Certificate{
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	})
-	p.server = tls.Certificate{Certificate: [][]byte{serverDER}, PrivateKey: serverKey}
-
-	clientKey, clientDER := leaf(t, caKey, caCert, "acme-writer", &x509.Certificate{
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	})
-	keyDER, err := x509.MarshalECPrivateKey(clientKey)
-	if err != nil {
-		t.Fatal(err)
+	ca := testpki.NewCA(t, "kmb test CA")
+	return &testPKI{
+		caPool:  ca.Pool(),
+		otherCA: testpki.NewCA(t, "another CA").Pool(),
+		caFile:  ca.CertFile,
+		server:  ca.Issue(t, "server", "127.0.0.1", "127.0.0.1").TLS,
+		client:  ca.Issue(t, "client", "acme-writer"),
 	}
-	p.clientCertFile = writePEM(t, dir, "client.pem", "CERTIFICATE", clientDER)
-	p.clientKeyFile = writePEM(t, dir, "client-key.pem", "EC PRIVATE KEY", keyDER)
-	return p
-}
-
-func newCA(t *testing.T, name string) (*ecdsa.PrivateKey, *x509.Certificate, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key, cert, der
-}
-
-func leaf(t *testing.T, caKey *ecdsa.PrivateKey, ca *x509.Certificate, cn string, tmpl *x509.Certificate) (*ecdsa.PrivateKey, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
-	tmpl.Subject = pkix.Name{CommonName: cn}
-	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
-	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key, der
-}
-
-func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
-	t.Helper()
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // The client verifies servers with the CA it is given, presents its
@@ -128,7 +48,7 @@ func TestTLS(t *testing.T) {
 		appended(w, 1, 1, 1)
 	}
 	serverOnly := newFakeTLSNode(t, &tls.Config{Certificates: []tls.Certificate{p.server}}, ok)
-	mutual := newFakeTLSNode(t, &tls.Config{Certificates: []tls.Certificate{p.server}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: p.serverClientCAPool}, ok)
+	mutual := newFakeTLSNode(t, &tls.Config{Certificates: []tls.Certificate{p.server}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: p.caPool}, ok)
 	plain := newFakeNode(t, ok)
 
 	tests := []struct {
@@ -146,7 +66,7 @@ func TestTLS(t *testing.T) {
 		{"CA file, address without a scheme", serverOnly, (*fakeNode).addr, client.Options{CAFile: p.caFile}, "", false},
 		{"TLSConfig with the CA pool", serverOnly, func(n *fakeNode) string { return n.URL }, client.Options{TLSConfig: &tls.Config{RootCAs: p.caPool}}, "", false},
 		{"https address, another CA", serverOnly, func(n *fakeNode) string { return n.URL }, client.Options{TLSConfig: &tls.Config{RootCAs: p.otherCA}}, "certificate", false},
-		{"client certificate", mutual, (*fakeNode).addr, client.Options{CAFile: p.caFile, CertFile: p.clientCertFile, KeyFile: p.clientKeyFile}, "", false},
+		{"client certificate", mutual, (*fakeNode).addr, client.Options{CAFile: p.caFile, CertFile: p.client.CertFile, KeyFile: p.client.KeyFile}, "", false},
 		{"client certificate missing", mutual, (*fakeNode).addr, client.Options{CAFile: p.caFile}, "certificate", true},
 		{"TLS to a plain HTTP server", plain, (*fakeNode).addr, client.Options{CAFile: p.caFile}, "HTTP response to HTTPS client", false},
 	}
