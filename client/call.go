@@ -38,6 +38,9 @@ type call struct {
 	// An append's idempotency ids.
 	sess      *session
 	requestID []string
+	// stream, when set, reads a 200 answer's body as it arrives instead of
+	// do buffering it; it returns how many bytes it passed on.
+	stream func(io.Reader) (int64, error)
 }
 
 func (r *call) write() bool { return r.sess != nil }
@@ -79,6 +82,11 @@ func (c *Client) do(ctx context.Context, r *call) (*buffer, int, error) {
 			// said stays in e.
 			e.Err = context.Cause(ctx)
 			e.OutcomeUnknown = e.OutcomeUnknown || (r.write() && sent)
+			return nil, n, fail()
+		case err != nil && streamedSome(err):
+			// Part of the answer was passed on: it cannot be taken back,
+			// so the call cannot be retried.
+			e.Status, e.Code, e.Message, e.Err = http.StatusOK, "", "", err
 			return nil, n, fail()
 		case err != nil:
 			e.Status, e.Code, e.Message, e.Err = 0, "", "", err
@@ -173,6 +181,12 @@ func (c *Client) attempt(ctx context.Context, base string, r *call) (a answer, s
 		return answer{}, false, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK && r.stream != nil {
+		if n, err := r.stream(resp.Body); err != nil {
+			return answer{}, false, streamError{n: n, err: err}
+		}
+		return answer{status: http.StatusOK, body: getBuffer()}, false, nil
+	}
 	a = answer{status: resp.StatusCode, location: resp.Header.Get("Location"), body: getBuffer()}
 	limit := int64(-1)
 	if a.status != http.StatusOK {
@@ -202,6 +216,24 @@ func errorBody(b []byte) (code, msg string) {
 	}
 	s := strings.TrimSpace(strings.ToValidUTF8(string(b[:min(len(b), 512)]), "\uFFFD"))
 	return "", s
+}
+
+// streamError is a failure while a streamed answer was being read, after
+// n bytes of it were passed on.
+type streamError struct {
+	n   int64
+	err error
+}
+
+func (e streamError) Error() string {
+	return fmt.Sprintf("the answer broke off after %d bytes: %v", e.n, e.err)
+}
+func (e streamError) Unwrap() error { return e.err }
+
+// streamedSome tells a streamError after which bytes were passed on.
+func streamedSome(err error) bool {
+	var se streamError
+	return errors.As(err, &se) && se.n > 0
 }
 
 // permanentError marks a failure that no retry can fix.

@@ -7,6 +7,9 @@
 //	v, err := c.Get(ctx, "acme", "user-1")
 //	for e, err := range c.Read(ctx, "acme", 1) { ... }
 //
+// AuditExport and AuditChains read the audit trail (GET /v1/audit and
+// /v1/audit/chain).
+//
 // A Client is safe for concurrent use and should be shared: it keeps the
 // connections and what it learned about the cluster.
 //
