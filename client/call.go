@@ -41,9 +41,13 @@ type call struct {
 	// stream, when set, reads a 200 answer's body as it arrives instead of
 	// do buffering it; it returns how many bytes it passed on.
 	stream func(io.Reader) (int64, error)
+	// once marks a write without idempotency ids: it is sent again only
+	// when the server cannot have acted on it (a redirect, a refused
+	// connection, 503 no_leader or not_ready).
+	once bool
 }
 
-func (r *call) write() bool { return r.sess != nil }
+func (r *call) write() bool { return r.sess != nil || r.once }
 
 // errRequestTimeout is the cause of a call's end at Options.RequestTimeout.
 var errRequestTimeout = fmt.Errorf("Options.RequestTimeout passed: %w", context.DeadlineExceeded)
@@ -94,6 +98,9 @@ func (c *Client) do(ctx context.Context, r *call) (*buffer, int, error) {
 				return nil, n, fail()
 			}
 			e.OutcomeUnknown = e.OutcomeUnknown || (r.write() && sent)
+			if r.once && sent {
+				return nil, n, fail()
+			}
 			c.rotate(target)
 			redirects = 0
 		case a.status == http.StatusOK:
@@ -113,6 +120,9 @@ func (c *Client) do(ctx context.Context, r *call) (*buffer, int, error) {
 			default: // 5xx, or a status the API does not answer with
 				if r.write() && (a.status != http.StatusServiceUnavailable || leavesOutcomeUnknown(e.Code)) {
 					e.OutcomeUnknown = true
+					if r.once {
+						return nil, n, fail()
+					}
 				}
 				c.rotate(target)
 				redirects = 0

@@ -8,7 +8,8 @@
 //	for e, err := range c.Read(ctx, "acme", 1) { ... }
 //
 // AuditExport and AuditChains read the audit trail (GET /v1/audit and
-// /v1/audit/chain).
+// /v1/audit/chain); ClusterConfig and Reconfigure read and change the
+// cluster's replicas (/v1/cluster/config).
 //
 // A Client is safe for concurrent use and should be shared: it keeps the
 // connections and what it learned about the cluster.

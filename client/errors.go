@@ -129,3 +129,5 @@ func leavesOutcomeUnknown(code string) bool {
 	}
 	return true
 }
+
+var errNotJSON = errors.New("the body is not JSON")

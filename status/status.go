@@ -3,6 +3,7 @@ package status
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -13,10 +14,13 @@ const (
 	StateNormal     = "normal"
 	StateViewChange = "view_change"
 	StateShutdown   = "shutting_down"
+	// StateRemoved: the cluster's configuration left this replica out;
+	// it serves nothing.
+	StateRemoved = "removed"
 )
 
 // States lists every replica state in a fixed order.
-var States = []string{StateRecovering, StateNormal, StateViewChange, StateShutdown}
+var States = []string{StateRecovering, StateNormal, StateViewChange, StateShutdown, StateRemoved}
 
 // Snapshot is a point-in-time view of one replica. The first eight fields are
 // the contract of /status; the nested objects add detail operators use when
@@ -38,16 +42,70 @@ type Snapshot struct {
 	// disk has no room for writes.
 	CorruptOps uint64 `json:"corrupt_ops"`
 	DiskFull   bool   `json:"disk_full"`
+	// Epoch is the configuration's epoch (0 until the first
+	// reconfiguration), Replicas its members in order (the primary of
+	// view v is Replicas[v % len]); Reconfiguring is set while a change is
+	// proposed and not yet committed.
+	Epoch         uint64  `json:"epoch"`
+	Replicas      Members `json:"replicas"`
+	Reconfiguring bool    `json:"reconfiguring"`
 	// ChainHead is the last applied op and its chain hash: the hash of the
 	// whole log up to it.
 	ChainHead  ChainHead  `json:"chain_head"`
 	Log        Log        `json:"log"`
 	Projection Projection `json:"projection"`
+	// Checkpoint is the newest checkpoint of the projection on disk,
+	// zero when there is none.
+	Checkpoint Checkpoint `json:"checkpoint"`
 	Build      Build      `json:"build"`
 	// Backup is the continuous backup task; absent when no repository
 	// is configured.
 	Backup *Backup `json:"backup,omitempty"`
 }
+
+// Replica is a member of the configuration.
+type Replica struct {
+	ID   uint64 `json:"id"`
+	Addr string `json:"addr"` // replication address
+}
+
+// Members is a list of replicas that keeps Snapshot comparable with ==:
+// two Members are equal when made by the same NewMembers call, so a
+// publisher makes a new one only when the configuration changes. It
+// encodes as a JSON array.
+type Members struct{ list *[]Replica }
+
+// NewMembers wraps list, which must not be modified afterwards.
+func NewMembers(list []Replica) Members { return Members{list: &list} }
+
+// List returns the replicas; the slice must not be modified.
+func (m Members) List() []Replica {
+	if m.list == nil {
+		return nil
+	}
+	return *m.list
+}
+
+// MarshalJSON encodes the list ([] when empty).
+func (m Members) MarshalJSON() ([]byte, error) {
+	if len(m.List()) == 0 {
+		return []byte("[]"), nil
+	}
+	return json.Marshal(m.List())
+}
+
+// UnmarshalJSON decodes a list.
+func (m *Members) UnmarshalJSON(b []byte) error {
+	var list []Replica
+	if err := json.Unmarshal(b, &list); err != nil {
+		return err
+	}
+	*m = NewMembers(list)
+	return nil
+}
+
+// Same reports whether m and o list the same replicas.
+func (m Members) Same(o Members) bool { return m == o || slices.Equal(m.List(), o.List()) }
 
 // ChainHead names the head of the log's hash chain.
 type ChainHead struct {
@@ -79,6 +137,17 @@ type Log struct {
 	LastOp       uint64 `json:"last_op"`
 	LastPosition uint64 `json:"last_position"`
 	SizeBytes    int64  `json:"size_bytes"`
+}
+
+// Checkpoint describes a checkpoint of the projection and client table.
+type Checkpoint struct {
+	Op        uint64    `json:"op"`
+	Position  uint64    `json:"position"`
+	Time      time.Time `json:"time"` // when it was written
+	SizeBytes int64     `json:"size_bytes"`
+	// DurationSeconds is how long writing it took; 0 for one found at
+	// start.
+	DurationSeconds float64 `json:"duration_seconds"`
 }
 
 // Projection describes the tenant key/value projection.

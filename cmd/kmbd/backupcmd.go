@@ -340,8 +340,35 @@ func runRestore(ctx context.Context, args []string, getenv func(string) string, 
 	toPosition := c.fs.String("to-position", "", "restore up to this log position")
 	toTime := c.fs.String("to-time", "", "restore the ops committed at or before this RFC 3339 time")
 	dataDir := c.fs.String("data-dir", "", "the new data dir to write (must not exist or be empty)")
+	nodeID := c.fs.Uint64("node-id", 1, "the node the data dir is for (with --replicas, one of them)")
+	replicas := c.fs.String("replicas", "", "the cluster the restored nodes form, id=host:port,... as kmbd --replicas; empty: a single node")
 	if code, ok := c.parse(args, getenv); !ok {
 		return code
+	}
+	peers, err := parseReplicas(*replicas)
+	if err != nil {
+		fmt.Fprintf(stderr, "kmbd restore: --replicas: %v\n", err)
+		return exitUsage
+	}
+	who := backup.SingleNode()
+	who.ID = *nodeID
+	if len(peers) > 0 {
+		if _, ok := peers[*nodeID]; !ok {
+			fmt.Fprintf(stderr, "kmbd restore: --node-id %d is not in --replicas %q\n", *nodeID, *replicas)
+			return exitUsage
+		}
+		if len(peers) > 1 && *toPosition == "" && *toTime == "" {
+			fmt.Fprintln(stderr, "kmbd restore: --replicas names a cluster: give --to-position or --to-time, the same for every node, so that all restore the same ops (the repository's checkpoint may move between the runs)")
+			return exitUsage
+		}
+		ids := make([]uint64, 0, len(peers))
+		for id := range peers {
+			ids = append(ids, id)
+		}
+		who = backup.ClusterNode(*nodeID, ids)
+	} else if *nodeID != 1 {
+		fmt.Fprintln(stderr, "kmbd restore: --node-id without --replicas: a single restored node is node 1")
+		return exitUsage
 	}
 	target := backup.Latest()
 	switch {
@@ -375,7 +402,7 @@ func runRestore(ctx context.Context, args []string, getenv func(string) string, 
 	m.InProgress.Set(1)
 	ctx, span := c.tel.Spans.StartAlways(ctx, spans.Restore, spans.AttrRestoreTarget.String(target.String()))
 	c.logger.Info("restore started", slog.String("repository", *c.repoURL), slog.String("target", target.String()), slog.String("data_dir", *dataDir))
-	sum, err := backup.Restore(ctx, r, target, *dataDir, c.progressLine("restore", "entries", m.Progress))
+	sum, err := backup.RestoreNode(ctx, r, target, *dataDir, who, c.progressLine("restore", "entries", m.Progress))
 	m.InProgress.Set(0)
 	m.Entries.Add(sum.Entries)
 	result := "success"
@@ -389,13 +416,17 @@ func runRestore(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return c.fail(err)
 	}
+	next := "kmbd --data-dir " + sum.DataDir
+	if len(peers) > 0 {
+		next = fmt.Sprintf("kmbd --node-id %d --replicas %s --data-dir %s", who.ID, *replicas, sum.DataDir)
+	}
 	c.summary("restore", sum.Entries, sum.Bytes, sum.StoredBytes, sum.Duration, []kv{
 		{"target", target.String()},
 		{"data dir", sum.DataDir},
 		{"last position", strconv.FormatUint(sum.LastPosition, 10)},
 		{"last op", strconv.FormatUint(sum.LastOp, 10)},
 		{"objects read", strconv.Itoa(sum.Segments)},
-		{"next", "kmbd --data-dir " + sum.DataDir},
+		{"next", next},
 	})
 	return c.finish(exitOK)
 }

@@ -40,6 +40,12 @@ type ClusterConfig struct {
 	// its own address in Replicas (set it to bind e.g. 0.0.0.0:7101 while
 	// peers dial a routable name).
 	Listen string `toml:"listen"`
+	// Join starts this node, with an empty data dir, as a new member of a
+	// running cluster: Replicas is then the new configuration, which an
+	// operator commits with kmbd cluster reconfigure. The node waits for
+	// it, fetches the log, and only then takes part. Ignored once the data
+	// dir holds state. Default false.
+	Join bool `toml:"join"`
 	// TLSCertFile, TLSKeyFile and TLSCAFile run replication over mutual
 	// TLS: this node's certificate (valid for its address in Replicas, as
 	// server and client) and the cluster CA that every peer's must chain
@@ -58,9 +64,10 @@ type ClusterConfig struct {
 
 // StorageConfig is the [storage] table.
 type StorageConfig struct {
-	SegmentSizeBytes int64 `toml:"segment_size_bytes"`
-	MaxBatchOps      int   `toml:"max_batch_ops"`
-	QueueDepth       int   `toml:"queue_depth"`
+	SegmentSizeBytes        int64 `toml:"segment_size_bytes"`
+	MaxBatchOps             int   `toml:"max_batch_ops"`
+	QueueDepth              int   `toml:"queue_depth"`
+	CheckpointIntervalBytes int64 `toml:"checkpoint_interval_bytes"`
 }
 
 func defaultConfig() Config {
@@ -75,6 +82,8 @@ func defaultConfig() Config {
 			SegmentSizeBytes: n.SegmentSizeBytes,
 			MaxBatchOps:      n.MaxBatchOps,
 			QueueDepth:       n.QueueDepth,
+
+			CheckpointIntervalBytes: n.CheckpointIntervalBytes,
 		},
 	}
 }
@@ -84,12 +93,14 @@ func (c Config) node() node.Config {
 	n.NodeID, n.DataDir = c.NodeID, c.DataDir
 	n.Replicas, _ = parseReplicas(c.Cluster.Replicas)
 	n.ReplicationListen = c.Cluster.Listen
+	n.Join = c.Cluster.Join
 	n.APIAddr = c.API.Advertise
 	if n.APIAddr == "" {
 		n.APIAddr = c.API.Listen
 	}
 	n.SegmentSizeBytes = c.Storage.SegmentSizeBytes
 	n.MaxBatchOps, n.QueueDepth = c.Storage.MaxBatchOps, c.Storage.QueueDepth
+	n.CheckpointIntervalBytes = c.Storage.CheckpointIntervalBytes
 	return n
 }
 
@@ -166,6 +177,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		nodeID          = fs.Uint64("node-id", cfg.NodeID, "this replica's id, 1.."+strconv.Itoa(node.MaxNodeID))
 		dataDir         = fs.String("data-dir", cfg.DataDir, "where the log and state live")
 		replicas        = fs.String("replicas", "", "the cluster as id=host:port,...; empty for this node alone")
+		join            = fs.Bool("join", false, "start as a new member of a running cluster (empty data dir; --replicas is the new configuration)")
 		apiListen       = fs.String("api-listen", cfg.API.Listen, "client API address")
 		telListen       = fs.String("telemetry-listen", cfg.Telemetry.Listen, "address of /metrics, /health/*, /status, /debug/pprof/*")
 		logLevel        = fs.String("log-level", cfg.Telemetry.LogLevel, "trace, debug, info, warn or error")
@@ -216,6 +228,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 			cfg.DataDir = *dataDir
 		case "replicas":
 			cfg.Cluster.Replicas = *replicas
+		case "join":
+			cfg.Cluster.Join = *join
 		case "api-listen":
 			cfg.API.Listen = *apiListen
 		case "api-advertise":

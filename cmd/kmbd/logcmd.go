@@ -174,7 +174,7 @@ func logRepair(ctx context.Context, dataDir, repoURL string, stdout, stderr io.W
 	}
 	defer lock.Close()
 	logDir := filepath.Join(dataDir, "log")
-	l, rep, err := kmblog.Open(kmblog.Config{Dir: logDir, TolerateCorruption: true}, nil, nil)
+	l, rep, err := kmblog.Open(kmblog.Config{Dir: logDir, TolerateCorruption: true, VerifyAll: true}, nil, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "kmbd log repair: %v\n", err)
 		return exitFailed

@@ -55,6 +55,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return runLog(ctx, args[1:], stdout, stderr)
 		case "audit":
 			return runAudit(ctx, args[1:], stdout, stderr)
+		case "cluster":
+			return runCluster(ctx, args[1:], stdout, stderr)
 		}
 	}
 	cfg, err := loadConfig(args, getenv, stderr)
@@ -126,6 +128,15 @@ func newApp(cfg Config, logOutput io.Writer) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	var repo backup.Backend
+	var archive node.Archive
+	if url := cfg.Backup.Repository; url != "" {
+		if repo, err = backup.OpenURL(url); err != nil {
+			return nil, err
+		}
+		// Reads below the local log are served from the repository.
+		archive = backup.NewTiered(repo, cfg.Backup.ReadCacheBytes, backup.NewTieredMetrics(tel.Metrics))
+	}
 	sec, err := openSecurity(cfg, tel.Logger("kmb"))
 	if err != nil {
 		return nil, err
@@ -141,6 +152,7 @@ func newApp(cfg Config, logOutput io.Writer) (*app, error) {
 		TenantLabelCap: cfg.Telemetry.TenantLabelCap,
 		Build:          build,
 		Tracer:         tel.Spans,
+		Archive:        archive,
 	})
 	if err != nil {
 		return nil, err
@@ -158,11 +170,7 @@ func newApp(cfg Config, logOutput io.Writer) (*app, error) {
 	}
 	var task *backup.Task
 	if url := cfg.Backup.Repository; url != "" {
-		b, err := backup.OpenURL(url)
-		if err != nil {
-			return nil, err
-		}
-		task = backup.NewTask(cfg.Backup.TaskConfig(), url, b, n, tel.Metrics, tel.Logger("kmb_backup"), tel.Spans)
+		task = backup.NewTask(cfg.Backup.TaskConfig(), url, repo, n, tel.Metrics, tel.Logger("kmb_backup"), tel.Spans)
 	}
 	checks := health.New()
 	checks.AddLiveness("node", n.Live)

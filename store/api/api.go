@@ -67,6 +67,7 @@ func New(cfg Config, backend Backend, reg *metric.Registry, logger *slog.Logger,
 	a.mux.HandleFunc("/v1/tenants/{tenant}/entries", a.entries)
 	a.mux.HandleFunc("/v1/tenants/{tenant}/keys/{key}", a.key)
 	a.mountAudit()
+	a.mountCluster()
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
 	})
@@ -457,6 +458,16 @@ func (a *API) backendError(w http.ResponseWriter, r *http.Request, c *requestCou
 	case errors.Is(err, node.ErrShuttingDown):
 		c.err.Inc()
 		writeError(w, http.StatusServiceUnavailable, "shutting_down", err.Error())
+	case errors.Is(err, node.ErrRemoved):
+		c.err.Inc()
+		writeError(w, http.StatusServiceUnavailable, "removed", err.Error())
+	case errors.Is(err, node.ErrBadConfig):
+		c.clientError.Inc()
+		writeError(w, http.StatusBadRequest, "bad_config", err.Error())
+	case errors.Is(err, node.ErrReconfiguring):
+		c.clientError.Inc()
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusConflict, "reconfiguring", err.Error())
 	case errors.Is(err, node.ErrDiskFull):
 		c.err.Inc()
 		w.Header().Set("Retry-After", "5")

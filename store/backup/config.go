@@ -47,6 +47,10 @@ type Config struct {
 	VerifyInterval Duration `toml:"verify_interval"`
 	// RetryMax caps the backoff after errors. Default 1m.
 	RetryMax Duration `toml:"retry_max"`
+	// ReadCacheBytes bounds the cache of repository objects that serve
+	// reads below the local log (tiered reads), by raw size. Default 64
+	// MiB, accepted 1 MiB .. 64 GiB.
+	ReadCacheBytes int64 `toml:"read_cache_bytes"`
 }
 
 // DefaultConfig is the [backup] table's defaults.
@@ -59,6 +63,7 @@ func DefaultConfig() Config {
 		SnapshotKeepLast:   7,
 		VerifyInterval:     Duration(24 * time.Hour),
 		RetryMax:           Duration(time.Minute),
+		ReadCacheBytes:     DefaultReadCacheBytes,
 	}
 }
 
@@ -93,6 +98,9 @@ func (c Config) Validate() error {
 	}
 	if c.SegmentMaxBytes < 64<<10 || c.SegmentMaxBytes > 256<<20 {
 		return fmt.Errorf("backup.segment_max_bytes = %d: accepted 65536..268435456", c.SegmentMaxBytes)
+	}
+	if c.ReadCacheBytes < 1<<20 || c.ReadCacheBytes > 64<<30 {
+		return fmt.Errorf("backup.read_cache_bytes = %d: accepted 1048576..68719476736", c.ReadCacheBytes)
 	}
 	if c.SnapshotKeepLast < 0 || c.SnapshotKeepLast > 10000 {
 		return fmt.Errorf("backup.snapshot_keep_last = %d: accepted 0..10000 (0: no count limit)", c.SnapshotKeepLast)

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -124,6 +125,36 @@ const RestoredNote = "restored.json"
 // because it is not empty: the operator deletes it and restores again,
 // which gives the same result as an uninterrupted restore.
 func Restore(ctx context.Context, repo *Repository, target Target, dataDir string, progress func(done, total uint64)) (sum Summary, err error) {
+	return RestoreNode(ctx, repo, target, dataDir, SingleNode(), progress)
+}
+
+// Node is the replica a restored data dir is for.
+type Node struct {
+	// ID is the node id the superblock names.
+	ID uint64
+	// Records is set for the one node of the cluster that commits the
+	// restore to the log (RestoredNote) when it leads: the node of the
+	// lowest id, which leads the first view. The others' data dirs get no
+	// note, so the restore is in the log once, not once per node.
+	Records bool
+}
+
+// SingleNode is the data dir of a single-node cluster: node 1.
+func SingleNode() Node { return Node{ID: restoredNodeID, Records: true} }
+
+// ClusterNode is the data dir of node id of a cluster of the replicas ids.
+func ClusterNode(id uint64, ids []uint64) Node {
+	return Node{ID: id, Records: id == slices.Min(ids)}
+}
+
+// RestoreNode is Restore for node n of a cluster: the data dir holds the
+// same log as every other node's restored to the same target, and a
+// superblock naming node n.ID in view 0 with every restored op committed,
+// so that the nodes, started with the same cluster.replicas, form the
+// cluster again in view 0. Every node must be restored to the same
+// target, which only a position or a time pins (the checkpoint moves if
+// the repository is still written to).
+func RestoreNode(ctx context.Context, repo *Repository, target Target, dataDir string, n Node, progress func(done, total uint64)) (sum Summary, err error) {
 	start := time.Now()
 	sum = Summary{Target: target, DataDir: dataDir}
 	defer func() { sum.Duration = time.Since(start) }()
@@ -203,7 +234,7 @@ func Restore(ctx context.Context, repo *Repository, target Target, dataDir strin
 	if err := durable.SyncDir(dataDir); err != nil {
 		return sum, interrupted(fmt.Errorf("restore: %w", err))
 	}
-	if err := superblock.Write(dataDir, superblock.Superblock{NodeID: restoredNodeID, Commit: sum.LastOp}); err != nil {
+	if err := superblock.Write(dataDir, superblock.Superblock{NodeID: n.ID, Commit: sum.LastOp}); err != nil {
 		return sum, interrupted(fmt.Errorf("restore: write superblock: %w", err))
 	}
 	// What the node commits to its log, for the audit trail, when it
@@ -214,10 +245,13 @@ func Restore(ctx context.Context, repo *Repository, target Target, dataDir strin
 		"checkpoint_op": cp.Op,
 		"last_op":       sum.LastOp,
 		"last_position": sum.LastPosition,
+		"node_id":       n.ID,
 		"restored_at":   time.Now().UTC().Format(time.RFC3339Nano),
 	})
-	if err := durable.WriteFile(dataDir, RestoredNote, append(note, '\n')); err != nil {
-		return sum, interrupted(fmt.Errorf("restore: %w", err))
+	if n.Records {
+		if err := durable.WriteFile(dataDir, RestoredNote, append(note, '\n')); err != nil {
+			return sum, interrupted(fmt.Errorf("restore: %w", err))
+		}
 	}
 	if err := os.Remove(filepath.Join(dataDir, RestoringMarker)); err != nil {
 		return sum, fmt.Errorf("restore: %w", err)

@@ -82,7 +82,7 @@ func checkRestored(t *testing.T, dataDir string, sum Summary, want []*kmblog.Op)
 	for _, op := range want {
 		entriesN += uint64(len(op.Entries))
 	}
-	if sb != (superblock.Superblock{NodeID: 1, Commit: last.Op}) {
+	if !reflect.DeepEqual(sb, superblock.Superblock{NodeID: 1, Commit: last.Op}) {
 		t.Fatalf("superblock %+v, want node 1 commit %d", sb, last.Op)
 	}
 	if sum.Ops != uint64(len(want)) || sum.Entries != entriesN || sum.LastOp != last.Op || sum.DataDir != dataDir {

@@ -36,6 +36,10 @@ type Config struct {
 	// every write returns ErrReadOnly. An empty or missing directory, or a
 	// log of format version 1, fails Open.
 	ReadOnly bool `toml:"-"`
+	// VerifyAll makes Open read and verify every record of every segment,
+	// as Check does, instead of trusting sealed segments whose index
+	// checks out: for offline repair, which must find all damage.
+	VerifyAll bool `toml:"-"`
 	// FS is the file system; nil means the operating system's. Tests
 	// inject faults through it.
 	FS FS `toml:"-"`

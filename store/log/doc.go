@@ -67,11 +67,29 @@
 // refuses further writes: the kernel may have dropped the dirty pages, and
 // only recovery knows what is on disk.
 //
+// A log starts at op 1 unless a file START (see start.go) records where it
+// starts: RemoveBefore deletes whole segments below an op, and Reset
+// empties the log to start at any op.
+//
+// # Segment indexes
+//
+// When a segment is sealed, an index is written beside it (%020d.idx, see
+// index.go): the offsets of its records and the op, position, chain hash
+// and commit times it ends with, checksummed. Open trusts a sealed
+// segment whose index checks out, describes its header and records its
+// size, without reading it, so that Open reads the last segment alone and
+// its cost does not grow with the log. A sealed segment without a valid
+// index is read as below and indexed. Damage inside a trusted segment is
+// then found by the read that meets it (its checksum fails: ErrCorrupt,
+// never wrong data), and by Check and Config.VerifyAll, which read every
+// record of every segment.
+//
 // # Recovery
 //
-// Open reads the segments in op order and verifies every record: length
-// bounds, checksum, strict decoding, op and position contiguity (within
-// and across segments) and the chain hash. At a bad record it looks for
+// Open reads the segments it does not trust from their index in op order
+// and verifies every record: length bounds, checksum, strict decoding, op
+// and position contiguity (within and across segments) and the chain
+// hash. At a bad record it looks for
 // the next valid one (a record whose checksum holds and whose op can
 // follow), so that damage is a run of bytes with the ops it held. Then:
 //

@@ -166,8 +166,23 @@ func dirSize(t testing.TB, dir string) int64 {
 // frameSize is the on-disk size of op's record.
 func frameSize(op *Op) int64 { return int64(frameHeaderSize + EncodedSize(op)) }
 
-// mutateFile applies f to the contents of path.
+// mutateFile applies f to the contents of path. A segment's index goes
+// with it: the tests that damage segments this way are about what Open
+// finds when it reads a segment (every segment without a valid index, and
+// every segment for Check and VerifyAll); rot damages a segment behind its
+// index's back.
 func mutateFile(t testing.TB, path string, f func([]byte) []byte) {
+	t.Helper()
+	if strings.HasSuffix(path, segmentExt) {
+		if err := os.Remove(strings.TrimSuffix(path, segmentExt) + indexExt); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+	}
+	rot(t, path, f)
+}
+
+// rot applies f to the contents of path and nothing else.
+func rot(t testing.TB, path string, f func([]byte) []byte) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -176,4 +191,11 @@ func mutateFile(t testing.TB, path string, f func([]byte) []byte) {
 	if err := os.WriteFile(path, f(b), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// withoutIndexCounts is rep with the counts of indexed segments cleared,
+// for tests about what recovery cut rather than how it read.
+func withoutIndexCounts(rep RecoveryReport) RecoveryReport {
+	rep.Indexed, rep.Reindexed = 0, 0
+	return rep
 }

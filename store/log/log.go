@@ -57,16 +57,23 @@ type Log struct {
 	metrics  *Metrics
 	tolerate bool // Config.TolerateCorruption
 	readOnly bool // opened by Check: nothing is written
+	// useIndexes trusts sealed segments whose index checks out at Open
+	// instead of reading them (not for Check, nor Config.VerifyAll).
+	useIndexes bool
+	start      Start // where the log starts, as recorded in START at Open
+	indexed    struct{ trusted, written int }
 
 	// Writer state.
-	active  *segment // last segment; the only one appended to
-	buf     []byte   // records being appended, reused across calls
-	frames  []int    // offset in buf of each record of the current Append, plus the end
-	nextOp  uint64   // op number the next Append must start with
-	nextPos uint64   // FirstPosition the next Append must start with
-	prev    Chain    // chain hash of op nextOp-1: the next segment header's prevChain
-	dirty   bool     // segments created or removed since the directory's last fsync
-	failed  error    // sticky: after a failed write or fsync the on-disk state is unknown
+	active   *segment // last segment; the only one appended to
+	buf      []byte   // records being appended, reused across calls
+	frames   []int    // offset in buf of each record of the current Append, plus the end
+	nextOp   uint64   // op number the next Append must start with
+	nextPos  uint64   // FirstPosition the next Append must start with
+	prev     Chain    // chain hash of op nextOp-1: the next segment header's prevChain
+	lastTS   int64    // commit time of op nextOp-1, for the index of a segment sealed next
+	appended uint64   // bytes of records appended since Open
+	dirty    bool     // segments created or removed since the directory's last fsync
+	failed   error    // sticky: after a failed write or fsync the on-disk state is unknown
 
 	// mu guards segs and the (mu) fields of each segment. The writer is
 	// the only goroutine that changes them, so it may read them without
@@ -191,11 +198,15 @@ func (l *Log) Append(ops ...*Op) error {
 		if err := l.write(from, i); err != nil {
 			return l.writeFailed(undo, err)
 		}
-		prev := l.prev
+		prev, lastTS := l.prev, l.lastTS
 		if i > 0 {
-			prev = ops[i-1].Chain
+			prev, lastTS = ops[i-1].Chain, ops[i-1].Timestamp
 		}
-		if err := l.roll(segmentHeader{firstOp: op.Op, firstPos: op.FirstPosition, prevChain: prev}); err != nil {
+		firstTS := l.active.firstTS // read by the writer, which alone sets it
+		if firstTS == 0 && l.active.firstOp >= ops[0].Op {
+			firstTS = ops[l.active.firstOp-ops[0].Op].Timestamp // started by this Append
+		}
+		if err := l.roll(segmentHeader{firstOp: op.Op, firstPos: op.FirstPosition, prevChain: prev}, firstTS, lastTS); err != nil {
 			return l.writeFailed(undo, err)
 		}
 		from = i
@@ -210,11 +221,18 @@ func (l *Log) Append(ops ...*Op) error {
 	l.noteFirstTimestamps(ops)
 	l.nextOp, l.nextPos = next, pos
 	l.prev = ops[len(ops)-1].Chain
+	l.lastTS = ops[len(ops)-1].Timestamp
 	l.lastOp.Store(next - 1)
 	l.lastPos.Store(pos - 1)
+	l.appended += uint64(len(buf))
 	l.metrics.appended(entries, len(buf))
 	return nil
 }
+
+// AppendedBytes is how many bytes of records Append wrote since Open,
+// framing included (writes undone after a full disk excepted). Writer
+// only.
+func (l *Log) AppendedBytes() uint64 { return l.appended }
 
 // noteFirstTimestamps records the commit time of the first op of every
 // segment that ops started (under mu: readers look them up).
@@ -272,8 +290,9 @@ func (l *Log) write(from, to int) error {
 	return nil
 }
 
-// roll seals the active segment and starts a new one with header h.
-func (l *Log) roll(h segmentHeader) error {
+// roll seals the active segment, whose first and last ops have commit
+// times firstTS and lastTS, and starts a new one with header h.
+func (l *Log) roll(h segmentHeader, firstTS, lastTS int64) error {
 	// Sync the sealed segment before writing anything to the new one.
 	// Otherwise a crash could persist records of the new segment but not
 	// the end of the old one, and recovery, which only forgives damage in
@@ -281,6 +300,8 @@ func (l *Log) roll(h segmentHeader) error {
 	if err := l.syncSegment(l.active); err != nil {
 		return err
 	}
+	// Its index lets the next Open trust it without reading it.
+	l.writeIndex(l.active, h.firstPos, h.prevChain, firstTS, lastTS)
 	s, err := createSegment(l.fs, l.dir, h)
 	if err != nil {
 		return err // nothing of it remains; the caller decides
@@ -330,6 +351,16 @@ func (l *Log) writeFailed(u undo, err error) error {
 	}
 	s := u.active
 	l.active = s
+	if len(created) > 0 {
+		// s was sealed, and indexed, by this Append's roll: it is the
+		// active segment again and about to be cut.
+		if rerr := l.removeIndex(s); rerr != nil {
+			return l.fail(fmt.Errorf("%w; and after it: %v", err, rerr))
+		}
+		if serr := l.syncDir(); serr != nil {
+			return serr
+		}
+	}
 	if s.size > u.size {
 		// The cut must be durable: a roll may have synced part of what
 		// this Append wrote, and none of it may come back after a crash.

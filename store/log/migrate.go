@@ -119,9 +119,9 @@ type migration struct {
 // follow moves past a segment already in version 2, reading its records
 // for the op, position and chain hash it ends with.
 func (m *migration) follow(name string) error {
-	sc := newScanner()
-	sc.nextOp, sc.nextPos, sc.prev = m.next.firstOp, m.next.firstPos, m.next.prevChain
-	seg, damage, err := m.l.recoverSegment(name, sc)
+	sc := newScanner(Start{Op: m.next.firstOp, Position: m.next.firstPos, Prev: m.next.prevChain})
+	// Read whole (as a last segment is): migration trusts no index.
+	seg, damage, err := m.l.recoverSegment(name, sc, true)
 	if err != nil {
 		return fmt.Errorf("log: migrate: %w", err)
 	}

@@ -127,9 +127,11 @@ func (l *Log) ScanRange(from, last uint64, fn func(*Op) error) error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
-	if first := l.firstOp.Load(); from < first {
-		from = first
+	first := l.firstOp.Load()
+	if first == 0 {
+		return nil // no op in the log
 	}
+	from = max(from, first)
 	last = min(last, l.durableOp.Load())
 	var buf []byte
 	for next := from; next <= last && next != 0; {

@@ -25,6 +25,10 @@ type RecoveryReport struct {
 	Reason           string // e.g. "checksum mismatch", "short record", "bad length", "non-contiguous op"
 	// Migrated is the number of segments rewritten from format version 1.
 	Migrated int
+	// Indexed is the number of sealed segments trusted from their index
+	// without being read; Reindexed the number read because they had no
+	// valid index, and given one.
+	Indexed, Reindexed int
 	// Corrupt lists damage that a torn write cannot explain, which Open
 	// keeps (the ops it held are faulty, see Log.Faulty) only when
 	// Config.TolerateCorruption is set; otherwise Open fails with a
@@ -136,6 +140,8 @@ func open(cfg Config, logger *slog.Logger, m *Metrics) (*Log, RecoveryReport, er
 		metrics:  m,
 		tolerate: cfg.TolerateCorruption || cfg.ReadOnly,
 		readOnly: cfg.ReadOnly,
+		// Check builds its Log without this: it verifies every record.
+		useIndexes: !cfg.VerifyAll,
 	}
 	rep, err := l.recover()
 	if err != nil {
@@ -154,6 +160,8 @@ func open(cfg Config, logger *slog.Logger, m *Metrics) (*Log, RecoveryReport, er
 		"last_position", l.nextPos-1,
 		"size_bytes", l.size.Load(),
 		"truncated_bytes", rep.TruncatedBytes,
+		"segments_indexed", rep.Indexed,
+		"segments_read", rep.Segments-rep.Indexed,
 		"corrupt_ops", l.FaultyOps(),
 		"duration", time.Since(began))
 	return l, rep, nil
@@ -168,6 +176,12 @@ func (l *Log) recover() (RecoveryReport, error) {
 	}
 	names, err := listSegments(l.fs, l.dir)
 	if err != nil {
+		return rep, err
+	}
+	if l.start, err = readStart(l.fs, l.dir); err != nil {
+		return rep, err
+	}
+	if names, err = l.dropBelowStart(names); err != nil {
 		return rep, err
 	}
 	if l.readOnly {
@@ -221,14 +235,14 @@ func (l *Log) recover() (RecoveryReport, error) {
 	rep.Corrupt = corrupt
 
 	if len(l.segs) == 0 {
-		s, err := createSegment(l.fs, l.dir, segmentHeader{firstOp: 1, firstPos: 1})
+		s, err := createSegment(l.fs, l.dir, l.start.header())
 		if err != nil {
 			return rep, err
 		}
 		l.segs = append(l.segs, s)
 		l.size.Add(s.size)
 		l.dirty = true
-		sc.nextOp, sc.nextPos = 1, 1
+		sc.nextOp, sc.nextPos, sc.prev = l.start.Op, l.start.Position, l.start.Prev
 	}
 
 	l.active = l.segs[len(l.segs)-1]
@@ -242,7 +256,7 @@ func (l *Log) recover() (RecoveryReport, error) {
 		return rep, err
 	}
 
-	l.nextOp, l.nextPos, l.prev = sc.nextOp, sc.nextPos, sc.prev
+	l.nextOp, l.nextPos, l.prev, l.lastTS = sc.nextOp, sc.nextPos, sc.prev, sc.lastTS
 	if l.nextOp > l.segs[0].firstOp {
 		l.firstOp.Store(l.segs[0].firstOp)
 	}
@@ -251,6 +265,7 @@ func (l *Log) recover() (RecoveryReport, error) {
 	l.lastPos.Store(l.nextPos - 1)
 	rep.Segments = len(l.segs)
 	rep.FirstOp, rep.LastOp = l.firstOp.Load(), l.lastOp.Load()
+	rep.Indexed, rep.Reindexed = l.indexed.trusted, l.indexed.written
 	return rep, nil
 }
 
@@ -269,7 +284,7 @@ func (l *Log) openReadOnly(sc *scanner, damage []Damage, rep *RecoveryReport) (R
 		}
 	}
 	l.active = l.segs[len(l.segs)-1]
-	l.nextOp, l.nextPos, l.prev = sc.nextOp, sc.nextPos, sc.prev
+	l.nextOp, l.nextPos, l.prev, l.lastTS = sc.nextOp, sc.nextPos, sc.prev, sc.lastTS
 	if l.nextOp > l.segs[0].firstOp {
 		l.firstOp.Store(l.segs[0].firstOp)
 	}
@@ -300,9 +315,9 @@ func (l *Log) verify(names []string) (sc *scanner, torn *tornSegment, damage []D
 			names = names[:n-1]
 		}
 	}
-	sc = newScanner()
+	sc = newScanner(l.start)
 	for i, name := range names {
-		s, d, err := l.recoverSegment(name, sc)
+		s, d, err := l.recoverSegment(name, sc, i == len(names)-1)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -328,6 +343,31 @@ func (l *Log) verify(names []string) (sc *scanner, torn *tornSegment, damage []D
 		damage = append(damage, d...)
 	}
 	return sc, torn, damage, nil
+}
+
+// dropBelowStart leaves out the segments wholly below the recorded start:
+// a removal (RemoveBefore) that a crash interrupted after recording the
+// start. They are deleted, finishing it, unless the log is read-only.
+func (l *Log) dropBelowStart(names []string) ([]string, error) {
+	drop := 0
+	for drop+1 < len(names) {
+		next, _ := parseSegmentName(names[drop+1])
+		if next > l.start.Op {
+			break
+		}
+		drop++
+	}
+	if drop == 0 || l.readOnly {
+		return names[drop:], nil
+	}
+	for _, name := range names[:drop] {
+		s := &segment{name: name, path: filepath.Join(l.dir, name)}
+		if err := l.removeSegmentFiles(s); err != nil {
+			return nil, err
+		}
+		l.logger.Warn("log segment below the retained start removed (an interrupted removal)", "segment", name, "first_op", l.start.Op)
+	}
+	return names[drop:], nil
 }
 
 // cutTail truncates a torn tail.
@@ -465,8 +505,8 @@ type scanner struct {
 	chainer Chainer
 }
 
-func newScanner() *scanner {
-	return &scanner{nextOp: 1, nextPos: 1, known: true, br: bufio.NewReaderSize(nil, 1<<20)}
+func newScanner(start Start) *scanner {
+	return &scanner{nextOp: start.Op, nextPos: start.Position, prev: start.Prev, known: true, br: bufio.NewReaderSize(nil, 1<<20)}
 }
 
 // placeholders gives the ops from sc.nextOp up to (not including) next,
@@ -481,9 +521,11 @@ func (sc *scanner) placeholders(s *segment, off int64, next uint64) {
 
 // recoverSegment opens and verifies one segment and returns the damage it
 // found (the last one marked Tail if nothing valid follows it in the
-// segment). Errors are for what cannot be recovered at all: unreadable
-// files, bad headers, segments that do not continue the log.
-func (l *Log) recoverSegment(name string, sc *scanner) (*segment, []Damage, error) {
+// segment). A sealed segment (not the last) whose index checks out is
+// trusted without being read; one without a valid index is read and,
+// when sound, given one. Errors are for what cannot be recovered at all:
+// unreadable files, bad headers, segments that do not continue the log.
+func (l *Log) recoverSegment(name string, sc *scanner, last bool) (*segment, []Damage, error) {
 	path := filepath.Join(l.dir, name)
 	flag := os.O_RDWR
 	if l.readOnly {
@@ -535,6 +577,17 @@ func (l *Log) recoverSegment(name string, sc *scanner) (*segment, []Damage, erro
 	s.segmentHeader = h
 	sc.nextOp, sc.nextPos, sc.prev, sc.known = h.firstOp, h.firstPos, h.prevChain, true
 
+	if !last && l.useIndexes {
+		if x := l.loadIndex(s, size); x != nil {
+			s.offsets, s.firstTS = x.offsets, x.firstTS
+			s.end, s.size = size, size
+			sc.nextOp, sc.nextPos, sc.prev, sc.lastTS = h.firstOp+uint64(x.ops()), x.nextPos, x.lastChain, x.lastTS
+			l.indexed.trusted++
+			ok = true
+			return s, nil, nil
+		}
+	}
+
 	var damage []Damage
 	off := int64(segmentHeaderSize)
 	for off < size {
@@ -564,6 +617,10 @@ func (l *Log) recoverSegment(name string, sc *scanner) (*segment, []Damage, erro
 	}
 	s.end, s.size = size, size
 	ok = true
+	if !last && len(damage) == 0 && l.useIndexes && !l.readOnly {
+		l.writeIndex(s, sc.nextPos, sc.prev, s.firstTS, sc.lastTS)
+		l.indexed.written++
+	}
 	return s, damage, nil
 }
 
@@ -685,11 +742,15 @@ func (sc *scanner) resync(f File, off, size int64) (at int64, op, pos uint64, er
 // file, and returns every damaged run it found, a torn tail included (a
 // last segment with a torn header is reported as a Tail run at offset 0).
 func Check(cfg Config) ([]Damage, RecoveryReport, error) {
+	var err error
 	fsys := cfg.FS
 	if fsys == nil {
 		fsys = OS
 	}
 	l := &Log{dir: cfg.Dir, fs: fsys, logger: slog.New(slog.DiscardHandler), readOnly: true}
+	if l.start, err = readStart(fsys, cfg.Dir); err != nil {
+		return nil, RecoveryReport{}, err
+	}
 	defer func() {
 		for _, s := range l.segs {
 			s.f.Close()
@@ -698,6 +759,9 @@ func Check(cfg Config) ([]Damage, RecoveryReport, error) {
 	var rep RecoveryReport
 	names, err := listSegments(fsys, cfg.Dir)
 	if err != nil {
+		return nil, rep, err
+	}
+	if names, err = l.dropBelowStart(names); err != nil {
 		return nil, rep, err
 	}
 	if v1, err := l.needsMigration(names); err != nil {

@@ -133,7 +133,7 @@ func TestTornTail(t *testing.T) {
 					TruncatedOffset:  damaged - tt.cut,
 					Reason:           tt.reason,
 				}
-				if !reflect.DeepEqual(rep, want) {
+				if rep := withoutIndexCounts(rep); !reflect.DeepEqual(rep, want) {
 					t.Fatalf("report = %+v\n          want %+v", rep, want)
 				}
 				if got := fileSize(t, path); got != damaged-tt.cut {
@@ -393,7 +393,7 @@ func TestTornSegmentHeader(t *testing.T) {
 				if len(kept) > 0 {
 					want.FirstOp = 1
 				}
-				if !reflect.DeepEqual(rep, want) {
+				if rep := withoutIndexCounts(rep); !reflect.DeepEqual(rep, want) {
 					t.Fatalf("report = %+v\n          want %+v", rep, want)
 				}
 				checkWarn(t, &logs, "log segment with torn header removed", map[string]any{

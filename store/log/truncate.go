@@ -23,13 +23,16 @@ func (l *Log) TruncateAfter(op uint64) error {
 	// The new last position comes from op's record itself. Reading it
 	// first means a damaged record fails the call before anything changes.
 	first := l.segs[0]
-	lastPos, prev := first.firstPos-1, first.prevChain
+	if op+1 < first.firstOp {
+		return fmt.Errorf("log: truncate after op %d: the log starts at op %d", op, first.firstOp)
+	}
+	lastPos, prev, lastTS := first.firstPos-1, first.prevChain, int64(0)
 	if op >= l.firstOpWhenEmpty() {
 		o, err := l.readUnpublished(op)
 		if err != nil {
 			return err
 		}
-		lastPos, prev = o.LastPosition(), o.Chain
+		lastPos, prev, lastTS = o.LastPosition(), o.Chain, o.Timestamp
 	}
 
 	// Hide the dropped ops from readers and wait for reads in flight to
@@ -57,7 +60,7 @@ func (l *Log) TruncateAfter(op uint64) error {
 	l.barrier.Unlock()
 
 	l.active = s
-	l.nextOp, l.nextPos, l.prev = op+1, lastPos+1, prev
+	l.nextOp, l.nextPos, l.prev, l.lastTS = op+1, lastPos+1, prev, lastTS
 	l.lastOp.Store(op)
 	l.lastPos.Store(lastPos)
 	if op < l.firstOpWhenEmpty() {
@@ -67,12 +70,16 @@ func (l *Log) TruncateAfter(op uint64) error {
 	for j := len(removed) - 1; j >= 0; j-- {
 		r := removed[j]
 		r.f.Close()
-		if err := l.fs.Remove(r.path); err != nil {
+		if err := l.removeSegmentFiles(r); err != nil {
 			return l.fail(fmt.Errorf("log: truncate: %w", err))
 		}
 		l.size.Add(-r.size)
-		l.dirty = true
 		l.logger.Info("log segment removed by truncation", "segment", r.name, "first_op", r.firstOp)
+	}
+	// s is written to again: its index, if it was sealed, no longer
+	// describes it, and must not survive a crash that the cut survives.
+	if err := l.removeIndex(s); err != nil {
+		return l.fail(err)
 	}
 	// The removals must be durable before the cut: if only the cut
 	// survived a crash, the log would have a gap after it.

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -20,15 +21,26 @@ func (a AuditLog) FirstOpAt(t int64) uint64 {
 	if !a.n.running.Load() {
 		return 1
 	}
-	return a.n.log.FirstOpAt(t)
+	first := a.n.log.FirstOpAt(t)
+	if start := a.n.log.Start().Op; first == start && a.n.archive != nil && start > 1 {
+		return min(a.n.archive.FirstOpAt(context.Background(), t), start)
+	}
+	return first
 }
 
-// Scan calls fn with every committed op from op from on, in order.
+// Scan calls fn with every committed op from op from on, in order: those
+// below the local log from the archive, then the log's.
 func (a AuditLog) Scan(from uint64, fn func(*kmblog.Op) error) error {
 	if err := a.n.readable(); err != nil {
 		return err
 	}
-	return a.n.log.ScanRange(from, a.n.proj.AppliedOp(), fn)
+	last := a.n.proj.AppliedOp()
+	if start := a.n.log.Start().Op; from < start && a.n.archive != nil && last > 0 {
+		if err := a.n.archive.ReadOps(context.Background(), max(from, 1), min(start-1, last), fn); err != nil {
+			return err
+		}
+	}
+	return a.n.log.ScanRange(from, last, fn)
 }
 
 // Chain returns the chain hash of committed op n.
@@ -42,7 +54,7 @@ func (a AuditLog) Chain(n uint64) (kmblog.Chain, error) {
 	if n > a.n.proj.AppliedOp() {
 		return kmblog.Chain{}, fmt.Errorf("op %d is not committed here yet: %w", n, ErrNotFound)
 	}
-	op, err := a.n.log.Read(n)
+	op, err := a.n.readOp(n)
 	if errors.Is(err, kmblog.ErrNotFound) {
 		return kmblog.Chain{}, fmt.Errorf("op %d is not in the local log: %w", n, ErrNotFound)
 	}

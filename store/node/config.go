@@ -20,6 +20,12 @@ type Config struct {
 	// Empty or this node alone means a single-node cluster. TOML:
 	// [cluster] replicas.
 	Replicas map[uint64]string
+	// Join starts a node with an empty data dir as a new member: it waits
+	// for the reconfiguration that adds it (kmbd cluster reconfigure),
+	// fetches the log, and only then takes part. Replicas is then the new
+	// configuration. Ignored once the data dir holds state. TOML:
+	// [cluster] join.
+	Join bool
 	// ReplicationListen is where the transport accepts peers; empty means
 	// this node's address in Replicas. TOML: [cluster] listen.
 	ReplicationListen string
@@ -49,7 +55,21 @@ type Config struct {
 	// StallTimeout fails liveness when the loop has not completed an
 	// iteration for this long. Default 30s.
 	StallTimeout time.Duration
+	// CheckpointIntervalBytes is how much log is written between two
+	// checkpoints of the projection and the client table (or the last
+	// checkpoint's size, when larger, so that checkpoints never write
+	// more than the log). A restart replays at most about this much log
+	// after the newest checkpoint. TOML: [storage]
+	// checkpoint_interval_bytes. Default 64 MiB, accepted 1 MiB .. 1 TiB.
+	CheckpointIntervalBytes int64
 }
+
+// Bounds of CheckpointIntervalBytes.
+const (
+	DefaultCheckpointIntervalBytes = 64 << 20
+	MinCheckpointIntervalBytes     = 1 << 20
+	MaxCheckpointIntervalBytes     = 1 << 40
+)
 
 // DefaultConfig returns the built-in defaults.
 func DefaultConfig() Config {
@@ -62,6 +82,8 @@ func DefaultConfig() Config {
 		TickInterval:     50 * time.Millisecond,
 		ViewChangeTicks:  10,
 		StallTimeout:     30 * time.Second,
+
+		CheckpointIntervalBytes: DefaultCheckpointIntervalBytes,
 	}
 }
 
@@ -81,6 +103,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("storage.queue_depth = %d: accepted 1..1048576", c.QueueDepth)
 	case c.SegmentSizeBytes < kmblog.MinSegmentSizeBytes || c.SegmentSizeBytes > kmblog.MaxSegmentSizeBytes:
 		return fmt.Errorf("storage.segment_size_bytes = %d: accepted %d..%d", c.SegmentSizeBytes, kmblog.MinSegmentSizeBytes, int64(kmblog.MaxSegmentSizeBytes))
+	case c.CheckpointIntervalBytes < MinCheckpointIntervalBytes || c.CheckpointIntervalBytes > MaxCheckpointIntervalBytes:
+		return fmt.Errorf("storage.checkpoint_interval_bytes = %d: accepted %d (1 MiB)..%d (1 TiB)", c.CheckpointIntervalBytes, MinCheckpointIntervalBytes, int64(MaxCheckpointIntervalBytes))
 	case c.TickInterval <= 0:
 		return fmt.Errorf("tick interval = %v: must be positive", c.TickInterval)
 	case c.ViewChangeTicks < 3:
@@ -92,6 +116,9 @@ func (c Config) Validate() error {
 		if _, ok := c.Replicas[c.NodeID]; !ok {
 			return fmt.Errorf("cluster.replicas: does not name this node (node_id = %d)", c.NodeID)
 		}
+	}
+	if c.Join && len(c.Replicas) < 2 {
+		return fmt.Errorf("cluster.join: a node joins a cluster: cluster.replicas must name the new configuration, this node and at least one other")
 	}
 	return nil
 }

@@ -51,16 +51,24 @@ func (n *Node) loop() error {
 			n.rep.Tick()
 			n.persistCommitLazily()
 			n.probeSpace()
+		case r := <-n.ckpt.done:
+			n.checkpointDone(r)
 		case <-n.stop:
 			return n.shutdown()
 		}
 		n.handleReady()
+		if len(n.held) > 0 {
+			n.retryHeld()
+			n.handleReady()
+		}
+		n.maybeCheckpoint()
 		n.m.publish()
 		n.publishStatus("")
 		n.lastIter.Store(n.now().UnixNano())
 		if err := n.fatalErr(); err != nil {
 			n.failWaiting(err)
 			n.drainRejected(err)
+			n.stopCheckpoint()
 			<-n.stop
 			n.closeAll()
 			return err
@@ -79,6 +87,9 @@ func (n *Node) shutdown() error {
 		n.handleReady()
 	}
 	n.failWaiting(ErrShuttingDown)
+	n.answer(n.held, ErrShuttingDown)
+	n.held = n.held[:0]
+	n.stopCheckpoint()
 	n.m.publish()
 	// The commit number goes to disk with the rest, so that offline
 	// readers of the data dir (kmbd audit export --data-dir) know exactly
@@ -115,7 +126,12 @@ func (n *Node) propose() {
 	ts := n.now().UnixNano()
 	n.proposals = n.proposals[:0]
 	accepted := n.batch[:0]
+	var configs []*request
 	for _, req := range n.batch {
+		if req.kind == kmblog.KindConfig {
+			configs = append(configs, req) // after the writes: nothing follows a config op
+			continue
+		}
 		if req.clientID != 0 {
 			if res, done, err := n.clock.check(req.clientID, req.requestID); done || err != nil {
 				req.result <- response{res: res, err: err}
@@ -128,12 +144,21 @@ func (n *Node) propose() {
 		})
 		accepted = append(accepted, req)
 	}
+	defer func() {
+		for _, req := range configs {
+			n.proposeConfig(req)
+		}
+	}()
 	if len(accepted) == 0 {
 		return
 	}
 	first, err := n.rep.Propose(n.proposals...)
 	if err != nil {
-		if errors.Is(err, vsr.ErrNotPrimary) {
+		switch {
+		case errors.Is(err, vsr.ErrReconfiguring):
+			n.holdForEpoch(accepted)
+			return
+		case errors.Is(err, vsr.ErrNotPrimary):
 			err = n.writable()
 			if err == nil {
 				err = ErrNoLeader
@@ -235,7 +260,8 @@ func (n *Node) persist(rd vsr.Ready) error {
 func (n *Node) writeHardState(hs vsr.HardState) error {
 	hs.Commit = max(hs.Commit, n.hs.Commit)
 	hs.Commit = min(hs.Commit, n.log.LastOp())
-	if err := n.writeSuperblock(superblock.Superblock{NodeID: n.cfg.NodeID, View: hs.View, LogView: hs.LogView, Commit: hs.Commit, Promised: hs.Promised}); err != nil {
+	if err := n.writeSuperblock(superblock.Superblock{NodeID: n.cfg.NodeID, View: hs.View, LogView: hs.LogView, Commit: hs.Commit, Promised: hs.Promised,
+		Epoch: hs.Epoch, Config: hs.Config, ConfigOp: hs.ConfigOp}); err != nil {
 		return err
 	}
 	n.hs, n.hsAt = hs, n.now()
@@ -329,7 +355,7 @@ func (n *Node) applyUpTo(commit uint64) {
 		} else {
 			o, err := n.log.Read(next)
 			if err != nil {
-				if errors.Is(err, kmblog.ErrCorrupt) && len(n.ids) > 1 && n.rep.MarkCorrupt(next) {
+				if errors.Is(err, kmblog.ErrCorrupt) && n.clustered && n.rep.MarkCorrupt(next) {
 					break // held for repair; applied once the cluster sent a copy
 				}
 				n.fail(fmt.Errorf("read committed op %d: %w (see `kmbd log check`)", next, err))
@@ -385,11 +411,15 @@ func (n *Node) applyOp(op *kmblog.Op) AppendResult {
 	// Every applied op's chain hash was checked (at recovery, or when the
 	// replica installed it) or computed (the primary's own).
 	n.chainHead = op.Chain
+	n.appliedTS = op.Timestamp
 	if op.ClientID != 0 && !n.clock.record(op.ClientID, op.RequestID, res) {
 		// A retry of a request already applied: the log holds it twice,
 		// the state machine executes it once.
 		n.applied = op.Op
 		return n.clock.result(op.ClientID)
+	}
+	if op.Kind == kmblog.KindConfig {
+		n.applyConfig(op)
 	}
 	n.proj.Apply(op)
 	n.applied = op.Op
@@ -409,6 +439,10 @@ func (n *Node) observe(events []vsr.Event) {
 				slog.Uint64("commit_index", e.Commit),
 				slog.Uint64("op_number", e.Op),
 				slog.Int("cluster_size", len(n.ids)))
+		case vsr.EventEpochStarted:
+			n.epochStarted(e)
+		case vsr.EventRemoved:
+			n.removed(e.Epoch)
 		case vsr.EventViewChangeStarted:
 			ctx = n.traces.viewChangeCtx
 			n.clogger.WarnContext(ctx, "view change started",

@@ -22,6 +22,12 @@ type metrics struct {
 	corruptRepair   *metric.Counter // kmb_log_corrupt_ops_repaired_total
 	chainMismatches *metric.LoopCounter
 	storageErrors   storageErrors
+
+	checkpoints        struct{ success, failure *metric.Counter }
+	checkpointDuration *metric.LoopHistogram
+	checkpointPause    *metric.LoopHistogram
+	// reconfigurations counts the epochs this replica entered.
+	reconfigurations *metric.Counter
 }
 
 // storageErrors counts kmb_storage_errors_total by operation and kind,
@@ -85,6 +91,8 @@ func (m *metrics) publish() {
 	m.repairs.Publish()
 	m.stateTransfers.Publish()
 	m.chainMismatches.Publish()
+	m.checkpointDuration.Publish()
+	m.checkpointPause.Publish()
 	m.projection.TenantEntries.PublishDirty()
 }
 
@@ -104,14 +112,23 @@ func (n *Node) registerMetrics(r *metric.Registry, tenantCap int) {
 				"Entries applied per tenant. tenant_id is capped by telemetry.tenant_label_cap; later tenants are counted under tenant_id=\"_overflow\".",
 				"tenant_id", tenantCap),
 		},
-		commits:         r.NewLoopCounter("kmb_consensus_commits_total", "Total committed entries."),
-		viewChanges:     r.NewLoopCounter("kmb_consensus_view_changes_total", "Total view changes this replica took part in (views it became normal in after the first)."),
-		repairs:         r.NewLoopCounter("kmb_consensus_repairs_total", "Times this replica asked the leader for missing log ops."),
-		stateTransfers:  r.NewLoopCounter("kmb_consensus_state_transfers_total", "Times this replica rebuilt its log from the cluster after losing its state."),
-		corruptRepair:   r.NewCounter("kmb_log_corrupt_ops_repaired_total", "Corrupt log ops this replica replaced with verified copies from its peers."),
-		storageErrors:   newStorageErrors(r),
-		chainMismatches: r.NewLoopCounter("kmb_consensus_chain_mismatches_total", "Ops refused because their chain hash does not follow this replica's log."),
+		commits:          r.NewLoopCounter("kmb_consensus_commits_total", "Total committed entries."),
+		viewChanges:      r.NewLoopCounter("kmb_consensus_view_changes_total", "Total view changes this replica took part in (views it became normal in after the first)."),
+		repairs:          r.NewLoopCounter("kmb_consensus_repairs_total", "Times this replica asked the leader for missing log ops."),
+		stateTransfers:   r.NewLoopCounter("kmb_consensus_state_transfers_total", "Times this replica rebuilt its log from the cluster after losing its state."),
+		corruptRepair:    r.NewCounter("kmb_log_corrupt_ops_repaired_total", "Corrupt log ops this replica replaced with verified copies from its peers."),
+		storageErrors:    newStorageErrors(r),
+		chainMismatches:  r.NewLoopCounter("kmb_consensus_chain_mismatches_total", "Ops refused because their chain hash does not follow this replica's log."),
+		reconfigurations: r.NewCounter("kmb_consensus_reconfigurations_total", "Configuration changes (epochs) this replica entered."),
+		checkpointDuration: r.NewLoopHistogram("kmb_projection_checkpoint_duration_seconds",
+			"Time to write each checkpoint of the projection and the client table, off the event loop.",
+			metric.HistogramOpts{Buckets: metric.DurationBuckets(), Scale: 1e-9}),
+		checkpointPause: r.NewLoopHistogram("kmb_projection_checkpoint_pause_seconds",
+			"Time the event loop stopped to take each checkpoint's snapshot.",
+			metric.HistogramOpts{Buckets: metric.DurationBuckets(), Scale: 1e-9}),
 	}
+	ckpts := r.NewCounterVec("kmb_projection_checkpoints_total", "Checkpoints of the projection written, by result (success or failure).", "result")
+	n.m.checkpoints.success, n.m.checkpoints.failure = ckpts.With("success"), ckpts.With("failure")
 
 	gauge := func(name, help string, f func(s *status.Snapshot) float64) {
 		r.NewGaugeFunc(name, help, func() float64 { return f(n.snap.Load()) })
@@ -126,6 +143,14 @@ func (n *Node) registerMetrics(r *metric.Registry, tenantCap int) {
 	r.NewGaugeFunc("kmb_log_size_bytes", "Current size of the local log on disk.", func() float64 { return float64(n.logSize()) })
 	gauge("kmb_log_corrupt_ops", "Ops of the local log found corrupt and not yet repaired from the peers.", func(s *status.Snapshot) float64 { return float64(s.CorruptOps) })
 	gauge("kmb_log_chain_verified_op", "Last op whose chain hash this replica checked (or, as leader, computed) and applied: the head of its verified hash chain.", func(s *status.Snapshot) float64 { return float64(s.ChainHead.Op) })
+	gauge("kmb_projection_checkpoint_op", "Op of the newest checkpoint of the projection on disk; 0 when there is none.", func(s *status.Snapshot) float64 { return float64(s.Checkpoint.Op) })
+	gauge("kmb_projection_checkpoint_timestamp_seconds", "When the newest checkpoint of the projection was written, Unix seconds; 0 when there is none.", func(s *status.Snapshot) float64 {
+		if s.Checkpoint.Time.IsZero() {
+			return 0
+		}
+		return float64(s.Checkpoint.Time.UnixNano()) / 1e9
+	})
+	gauge("kmb_projection_checkpoint_size_bytes", "Size of the newest checkpoint of the projection.", func(s *status.Snapshot) float64 { return float64(s.Checkpoint.SizeBytes) })
 	gauge("kmb_storage_disk_full", "1 while the data dir's disk has no room for writes (they are refused with 507 disk_full until a probe write succeeds), else 0.", func(s *status.Snapshot) float64 { return b2f(s.DiskFull) })
 	gauge("kmb_consensus_view", "Current consensus view number.", func(s *status.Snapshot) float64 { return float64(s.View) })
 	gauge("kmb_consensus_leader", "Node id of the current leader; 0 when no leader is known.", func(s *status.Snapshot) float64 { return float64(s.LeaderID) })
@@ -136,7 +161,8 @@ func (n *Node) registerMetrics(r *metric.Registry, tenantCap int) {
 	gauge("kmb_projection_applied_position", "Position of the last log entry applied to the projection.", func(s *status.Snapshot) float64 { return float64(s.Projection.AppliedPosition) })
 	gauge("kmb_projection_lag", "Log positions written but not yet applied to the projection (head - applied).", func(s *status.Snapshot) float64 { return float64(s.Projection.Lag) })
 	gauge("kmb_consensus_healthy_replicas", "Replicas this one heard from recently, itself included.", func(s *status.Snapshot) float64 { return float64(s.HealthyReplicas) })
-	gauge("kmb_consensus_cluster_size", "Replicas in the cluster.", func(s *status.Snapshot) float64 { return float64(s.ClusterSize) })
+	gauge("kmb_consensus_cluster_size", "Replicas in the cluster's current configuration; 0 on a replica the configuration removed.", func(s *status.Snapshot) float64 { return float64(s.ClusterSize) })
+	gauge("kmb_consensus_epoch", "The configuration's epoch: 0 until the first reconfiguration, then one more per change.", func(s *status.Snapshot) float64 { return float64(s.Epoch) })
 	gauge("kmb_active_tenants", "Number of tenants holding at least one entry.", func(s *status.Snapshot) float64 { return float64(s.Projection.ActiveTenants) })
 	r.NewGaugeVecFunc("kmb_replica_status", "Replica state: 1 for the current state, 0 for the others.", []string{"status"},
 		func(emit func(float64, ...string)) {

@@ -7,15 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/kmb-db/kmb/status"
 	"github.com/kmb-db/kmb/store/backup"
+	"github.com/kmb-db/kmb/store/checkpoint"
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/store/projection"
 	"github.com/kmb-db/kmb/store/superblock"
@@ -76,6 +79,18 @@ type Deps struct {
 	// FS is the file system of the log; nil means the operating system's.
 	// Tests inject storage faults through it (store/log/faultfs).
 	FS kmblog.FS
+	// Archive serves the committed ops below the local log's start (a
+	// backup repository: backup.Tiered); nil when there is none, and then
+	// those ops are not readable.
+	Archive Archive
+}
+
+// Archive holds committed ops that the local log no longer does.
+type Archive interface {
+	// ReadOps calls fn with ops first..last in order, or fails.
+	ReadOps(ctx context.Context, first, last uint64, fn func(*kmblog.Op) error) error
+	// FirstOpAt is where to start reading for ops committed at or after t.
+	FirstOpAt(ctx context.Context, t int64) uint64
 }
 
 // AppendResult is what a committed write returns.
@@ -121,14 +136,15 @@ type Node struct {
 	tracer   *spans.Tracer
 	traces   tracing // loop-owned open spans
 
-	log   *kmblog.Log
-	fs    kmblog.FS        // the log's file system; nil for the operating system's
-	sb    *superblock.File // open once the superblock exists
-	lock  *os.File         // dir/LOCK, held while the node runs
-	proj  *projection.Projection
-	net   *transport.Transport
-	rep   *vsr.Replica
-	clock *clientTable
+	log     *kmblog.Log
+	fs      kmblog.FS        // the log's file system; nil for the operating system's
+	archive Archive          // ops below the local log; nil without a backup repository
+	sb      *superblock.File // open once the superblock exists
+	lock    *os.File         // dir/LOCK, held while the node runs
+	proj    *projection.Projection
+	net     *transport.Transport
+	rep     *vsr.Replica
+	clock   *clientTable
 
 	// Requests flow through reqs to the loop. closed (under mu) stops new
 	// submissions before stop is closed, so the loop can drain reqs knowing
@@ -165,6 +181,20 @@ type Node struct {
 	chainHexOp uint64
 	hs         vsr.HardState // as persisted
 	hsAt       time.Time
+	appliedTS  int64 // commit time of op applied
+	ckpt       checkpoints
+
+	// The configuration (cluster.go), loop-owned after recovery: the
+	// members of the last config op applied and of the one before, with
+	// addresses; every address known; the epoch of ClusterFile; whether
+	// the node runs as a member of a cluster (it has a transport); writes
+	// held while a change is pending.
+	members      []vsr.Member
+	prevMembers  []vsr.Member
+	addrs        map[uint64]string
+	clusterEpoch uint64
+	clustered    bool
+	held         []*request
 }
 
 type request struct {
@@ -177,6 +207,7 @@ type request struct {
 	principal string
 	clientID  uint64
 	requestID uint64
+	members   []vsr.Member // a configuration change (KindConfig)
 	op        uint64
 	result    chan response
 }
@@ -209,6 +240,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	n := &Node{
 		cfg:      cfg,
 		ids:      cfg.replicaIDs(),
+		addrs:    map[uint64]string{},
 		now:      deps.Now,
 		build:    deps.Build,
 		logger:   deps.Logger("kmb_storage"),
@@ -222,11 +254,14 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		clock:    newClientTable(),
 		tracer:   deps.Tracer,
 		fs:       deps.FS,
+		archive:  deps.Archive,
 	}
 	if n.tracer == nil {
 		n.tracer = spans.Disabled()
 	}
 	n.traces.init()
+	n.ckpt.done = make(chan checkpointResult, 1)
+	n.ckpt.ctx, n.ckpt.cancel = context.WithCancel(context.Background())
 	n.lastIter.Store(deps.Now().UnixNano())
 	n.registerMetrics(deps.Metrics, deps.TenantLabelCap)
 	n.proj = projection.New(n.m.projection)
@@ -321,6 +356,9 @@ func (n *Node) recover() error {
 	if hasState && sb.NodeID != n.cfg.NodeID {
 		return fmt.Errorf("data_dir %q belongs to node %d, not node_id = %d", n.cfg.DataDir, sb.NodeID, n.cfg.NodeID)
 	}
+	if err := n.loadMembership(sb.Config); err != nil {
+		return err
+	}
 	if !hasState && len(n.ids) == 1 && l.LastOp() > 0 {
 		// A single replica's log needs no peer to vouch for it: everything
 		// durable in it was committed.
@@ -329,8 +367,19 @@ func (n *Node) recover() error {
 			return err
 		}
 	}
-	hs := vsr.HardState{View: sb.View, LogView: sb.LogView, Commit: sb.Commit, Promised: sb.Promised}
+	hs := vsr.HardState{View: sb.View, LogView: sb.LogView, Commit: sb.Commit, Promised: sb.Promised,
+		Epoch: sb.Epoch, Config: sb.Config, ConfigOp: sb.ConfigOp}
 	n.hs, n.hsAt = hs, n.now()
+
+	// Start from the newest valid checkpoint: the state after some
+	// committed op, so the commit number is at least that op.
+	var loaded checkpoint.Loaded
+	ckpt := false
+	if hasState {
+		if loaded, ckpt = n.loadCheckpoint(l); ckpt {
+			hs.Commit = max(hs.Commit, loaded.Header.Op)
+		}
+	}
 
 	// Apply what is known committed, up to the first faulty op; the rest is
 	// applied as the cluster confirms it (and repairs it).
@@ -342,24 +391,21 @@ func (n *Node) recover() error {
 	if len(faulty) > 0 {
 		committed = min(committed, faulty[0].First-1)
 	}
-	if hasState && committed > 0 {
-		if err := l.ScanRange(l.FirstOp(), committed, func(op *kmblog.Op) error {
-			n.applyOp(op)
-			return nil
-		}); err != nil {
-			return fmt.Errorf("rebuild projection: %w", err)
-		}
+	replayed, err := n.replay(l, hasState, committed)
+	if err != nil {
+		return err
 	}
 	n.m.projection.TenantEntries.PublishDirty()
 
-	if len(n.ids) > 1 {
+	if n.clustered {
+		peers := n.peerAddrs()
 		n.net, err = transport.New(transport.Config{
 			NodeID:   n.cfg.NodeID,
-			Listen:   cmp.Or(n.cfg.ReplicationListen, n.cfg.Replicas[n.cfg.NodeID]),
-			Peers:    n.cfg.peers(),
+			Listen:   cmp.Or(n.cfg.ReplicationListen, n.addrs[n.cfg.NodeID]),
+			Peers:    peers,
 			APIAddr:  n.cfg.APIAddr,
 			Security: n.cfg.ReplicationSecurity,
-		}, n.tlogger, transport.NewMetrics(n.registry, n.cfg.NodeID, n.otherIDs()))
+		}, n.tlogger, transport.NewMetrics(n.registry, n.cfg.NodeID, slices.Collect(maps.Keys(peers))))
 		if err != nil {
 			return err
 		}
@@ -375,12 +421,20 @@ func (n *Node) recover() error {
 		ViewChangeTicks: n.cfg.ViewChangeTicks,
 		Rand:            func(k int) int { return rng.IntN(k) },
 		Storage:         logStorage{n.log},
-	}, vsr.Durable{HardState: hs, HasState: hasState, LastOp: l.LastOp(), Faulty: faulty})
+	}, vsr.Durable{HardState: hs, HasState: hasState, LastOp: l.LastOp(), Faulty: faulty, Join: n.cfg.Join && !hasState})
 	if err != nil {
 		return err
 	}
+	if n.rep.State().Status == vsr.StatusRemoved {
+		n.removed(n.rep.State().Epoch)
+	}
 	n.logger.Info("projection rebuilt",
 		slog.Int("segments", report.Segments),
+		slog.Int("segments_read", report.Segments-report.Indexed),
+		slog.Uint64("checkpoint_op", loaded.Header.Op),
+		slog.Int64("checkpoint_bytes", loaded.Bytes),
+		slog.Uint64("replayed_ops", replayed.ops),
+		slog.Uint64("replayed_bytes", replayed.bytes),
 		slog.Uint64("last_op", l.LastOp()),
 		slog.Uint64("applied_op", n.applied),
 		slog.Uint64("applied_position", n.proj.AppliedPosition()),
@@ -391,12 +445,60 @@ func (n *Node) recover() error {
 	return nil
 }
 
+// replayed counts what recovery replayed from the log.
+type replayed struct{ ops, bytes uint64 }
+
+// replay applies the committed ops after the applied one (the
+// checkpoint's, or none) up to committed, checking that their chain
+// hashes follow: Open trusts sealed segments from their index, so the
+// chain of what is applied is checked here.
+func (n *Node) replay(l *kmblog.Log, hasState bool, committed uint64) (replayed, error) {
+	var r replayed
+	if !hasState || committed <= n.applied {
+		return r, nil
+	}
+	start := l.Start()
+	prev := n.chainHead
+	var c kmblog.Chainer
+	apply := func(op *kmblog.Op) error {
+		if c.Op(prev, op) != op.Chain {
+			return fmt.Errorf("op %d does not follow the chain hash of op %d: %w", op.Op, op.Op-1, kmblog.ErrCorrupt)
+		}
+		prev = op.Chain
+		r.ops++
+		r.bytes += uint64(8 + kmblog.EncodedSize(op))
+		n.applyOp(op)
+		return nil
+	}
+	if n.applied+1 < start.Op {
+		// No usable checkpoint reaches the log: the ops before it come
+		// from the archive, if there is one.
+		if n.archive == nil {
+			return r, fmt.Errorf("rebuild projection: the log starts at op %d and no checkpoint of an op at or after %d is usable, so ops %d..%d cannot be replayed (a backup repository would serve them)",
+				start.Op, start.Op-1, n.applied+1, start.Op-1)
+		}
+		n.logger.Warn("replaying the ops below the local log from the backup repository", slog.Uint64("from_op", n.applied+1), slog.Uint64("to_op", start.Op-1))
+		if err := n.archive.ReadOps(context.Background(), n.applied+1, start.Op-1, apply); err != nil {
+			return r, fmt.Errorf("rebuild projection from the backup repository: %w", err)
+		}
+		if prev != start.Prev {
+			return r, fmt.Errorf("rebuild projection: the backup repository's op %d does not lead into the local log: %w", start.Op-1, kmblog.ErrCorrupt)
+		}
+	}
+	if err := l.ScanRange(n.applied+1, committed, apply); err != nil {
+		return r, fmt.Errorf("rebuild projection: %w", err)
+	}
+	n.ckpt.replayed = r.bytes
+	return r, nil
+}
+
 // logConfig is the log's configuration. A replica of a cluster keeps a
 // log with corrupt records whole, for its peers to repair; a single node
 // has nobody to repair from, and refuses it.
 func (n *Node) logConfig() kmblog.Config {
 	c := n.cfg.logConfig()
-	c.TolerateCorruption = len(n.ids) > 1
+	_, err := os.Stat(filepath.Join(n.cfg.DataDir, ClusterFile))
+	c.TolerateCorruption = len(n.cfg.Replicas) > 1 || err == nil // a member of a cluster
 	c.FS = n.fs
 	return c
 }
@@ -451,16 +553,6 @@ func (n *Node) writeSuperblock(sb superblock.Superblock) error {
 	}
 	n.sb = f
 	return nil
-}
-
-func (n *Node) otherIDs() []uint64 {
-	var out []uint64
-	for _, id := range n.ids {
-		if id != n.cfg.NodeID {
-			out = append(out, id)
-		}
-	}
-	return out
 }
 
 // logStorage serves the replica's reads of durable ops.
@@ -581,6 +673,8 @@ func (n *Node) writable() error {
 	}
 	s := n.snap.Load()
 	switch {
+	case s.Status == status.StateRemoved:
+		return ErrRemoved
 	case s.Status == status.StateRecovering:
 		return ErrNotReady
 	case s.Status == status.StateShutdown:
@@ -607,8 +701,11 @@ func (n *Node) readable() error {
 	if n.stopping.Load() {
 		return ErrShuttingDown
 	}
-	if s := n.snap.Load(); s.Status == status.StateRecovering {
+	switch n.snap.Load().Status {
+	case status.StateRecovering:
 		return ErrNotReady
+	case status.StateRemoved:
+		return ErrRemoved
 	}
 	return nil
 }
@@ -638,7 +735,7 @@ func (n *Node) Entries(tenant string, from uint64, limit int) ([]Entry, uint64, 
 	next := from
 	// Each op holds at least one entry, so limit ops always suffice.
 	for _, ref := range n.proj.OpsFrom(tenant, from, limit) {
-		op, err := n.log.Read(ref.Op)
+		op, err := n.readOp(ref.Op)
 		if err != nil {
 			return nil, from, fmt.Errorf("read op %d: %w", ref.Op, err)
 		}
@@ -656,6 +753,17 @@ func (n *Node) Entries(tenant string, from uint64, limit int) ([]Entry, uint64, 
 		}
 	}
 	return out, next, nil
+}
+
+// readOp reads a committed op: from the local log, or from the archive
+// when it is below the log's start.
+func (n *Node) readOp(op uint64) (kmblog.Op, error) {
+	if n.archive != nil && op < n.log.Start().Op {
+		var out kmblog.Op
+		err := n.archive.ReadOps(context.Background(), op, op, func(o *kmblog.Op) error { out = *o; return nil })
+		return out, err
+	}
+	return n.log.Read(op)
 }
 
 // BackupRole reports whether this node leads a view in normal operation,
@@ -678,14 +786,10 @@ func (n *Node) ReadFrames(from, last uint64, maxBytes int, buf []byte) (kmblog.F
 
 // FirstRetainedPosition is the oldest position the local log holds.
 func (n *Node) FirstRetainedPosition() uint64 {
-	if !n.running.Load() || n.log.FirstOp() <= 1 {
+	if !n.running.Load() {
 		return 1
 	}
-	op, err := n.log.Read(n.log.FirstOp())
-	if err != nil {
-		return 1
-	}
-	return op.FirstPosition
+	return n.log.Start().Position
 }
 
 // CommitMarker commits an op with no entries and returns its number and

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/kmb-db/kmb/status"
@@ -22,11 +23,15 @@ func (n *Node) publishStatus(force string) {
 		Build:       n.build,
 	}
 	s.DiskFull = n.diskFull.Load() != nil
+	s.Replicas = n.replicasSnapshot()
 	if n.rep != nil {
 		st := n.rep.State()
 		s.View, s.OpNumber, s.CommitNumber = st.View, st.Op, st.Commit
 		s.CorruptOps = st.Faulty
+		s.Epoch, s.Reconfiguring = st.Epoch, st.Reconfiguring
 		switch st.Status {
+		case vsr.StatusRemoved:
+			s.Status, s.ClusterSize = status.StateRemoved, 0
 		case vsr.StatusNormal:
 			s.Status = status.StateNormal
 			if st.CatchingUp || st.Faulty > 0 || st.Promised > 0 {
@@ -37,12 +42,15 @@ func (n *Node) publishStatus(force string) {
 		case vsr.StatusViewChange:
 			s.Status = status.StateViewChange
 		}
-		s.HealthyReplicas = n.healthyReplicas()
+		if st.Status != vsr.StatusRemoved {
+			s.HealthyReplicas = n.healthyReplicas()
+		}
 	}
 	if n.log != nil && n.rep != nil {
 		s.Log = status.Log{FirstOp: n.log.FirstOp(), LastOp: n.log.LastOp(), LastPosition: n.log.LastPosition(), SizeBytes: n.log.SizeBytes()}
 	}
 	s.Projection = status.Projection{AppliedPosition: n.proj.AppliedPosition(), ActiveTenants: n.proj.ActiveTenants()}
+	s.Checkpoint = n.ckpt.last
 	if n.applied > 0 {
 		s.ChainHead = status.ChainHead{Op: n.applied, Hash: n.chainHeadHex()}
 	}
@@ -62,6 +70,19 @@ func (n *Node) publishStatus(force string) {
 		return
 	}
 	n.snap.Store(&s)
+}
+
+// replicasSnapshot is the configuration for the snapshot: the same
+// status.Members until the configuration changes.
+func (n *Node) replicasSnapshot() status.Members {
+	list := make([]status.Replica, len(n.ids))
+	for i, id := range n.ids {
+		list[i] = status.Replica{ID: id, Addr: n.addrs[id]}
+	}
+	if old := n.snap.Load(); old != nil && slices.Equal(old.Replicas.List(), list) {
+		return old.Replicas
+	}
+	return status.NewMembers(list)
 }
 
 // healthyReplicas counts this replica and the peers it heard from lately:
@@ -126,6 +147,8 @@ func (n *Node) Ready() error {
 		return errors.New("recovering: catching up with the leader")
 	case status.StateViewChange:
 		return fmt.Errorf("view change in progress (view %d)", s.View)
+	case status.StateRemoved:
+		return fmt.Errorf("removed from the cluster in epoch %d: this node serves nothing; stop it", s.Epoch)
 	default:
 		return fmt.Errorf("replica status %s", s.Status)
 	}

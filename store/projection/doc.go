@@ -3,6 +3,7 @@
 // the tenant's entries go straight to the right records.
 //
 // The projection is applied from committed ops strictly in log order by one
-// goroutine (the node's event loop); readers are concurrent. It is rebuilt
-// from the log when the node starts, so it needs no files of its own.
+// goroutine (the node's event loop); readers are concurrent. The node
+// checkpoints it (Snapshot, which freezes rather than copies) and rebuilds
+// it at start from the newest checkpoint (Builder) and the log after it.
 package projection

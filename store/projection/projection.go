@@ -30,9 +30,42 @@ type Metrics struct {
 }
 
 type tenant struct {
+	id string
+	// keys holds the latest value of each key, except while a snapshot
+	// reads it (frozen) or just after (thawing): then delta holds the
+	// values written since, which win over keys'.
 	keys    map[string]Value
+	delta   map[string]Value
+	frozen  bool // a Snapshot reads keys: writes go to delta (loop-owned)
 	ops     []OpRef
 	entries *metric.LoopCounter // nil without metrics
+}
+
+// set writes key's value (loop only, under p.mu).
+func (t *tenant) set(key string, v Value) {
+	switch {
+	case t.frozen:
+		if t.delta == nil {
+			t.delta = map[string]Value{}
+		}
+		t.delta[key] = v
+	case t.delta != nil: // thawing: keys is writable again, delta drains
+		t.keys[key] = v
+		delete(t.delta, key)
+	default:
+		t.keys[key] = v
+	}
+}
+
+// get reads key's value (under p.mu, for reading at least).
+func (t *tenant) get(key string) (Value, bool) {
+	if t.delta != nil {
+		if v, ok := t.delta[key]; ok {
+			return v, true
+		}
+	}
+	v, ok := t.keys[key]
+	return v, ok
 }
 
 // Projection is the per-tenant key/value state.
@@ -41,6 +74,11 @@ type Projection struct {
 
 	mu      sync.RWMutex
 	tenants map[string]*tenant
+	// thawing lists the tenants whose delta still drains into keys after
+	// a snapshot (loop-owned).
+	thawing []*tenant
+	// snapshot is set while a Snapshot is out (loop-owned).
+	snapshot bool
 
 	appliedOp       atomic.Uint64
 	appliedPosition atomic.Uint64
@@ -72,16 +110,13 @@ func (p *Projection) Apply(op *kmblog.Op) {
 	p.mu.Lock()
 	t := p.tenants[op.Tenant]
 	if t == nil {
-		t = &tenant{keys: map[string]Value{}}
-		if p.metrics.TenantEntries != nil {
-			t.entries = p.metrics.TenantEntries.With(op.Tenant)
-		}
+		t = p.newTenant(op.Tenant)
 		p.tenants[op.Tenant] = t
 		p.tenantCount.Add(1)
 	}
 	for i := range op.Entries {
 		e := &op.Entries[i]
-		t.keys[e.Key] = Value{Data: e.Value, Position: op.FirstPosition + uint64(i)}
+		t.set(e.Key, Value{Data: e.Value, Position: op.FirstPosition + uint64(i)})
 	}
 	if n := uint64(len(op.Entries)); n > 0 {
 		t.ops = append(t.ops, OpRef{Op: op.Op, FirstPosition: op.FirstPosition, Count: n})
@@ -105,8 +140,15 @@ func (p *Projection) Get(tenantID, key string) (Value, bool) {
 	if t == nil {
 		return Value{}, false
 	}
-	v, ok := t.keys[key]
-	return v, ok
+	return t.get(key)
+}
+
+func (p *Projection) newTenant(id string) *tenant {
+	t := &tenant{id: id, keys: map[string]Value{}}
+	if p.metrics.TenantEntries != nil {
+		t.entries = p.metrics.TenantEntries.With(id)
+	}
+	return t
 }
 
 // HasTenant reports whether tenant has applied at least one op.

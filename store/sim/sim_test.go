@@ -76,3 +76,22 @@ func TestFiveReplicas(t *testing.T) {
 		}
 	}
 }
+
+// Seeds that once found a bug, kept so that it stays fixed.
+func TestRegressionSeeds(t *testing.T) {
+	for _, s := range []struct {
+		seed uint64
+		bug  string
+	}{
+		{1642, "a replica of an older epoch followed the Ops of a replica in a view change as if it led, voted with a log view it did not hold, and lost a committed op"},
+		{1543, "a recovering replica counted answers of a later epoch against its own configuration and never finished"},
+		{1182, "a configuration change was taken for lost while its config op was only in the proposer's memory"},
+		{1292, "a replica that lost its disk recovered into a configuration that had left it out"},
+	} {
+		opts := DefaultOptions()
+		opts.Seed = s.seed
+		if _, err := Run(opts); err != nil {
+			t.Errorf("seed %d (%s): %v", s.seed, s.bug, err)
+		}
+	}
+}

@@ -407,7 +407,7 @@ func (r *Replica) stepLaterEpoch(m wire.Message) {
 	case r.status == StatusRemoved:
 	case r.epoch < m.Epoch:
 		r.requestEpochOps(m.From, true)
-	case m.From == r.primaryOf(m.View) && m.View >= r.view:
+	case m.From == r.primaryOf(m.View) && m.View >= r.view && m.Flags&wire.FlagNormal != 0:
 		r.joinView(m.View, m.Op)
 	}
 }

@@ -46,31 +46,26 @@ func (r *Replica) onRecoveryResponse(m wire.Message) {
 	if r.status != StatusRecovering || r.recoveryTarget != 0 || r.learnEpoch != 0 || m.Nonce != r.nonce {
 		return
 	}
+	if m.Epoch > r.epoch {
+		// The cluster is in a later epoch than the one this replica knows
+		// (a lost disk knows none): its configuration may not be the one
+		// the replica was given, nor its members those who answer. Read
+		// it from the log first, the committed prefix of the answerer,
+		// then recover in it.
+		r.learnEpoch, r.lastHeard = m.Epoch, r.tick
+		r.requestEpochOps(m.From, true)
+		return
+	}
+	if m.Epoch < r.epoch {
+		return // it learns of this epoch from its own traffic
+	}
 	r.recovery[m.From] = m
 	// Answers from n-q+1 others always include a member of every quorum
 	// that excludes this replica, so one of them knows the latest view.
 	if len(r.recovery) < r.n-r.quorum+1 {
 		return
 	}
-	var maxView, maxEpoch uint64
-	for _, resp := range r.recovery {
-		maxEpoch = max(maxEpoch, resp.Epoch)
-	}
-	if maxEpoch > r.epoch {
-		// The cluster is in a later epoch than the one this replica knows
-		// (a lost disk knows none): its configuration may not be the one
-		// the replica was given. Read it from the log first, the committed
-		// prefix of an answer from that epoch, then recover in it.
-		from := uint64(0)
-		for id, resp := range r.recovery {
-			if resp.Epoch == maxEpoch && (from == 0 || id < from) {
-				from = id
-			}
-		}
-		r.learnEpoch, r.lastHeard = maxEpoch, r.tick
-		r.requestEpochOps(from, true)
-		return
-	}
+	var maxView uint64
 	for _, resp := range r.recovery {
 		maxView = max(maxView, resp.View)
 	}
@@ -141,7 +136,7 @@ func (r *Replica) stepRecovering(m wire.Message) {
 		r.startRecovery()
 		return
 	}
-	if m.View != r.view || m.From != r.primaryOf(r.view) {
+	if m.View != r.view || m.From != r.primaryOf(r.view) || m.Flags&wire.FlagNormal == 0 {
 		return
 	}
 	switch m.Type {

@@ -302,6 +302,15 @@ func (r *Replica) send(m wire.Message) {
 	if m.View == 0 {
 		m.View = r.view
 	}
+	switch m.Type {
+	case wire.TypePrepare, wire.TypeCommit, wire.TypeOps:
+		// Only the normal primary's traffic may pull a receiver into its
+		// view; a replica in a view change that it would lead, answering
+		// a replica of an older epoch, must not.
+		if r.status == StatusNormal && r.isPrimary() && !r.catchingUp {
+			m.Flags |= wire.FlagNormal
+		}
+	}
 	r.msgs = append(r.msgs, m)
 }
 

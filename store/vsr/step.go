@@ -108,8 +108,9 @@ func (r *Replica) Step(m wire.Message) {
 	if m.View < r.view {
 		return // stale; its sender learns the new view from our traffic
 	}
-	if m.View == r.view && r.status == StatusViewChange && m.From == r.primaryOf(m.View) &&
-		(m.Type == wire.TypePrepare || m.Type == wire.TypeCommit || m.Type == wire.TypeOps) {
+	primaryTraffic := (m.Type == wire.TypePrepare || m.Type == wire.TypeCommit || m.Type == wire.TypeOps) &&
+		m.From == r.primaryOf(m.View) && m.Flags&wire.FlagNormal != 0
+	if m.View == r.view && r.status == StatusViewChange && primaryTraffic {
 		// The view change completed without us: its StartView was lost.
 		r.joinView(m.View, primaryOp(m))
 	}
@@ -120,7 +121,7 @@ func (r *Replica) Step(m wire.Message) {
 		case wire.TypeStartView:
 			// handled below
 		case wire.TypePrepare, wire.TypeCommit, wire.TypeOps:
-			if m.From != r.primaryOf(m.View) {
+			if !primaryTraffic {
 				return
 			}
 			r.joinView(m.View, primaryOp(m))
@@ -151,7 +152,7 @@ func (r *Replica) known(id uint64) bool { return r.member(id) }
 // fromPrimary reports whether m comes from the primary of the current view
 // while this replica is a normal backup.
 func (r *Replica) fromPrimary(m wire.Message) bool {
-	return r.status == StatusNormal && !r.isPrimary() && m.From == r.primaryOf(r.view)
+	return r.status == StatusNormal && !r.isPrimary() && m.From == r.primaryOf(r.view) && m.Flags&wire.FlagNormal != 0
 }
 
 // joinView moves a replica that missed a view change into view v, whose

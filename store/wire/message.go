@@ -41,11 +41,16 @@ const (
 	TypeRecoveryResponse Type = 10
 )
 
-// Flags of a RecoveryResponse.
+// Flags of a message.
 const (
-	// FlagNormal: the responder's status is normal in View.
+	// FlagNormal: the sender's status is normal in View. On a
+	// RecoveryResponse, of any replica; on Prepare, Commit and Ops, it
+	// marks the normal primary of View, whose log a receiver may follow
+	// (other replicas send Commit and Ops too, to a replica of an older
+	// epoch, without it).
 	FlagNormal uint8 = 1 << 0
-	// FlagFresh: the responder has never held state (a new cluster).
+	// FlagFresh: the responder has never held state (a new cluster); on
+	// a RecoveryResponse only.
 	FlagFresh uint8 = 1 << 1
 )
 
