@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,8 +69,11 @@ func startLoad(ctx context.Context, t *testing.T, c *kmbdtest.Cluster, n int) *l
 		l.live.Store(id, p.API)
 	}
 	targets := func() []string {
+		var ids []uint64
+		l.live.Range(func(k, _ any) bool { ids = append(ids, k.(uint64)); return true })
+		slices.Sort(ids)
 		var out []string
-		for id := uint64(1); id <= 3; id++ {
+		for _, id := range ids {
 			if v, ok := l.live.Load(id); ok {
 				out = append(out, v.(string))
 			}

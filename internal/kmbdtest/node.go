@@ -111,7 +111,8 @@ func (n *Node) Metric(t testing.TB, series string) string {
 	return ""
 }
 
-// Cluster is three kmbd nodes, ids 1 to 3, replicating over loopback.
+// Cluster is kmbd nodes replicating over loopback: ids 1 to 3 at the
+// start, more with Join.
 type Cluster struct {
 	Nodes map[uint64]*Node // the running nodes by id; Kill removes one
 
@@ -120,6 +121,7 @@ type Cluster struct {
 	args     []string // every node's, after --node-id and --replicas
 	replicas string
 	dirs     map[uint64]string // kept across Kill, for Restart
+	joined   map[uint64]string // --replicas of the nodes started by Join
 }
 
 // StartCluster launches three nodes, each with env and args, and waits up
@@ -127,7 +129,7 @@ type Cluster struct {
 // any node starts, so they come from FreeAddrs.
 func StartCluster(t testing.TB, env []string, args ...string) *Cluster {
 	t.Helper()
-	c := &Cluster{Nodes: map[uint64]*Node{}, t: t, env: env, args: args, dirs: map[uint64]string{}}
+	c := &Cluster{Nodes: map[uint64]*Node{}, t: t, env: env, args: args, dirs: map[uint64]string{}, joined: map[uint64]string{}}
 	var peers []string
 	for i, addr := range FreeAddrs(t, 3) {
 		peers = append(peers, fmt.Sprintf("%d=%s", i+1, addr))
@@ -146,7 +148,31 @@ func StartCluster(t testing.TB, env []string, args ...string) *Cluster {
 func (c *Cluster) launch(id uint64) {
 	c.t.Helper()
 	args := append([]string{"--node-id", strconv.FormatUint(id, 10), "--replicas", c.replicas}, c.args...)
+	if r, ok := c.joined[id]; ok {
+		args = append([]string{"--node-id", strconv.FormatUint(id, 10), "--replicas", r, "--join"}, c.args...)
+	}
 	c.Nodes[id] = launch(c.t, fmt.Sprintf("kmbd node %d", id), c.dirs[id], c.env, args)
+}
+
+// Replicas is the --replicas list the cluster started with.
+func (c *Cluster) Replicas() string { return c.replicas }
+
+// Join starts a new node id, with an empty data dir, --join and replicas
+// (the configuration that will add it), without waiting for it to be
+// ready: it is not, until a reconfiguration adds it.
+func (c *Cluster) Join(id uint64, replicas string) *Node {
+	c.t.Helper()
+	c.dirs[id], c.joined[id] = c.t.TempDir(), replicas
+	c.launch(id)
+	return c.Nodes[id]
+}
+
+// Forget stops node id cleanly (SIGTERM) and forgets it: a node the
+// configuration removed.
+func (c *Cluster) Forget(id uint64) {
+	c.t.Helper()
+	c.Nodes[id].Stop(c.t)
+	delete(c.Nodes, id)
 }
 
 // Restart starts node id again on its data directory, after Kill, and
