@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 
 	kmblog "github.com/kmb-db/kmb/store/log"
@@ -32,6 +33,16 @@ type host struct {
 	replicas []uint64
 	retired  bool
 
+	// The checkpoint, on disk: the state machine at ckpt.op. With
+	// retention the ops up to it are gone (unreadable; they stay in log
+	// so that op n is log[n-1]).
+	ckpt *checkpoint
+	gone uint64
+	// The configuration of the last config op applied (nil: the initial
+	// one), which a checkpoint records.
+	cfgEpoch uint64
+	cfgIDs   []uint64
+
 	// Memory: lost at every crash and rebuilt from the disk.
 	applied uint64
 	kv      map[string]string
@@ -44,12 +55,57 @@ type tableEntry struct {
 	result  string
 }
 
+// checkpoint is a host's state machine after op.
+type checkpoint struct {
+	op       uint64
+	kv       map[string]string
+	table    map[uint64]tableEntry
+	cfgEpoch uint64
+	cfgIDs   []uint64
+}
+
+func (h *host) takeCheckpoint() *checkpoint {
+	return &checkpoint{op: h.applied, kv: maps.Clone(h.kv), table: maps.Clone(h.table), cfgEpoch: h.cfgEpoch, cfgIDs: slices.Clone(h.cfgIDs)}
+}
+
+// restore makes the state machine the checkpoint's.
+func (h *host) restore(c *checkpoint) {
+	h.kv, h.table = maps.Clone(c.kv), maps.Clone(c.table)
+	h.applied, h.cfgEpoch, h.cfgIDs = c.op, c.cfgEpoch, slices.Clone(c.cfgIDs)
+}
+
+// maybeCheckpoint takes a checkpoint every CheckpointEvery applied ops
+// and, with retention, deletes the ops it covers.
+func (h *host) maybeCheckpoint() {
+	w := h.w
+	if w.opts.CheckpointEvery <= 0 || h.r == nil {
+		return
+	}
+	last := uint64(0)
+	if h.ckpt != nil {
+		last = h.ckpt.op
+	}
+	if h.applied < last+uint64(w.opts.CheckpointEvery) {
+		return
+	}
+	h.ckpt = h.takeCheckpoint()
+	if !w.opts.Retention {
+		return
+	}
+	op := h.ckpt.op
+	if err := h.r.SetLogStart(vsr.BaseOf(h.log[op-1])); err != nil {
+		return // not durable yet: the next checkpoint deletes them
+	}
+	h.gone = op
+	w.tracef("replica %d checkpoints op %d and deletes the ops up to it", h.id, op)
+}
+
 // storage serves the replica's reads from the host's disk.
 type storage struct{ h *host }
 
 func (s storage) Read(op uint64) (kmblog.Op, error) {
-	if op == 0 || op > uint64(len(s.h.log)) {
-		return kmblog.Op{}, fmt.Errorf("sim: op %d not on disk (%d ops)", op, len(s.h.log))
+	if op == 0 || op > uint64(len(s.h.log)) || op <= s.h.gone {
+		return kmblog.Op{}, fmt.Errorf("sim: op %d not on disk (%d ops, the first %d gone)", op, len(s.h.log), s.h.gone)
 	}
 	if s.h.corrupt[op] {
 		return kmblog.Op{}, fmt.Errorf("sim: op %d: %w", op, kmblog.ErrCorrupt)
@@ -77,9 +133,12 @@ func (h *host) corruptSome(n int) {
 	if len(h.log) < 2 {
 		return
 	}
+	if uint64(len(h.log)) < h.gone+2 {
+		return
+	}
 	for range n {
-		op := uint64(1 + w.rng.IntN(len(h.log)-1))
-		if c := h.hs.Commit; c+1 < uint64(len(h.log)) && w.rng.IntN(2) == 0 {
+		op := h.gone + 1 + uint64(w.rng.IntN(len(h.log)-1-int(h.gone)))
+		if c := max(h.hs.Commit, h.gone); c+1 < uint64(len(h.log)) && w.rng.IntN(2) == 0 {
 			// Half the time past the commit lower bound: ops that may
 			// never commit, whose repair must not assume they did.
 			op = c + 1 + uint64(w.rng.IntN(len(h.log)-1-int(c)))
@@ -141,12 +200,19 @@ func (h *host) start() {
 	}
 	h.up = true
 	h.kv, h.table, h.waiting = map[string]string{}, map[uint64]tableEntry{}, map[[2]uint64]bool{}
-	h.applied = 0
+	h.applied, h.cfgEpoch, h.cfgIDs = 0, 0, nil
+	if h.ckpt != nil {
+		h.restore(h.ckpt)
+	}
 	faulty := h.faultyRuns() // first: the canary cuts the log
 	// Replay what is known committed, as the node does at start, up to
 	// the first corrupt op.
 	for h.applied < min(h.hs.Commit, uint64(len(h.log))) && !h.corrupt[h.applied+1] {
 		h.apply(h.log[h.applied])
+	}
+	var base vsr.Base
+	if h.gone > 0 {
+		base = vsr.BaseOf(h.log[h.gone-1])
 	}
 	// The configuration to boot with when the disk holds none: a new
 	// member's, or (a lost disk) the current one, as an operator gives it.
@@ -164,7 +230,7 @@ func (h *host) start() {
 		ViewChangeTicks: 10,
 		Rand:            func(n int) int { return w.rng.IntN(n) },
 		Storage:         storage{h},
-	}, vsr.Durable{HardState: h.hs, HasState: h.hasState, LastOp: uint64(len(h.log)), Faulty: faulty, Join: h.join && !h.hasState})
+	}, vsr.Durable{HardState: h.hs, HasState: h.hasState, LastOp: uint64(len(h.log)), Faulty: faulty, Join: h.join && !h.hasState, Start: base})
 	if err != nil {
 		w.fail("replica %d: start: %v", h.id, err)
 		h.up = false
@@ -183,6 +249,7 @@ func (h *host) crash(wipe bool) {
 	w.tracef("replica %d crashes (wipe=%v), disk has %d ops, hs=%+v", h.id, wipe, len(h.log), h.hs)
 	if wipe {
 		h.log, h.hs, h.hasState, h.wiped, h.corrupt = nil, vsr.HardState{}, false, true, nil
+		h.ckpt, h.gone = nil, 0
 		w.res.Wipes++
 		w.faults[FaultLostDisk]++
 		return
@@ -299,6 +366,9 @@ func (h *host) handleReady() {
 				return
 			}
 			w.committed[op.Op] = id
+			if _, ok := w.chains[op.Op]; !ok {
+				w.chains[op.Op] = op.Chain
+			}
 			w.tracef("replica %d applies %s", h.id, id)
 			h.apply(op)
 		}
@@ -330,6 +400,10 @@ func (h *host) handleReady() {
 			w.fail("replica %d: commit %d > op %d", h.id, s.Commit, s.Op)
 			return
 		}
+		h.maybeCheckpoint()
+		if rd.StateTransfer != nil {
+			w.requestTransfer(h, rd.StateTransfer)
+		}
 	}
 }
 
@@ -339,6 +413,9 @@ func (h *host) apply(op *kmblog.Op) {
 	h.applied = op.Op
 	if op.Kind == kmblog.KindConfig {
 		h.w.configCommitted(h, op)
+		if c, err := vsr.ParseConfig(op); err == nil {
+			h.cfgEpoch, h.cfgIDs = c.Epoch, c.IDs()
+		}
 		return
 	}
 	if len(op.Entries) == 0 {

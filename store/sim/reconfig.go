@@ -269,5 +269,17 @@ func (w *world) epochStarted(h *host, e vsr.Event) {
 	if e.Epoch > w.epoch {
 		w.tracef("epoch %d starts: %v", e.Epoch, members)
 		w.prevConfig, w.config, w.epoch = w.config, members, e.Epoch
+		// A new member still joining that the change left out (grown,
+		// then shrunk before it caught up) hears from no one again: the
+		// operator stops it.
+		for _, id := range w.ids {
+			if j := w.hosts[id]; j.join && !j.hasState && !slices.Contains(members, id) && !j.retired {
+				if j.up {
+					j.crash(false)
+				}
+				j.retired = true
+				w.tracef("replica %d, left out while it was joining, is stopped", id)
+			}
+		}
 	}
 }

@@ -44,6 +44,12 @@ type Options struct {
 	// MaxReplicas, or shrink by two down to Replicas. Negative: never.
 	ReconfigRate float64
 	MaxReplicas  int
+	// CheckpointEvery: each replica checkpoints its state machine every
+	// this many applied ops (0: never); with Retention it then deletes
+	// the ops the checkpoint covers, so that replicas behind get a state
+	// transfer.
+	CheckpointEvery int
+	Retention       bool
 	// Keys the clients write and read.
 	Keys int
 	// Trace, when set, receives one line per notable event (for replaying
@@ -64,21 +70,23 @@ type Options struct {
 // DefaultOptions returns the options CI runs.
 func DefaultOptions() Options {
 	return Options{
-		Replicas:      3,
-		Clients:       4,
-		Ticks:         1500,
-		LivenessTicks: 1500,
-		StepsPerTick:  8,
-		MaxDelaySteps: 12,
-		DropRate:      0.02,
-		DupRate:       0.02,
-		CrashRate:     0.0005,
-		WipeRate:      0.25,
-		CorruptRate:   0.3,
-		PartitionRate: 0.0005,
-		ReconfigRate:  0.0003,
-		MaxReplicas:   5,
-		Keys:          5,
+		Replicas:        3,
+		Clients:         4,
+		Ticks:           1500,
+		LivenessTicks:   1500,
+		StepsPerTick:    8,
+		MaxDelaySteps:   12,
+		DropRate:        0.02,
+		DupRate:         0.02,
+		CrashRate:       0.0005,
+		WipeRate:        0.25,
+		CorruptRate:     0.3,
+		PartitionRate:   0.0005,
+		ReconfigRate:    0.0003,
+		MaxReplicas:     5,
+		CheckpointEvery: 100,
+		Retention:       true,
+		Keys:            5,
 	}
 }
 
@@ -128,6 +136,7 @@ type Result struct {
 	Replaced       int // runs of corrupt ops found never committed and replaced
 	Partitions     int
 	Reconfigs      int    // configuration changes proposed
+	Transfers      int    // checkpoints installed by state transfer
 	Epoch          uint64 // the last epoch started
 	Messages       int    // delivered
 	Dropped        int
@@ -135,8 +144,8 @@ type Result struct {
 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("seed=%d steps=%d committed=%d requests=%d view_changes=%d max_view=%d crashes=%d wipes=%d corruptions=%d repaired=%d replaced=%d partitions=%d reconfigs=%d epoch=%d messages=%d dropped=%d converged_after_ticks=%d",
-		r.Seed, r.Steps, r.Committed, r.Requests, r.ViewChanges, r.MaxView, r.Crashes, r.Wipes, r.Corruptions, r.Repaired, r.Replaced, r.Partitions, r.Reconfigs, r.Epoch, r.Messages, r.Dropped, r.ConvergedAfter)
+	return fmt.Sprintf("seed=%d steps=%d committed=%d requests=%d view_changes=%d max_view=%d crashes=%d wipes=%d corruptions=%d repaired=%d replaced=%d partitions=%d reconfigs=%d epoch=%d transfers=%d messages=%d dropped=%d converged_after_ticks=%d",
+		r.Seed, r.Steps, r.Committed, r.Requests, r.ViewChanges, r.MaxView, r.Crashes, r.Wipes, r.Corruptions, r.Repaired, r.Replaced, r.Partitions, r.Reconfigs, r.Epoch, r.Transfers, r.Messages, r.Dropped, r.ConvergedAfter)
 }
 
 // Violation is an invariant the run broke.
@@ -178,7 +187,9 @@ type world struct {
 	faulty  bool // fault phase
 	clients []*client
 
-	committed map[uint64]string    // op → identity, the first time any replica applied it
+	committed map[uint64]string // op → identity, the first time any replica applied it
+	chains    map[uint64]kmblog.Chain
+	transfers []transfer
 	primaries map[[2]uint64]uint64 // (epoch, view) → replica that became its primary
 	history   []operation
 	res       Result
@@ -200,6 +211,7 @@ func Run(opts Options) (Result, error) {
 		rng:       rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15)),
 		hosts:     map[uint64]*host{},
 		committed: map[uint64]string{},
+		chains:    map[uint64]kmblog.Chain{},
 		primaries: map[[2]uint64]uint64{},
 		configs:   map[uint64][]uint64{},
 	}
@@ -282,6 +294,7 @@ func (w *world) runTick() {
 			w.injectFaults()
 		}
 		w.deliver()
+		w.deliverTransfers()
 		for _, c := range w.clients {
 			c.act()
 		}

@@ -87,6 +87,7 @@ func TestRegressionSeeds(t *testing.T) {
 		{1543, "a recovering replica counted answers of a later epoch against its own configuration and never finished"},
 		{1182, "a configuration change was taken for lost while its config op was only in the proposer's memory"},
 		{1292, "a replica that lost its disk recovered into a configuration that had left it out"},
+		{2199, "a new member left out by a shrink before it joined was expected to learn of it"},
 	} {
 		opts := DefaultOptions()
 		opts.Seed = s.seed

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/store/wire"
 )
 
@@ -124,8 +125,8 @@ func TestStalledPeerIsRedialled(t *testing.T) {
 	eventually(t, "node 1 completes the handshake", func() bool { return n.metric("kmb_replication_connected", "2") == 1 })
 
 	// Far more than loopback's socket buffers hold, so the writer blocks.
-	big := testMessage(2, 10) // a Prepare
-	big.Ops[0].Entries[0].Value = make([]byte, 512<<10)
+	big := wire.Message{Type: wire.TypePrepare, To: 2, View: 3, Ops: []*kmblog.Op{{Op: 10, View: 3, Tenant: "t", FirstPosition: 10,
+		Entries: []kmblog.Entry{{Key: "k", Value: make([]byte, 512<<10)}}}}}
 	for range 64 {
 		n.tr.Send(big)
 	}

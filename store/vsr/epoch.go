@@ -379,8 +379,11 @@ func (r *Replica) stepLaterEpoch(m wire.Message) {
 	case StatusRecovering:
 		switch {
 		case r.learnEpoch != 0 && m.Epoch >= r.learnEpoch:
-			if m.Type == wire.TypeOps {
+			switch m.Type {
+			case wire.TypeOps:
 				r.learnConfig(m)
+			case wire.TypeStateTransfer:
+				r.onStateTransfer(m) // its snapshot holds the configuration
 			}
 		case r.recoveryTarget != 0:
 			r.startRecovery() // the epoch changed under the recovery: start over
@@ -392,7 +395,12 @@ func (r *Replica) stepLaterEpoch(m wire.Message) {
 		// log.
 		r.verified = min(r.verified, r.commit)
 	}
-	if m.Type != wire.TypeOps {
+	switch m.Type {
+	case wire.TypeStateTransfer:
+		r.onStateTransfer(m)
+		return
+	case wire.TypeOps:
+	default:
 		r.requestEpochOps(m.From, false)
 		return
 	}
@@ -425,9 +433,14 @@ func (r *Replica) requestEpochOps(from uint64, force bool) {
 	r.event(Event{Kind: EventRepairRequested, View: r.view, Op: next})
 }
 
-// serveOps answers a get_ops with ops of this replica's log up to limit.
+// serveOps answers a get_ops with ops of this replica's log up to limit,
+// or, for ops before the log's start, with a state transfer.
 func (r *Replica) serveOps(m wire.Message, limit uint64) {
 	if m.Op == 0 || m.Op > limit {
+		return
+	}
+	if m.Op < r.logStart {
+		r.sendStateTransfer(m.From)
 		return
 	}
 	last := min(limit, m.Op+uint64(r.cfg.MaxOpsPerMessage)-1)

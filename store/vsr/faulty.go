@@ -154,6 +154,9 @@ var errCorruptRead = errors.New("vsr: persisted op unreadable")
 // its storage cannot read it, the op is corrupt on disk and is marked
 // faulty.
 func (r *Replica) readPersisted(n uint64) (*kmblog.Op, error) {
+	if n < r.logStart {
+		return nil, fmt.Errorf("vsr: op %d is before the log's start (%d)", n, r.logStart)
+	}
 	if _, bad := r.faultyRunAt(n); bad {
 		return nil, fmt.Errorf("%w: op %d awaits repair", errCorruptRead, n)
 	}

@@ -59,6 +59,14 @@ type testNode struct {
 	// (the new one); join marks it as joining while it has no state.
 	replicas []uint64
 	join     bool
+
+	// gone: the ops up to it were deleted (compact) or came with a
+	// snapshot; they stay in disk, unreadable, so that indexes hold.
+	// cfgEpoch and cfgIDs are the configuration of the last config op
+	// applied (nil: the initial one), what a snapshot carries.
+	gone     uint64
+	cfgEpoch uint64
+	cfgIDs   []uint64
 }
 
 // crashPoint is where in the driver contract a replica crashes.
@@ -85,8 +93,8 @@ var crashPointNames = map[string]crashPoint{
 type nodeStorage struct{ n *testNode }
 
 func (s nodeStorage) Read(op uint64) (kmblog.Op, error) {
-	if op == 0 || op > uint64(len(s.n.disk)) {
-		return kmblog.Op{}, fmt.Errorf("harness: op %d not on disk (%d ops)", op, len(s.n.disk))
+	if op == 0 || op > uint64(len(s.n.disk)) || op <= s.n.gone {
+		return kmblog.Op{}, fmt.Errorf("harness: op %d not on disk (%d ops, the first %d gone)", op, len(s.n.disk), s.n.gone)
 	}
 	if s.n.corrupt[op] {
 		return kmblog.Op{}, fmt.Errorf("harness: op %d: %w", op, kmblog.ErrCorrupt)
@@ -223,7 +231,15 @@ func (c *testCluster) start(id uint64) {
 			n.applied = min(n.applied, faulty[0].First-1)
 		}
 	}
-	r, err := New(c.config(n), Durable{HardState: n.hs, HasState: n.hasState, LastOp: uint64(len(n.disk)), Faulty: faulty, Join: n.join})
+	n.cfgEpoch, n.cfgIDs = 0, nil
+	for _, op := range n.disk[:n.applied] {
+		n.noteConfig(op)
+	}
+	var start Base
+	if n.gone > 0 {
+		start = BaseOf(n.disk[n.gone-1])
+	}
+	r, err := New(c.config(n), Durable{HardState: n.hs, HasState: n.hasState, LastOp: uint64(len(n.disk)), Faulty: faulty, Join: n.join, Start: start})
 	if err != nil {
 		c.fatalf("replica %d: New: %v", id, err)
 	}
@@ -258,7 +274,54 @@ func (c *testCluster) wipe(id uint64) {
 	c.tb.Helper()
 	n := c.node(id)
 	n.r, n.applied = nil, 0
-	n.disk, n.hs, n.hasState = nil, HardState{}, false
+	n.disk, n.hs, n.hasState, n.gone = nil, HardState{}, false, 0
+}
+
+// noteConfig records the configuration of an applied config op.
+func (n *testNode) noteConfig(op *kmblog.Op) {
+	if op.Kind != kmblog.KindConfig {
+		return
+	}
+	if cfg, err := ParseConfig(op); err == nil {
+		n.cfgEpoch, n.cfgIDs = cfg.Epoch, cfg.IDs()
+	}
+}
+
+// compact deletes n's ops up to op, as retention does.
+func (c *testCluster) compact(n *testNode, op uint64) {
+	c.tb.Helper()
+	if op > n.applied || op <= n.gone {
+		c.fatalf("replica %d: compact to %d: applied %d, gone %d", n.id, op, n.applied, n.gone)
+	}
+	if err := n.r.SetLogStart(BaseOf(n.disk[op-1])); err != nil {
+		c.fatalf("replica %d: SetLogStart: %v", n.id, err)
+	}
+	n.gone = op
+}
+
+// transfer serves a replica's request for a snapshot from the node it
+// names, if that one is up and has applied far enough: its state at its
+// applied op.
+func (c *testCluster) transfer(n *testNode, st *StateTransfer) {
+	src := c.nodes[st.From]
+	if src == nil || src.r == nil || src.applied < st.MinOp || src.applied == 0 {
+		return // the replica asks again
+	}
+	op := src.applied
+	cfg := src.cfgIDs
+	if cfg == nil {
+		cfg = c.ids[:c.opts.N]
+	}
+	snap := Snapshot{Base: BaseOf(src.disk[op-1]), Epoch: src.cfgEpoch, Config: slices.Clone(cfg)}
+	if err := n.r.InstallState(snap); err != nil {
+		return
+	}
+	n.disk = make([]*kmblog.Op, op)
+	for i, o := range src.disk[:op] {
+		n.disk[i] = cloneOp(o)
+	}
+	n.gone, n.applied, n.corrupt = op, op, nil
+	n.cfgEpoch, n.cfgIDs = src.cfgEpoch, slices.Clone(src.cfgIDs)
 }
 
 func (c *testCluster) resetRecords() { c.sent, c.events = nil, nil }
@@ -373,6 +436,7 @@ func (c *testCluster) handleReady(n *testNode) {
 				c.fatalf("agreement: replica %d committed op %d as %s, committed elsewhere as %s", n.id, op.Op, id, prev)
 			}
 			c.committed[op.Op] = id
+			n.noteConfig(op)
 			n.applied++
 		}
 
@@ -398,6 +462,9 @@ func (c *testCluster) handleReady(n *testNode) {
 		n.r.Advance(rd)
 		if s := n.r.State(); s.Commit > s.Op {
 			c.fatalf("replica %d: commit %d > op %d", n.id, s.Commit, s.Op)
+		}
+		if rd.StateTransfer != nil {
+			c.transfer(n, rd.StateTransfer)
 		}
 	}
 }

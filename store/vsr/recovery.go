@@ -147,6 +147,9 @@ func (r *Replica) stepRecovering(m wire.Message) {
 			}
 		}
 	case wire.TypeCommit:
+	case wire.TypeStateTransfer:
+		r.onStateTransfer(m)
+		return
 	default:
 		return
 	}

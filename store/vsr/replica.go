@@ -43,7 +43,13 @@ type Replica struct {
 
 	lastPosition  uint64
 	lastTimestamp int64
-	lastChain     kmblog.Chain // chain hash of op r.op
+	// The log starts at logStart; base is the op before (transfer.go).
+	logStart     uint64
+	base         Base
+	transfer     *StateTransfer // the last request for the driver
+	transferOut  bool           // not yet handed out in a Ready
+	transferTick uint64
+	lastChain    kmblog.Chain // chain hash of op r.op
 
 	// chainer computes chain hashes (the primary's for its proposals, a
 	// backup's to check the primary's ops); prev caches the chain hash
@@ -116,6 +122,9 @@ type Replica struct {
 func New(cfg Config, d Durable) (*Replica, error) {
 	hs, hasState, lastOp := d.HardState, d.HasState, d.LastOp
 	cfg.defaults()
+	if d.Start.Op > lastOp {
+		return nil, fmt.Errorf("vsr: the log starts after op %d but ends at op %d", d.Start.Op, lastOp)
+	}
 	check := cfg
 	if c := d.HardState.Config; len(c) > 0 {
 		// The persisted configuration is the one in force; it may leave
@@ -135,6 +144,8 @@ func New(cfg Config, d Durable) (*Replica, error) {
 		match:       map[uint64]uint64{},
 		lastContact: map[uint64]uint64{},
 		lastTold:    map[uint64]uint64{},
+		logStart:    d.Start.Op + 1,
+		base:        d.Start,
 	}
 	if len(d.HardState.Config) > 0 {
 		r.setConfig(d.HardState.Config)
@@ -143,20 +154,31 @@ func New(cfg Config, d Durable) (*Replica, error) {
 	}
 	r.resetTimeout()
 	if !hasState && d.Join {
-		// A new member: it waits for the epoch that adds it.
+		// A new member: it waits for the epoch that adds it. Its log,
+		// after a checkpoint it may have installed, is fetched again.
 		if lastOp > 0 {
 			r.op, r.durable, r.memBase, r.verified = lastOp, lastOp, lastOp, lastOp
-			r.truncateLog(0)
+			r.truncateLog(d.Start.Op)
+		}
+		r.commit = d.Start.Op // a checkpoint is of committed ops
+		if err := r.loadLast(); err != nil {
+			return nil, err
 		}
 		r.status, r.joining = StatusJoining, true
 		return r, nil
 	}
 	if !hasState {
 		// Ops without hard state cannot be trusted to be a prefix of any
-		// view's log: drop them and fetch the log again.
+		// view's log: drop them and fetch the log again (after a
+		// checkpoint installed before a crash, which holds only committed
+		// ops).
 		if lastOp > 0 {
 			r.op, r.durable, r.memBase, r.verified = lastOp, lastOp, lastOp, lastOp
-			r.truncateLog(0)
+			r.truncateLog(d.Start.Op)
+		}
+		r.commit = d.Start.Op
+		if err := r.loadLast(); err != nil {
+			return nil, err
 		}
 		r.fresh = true
 		r.status = StatusRecovering
@@ -220,8 +242,8 @@ func (r *Replica) reloadLast() {
 
 // loadLast reads the position and timestamp of the last op.
 func (r *Replica) loadLast() error {
-	if r.op == 0 {
-		r.lastPosition, r.lastTimestamp, r.lastChain = 0, 0, kmblog.Chain{}
+	if r.op == r.logStart-1 {
+		r.lastPosition, r.lastTimestamp, r.lastChain = r.base.LastPosition, r.base.Timestamp, r.base.Chain
 		return nil
 	}
 	op, err := r.readOp(r.op)
@@ -303,7 +325,7 @@ func (r *Replica) send(m wire.Message) {
 		m.View = r.view
 	}
 	switch m.Type {
-	case wire.TypePrepare, wire.TypeCommit, wire.TypeOps:
+	case wire.TypePrepare, wire.TypeCommit, wire.TypeOps, wire.TypeStateTransfer:
 		// Only the normal primary's traffic may pull a receiver into its
 		// view; a replica in a view change that it would lead, answering
 		// a replica of an older epoch, must not.
@@ -348,6 +370,10 @@ func (r *Replica) chainAt(n uint64) (kmblog.Chain, error) {
 	switch {
 	case n == 0:
 		return kmblog.Chain{}, nil
+	case n == r.logStart-1:
+		return r.base.Chain, nil
+	case n < r.logStart:
+		return kmblog.Chain{}, fmt.Errorf("vsr: op %d is before the log's start (%d)", n, r.logStart)
 	case n == r.prevOp:
 		return r.prev, nil
 	case n == r.op:
@@ -405,7 +431,7 @@ func (r *Replica) setCommit(c uint64) {
 // HasReady reports whether Ready has anything.
 func (r *Replica) HasReady() bool {
 	return r.hsDirty || r.truncate || len(r.appends) > 0 || len(r.msgs) > 0 ||
-		len(r.events) > 0 || len(r.repairs) > 0 || r.commit != r.commitSent
+		len(r.events) > 0 || len(r.repairs) > 0 || r.commit != r.commitSent || r.transferOut
 }
 
 // Ready returns the pending output. Call Advance once it is handled.
@@ -420,6 +446,9 @@ func (r *Replica) Ready() Ready {
 		Messages:      r.msgs,
 		CommitTo:      r.commit,
 		Events:        r.events,
+	}
+	if r.transferOut {
+		rd.StateTransfer, r.transferOut = r.transfer, false
 	}
 	r.hsDirty, r.truncate, r.truncAfter = false, false, 0
 	r.appends, r.msgs, r.events, r.repairs = nil, nil, nil, nil

@@ -35,6 +35,11 @@ import (
 //	                            order (address "nodeN")
 //	join ID config=IDS          boot a new, empty replica ID that joins
 //	                            (Durable.Join) the configuration IDS
+//	compact ID OP               delete ID's ops up to OP (retention); a
+//	                            replica asked for them answers with a state
+//	                            transfer, which the harness serves at once
+//	                            with the asked node's state at its applied
+//	                            op
 //	propose ID k=v... [err=not_primary|busy] [first=N]
 //	                            one Propose call at ID, one op per k=v;
 //	                            without err= it must succeed. ID "primary":
@@ -65,7 +70,8 @@ import (
 //	                            before_send (both durable, nothing sent)
 //	dump                        log the cluster
 //	expect status|view|logview|op|commit|applied|primary|is_primary|
-//	       catching_up|up|faulty|promised|epoch|config|reconfiguring IDS = V
+//	       catching_up|up|faulty|promised|epoch|config|reconfiguring|
+//	       logstart IDS = V
 //	expect log ID op N = k=v[@view] | none
 //	expect log ID = k=v[@view]...      the whole durable log (nothing: empty)
 //	expect sent [FILTER] = N    messages sent by the previous command
@@ -191,6 +197,19 @@ func (s *script) exec(args []string) error {
 		return s.reconfig(args)
 	case "join":
 		return s.join(args)
+	case "compact":
+		if len(args) != 2 {
+			return errors.New("usage: compact ID OP")
+		}
+		ids, err := s.ids(args[0])
+		if err != nil || len(ids) != 1 {
+			return fmt.Errorf("compact needs one replica id, got %q", args[0])
+		}
+		op, err := strconv.ParseUint(args[1], 10, 64)
+		if err != nil {
+			return err
+		}
+		c.compact(c.node(ids[0]), op)
 	case "tick":
 		if len(args) < 1 || len(args) > 2 {
 			return errors.New("usage: tick IDS [N]")
@@ -535,21 +554,23 @@ var typeNames = func() map[string]wire.Type {
 }()
 
 var kindNames = map[string]EventKind{
-	"view_change_started": EventViewChangeStarted,
-	"view_started":        EventViewStarted,
-	"became_primary":      EventBecamePrimary,
-	"repair_requested":    EventRepairRequested,
-	"chain_mismatch":      EventChainMismatch,
-	"corrupt_op":          EventCorruptOp,
-	"repaired":            EventRepaired,
-	"repair_replaced":     EventRepairReplaced,
-	"repair_stalled":      EventRepairStalled,
-	"log_truncated":       EventLogTruncated,
-	"recovery_started":    EventRecoveryStarted,
-	"recovered":           EventRecovered,
-	"cluster_formed":      EventClusterFormed,
-	"epoch_started":       EventEpochStarted,
-	"removed":             EventRemoved,
+	"view_change_started":      EventViewChangeStarted,
+	"view_started":             EventViewStarted,
+	"became_primary":           EventBecamePrimary,
+	"repair_requested":         EventRepairRequested,
+	"chain_mismatch":           EventChainMismatch,
+	"corrupt_op":               EventCorruptOp,
+	"repaired":                 EventRepaired,
+	"repair_replaced":          EventRepairReplaced,
+	"repair_stalled":           EventRepairStalled,
+	"log_truncated":            EventLogTruncated,
+	"recovery_started":         EventRecoveryStarted,
+	"recovered":                EventRecovered,
+	"cluster_formed":           EventClusterFormed,
+	"epoch_started":            EventEpochStarted,
+	"removed":                  EventRemoved,
+	"state_transfer_requested": EventStateTransferRequested,
+	"state_installed":          EventStateInstalled,
 }
 
 func (s *script) filter(args []string) (msgFilter, error) {
@@ -726,6 +747,8 @@ func (s *script) expect(args []string) error {
 			got = strings.Join(parts, ",")
 		case "reconfiguring":
 			got = strconv.FormatBool(st.Reconfiguring)
+		case "logstart":
+			got = strconv.FormatUint(n.r.LogStart(), 10)
 		default:
 			return fmt.Errorf("unknown expectation %q", what)
 		}

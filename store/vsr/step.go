@@ -144,6 +144,10 @@ func (r *Replica) Step(m wire.Message) {
 		r.onDoViewChange(m)
 	case wire.TypeStartView:
 		r.onStartView(m)
+	case wire.TypeStateTransfer:
+		if r.status == StatusNormal && (m.From == r.primaryOf(r.view) || r.catchingUp) {
+			r.onStateTransfer(m)
+		}
 	}
 }
 

@@ -81,6 +81,9 @@ type Durable struct {
 	// that will add it (a reconfiguration): instead of the recovery
 	// protocol, it waits to be told of the epoch that includes it.
 	Join bool
+	// Start is the op before the log's first: ops up to Start.Op are gone
+	// (see SetLogStart); zero for a log that starts at op 1.
+	Start Base
 	// Faulty are the runs of ops the log holds but cannot read: corrupt
 	// records that a torn write does not explain, each followed by an
 	// intact op. The replica keeps its log's length, fetches those ops from
@@ -232,6 +235,13 @@ const (
 	EventEpochStarted
 	// EventRemoved: Epoch's configuration leaves this replica out.
 	EventRemoved
+	// EventStateTransferRequested: the log of Primary starts after what
+	// this replica holds; it asks the driver for a checkpoint at op Op or
+	// later from it.
+	EventStateTransferRequested
+	// EventStateInstalled: the replica's log now starts after op Op, the
+	// checkpoint's.
+	EventStateInstalled
 )
 
 // Event is something a driver logs or counts.
@@ -265,6 +275,9 @@ type Ready struct {
 	// CommitTo is the commit number: every op up to it is committed and
 	// may be applied, in order, once the above is durable.
 	CommitTo uint64
+	// StateTransfer, when set, asks the driver to fetch a checkpoint and
+	// install it (InstallState); see transfer.go.
+	StateTransfer *StateTransfer
 	// Events describe what happened, in order.
 	Events []Event
 }

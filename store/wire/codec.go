@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -22,6 +23,8 @@ const (
 	// frame of empty ops would decode into some 400 MiB of Op structs.
 	// Senders with more ops to ship split them over several messages.
 	MaxOps = 1 << 16
+	// MaxDataLen bounds a message's Data: one checkpoint chunk.
+	MaxDataLen = 8 << 20
 )
 
 // knownFlags are the Flags bits this version defines.
@@ -52,6 +55,8 @@ func (m *Message) Validate() error {
 		return fmt.Errorf("%w: trace parent of %d bytes exceeds %d", ErrInvalidMessage, len(m.TraceParent), MaxTraceParentLen)
 	case len(m.Ops) > MaxOps:
 		return fmt.Errorf("%w: %d ops exceed %d", ErrInvalidMessage, len(m.Ops), MaxOps)
+	case len(m.Data) > MaxDataLen:
+		return fmt.Errorf("%w: %d data bytes exceed %d", ErrInvalidMessage, len(m.Data), MaxDataLen)
 	}
 	for i, op := range m.Ops {
 		if op == nil {
@@ -74,7 +79,7 @@ func EncodedSize(m *Message) int {
 		s := kmblog.EncodedSize(op)
 		n += strictbin.UvarintLen(uint64(s)) + s
 	}
-	return n
+	return n + strictbin.UvarintLen(uint64(len(m.Data))) + len(m.Data)
 }
 
 // AppendMessage appends the encoding of m (without framing) to dst. It does
@@ -99,7 +104,8 @@ func AppendMessage(dst []byte, m *Message) []byte {
 		dst = binary.AppendUvarint(dst, uint64(kmblog.EncodedSize(op)))
 		dst = kmblog.AppendOp(dst, op)
 	}
-	return dst
+	dst = binary.AppendUvarint(dst, uint64(len(m.Data)))
+	return append(dst, m.Data...)
 }
 
 // DecodeMessage decodes one message encoded by AppendMessage; b must hold
@@ -144,6 +150,7 @@ func DecodeMessage(b []byte) (Message, error) {
 	for i := uint64(0); i < count && d.Err() == nil; i++ {
 		d.LimitedBytes("op length", MaxFrameSize)
 	}
+	data := d.LimitedBytes("data length", MaxDataLen)
 	if err := d.Err(); err != nil {
 		return Message{}, err
 	}
@@ -152,6 +159,9 @@ func DecodeMessage(b []byte) (Message, error) {
 	}
 
 	m.TraceParent = string(trace)
+	if len(data) > 0 {
+		m.Data = bytes.Clone(data)
+	}
 	if count == 0 {
 		return m, nil
 	}

@@ -27,7 +27,7 @@ func TestMessageGolden(t *testing.T) {
 // pin them here too, so that a reader of the golden test sees the layout.
 func TestMessageLayout(t *testing.T) {
 	m := &Message{Type: TypeCommit, From: 1, To: 2, Epoch: 9, View: 3, LogView: 4, Op: 5, Commit: 6, Nonce: 7, Flags: FlagFresh, TraceParent: "tp"}
-	want := []byte{Version, byte(TypeCommit), 1, 2, 9, 3, 4, 5, 6, 7, FlagFresh, 2, 't', 'p', 0}
+	want := []byte{Version, byte(TypeCommit), 1, 2, 9, 3, 4, 5, 6, 7, FlagFresh, 2, 't', 'p', 0, 0}
 	if got := AppendMessage(nil, m); !bytes.Equal(got, want) {
 		t.Fatalf("encoding\n got %x\nwant %x", got, want)
 	}
@@ -109,7 +109,7 @@ var header = []byte{Version, byte(TypePrepare), 1, 2, 0, 3, 0, 5, 4, 0, 0}
 
 func TestDecodeMessageRejects(t *testing.T) {
 	op := kmblog.AppendOp(nil, testOp(1, 1))
-	valid := cat(header, uv(0), uv(1), uv(uint64(len(op))), op)
+	valid := cat(header, uv(0), uv(1), uv(uint64(len(op))), op, uv(0))
 	// big is an op long enough that a message of it and an empty op
 	// passes the check of the op count against the message's length.
 	bigOp := testOp(1, 1)
@@ -129,7 +129,7 @@ func TestDecodeMessageRejects(t *testing.T) {
 		{name: "version 1", in: cat([]byte{1}, header[1:], uv(0), uv(0)), wantMsg: "unknown version 1"},
 		{name: "version 3", in: cat([]byte{3}, header[1:], uv(0), uv(0)), wantMsg: "unknown version 3"},
 		{name: "type 0", in: cat(header[:1], []byte{0}, header[2:], uv(0), uv(0)), wantMsg: "unknown type 0"},
-		{name: "type above max", in: cat(header[:1], []byte{byte(MaxType) + 1}, header[2:], uv(0), uv(0)), wantMsg: "unknown type 11"},
+		{name: "type above max", in: cat(header[:1], []byte{byte(MaxType) + 1}, header[2:], uv(0), uv(0)), wantMsg: "unknown type 14"},
 		{name: "non-minimal varint", in: cat(header[:2], []byte{0x81, 0x00}, header[3:], uv(0), uv(0)), wantMsg: "non-minimal varint for from"},
 		{name: "varint overflow", in: cat(header[:2], bytes.Repeat([]byte{0xff}, 9), []byte{0x02}, header[3:], uv(0), uv(0)), wantMsg: "from overflows"},
 		{name: "unknown flag", in: cat(header[:10], []byte{0x04}, uv(0), uv(0)), wantMsg: "unknown flags"},
@@ -142,11 +142,14 @@ func TestDecodeMessageRejects(t *testing.T) {
 		{name: "second op truncated", in: cat(header, uv(0), uv(2), uv(uint64(len(op))), op, uv(uint64(len(op))), op[:len(op)-1]), wantMsg: "exceeds message"},
 		{name: "ends after flags", in: header[:], wantMsg: "truncated trace parent length"},
 		{name: "ends before op count", in: cat(header, uv(0)), wantMsg: "truncated op count"},
-		{name: "empty op", in: cat(header, uv(0), uv(2), uv(0), uv(uint64(len(big))), big), wantOp: true, wantMsg: "op 0"},
+		{name: "empty op", in: cat(header, uv(0), uv(2), uv(0), uv(uint64(len(big))), big, uv(0)), wantOp: true, wantMsg: "op 0"},
 		{name: "op shorter than a chain hash", in: cat(header, uv(0), uv(1), uv(3), []byte{2, 1, 1}, make([]byte, len(op)-3)), wantMsg: "trailing bytes"},
-		{name: "op without its chain hash", in: cat(header, uv(0), uv(2), uv(uint64(len(op)-kmblog.ChainSize)), op[:len(op)-kmblog.ChainSize], uv(uint64(len(op))), op), wantOp: true, wantMsg: "op 0"},
-		{name: "op with unknown version", in: cat(header, uv(0), uv(1), uv(uint64(len(op))), []byte{9}, op[1:]), wantOp: true, wantMsg: "op 0"},
-		{name: "op with trailing byte", in: cat(header, uv(0), uv(1), uv(uint64(len(op))+1), op, []byte{0}), wantOp: true, wantMsg: "op 0"},
+		{name: "op without its chain hash", in: cat(header, uv(0), uv(2), uv(uint64(len(op)-kmblog.ChainSize)), op[:len(op)-kmblog.ChainSize], uv(uint64(len(op))), op, uv(0)), wantOp: true, wantMsg: "op 0"},
+		{name: "op with unknown version", in: cat(header, uv(0), uv(1), uv(uint64(len(op))), []byte{9}, op[1:], uv(0)), wantOp: true, wantMsg: "op 0"},
+		{name: "op with trailing byte", in: cat(header, uv(0), uv(1), uv(uint64(len(op))+1), op, []byte{0}, uv(0)), wantOp: true, wantMsg: "op 0"},
+		{name: "ends before data length", in: cat(header, uv(0), uv(0)), wantMsg: "truncated data length"},
+		{name: "data above limit", in: cat(header, uv(0), uv(0), uv(MaxDataLen+1)), wantMsg: "exceeds limit"},
+		{name: "data beyond input", in: cat(header, uv(0), uv(0), uv(10), []byte("short")), wantMsg: "data length 10 exceeds message"},
 		{name: "trailing byte", in: cat(valid, []byte{0}), wantMsg: "1 trailing bytes"},
 	}
 	for _, tt := range tests {
@@ -209,11 +212,12 @@ func TestValidate(t *testing.T) {
 		wantMsg string
 	}{
 		{"type 0", Message{}, "unknown type 0"},
-		{"type above max", Message{Type: MaxType + 1}, "unknown type 11"},
+		{"type above max", Message{Type: MaxType + 1}, "unknown type 14"},
 		{"unknown flag", Message{Type: TypeRecoveryResponse, Flags: 0x80}, "unknown flags 0x80"},
 		{"trace parent too long", Message{Type: TypePrepare, TraceParent: strings.Repeat("t", MaxTraceParentLen+1)}, "trace parent of 257 bytes"},
 		{"too many ops", Message{Type: TypeOps, Ops: make([]*kmblog.Op, MaxOps+1)}, "65537 ops"},
 		{"nil op", Message{Type: TypeOps, Ops: []*kmblog.Op{testOp(1, 0), nil}}, "op 1 is nil"},
+		{"data too long", Message{Type: TypeCheckpointChunk, Data: make([]byte, MaxDataLen+1)}, "data bytes exceed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,8 +3,8 @@
 //
 // # Message encoding (version 2)
 //
-// Version 2 added Epoch, and ops of the log's format version 2 (kind,
-// principal, chain hash).
+// Version 2 added Epoch, Data (checkpoint chunks for state transfer) and
+// ops of the log's format version 2 (kind, principal, chain hash).
 //
 // AppendMessage writes, and DecodeMessage reads, one Message as:
 //
@@ -22,6 +22,7 @@
 //	uvarint  len(TraceParent) (at most MaxTraceParentLen = 256), then its bytes
 //	uvarint  len(Ops) (at most MaxOps = 65536), then per op:
 //	         uvarint n, then n bytes: the op encoded by kmblog.AppendOp
+//	uvarint  len(Data) (at most MaxDataLen = 8 MiB), then its bytes
 //
 // uvarint is encoding/binary's unsigned varint (7 bits a byte, low group
 // first, high bit set on all but the last byte), always in its shortest

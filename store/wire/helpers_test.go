@@ -67,6 +67,9 @@ func messagesOfEveryType() []Message {
 		{Type: TypeOps, From: 2, To: 1, View: 5, Commit: 11, Ops: []*kmblog.Op{testOp(3, 1), testOp(4, 0), testOp(5, 4)}},
 		{Type: TypeRecovery, From: 1, To: 3, Nonce: 0x1234_5678_9abc_def0},
 		{Type: TypeRecoveryResponse, From: 3, To: 1, View: 5, LogView: 5, Op: 12, Commit: 11, Nonce: 0x1234_5678_9abc_def0, Flags: FlagNormal},
+		{Type: TypeStateTransfer, From: 2, To: 1, Epoch: 1, View: 5, Op: 900, Commit: 1200, Flags: FlagNormal},
+		{Type: TypeGetCheckpoint, From: 1, To: 2, Op: 900, LogView: 1024, Commit: 1 << 20, Nonce: 77},
+		{Type: TypeCheckpointChunk, From: 2, To: 1, Op: 1024, LogView: 3 << 20, Commit: 1 << 20, Nonce: 77, Data: []byte("KMBCKPT chunk bytes")},
 	}
 }
 

@@ -39,6 +39,21 @@ const (
 	// TypeRecoveryResponse: answer to Recovery, echoing Nonce, with the
 	// responder's View, LogView, Op, Commit and Flags (FlagNormal, FlagFresh).
 	TypeRecoveryResponse Type = 10
+	// TypeStateTransfer: the answer to a GetOps for ops before the start
+	// of the sender's log: install a checkpoint of the sender's at op Op
+	// or later (see the vsr package). Commit is the sender's.
+	TypeStateTransfer Type = 11
+	// TypeGetCheckpoint: a replica's driver → another's, fetching a
+	// checkpoint in chunks (the replicas do not see it). Nonce names the
+	// transfer; Op is the lowest checkpoint op the asker can use; LogView
+	// the checkpoint op of the transfer's first chunk (0 for the first
+	// request); Commit the byte offset wanted.
+	TypeGetCheckpoint Type = 12
+	// TypeCheckpointChunk: the answer. Nonce and Commit (the offset) echo
+	// the request; Op is the checkpoint's op, 0 when the sender has none at
+	// or above the asked op (or no longer the one named); LogView is the
+	// checkpoint's size in bytes; Data holds the bytes from the offset.
+	TypeCheckpointChunk Type = 13
 )
 
 // Flags of a message.
@@ -55,7 +70,7 @@ const (
 )
 
 // MaxType is the highest defined message type.
-const MaxType = TypeRecoveryResponse
+const MaxType = TypeCheckpointChunk
 
 // String names the type for logs and metric labels.
 func (t Type) String() string {
@@ -80,6 +95,12 @@ func (t Type) String() string {
 		return "recovery"
 	case TypeRecoveryResponse:
 		return "recovery_response"
+	case TypeStateTransfer:
+		return "state_transfer"
+	case TypeGetCheckpoint:
+		return "get_checkpoint"
+	case TypeCheckpointChunk:
+		return "checkpoint_chunk"
 	}
 	return "unknown"
 }
@@ -103,4 +124,7 @@ type Message struct {
 	// the message ("" when none), so followers' spans join the leader's trace.
 	TraceParent string
 	Ops         []*kmblog.Op
+	// Data is the bytes of a checkpoint chunk (at most MaxDataLen); empty
+	// for every other type.
+	Data []byte
 }
