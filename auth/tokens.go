@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/kmb-db/kmb/internal/apirules"
 )
 
 // Right is one thing a principal may do; a principal holds a set of them.
@@ -231,21 +233,7 @@ func ValidName(name string) error {
 
 // ValidTenant reports whether id matches [a-z0-9][a-z0-9_-]{0,63}, the
 // API's tenant ids.
-func ValidTenant(id string) bool {
-	if len(id) == 0 || len(id) > 64 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-		case (c == '_' || c == '-') && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
+func ValidTenant(id string) bool { return apirules.ValidTenant(id) }
 
 // tableLines returns the 1-based line of each [[token]] header, in order.
 func tableLines(data []byte) []int {

@@ -57,7 +57,13 @@ var acceptedFormats = expfmt.DefaultOpenMetricsAcceptedFormats()
 // maxKeptBuffer bounds the response buffers kept for reuse.
 const maxKeptBuffer = 16 << 20
 
-var gzipPool = sync.Pool{New: func() any { return gzip.NewWriter(nil) }}
+// gzipPool holds writers at gzip.BestSpeed: the exposition is repetitive
+// text that compresses well at the fastest level, and a scrape should cost
+// the node as little as it can.
+var gzipPool = sync.Pool{New: func() any {
+	gz, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed) // a valid level: no error
+	return gz
+}}
 
 func newMetricsHandler(reg *metric.Registry, constLabels prometheus.Labels, runtime prometheus.Gatherer, fallback http.Handler, errorLog promhttp.Logger) *metricsHandler {
 	h := &metricsHandler{reg: reg, runtime: runtime, fallback: fallback, errorLog: errorLog, layouts: map[string]*familyLayout{}, buffers: make(chan *exposition, 2)}

@@ -14,13 +14,17 @@ import (
 // scrape in OpenMetrics.
 //
 //	go test ./telemetry -run '^$' -bench MetricsRender -benchmem -count 5
-func BenchmarkMetricsRender(b *testing.B) { benchmarkMetricsRender(b, "") }
+func BenchmarkMetricsRender(b *testing.B) { benchmarkMetricsRender(b, "", "") }
+
+// BenchmarkMetricsRenderGzip is a scrape as Prometheus asks for it, gzip
+// accepted.
+func BenchmarkMetricsRenderGzip(b *testing.B) { benchmarkMetricsRender(b, "", "gzip") }
 
 func BenchmarkMetricsRenderOpenMetrics(b *testing.B) {
-	benchmarkMetricsRender(b, "application/openmetrics-text;version=1.0.0")
+	benchmarkMetricsRender(b, "application/openmetrics-text;version=1.0.0", "")
 }
 
-func benchmarkMetricsRender(b *testing.B, accept string) {
+func benchmarkMetricsRender(b *testing.B, accept, encoding string) {
 	for _, tenants := range []int{10, 1000, 10000} {
 		b.Run(fmt.Sprintf("tenants=%d", tenants), func(b *testing.B) {
 			cfg := DefaultConfig()
@@ -38,6 +42,9 @@ func benchmarkMetricsRender(b *testing.B, accept string) {
 			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 			if accept != "" {
 				req.Header.Set("Accept", accept)
+			}
+			if encoding != "" {
+				req.Header.Set("Accept-Encoding", encoding)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()

@@ -8,14 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/kmb-db/kmb/client"
 	"github.com/kmb-db/kmb/store/audit"
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/store/superblock"
@@ -53,40 +52,15 @@ func addNodeFlags(fs *flag.FlagSet) nodeFlags {
 	}
 }
 
-// client returns an HTTP client and the base URL for the node: https
-// when a TLS flag is set.
-func (f nodeFlags) client() (*http.Client, string, error) {
-	_, cfg, err := f.load(os.Getenv)
-	if err != nil {
-		return nil, "", err
-	}
-	c := &http.Client{Timeout: 0}
-	base := "http://" + *f.addr
-	if cfg != nil {
-		c.Transport = &http.Transport{TLSClientConfig: cfg}
-		base = "https://" + *f.addr
-	}
-	return c, base, nil
-}
-
-func (f nodeFlags) get(ctx context.Context, c *http.Client, url string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// apiClient returns the client of the node named by --addr: https when a
+// TLS flag is set, the token from --token or $KMB_TOKEN. Calls are bounded
+// by their context only: an export of a long log takes as long as it takes.
+func (f nodeFlags) apiClient() (*client.Client, error) {
+	token, cfg, err := f.load(os.Getenv)
 	if err != nil {
 		return nil, err
 	}
-	if token := f.bearer(os.Getenv); token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return nil, fmt.Errorf("%s: %s %s", url, resp.Status, strings.TrimSpace(string(b)))
-	}
-	return resp, nil
+	return client.New([]string{*f.addr}, client.Options{Token: token, TLSConfig: cfg, RequestTimeout: -1})
 }
 
 // auditLogger logs the commands' JSON events to stderr, as the backup
@@ -238,35 +212,29 @@ func validTenantID(s string) bool {
 
 // exportOnline streams GET /v1/audit into w.
 func exportOnline(ctx context.Context, nf nodeFlags, w io.Writer, rg audit.Range, f audit.Format, progress func(done, total uint64)) error {
-	c, base, err := nf.client()
+	c, err := nf.apiClient()
 	if err != nil {
 		return err
 	}
-	resp, err := nf.get(ctx, c, base+"/v1/audit?"+rg.Query(f))
-	if err != nil {
-		return err
+	defer c.Close()
+	_, err = c.AuditExport(ctx, rg.Query(f), &progressWriter{w: w, progress: progress})
+	return err
+}
+
+// progressWriter reports the bytes written so far to progress, if any.
+type progressWriter struct {
+	w        io.Writer
+	done     uint64
+	progress func(done, total uint64)
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	p.done += uint64(n)
+	if p.progress != nil {
+		p.progress(p.done, 0)
 	}
-	defer resp.Body.Close()
-	var n uint64
-	buf := make([]byte, 256<<10)
-	for {
-		k, rerr := resp.Body.Read(buf)
-		if k > 0 {
-			if _, err := w.Write(buf[:k]); err != nil {
-				return err
-			}
-			n += uint64(k)
-			if progress != nil {
-				progress(n, 0)
-			}
-		}
-		if rerr == io.EOF {
-			return nil
-		}
-		if rerr != nil {
-			return fmt.Errorf("the export stream broke after %d bytes: %w", n, rerr)
-		}
-	}
+	return n, err
 }
 
 // offlineLog is a stopped node's log as an audit source: its committed
@@ -443,10 +411,11 @@ func shortHex(s string) string {
 // before the first op and of the last (which vouch for everything between
 // in an export of every tenant), and for a tenant's export every op's.
 func verifyLive(ctx context.Context, nf nodeFlags, rep *audit.Report) (string, error) {
-	c, base, err := nf.client()
+	c, err := nf.apiClient()
 	if err != nil {
 		return "", err
 	}
+	defer c.Close()
 	want := map[uint64]kmblog.Chain{}
 	if rep.Ops > 0 {
 		want[rep.FirstOp-1] = rep.ChainBefore
@@ -463,28 +432,15 @@ func verifyLive(ctx context.Context, nf nodeFlags, rep *audit.Report) (string, e
 	for len(ops) > 0 {
 		batch := ops[:min(len(ops), 1000)]
 		ops = ops[len(batch):]
-		strs := make([]string, len(batch))
-		for i, op := range batch {
-			strs[i] = strconv.FormatUint(op, 10)
-		}
-		resp, err := nf.get(ctx, c, base+"/v1/audit/chain?ops="+strings.Join(strs, ","))
+		cluster, chains, err := c.AuditChains(ctx, batch)
 		if err != nil {
 			return "", err
 		}
-		var got struct {
-			Cluster string            `json:"cluster"`
-			Chains  map[string]string `json:"chains"`
-		}
-		err = json.NewDecoder(resp.Body).Decode(&got)
-		resp.Body.Close()
-		if err != nil {
-			return "", err
-		}
-		if rep.Cluster != "" && got.Cluster != rep.Cluster {
-			return fmt.Sprintf("the file comes from cluster %s, %s is in cluster %s", shortHex(rep.Cluster), *nf.addr, shortHex(got.Cluster)), nil
+		if rep.Cluster != "" && cluster != rep.Cluster {
+			return fmt.Sprintf("the file comes from cluster %s, %s is in cluster %s", shortHex(rep.Cluster), *nf.addr, shortHex(cluster)), nil
 		}
 		for _, op := range batch {
-			h := got.Chains[strconv.FormatUint(op, 10)]
+			h := chains[op]
 			if h == "" {
 				return "", fmt.Errorf("the cluster does not hold op %d (not yet committed on that node, or not in its local log)", op)
 			}

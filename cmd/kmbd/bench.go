@@ -7,7 +7,6 @@ package main
 // reports throughput and latency.
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -31,9 +30,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
-	"github.com/kmb-db/kmb/store/api"
+	"github.com/kmb-db/kmb/client"
 	"github.com/kmb-db/kmb/telemetry"
 )
 
@@ -50,6 +50,8 @@ const (
 	// tracing at 1% sampling exported over OTLP/HTTP to a server of the
 	// bench on 127.0.0.1 that discards what it receives.
 	benchTelFull = "full"
+	// benchTelNone: the ack variant, which runs no node.
+	benchTelNone = "none"
 )
 
 const (
@@ -67,6 +69,9 @@ const (
 	benchKeys = 1024
 	// benchRequestTimeout bounds one logical request, retries included.
 	benchRequestTimeout = 30 * time.Second
+	// benchStartAttempts bounds the starts of an in-process cluster whose
+	// replication port was taken before a node bound it.
+	benchStartAttempts = 3
 	// benchLeaderTimeout bounds the wait for an in-process cluster's leader.
 	benchLeaderTimeout = 30 * time.Second
 	// benchBodyPool bounds the distinct request bodies prepared up front
@@ -80,6 +85,7 @@ type benchOptions struct {
 	nodes      int
 	addrs      []string // base URLs; empty for an in-process cluster
 	duration   time.Duration
+	entries    int64 // end the measured time after this many acknowledged entries; 0: after duration
 	warmup     time.Duration
 	clients    int
 	batch      int
@@ -93,6 +99,9 @@ type benchOptions struct {
 	keep       bool
 	dir        string
 	backup     bool
+	// ack: load a server of this process that acknowledges every request
+	// at once instead of a cluster (the --compare variant ack).
+	ack bool
 	// With --compare: the variants, run --rounds times each, alternately.
 	compare []benchVariant
 	rounds  int
@@ -108,12 +117,21 @@ func (o benchOptions) inProcess() bool { return len(o.addrs) == 0 }
 func (o benchOptions) comparing() bool { return len(o.compare) > 0 }
 
 // benchVariant is one configuration of a --compare series: a telemetry mode
-// and whether the cluster backs up continuously.
+// and whether the cluster backs up continuously, or ack.
 type benchVariant struct {
 	name      string // as listed, e.g. "metrics+backup"
 	telemetry string
 	backup    bool
+	ack       bool
 }
+
+// benchVariantAck is the variant that loads a server acknowledging every
+// request at once: the load generator's own cost.
+const benchVariantAck = "ack"
+
+// benchEntriesBound is the --duration bound of a run with --entries when
+// --duration is not given.
+const benchEntriesBound = 10 * time.Minute
 
 // benchMaxRounds bounds --rounds.
 const benchMaxRounds = 1000
@@ -148,20 +166,31 @@ var errBenchFlagReported = errors.New("flag error reported")
 const benchUsage = `usage: kmbd bench [flags]
 
 Writes batches of entries to kmb from concurrent clients and reports
-throughput and latency. By default it starts a cluster of --nodes nodes in
-this process on 127.0.0.1 (kernel-chosen ports, data in a temporary
+throughput, latency and, per acknowledged entry, the CPU time and heap
+allocations of the process. By default it starts a cluster of --nodes nodes
+in this process on 127.0.0.1 (kernel-chosen ports, data in a temporary
 directory removed afterwards unless --keep), assembled as kmbd assembles a
 node; with --addrs it loads running nodes instead (client API addresses;
 writes go to whichever answers and follow 307 redirects to the leader).
 
-Each client sends one request at a time: --batch entries with keys drawn
-from 1024 per tenant and JSON string values of --value-size bytes, to
-tenants bench-0..bench-N rotated per request. A request answered 307 or 503
-(or failing to connect) is retried with the same Kmb-Client-Id and
-Kmb-Request-Id, for up to 30s; a request that still fails is an error, and
-a 4xx answer stops the run. Latency is per request, retries included.
-Requests completing during --warmup are not measured. MB are 10^6 bytes of
-values (entries x --value-size).
+Each client sends one request at a time, through the Go client of package
+client: --batch entries with keys drawn from 1024 per tenant and JSON string
+values of --value-size bytes, to tenants bench-0..bench-N rotated per
+request. A request answered 307 is redirected to the leader; one answered
+503 or another 5xx (or failing to connect) is retried with the same
+Kmb-Client-Id and Kmb-Request-Id, for up to 30s; a request that still fails
+is an error, and a 4xx answer stops the run. Latency is per request,
+retries included. Requests completing during --warmup are not measured.
+The measured time ends after --duration, or with --entries N once N entries
+were acknowledged (--duration then bounds it: 10m unless given). MB are
+10^6 bytes of values (entries x --value-size).
+
+CPU is the process's user and system time (getrusage) over the measured
+time, allocations the heap objects allocated (runtime.MemStats.Mallocs),
+both divided by the entries acknowledged in it. With an in-process cluster
+they cover the nodes and the load generator together (the variant ack of
+--compare measures the load generator alone); with --addrs, the load
+generator only.
 
 --telemetry (in-process clusters only):
   off      no tracing; logs at error level to a discarding writer; the
@@ -177,17 +206,22 @@ summary goes to stdout, and --json adds one JSON object as its last line.
 --compare LIST runs a series instead, so that the overheads of telemetry
 and backup are measured on one machine in one state. LIST is a comma-
 separated list of variants: off, metrics or full (the telemetry modes,
-backup off), backup (telemetry off, --backup on), or a telemetry mode and
-backup joined with + (metrics+backup). Each of --rounds rounds runs every
+backup off), backup (telemetry off, --backup on), a telemetry mode and
+backup joined with + (metrics+backup), or ack (no cluster: a server in this
+process that reads every request and acknowledges it at once, so that the
+load generator's own CPU and allocations per entry, with the HTTP exchange,
+are measured in the same series). Each of --rounds rounds runs every
 variant once, in the listed order rotated by one per round so that no
 variant always runs first; each run starts a fresh in-process cluster,
-loads it for --warmup and --duration as a single run does, and stops it.
-A line per run goes to stderr; the summary gives per variant the median,
-minimum and maximum entries/s over its runs, the median p50 and p99, and
-the change of its median entries/s from the first variant's (the
-baseline). --compare cannot be combined with --addrs, --telemetry,
---backup, --cpuprofile or --memprofile; the exit status is 1 when any run
-failed, after the summary of those that completed.
+loads it for --warmup and --duration (or --entries) as a single run does,
+and stops it. A line per run goes to stderr; the summary gives per variant
+the median, minimum and maximum entries/s over its runs, the median p50 and
+p99, the change of its median entries/s from the first variant's (the
+baseline), and the same for CPU per entry, with the median over rounds of
+its ratio to the baseline's run of the same round. --compare cannot be
+combined with --addrs, --telemetry, --backup, --cpuprofile or --memprofile;
+the exit status is 1 when any run failed, after the summary of those that
+completed.
 
 flags:
 `
@@ -204,7 +238,8 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 	var seed int64
 	fs.IntVar(&o.nodes, "nodes", 3, "nodes of the in-process cluster: 1 or 3")
 	fs.StringVar(&addrs, "addrs", "", "client API addresses of running nodes, host:port,...; replaces the in-process cluster")
-	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time; with --entries, its bound (default 10m then)")
+	fs.Int64Var(&o.entries, "entries", 0, "end the measured time after this many acknowledged entries instead of after --duration")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "load before the measured time, not measured")
 	fs.IntVar(&o.clients, "clients", 64, "concurrent writers, each with one request in flight")
 	fs.IntVar(&o.batch, "batch", 100, "entries per request, 1.."+strconv.Itoa(benchMaxBatch))
@@ -221,7 +256,7 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 	var compare string
 	fs.StringVar(&compare, "compare", "", "run a series alternating these variants, comma-separated: off, metrics, full, backup, or a mode+backup")
 	fs.IntVar(&o.rounds, "rounds", 5, "with --compare: runs of each variant, 1.."+strconv.Itoa(benchMaxRounds))
-	client := addClientFlags(fs)
+	creds := addClientFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, err
@@ -234,6 +269,14 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 	o.seed = uint64(seed)
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["entries"] {
+		if o.entries < 1 || o.entries > 1e12 {
+			return o, fmt.Errorf("--entries %d: accepted 1..1000000000000", o.entries)
+		}
+		if !set["duration"] {
+			o.duration = benchEntriesBound
+		}
+	}
 
 	if set["compare"] {
 		for _, name := range []string{"addrs", "telemetry", "backup", "cpuprofile", "memprofile"} {
@@ -254,12 +297,12 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 	}
 	if addrs != "" {
 		var err error
-		if o.token, o.tls, err = client.load(getenv); err != nil {
+		if o.token, o.tls, err = creds.load(getenv); err != nil {
 			return o, err
 		}
 		for _, a := range strings.Split(addrs, ",") {
 			a = strings.TrimSpace(a)
-			if client.tlsSet() && !strings.Contains(a, "://") {
+			if creds.tlsSet() && !strings.Contains(a, "://") {
 				a = "https://" + a
 			}
 			base, err := benchBaseURL(a)
@@ -319,7 +362,7 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 
 // parseBenchVariants parses the list of --compare.
 func parseBenchVariants(list string) ([]benchVariant, error) {
-	const accepted = "accepted a comma-separated list of off, metrics, full and backup, or a telemetry mode and backup joined with + (metrics+backup)"
+	const accepted = "accepted a comma-separated list of off, metrics, full, backup and ack, or a telemetry mode and backup joined with + (metrics+backup)"
 	var out []benchVariant
 	seen := map[benchVariant]string{} // configuration -> the name listing it
 	for _, item := range strings.Split(list, ",") {
@@ -338,6 +381,11 @@ func parseBenchVariants(list string) ([]benchVariant, error) {
 					return nil, fmt.Errorf("--compare %q: variant %q names backup twice", list, strings.TrimSpace(item))
 				}
 				v.backup = true
+			case benchVariantAck:
+				if strings.TrimSpace(item) != benchVariantAck {
+					return nil, fmt.Errorf("--compare %q: variant %q: ack stands alone (it loads no cluster)", list, strings.TrimSpace(item))
+				}
+				v.ack = true
 			case "":
 				return nil, fmt.Errorf("--compare %q: empty variant; %s", list, accepted)
 			default:
@@ -345,7 +393,10 @@ func parseBenchVariants(list string) ([]benchVariant, error) {
 			}
 			parts = append(parts, part)
 		}
-		if v.telemetry == "" {
+		switch {
+		case v.ack:
+			v.telemetry = benchTelNone
+		case v.telemetry == "":
 			v.telemetry = benchTelOff
 		}
 		key := v
@@ -380,21 +431,20 @@ func benchBodySize(batch, valueSize int) int {
 	return len(`{"entries":[]}`) + batch*(entry+valueSize) + batch - 1
 }
 
-// benchBody builds one request body of batch entries.
-func benchBody(r *rand.Rand, batch, valueSize int) []byte {
-	b := make([]byte, 0, benchBodySize(batch, valueSize))
-	b = append(b, `{"entries":[`...)
-	for i := range batch {
-		if i > 0 {
-			b = append(b, ',')
+// benchBatch builds one batch of entries: keys drawn from benchKeys,
+// values JSON strings of valueSize bytes.
+func benchBatch(r *rand.Rand, batch, valueSize int) (*client.Batch, error) {
+	entries := make([]client.Entry, batch)
+	for i := range entries {
+		key := fmt.Sprintf("k%04d", r.IntN(benchKeys))
+		v := make([]byte, valueSize)
+		v[0], v[valueSize-1] = '"', '"'
+		for j := 1; j < valueSize-1; j++ {
+			v[j] = byte('a' + r.IntN(26))
 		}
-		b = fmt.Appendf(b, `{"key":"k%04d","value":"`, r.IntN(benchKeys))
-		for range valueSize - 2 {
-			b = append(b, byte('a'+r.IntN(26)))
-		}
-		b = append(b, `"}`...)
+		entries[i] = client.Entry{Key: key, Value: v}
 	}
-	return append(b, `]}`...)
+	return client.NewBatch(entries)
 }
 
 func benchMain(ctx context.Context, o benchOptions, stdout, stderr io.Writer) error {
@@ -438,7 +488,9 @@ func benchMain(ctx context.Context, o benchOptions, stdout, stderr io.Writer) er
 // request succeeded.
 func benchRunOnce(ctx context.Context, o benchOptions, stderr io.Writer, cpuFile, memFile *os.File) (*benchResult, *benchCluster, error) {
 	b := &bencher{o: o, stderr: stderr}
-	b.prepare()
+	if err := b.prepare(); err != nil {
+		return nil, nil, err
+	}
 	var cluster *benchCluster
 	stopCluster := func() {
 		if cluster == nil {
@@ -452,14 +504,30 @@ func benchRunOnce(ctx context.Context, o benchOptions, stderr io.Writer, cpuFile
 		}
 		cluster.stopped = true
 	}
-	if o.inProcess() {
+	switch {
+	case o.ack:
+		ack, err := startBenchAck()
+		if err != nil {
+			return nil, nil, err
+		}
+		defer ack.close()
+		b.targets = []string{ack.url}
+	case o.inProcess():
 		var err error
 		started := time.Now()
 		// A series prints a line per run instead.
 		if !o.comparing() {
 			fmt.Fprintf(stderr, "kmbd bench: starting %d node(s) on 127.0.0.1, telemetry %s\n", o.nodes, o.telemetry)
 		}
-		cluster, err = startBenchCluster(ctx, o)
+		// The replication ports are chosen free, then released for the
+		// nodes to bind, and another listener may take one meanwhile: a
+		// cluster that lost a port that way is started again on new ones.
+		for attempt := 1; ; attempt++ {
+			cluster, err = startBenchCluster(ctx, o)
+			if err == nil || !errors.Is(err, syscall.EADDRINUSE) || attempt == benchStartAttempts {
+				break
+			}
+		}
 		if err != nil {
 			return nil, nil, err
 		}
@@ -480,13 +548,13 @@ func benchRunOnce(ctx context.Context, o benchOptions, stderr io.Writer, cpuFile
 				b.scrapeURLs = append(b.scrapeURLs, n.telURL+"/metrics")
 			}
 		}
-	} else {
+	default:
 		b.targets = o.addrs
 	}
 
-	res, err := b.run(ctx, cpuFile, memFile)
-	if err != nil {
-		return nil, nil, err
+	res, runErr := b.run(ctx, cpuFile, memFile)
+	if res == nil {
+		return nil, nil, runErr
 	}
 	if cluster != nil {
 		if o.backup {
@@ -504,6 +572,8 @@ func benchRunOnce(ctx context.Context, o benchOptions, stderr io.Writer, cpuFile
 		res.SpanExports, res.SpanExportBytes = cluster.sink.load()
 	}
 	switch {
+	case runErr != nil:
+		return res, cluster, runErr
 	case res.Interrupted:
 		return res, cluster, errors.New("interrupted: the figures above cover the measured time before the interruption")
 	case res.Requests == 0:
@@ -521,16 +591,17 @@ type bencher struct {
 	stderr     io.Writer
 	targets    []string // API base URLs, in the order tried
 	scrapeURLs []string
-	tenantPath []string // /v1/tenants/bench-N/entries
-	bodies     [][]byte
-	clientBase uint64
+	tenants    []string
+	batches    []*client.Batch
 
-	client *http.Client
-	target atomic.Pointer[string] // where writes go: the leader, once known
+	client *client.Client // every writer's: it finds the leader once for all
 
 	base     time.Time    // offsets below are from base
 	measureA atomic.Int64 // start of the measured time; MaxInt64 until then
 	measureB atomic.Int64 // its end; MaxInt64 until then
+	// reached is closed when --entries acknowledged entries were measured.
+	reached     chan struct{}
+	reachedOnce sync.Once
 
 	// Measured (completions inside the measured time).
 	lat                          histogram
@@ -544,23 +615,26 @@ type bencher struct {
 	cancel    context.CancelFunc // ends the run
 	fatalOnce sync.Once
 	fatal     error
-	lastFail  atomic.Pointer[string] // the latest failed attempt, for a run where none succeeds
+	lastFail  atomic.Pointer[string] // the latest failed request, for a run where none succeeds
 }
 
-func (b *bencher) prepare() {
+func (b *bencher) prepare() error {
 	o := b.o
 	for i := range o.tenants {
-		b.tenantPath = append(b.tenantPath, "/v1/tenants/"+benchTenant(i)+"/entries")
+		b.tenants = append(b.tenants, benchTenant(i))
 	}
 	size := benchBodySize(o.batch, o.valueSize)
 	n := max(1, min(benchBodyPool, benchBodyPoolBytes/size))
 	r := rand.New(rand.NewPCG(o.seed, 0x6b6d62))
 	for range n {
-		b.bodies = append(b.bodies, benchBody(r, o.batch, o.valueSize))
+		bt, err := benchBatch(r, o.batch, o.valueSize)
+		if err != nil {
+			return err
+		}
+		b.batches = append(b.batches, bt)
 	}
-	// Client ids differ from run to run, so a run against a cluster that
-	// served an earlier one is not refused as a stale retry.
-	b.clientBase = rand.Uint64()>>2 + 1
+	b.reached = make(chan struct{})
+	return nil
 }
 
 // benchTenant names the i-th tenant.
@@ -574,25 +648,41 @@ const (
 	benchAborted              // the run ended first: not counted
 )
 
+// procUsage is what the process spent: CPU time (user and system) and
+// heap allocations.
+type procUsage struct {
+	cpu    time.Duration
+	allocs uint64
+}
+
+// readBenchUsage reads the process's usage so far. ReadMemStats stops the
+// world for a moment, which is why it is read only at the ends of the
+// measured time.
+func readProcUsage() procUsage {
+	var ru syscall.Rusage
+	var u procUsage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		u.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	u.allocs = ms.Mallocs
+	return u
+}
+
 func (b *bencher) run(ctx context.Context, cpuFile, memFile *os.File) (*benchResult, error) {
 	o := b.o
-	perHost := o.clients + 8
-	b.client = &http.Client{
-		Transport: &http.Transport{
-			Proxy:               nil,
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:        perHost * (len(b.targets) + 1),
-			MaxIdleConnsPerHost: perHost,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true,
-			TLSClientConfig:     o.tls,
-		},
-		// Redirects are followed by send, which remembers the leader.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	c, err := client.New(b.targets, client.Options{
+		Token:               o.token,
+		TLSConfig:           o.tls,
+		RequestTimeout:      benchRequestTimeout,
+		MaxIdleConnsPerHost: o.clients + 8,
+	})
+	if err != nil {
+		return nil, err
 	}
-	defer b.client.CloseIdleConnections()
-	first := b.targets[0]
-	b.target.Store(&first)
+	b.client = c
+	defer c.Close()
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -615,15 +705,18 @@ func (b *bencher) run(ctx context.Context, cpuFile, memFile *os.File) (*benchRes
 		aux.Go(func() { b.progressLoop(auxCtx) })
 	}
 
-	interrupted := false
-	wait := func(d time.Duration) bool {
+	// wait waits d, or with done also until it is closed; it reports
+	// whether the run is still going, and whether done was closed first.
+	wait := func(d time.Duration, done <-chan struct{}) (going, closed bool) {
 		t := time.NewTimer(d)
 		defer t.Stop()
 		select {
 		case <-t.C:
-			return true
+			return true, false
+		case <-done:
+			return true, true
 		case <-runCtx.Done():
-			return false
+			return false, false
 		}
 	}
 	finish := func() error {
@@ -634,7 +727,7 @@ func (b *bencher) run(ctx context.Context, cpuFile, memFile *os.File) (*benchRes
 		return b.fatal
 	}
 
-	if !wait(o.warmup) {
+	if going, _ := wait(o.warmup, nil); !going {
 		if err := finish(); err != nil {
 			return nil, err
 		}
@@ -646,13 +739,17 @@ func (b *bencher) run(ctx context.Context, cpuFile, memFile *os.File) (*benchRes
 			return nil, fmt.Errorf("--cpuprofile: %w", err)
 		}
 	}
+	used0 := readProcUsage()
 	start := time.Since(b.base)
 	b.measureA.Store(int64(start))
-	if !wait(o.duration) {
-		interrupted = true
+	var done <-chan struct{}
+	if o.entries > 0 {
+		done = b.reached
 	}
+	going, reached := wait(o.duration, done)
 	end := time.Since(b.base)
 	b.measureB.Store(int64(end))
+	used1 := readProcUsage()
 	if cpuFile != nil {
 		pprof.StopCPUProfile()
 	}
@@ -667,17 +764,20 @@ func (b *bencher) run(ctx context.Context, cpuFile, memFile *os.File) (*benchRes
 	if memErr != nil {
 		return nil, fmt.Errorf("--memprofile: %w", memErr)
 	}
-	return b.result(end-start, interrupted), nil
+	res := b.result(end-start, !going, procUsage{cpu: used1.cpu - used0.cpu, allocs: used1.allocs - used0.allocs})
+	if going && o.entries > 0 && !reached {
+		return res, fmt.Errorf("--duration %v passed after %s of --entries %s acknowledged entries", o.duration, commas(res.Entries), commas(o.entries))
+	}
+	return res, nil
 }
 
 func (b *bencher) runClient(ctx context.Context, i int) {
 	o := b.o
-	clientID := b.clientBase + uint64(i)
-	for k, req := 0, uint64(1); ctx.Err() == nil; k, req = k+1, req+1 {
-		path := b.tenantPath[(i+k)%len(b.tenantPath)]
-		body := b.bodies[(i+k)%len(b.bodies)]
+	for k := 0; ctx.Err() == nil; k++ {
+		tenant := b.tenants[(i+k)%len(b.tenants)]
+		batch := b.batches[(i+k)%len(b.batches)]
 		t0 := time.Now()
-		outcome, retries := b.send(ctx, path, body, clientID, req)
+		outcome, retries := b.send(ctx, tenant, batch)
 		took := time.Since(t0)
 		if outcome == benchAborted {
 			return
@@ -697,129 +797,39 @@ func (b *bencher) runClient(ctx context.Context, i int) {
 		if measured {
 			b.lat.record(took)
 			b.requests.Add(1)
-			b.entries.Add(int64(o.batch))
-			b.bodyBytes.Add(int64(len(body)))
+			b.bodyBytes.Add(int64(batch.Size()))
 			b.retries.Add(int64(retries))
-		}
-	}
-}
-
-// send delivers one request, retrying 307, 503, other 5xx and connection
-// failures with the same idempotency ids.
-func (b *bencher) send(ctx context.Context, path string, body []byte, clientID, requestID uint64) (benchOutcome, int) {
-	reqCtx, cancel := context.WithTimeout(ctx, benchRequestTimeout)
-	defer cancel()
-	cid, rid := strconv.FormatUint(clientID, 10), strconv.FormatUint(requestID, 10)
-	for attempt := 0; ; attempt++ {
-		target := *b.target.Load()
-		req, err := http.NewRequestWithContext(reqCtx, http.MethodPost, target+path, bytes.NewReader(body))
-		if err != nil {
-			b.fail(err)
-			return benchAborted, attempt
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(api.HeaderClientID, cid)
-		req.Header.Set(api.HeaderRequestID, rid)
-		if b.o.token != "" {
-			req.Header.Set("Authorization", "Bearer "+b.o.token)
-		}
-		resp, err := b.client.Do(req)
-		var backoff time.Duration
-		switch {
-		case ctx.Err() != nil:
-			if err == nil {
-				resp.Body.Close()
-			}
-			return benchAborted, attempt
-		case err != nil:
-			// Connection refused, reset or timed out: try the next node.
-			b.noteFailure(err.Error())
-			b.rotate(target)
-			backoff = benchBackoff(attempt)
-		default:
-			status, msg := resp.StatusCode, benchDrain(resp)
-			switch {
-			case status == http.StatusOK:
-				return benchOK, attempt
-			case status == http.StatusTemporaryRedirect:
-				if !b.follow(resp.Header.Get("Location")) {
-					backoff = benchBackoff(attempt)
-				}
-			case status >= 400 && status < 500:
-				b.fail(fmt.Errorf("POST %s%s: %d %s: the run cannot continue", target, path, status, strings.TrimSpace(msg)))
-				return benchAborted, attempt
-			default: // 503 and other server errors
-				b.noteFailure(fmt.Sprintf("POST %s%s: %d %s", target, path, status, strings.TrimSpace(msg)))
-				backoff = benchBackoff(attempt)
-			}
-		}
-		if reqCtx.Err() != nil {
-			return benchFailed, attempt
-		}
-		if backoff > 0 {
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-reqCtx.Done():
-				t.Stop()
-				if ctx.Err() != nil {
-					return benchAborted, attempt
-				}
-				return benchFailed, attempt
+			if n := b.entries.Add(int64(o.batch)); o.entries > 0 && n >= o.entries {
+				b.reachedOnce.Do(func() { close(b.reached) })
 			}
 		}
 	}
 }
 
-// benchBackoff grows from 5 ms to 200 ms.
-func benchBackoff(attempt int) time.Duration {
-	return min(5*time.Millisecond<<min(attempt, 6), 200*time.Millisecond)
+// send appends one batch with the client, which follows redirects to the
+// leader and retries 503s, other 5xx answers and connection failures with
+// the same idempotency ids for up to benchRequestTimeout. It returns the
+// outcome and the number of retries (requests after the first).
+func (b *bencher) send(ctx context.Context, tenant string, batch *client.Batch) (benchOutcome, int) {
+	res, err := b.client.AppendBatch(ctx, tenant, batch)
+	if err == nil {
+		return benchOK, res.Attempts - 1
+	}
+	if ctx.Err() != nil {
+		return benchAborted, 0
+	}
+	var e *client.Error
+	if errors.As(err, &e) && e.Status >= 400 && e.Status < 500 {
+		b.fail(fmt.Errorf("%v: the run cannot continue", err))
+		return benchAborted, e.Attempts - 1
+	}
+	msg := err.Error()
+	b.lastFail.Store(&msg)
+	if e != nil {
+		return benchFailed, e.Attempts - 1
+	}
+	return benchFailed, 0
 }
-
-// benchDrain reads the body so the connection is reused, and returns the
-// start of an error body.
-func benchDrain(resp *http.Response) string {
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusOK {
-		io.Copy(io.Discard, resp.Body)
-		return ""
-	}
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	io.Copy(io.Discard, resp.Body)
-	return string(msg)
-}
-
-// follow makes the redirect's host the target of every client.
-func (b *bencher) follow(location string) bool {
-	u, err := url.Parse(location)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	scheme := u.Scheme
-	if scheme == "" {
-		scheme = "http"
-	}
-	base := scheme + "://" + u.Host
-	b.target.Store(&base)
-	return true
-}
-
-// rotate moves every client from a target that failed to the next one.
-func (b *bencher) rotate(failed string) {
-	cur := b.target.Load()
-	if *cur != failed {
-		return // another client moved on already
-	}
-	next := b.targets[0]
-	for i, t := range b.targets {
-		if t == failed {
-			next = b.targets[(i+1)%len(b.targets)]
-		}
-	}
-	b.target.CompareAndSwap(cur, &next)
-}
-
-func (b *bencher) noteFailure(msg string) { b.lastFail.Store(&msg) }
 
 // fail stops the run on an error no retry can fix.
 func (b *bencher) fail(err error) {
@@ -894,7 +904,7 @@ func (b *bencher) progressLoop(ctx context.Context) {
 
 // benchResult is the run's outcome; --json prints it.
 type benchResult struct {
-	Target          string  `json:"target"` // "in-process" or "addrs"
+	Target          string  `json:"target"` // "in-process", "addrs" or "ack"
 	Nodes           int     `json:"nodes"`
 	Clients         int     `json:"clients"`
 	Batch           int     `json:"batch"`
@@ -921,7 +931,16 @@ type benchResult struct {
 	ScrapeAvgMs     float64 `json:"scrape_avg_ms"`
 	SpanExports     int64   `json:"span_exports"`
 	SpanExportBytes int64   `json:"span_export_bytes"`
-	Interrupted     bool    `json:"interrupted"`
+	// What the whole process (the nodes of an in-process cluster and the
+	// load generator, or only the load generator with --addrs) used during
+	// the measured time: CPU time, user and system, from getrusage; the
+	// cores that is on average; and per acknowledged entry, CPU and heap
+	// allocations (runtime.MemStats.Mallocs).
+	CPUS           float64 `json:"cpu_s"`
+	CPUCores       float64 `json:"cpu_cores"`
+	CPUUsPerEntry  float64 `json:"cpu_us_per_entry"`
+	AllocsPerEntry float64 `json:"allocs_per_entry"`
+	Interrupted    bool    `json:"interrupted"`
 	// With --backup: the leader's backup task at the end of the measured
 	// time.
 	Backup                bool   `json:"backup"`
@@ -931,7 +950,7 @@ type benchResult struct {
 	BackupRepositoryBytes uint64 `json:"backup_repository_bytes,omitempty"`
 }
 
-func (b *bencher) result(d time.Duration, interrupted bool) *benchResult {
+func (b *bencher) result(d time.Duration, interrupted bool, used procUsage) *benchResult {
 	o := b.o
 	secs := d.Seconds()
 	r := &benchResult{
@@ -942,7 +961,10 @@ func (b *bencher) result(d time.Duration, interrupted bool) *benchResult {
 		Errors: b.errs.Load(), Retries: b.retries.Load(), Scrapes: b.scrapes.Load(),
 		Interrupted: interrupted,
 	}
-	if !o.inProcess() {
+	switch {
+	case o.ack:
+		r.Target, r.Nodes = "ack", 0
+	case !o.inProcess():
 		r.Target = "addrs"
 	}
 	r.Bytes = r.Entries * int64(o.valueSize)
@@ -958,6 +980,14 @@ func (b *bencher) result(d time.Duration, interrupted bool) *benchResult {
 	r.MaxMs = round(millis(maxNs), 3)
 	if r.Scrapes > 0 {
 		r.ScrapeAvgMs = round(float64(b.scrapeNanos.Load())/float64(r.Scrapes)/1e6, 3)
+	}
+	r.CPUS = round(used.cpu.Seconds(), 3)
+	if secs > 0 {
+		r.CPUCores = round(used.cpu.Seconds()/secs, 3)
+	}
+	if r.Entries > 0 {
+		r.CPUUsPerEntry = round(float64(used.cpu.Nanoseconds())/1e3/float64(r.Entries), 4)
+		r.AllocsPerEntry = round(float64(used.allocs)/float64(r.Entries), 3)
 	}
 	return r
 }
@@ -987,6 +1017,8 @@ func writeBenchSummary(w io.Writer, o benchOptions, r *benchResult, c *benchClus
 		{"Latency p99.9", fmt.Sprintf("%.2f ms", r.P999Ms)},
 		{"Latency max", fmt.Sprintf("%.2f ms", r.MaxMs)},
 		{"Errors", fmt.Sprintf("%s (%s retries)", commas(r.Errors), commas(r.Retries))},
+		{"CPU", fmt.Sprintf("%.2f µs per entry (%.2f s of process CPU, %.2f cores busy)", r.CPUUsPerEntry, r.CPUS, r.CPUCores)},
+		{"Allocations", fmt.Sprintf("%.1f per entry", r.AllocsPerEntry)},
 	}
 	if r.Telemetry == benchTelMetrics || r.Telemetry == benchTelFull {
 		rows = append(rows, [2]string{"Scrapes", fmt.Sprintf("%s, %.2f ms on average", commas(r.Scrapes), r.ScrapeAvgMs)})
@@ -1016,10 +1048,18 @@ func benchCompare(ctx context.Context, o benchOptions, stdout, stderr io.Writer)
 	for i, v := range o.compare {
 		names[i] = v.name
 	}
-	fmt.Fprintf(stderr, "kmbd bench: %d round(s) of %s on %d in-process node(s) at 127.0.0.1, %v of warmup and %v measured per run\n",
-		o.rounds, strings.Join(names, ", "), o.nodes, o.warmup, o.duration)
+	measured := o.duration.String()
+	if o.entries > 0 {
+		measured = commas(o.entries) + " entries"
+	}
+	fmt.Fprintf(stderr, "kmbd bench: %d round(s) of %s on %d in-process node(s) at 127.0.0.1, %v of warmup and %s measured per run\n",
+		o.rounds, strings.Join(names, ", "), o.nodes, o.warmup, measured)
 
 	runs := make([][]*benchResult, k) // per variant, completed runs in order
+	byRound := make([][]*benchResult, k)
+	for i := range byRound {
+		byRound[i] = make([]*benchResult, o.rounds) // nil: failed or not run
+	}
 	failed := make([]int, k)
 	interrupted := false
 series:
@@ -1028,7 +1068,7 @@ series:
 			vi := (r + i) % k
 			v := o.compare[vi]
 			ro := o
-			ro.telemetry, ro.backup = v.telemetry, v.backup
+			ro.telemetry, ro.backup, ro.ack = v.telemetry, v.backup, v.ack
 			// Each run starts from a collected heap, whatever the last one left.
 			runtime.GC()
 			res, _, err := benchRunOnce(ctx, ro, stderr, nil, nil)
@@ -1038,7 +1078,9 @@ series:
 				fmt.Fprintf(stderr, "%s: failed: %v\n", label, err)
 			} else {
 				runs[vi] = append(runs[vi], res)
-				line := fmt.Sprintf("%s: %s entries/s, p99 %.1f ms", label, commas(int64(res.EntriesPerSec)), res.P99Ms)
+				byRound[vi][r] = res
+				line := fmt.Sprintf("%s: %s entries/s, p99 %.1f ms, %.2f µs CPU and %.1f allocations per entry",
+					label, commas(int64(res.EntriesPerSec)), res.P99Ms, res.CPUUsPerEntry, res.AllocsPerEntry)
 				if res.Errors > 0 {
 					line += fmt.Sprintf(", %s errors", commas(res.Errors))
 				}
@@ -1054,15 +1096,40 @@ series:
 	out := benchCompareResult{
 		Rounds: o.rounds, Nodes: o.nodes, Clients: o.clients, Batch: o.batch, ValueSize: o.valueSize,
 		Tenants: o.tenants, Seed: o.seed, WarmupS: round(o.warmup.Seconds(), 3), DurationS: round(o.duration.Seconds(), 3),
-		Interrupted: interrupted,
+		Entries: o.entries, Interrupted: interrupted,
 	}
 	completed := 0
 	for i, v := range o.compare {
-		vr := benchVariantResult{Variant: v.name, Telemetry: v.telemetry, Backup: v.backup, Runs: []float64{}, Failed: failed[i]}
+		vr := benchVariantResult{Variant: v.name, Telemetry: v.telemetry, Backup: v.backup, Runs: []float64{}, Failed: failed[i],
+			CPURuns: []float64{}, AllocsRuns: []float64{}}
 		var p50s, p99s []float64
 		for _, res := range runs[i] {
 			vr.Runs = append(vr.Runs, res.EntriesPerSec)
+			vr.CPURuns = append(vr.CPURuns, res.CPUUsPerEntry)
+			vr.AllocsRuns = append(vr.AllocsRuns, res.AllocsPerEntry)
 			p50s, p99s = append(p50s, res.P50Ms), append(p99s, res.P99Ms)
+		}
+		if n := len(vr.Runs); n > 0 {
+			vr.MedianCPUUsPerEntry = round(median(vr.CPURuns), 4)
+			vr.MinCPUUsPerEntry, vr.MaxCPUUsPerEntry = slices.Min(vr.CPURuns), slices.Max(vr.CPURuns)
+			vr.MedianAllocsPerEntry = round(median(vr.AllocsRuns), 3)
+			if base := out.Compare; i > 0 && len(base[0].CPURuns) > 0 && base[0].MedianCPUUsPerEntry > 0 {
+				ratio := round(vr.MedianCPUUsPerEntry/base[0].MedianCPUUsPerEntry, 4)
+				vr.CPURatioToBaseline = &ratio
+			} else if i == 0 {
+				one := 1.0
+				vr.CPURatioToBaseline = &one
+			}
+			var ratios []float64
+			for r := range o.rounds {
+				if a, b := byRound[i][r], byRound[0][r]; a != nil && b != nil && b.CPUUsPerEntry > 0 {
+					ratios = append(ratios, a.CPUUsPerEntry/b.CPUUsPerEntry)
+				}
+			}
+			if len(ratios) > 0 {
+				ratio := round(median(ratios), 4)
+				vr.CPURoundRatio = &ratio
+			}
 		}
 		if n := len(vr.Runs); n > 0 {
 			vr.MedianEntriesPerSec = round(median(vr.Runs), 1)
@@ -1107,6 +1174,7 @@ type benchCompareResult struct {
 	Seed        uint64               `json:"seed"`
 	WarmupS     float64              `json:"warmup_s"`
 	DurationS   float64              `json:"duration_s"`
+	Entries     int64                `json:"entries"` // with --entries: acknowledged entries measured per run
 	Failed      int                  `json:"failed_runs"`
 	Interrupted bool                 `json:"interrupted"`
 }
@@ -1127,11 +1195,31 @@ type benchVariantResult struct {
 	// RatioToBaseline is the median entries/s over the first variant's;
 	// null when either has no completed run.
 	RatioToBaseline *float64 `json:"ratio_to_baseline"`
+	// CPU time and allocations of the whole process per acknowledged
+	// entry: of each completed run, in the order run, and their median,
+	// minimum and maximum.
+	CPURuns              []float64 `json:"cpu_us_per_entry_runs"`
+	AllocsRuns           []float64 `json:"allocs_per_entry_runs"`
+	MedianCPUUsPerEntry  float64   `json:"median_cpu_us_per_entry"`
+	MinCPUUsPerEntry     float64   `json:"min_cpu_us_per_entry"`
+	MaxCPUUsPerEntry     float64   `json:"max_cpu_us_per_entry"`
+	MedianAllocsPerEntry float64   `json:"median_allocs_per_entry"`
+	// CPURatioToBaseline is the median CPU per entry over the first
+	// variant's; CPURoundRatio the median over rounds of the ratio between
+	// this variant's run and the first variant's run of the same round,
+	// which leaves out load that changed between rounds. Null when there
+	// is nothing to compare.
+	CPURatioToBaseline *float64 `json:"cpu_ratio_to_baseline"`
+	CPURoundRatio      *float64 `json:"cpu_round_ratio"`
 }
 
 func writeBenchCompare(w io.Writer, r *benchCompareResult) {
-	fmt.Fprintf(w, "\nkmbd bench: %d round(s) on %d in-process node(s), %.2f s measured per run (after %.2f s of warmup)\n",
-		r.Rounds, r.Nodes, r.DurationS, r.WarmupS)
+	measured := fmt.Sprintf("%.2f s", r.DurationS)
+	if r.Entries > 0 {
+		measured = commas(r.Entries) + " entries"
+	}
+	fmt.Fprintf(w, "\nkmbd bench: %d round(s) on %d in-process node(s), %s measured per run (after %.2f s of warmup)\n",
+		r.Rounds, r.Nodes, measured, r.WarmupS)
 	fmt.Fprintf(w, "load: %d clients, %d entries of %d-byte values per request, %d tenants, seed %d\n\n",
 		r.Clients, r.Batch, r.ValueSize, r.Tenants, r.Seed)
 	width := len("variant")
@@ -1139,6 +1227,15 @@ func writeBenchCompare(w io.Writer, r *benchCompareResult) {
 		width = max(width, len(v.Variant))
 	}
 	baseline := "vs " + r.Compare[0].Variant
+	change := func(i int, ratio *float64) string {
+		switch {
+		case i == 0:
+			return "baseline"
+		case ratio != nil:
+			return fmt.Sprintf("%+.1f%%", (*ratio-1)*100)
+		}
+		return "-"
+	}
 	fmt.Fprintf(w, "  %-*s  %5s  %12s  %12s  %12s  %9s  %9s  %s\n",
 		width, "variant", "runs", "entries/s", "min", "max", "p50 ms", "p99 ms", baseline)
 	for i, v := range r.Compare {
@@ -1148,19 +1245,25 @@ func writeBenchCompare(w io.Writer, r *benchCompareResult) {
 				width, v.Variant, fmt.Sprintf("%d/%d", n, n+v.Failed), "-", "-", "-", "-", "-", "-")
 			continue
 		}
-		change := "-"
-		switch {
-		case i == 0:
-			change = "baseline"
-		case v.RatioToBaseline != nil:
-			change = fmt.Sprintf("%+.1f%%", (*v.RatioToBaseline-1)*100)
-		}
 		fmt.Fprintf(w, "  %-*s  %5s  %12s  %12s  %12s  %9.2f  %9.2f  %s\n",
 			width, v.Variant, fmt.Sprintf("%d/%d", n, n+v.Failed),
 			commas(int64(v.MedianEntriesPerSec)), commas(int64(v.MinEntriesPerSec)), commas(int64(v.MaxEntriesPerSec)),
-			v.MedianP50Ms, v.MedianP99Ms, change)
+			v.MedianP50Ms, v.MedianP99Ms, change(i, v.RatioToBaseline))
 	}
-	fmt.Fprintf(w, "\nentries/s, p50 and p99 are medians over a variant's runs; min and max are its slowest and fastest run.\n")
+	fmt.Fprintf(w, "\n  %-*s  %12s  %9s  %9s  %12s  %9s  %s\n",
+		width, "variant", "cpu µs/entry", "min", "max", "allocs/entry", baseline, "per round")
+	for i, v := range r.Compare {
+		if len(v.CPURuns) == 0 {
+			fmt.Fprintf(w, "  %-*s  %12s  %9s  %9s  %12s  %9s  %s\n", width, v.Variant, "-", "-", "-", "-", "-", "-")
+			continue
+		}
+		fmt.Fprintf(w, "  %-*s  %12.3f  %9.3f  %9.3f  %12.1f  %9s  %s\n",
+			width, v.Variant, v.MedianCPUUsPerEntry, v.MinCPUUsPerEntry, v.MaxCPUUsPerEntry, v.MedianAllocsPerEntry,
+			change(i, v.CPURatioToBaseline), change(i, v.CPURoundRatio))
+	}
+	fmt.Fprintf(w, "\nentries/s, p50, p99, CPU and allocations per entry are medians over a variant's runs; min and max are its extreme runs;\n"+
+		"CPU is the whole process's (nodes and load generator), per acknowledged entry; \"per round\" is the median over rounds of the\n"+
+		"ratio to the baseline's run of the same round.\n")
 }
 
 // median of vs, which is not empty; the mean of the middle two for an even
@@ -1334,7 +1437,7 @@ func startBenchCluster(ctx context.Context, o benchOptions) (c *benchCluster, er
 	}
 	var replicas string
 	if o.nodes > 1 {
-		addrs, err := benchFreeAddrs(o.nodes)
+		addrs, err := benchReplicationAddrs(o.nodes)
 		if err != nil {
 			return c, err
 		}
@@ -1406,7 +1509,7 @@ func (c *benchCluster) waitLeader(ctx context.Context) error {
 			select {
 			case err := <-n.runErr:
 				n.ranOut(err)
-				return fmt.Errorf("node %d stopped while starting: %v", n.id, err)
+				return fmt.Errorf("node %d stopped while starting: %w", n.id, err)
 			default:
 			}
 			if n.app.node.Ready() == nil {
@@ -1482,6 +1585,10 @@ func (c *benchCluster) stop() error {
 	return errors.Join(errs...)
 }
 
+// benchReplicationAddrs chooses the replication addresses of an in-process
+// cluster; tests replace it.
+var benchReplicationAddrs = benchFreeAddrs
+
 // benchFreeAddrs returns n loopback addresses that were free a moment ago,
 // held open together so no port is handed out twice.
 func benchFreeAddrs(n int) ([]string, error) {
@@ -1544,6 +1651,41 @@ func (s *benchSpanSink) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = s.srv.Shutdown(ctx)
+}
+
+// benchAck is an HTTP server of this process that reads every append and
+// acknowledges it at once, as a node would once it committed it, and
+// stores nothing: loading it measures what the load generator and the
+// HTTP exchange cost by themselves (the --compare variant ack).
+type benchAck struct {
+	url string
+	srv *http.Server
+}
+
+func startBenchAck() (*benchAck, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("ack server: %w", err)
+	}
+	answer := []byte(`{"first_position":1,"last_position":1,"commit_number":1}` + "\n")
+	contentType := []string{"application/json"}
+	a := &benchAck{url: "http://" + ln.Addr().String()}
+	a.srv = &http.Server{
+		ReadHeaderTimeout: 10 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header()["Content-Type"] = contentType
+			_, _ = w.Write(answer)
+		}),
+	}
+	go a.srv.Serve(ln)
+	return a, nil
+}
+
+func (a *benchAck) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = a.srv.Shutdown(ctx)
 }
 
 // dirSize is the size of the files under dir.

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kmb-db/kmb/client"
 )
 
 func noEnv(string) string { return "" }
@@ -65,7 +69,8 @@ func TestBenchInProcess(t *testing.T) {
 					t.Errorf("%s = %v, want %v", k, res[k], want)
 				}
 			}
-			for _, k := range []string{"requests_per_sec", "mb_per_sec", "p50_ms", "p99_ms", "p999_ms", "max_ms", "entries", "duration_s"} {
+			for _, k := range []string{"requests_per_sec", "mb_per_sec", "p50_ms", "p99_ms", "p999_ms", "max_ms", "entries", "duration_s",
+				"cpu_s", "cpu_cores", "cpu_us_per_entry", "allocs_per_entry"} {
 				if v, ok := res[k].(float64); !ok || v <= 0 {
 					t.Errorf("%s = %v, want > 0", k, res[k])
 				}
@@ -89,7 +94,12 @@ func TestBenchInProcess(t *testing.T) {
 				t.Errorf("stored value %q: want a 100-byte JSON string", firstValue)
 			}
 
-			for _, row := range []string{"Duration", "Requests", "Entries", "Bytes", "Entries/s", "MB/s", "Latency p50", "Latency p99", "Latency p99.9", "Latency max", "Errors"} {
+			// CPU per entry is the process's CPU over the measured time per
+			// entry measured.
+			if cpu, perEntry, entries := res["cpu_s"].(float64), res["cpu_us_per_entry"].(float64), res["entries"].(float64); math.Abs(cpu*1e6/entries-perEntry) > perEntry*0.01+0.01 {
+				t.Errorf("cpu_s %v over %v entries is not %v µs per entry", cpu, entries, perEntry)
+			}
+			for _, row := range []string{"Duration", "Requests", "Entries", "Bytes", "Entries/s", "MB/s", "Latency p50", "Latency p99", "Latency p99.9", "Latency max", "Errors", "CPU", "Allocations"} {
 				if !strings.Contains(stdout.String(), "  "+row+" ") {
 					t.Errorf("summary has no %s row:\n%s", row, stdout.String())
 				}
@@ -101,47 +111,26 @@ func TestBenchInProcess(t *testing.T) {
 	}
 }
 
-// readTenant counts a tenant's entries, paging through its log, and
-// returns the first entry's value.
+// readTenant counts a tenant's entries, reading its whole log with the
+// client, and returns the first entry's value.
 func readTenant(t *testing.T, apiURL, tenant string) (int, string) {
 	t.Helper()
-	client := &http.Client{Timeout: 10 * time.Second}
+	c, err := client.New([]string{apiURL}, client.Options{ReadPageSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
 	count, first := 0, ""
-	for from := uint64(1); ; {
-		resp, err := client.Get(fmt.Sprintf("%s/v1/tenants/%s/entries?from=%d&limit=1000", apiURL, tenant, from))
+	for e, err := range c.Read(t.Context(), tenant, 1) {
 		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusNotFound && count == 0 {
-			return 0, ""
-		}
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("read %s: %d %s", tenant, resp.StatusCode, b)
-		}
-		var page struct {
-			Entries []struct {
-				Key   string          `json:"key"`
-				Value json.RawMessage `json:"value"`
-			} `json:"entries"`
-			Next uint64 `json:"next"`
-		}
-		if err := json.Unmarshal(b, &page); err != nil {
 			t.Fatalf("read %s: %v", tenant, err)
 		}
-		if len(page.Entries) == 0 {
-			return count, first
-		}
 		if count == 0 {
-			first = string(page.Entries[0].Value)
+			first = string(e.Value)
 		}
-		count += len(page.Entries)
-		if page.Next <= from {
-			t.Fatalf("read %s: next %d does not advance past %d", tenant, page.Next, from)
-		}
-		from = page.Next
+		count++
 	}
+	return count, first
 }
 
 // lastJSON parses the last line of out as a JSON object.
@@ -192,6 +181,9 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"--compare", "off", "--rounds", "1001"}, "--rounds"},
 		{[]string{"--rounds", "3"}, "--rounds"},
 		{[]string{"extra"}, `"extra"`},
+		{[]string{"--entries", "0"}, "--entries"},
+		{[]string{"--compare", "off,ack+backup"}, "ack stands alone"},
+		{[]string{"--compare", "ack,metrics+ack"}, "ack stands alone"},
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -370,7 +362,7 @@ func TestBenchCompare(t *testing.T) {
 	var order []string
 	for _, line := range strings.Split(stderr.String(), "\n") {
 		if strings.HasPrefix(line, "round ") {
-			if !regexp.MustCompile(`^round \d/2 \w+: [\d,]+ entries/s, p99 \d+\.\d ms$`).MatchString(line) {
+			if !regexp.MustCompile(`^round \d/2 \w+: [\d,]+ entries/s, p99 \d+\.\d ms, \d+\.\d\d µs CPU and \d+\.\d allocations per entry$`).MatchString(line) {
 				t.Errorf("progress line %q", line)
 			}
 			label, _, _ := strings.Cut(line, ":")
@@ -424,7 +416,8 @@ func TestBenchCompareVariants(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []benchVariant{{"off", "off", false}, {"metrics+backup", "metrics", true}, {"full", "full", false}, {"backup", "off", true}}
+	want := []benchVariant{{name: "off", telemetry: "off"}, {name: "metrics+backup", telemetry: "metrics", backup: true},
+		{name: "full", telemetry: "full"}, {name: "backup", telemetry: "off", backup: true}}
 	if !slices.Equal(o.compare, want) || o.rounds != 5 {
 		t.Fatalf("variants %+v, rounds %d; want %+v, 5", o.compare, o.rounds, want)
 	}
@@ -436,5 +429,112 @@ func TestBenchCompareVariants(t *testing.T) {
 	}
 	if m := median([]float64{4, 1, 3, 2}); m != 2.5 {
 		t.Errorf("median of 4, 1, 3, 2 = %v", m)
+	}
+}
+
+// --entries ends the measured time once that many entries were
+// acknowledged, and a run that cannot reach them within --duration fails.
+func TestBenchEntries(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	args := []string{"--nodes", "1", "--entries", "300", "--warmup", "0", "--clients", "2", "--batch", "10", "--json", "--dir", t.TempDir()}
+	if code := runBench(t.Context(), args, noEnv, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	res := lastJSON(t, stdout.String())
+	if n := res["entries"].(float64); n < 300 || n > 300+100*10 {
+		t.Errorf("%v entries measured, want 300 and what was in flight when they were reached", n)
+	}
+	if res["duration_s"].(float64) <= 0 || res["duration_s"].(float64) > 60 || res["cpu_us_per_entry"].(float64) <= 0 {
+		t.Errorf("result %v", res)
+	}
+
+	stdout.Reset()
+	stderr.Reset()
+	args = []string{"--nodes", "1", "--entries", "1000000000", "--duration", "200ms", "--warmup", "0", "--clients", "2", "--batch", "1", "--json", "--dir", t.TempDir()}
+	if code := runBench(t.Context(), args, noEnv, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "--duration 200ms passed after") {
+		t.Fatalf("entries out of reach: exit %d, stderr %q", code, stderr.String())
+	}
+	if res := lastJSON(t, stdout.String()); res["entries"].(float64) <= 0 {
+		t.Errorf("the summary of the bounded run: %v", res)
+	}
+}
+
+// The ack variant measures the load generator alone, in the same series:
+// it acknowledges at once, so it costs less CPU per entry than a node that
+// commits.
+func TestBenchCompareAck(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	args := []string{"--compare", "off,ack", "--rounds", "2", "--entries", "2000", "--warmup", "0",
+		"--clients", "2", "--batch", "10", "--nodes", "1", "--json", "--dir", t.TempDir()}
+	if code := runBench(t.Context(), args, noEnv, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	var res struct {
+		Entries int64 `json:"entries"`
+		Compare []struct {
+			Variant   string    `json:"variant"`
+			Telemetry string    `json:"telemetry"`
+			CPURuns   []float64 `json:"cpu_us_per_entry_runs"`
+			Allocs    []float64 `json:"allocs_per_entry_runs"`
+			MedianCPU float64   `json:"median_cpu_us_per_entry"`
+			MinCPU    float64   `json:"min_cpu_us_per_entry"`
+			MaxCPU    float64   `json:"max_cpu_us_per_entry"`
+			CPURatio  *float64  `json:"cpu_ratio_to_baseline"`
+			RoundRat  *float64  `json:"cpu_round_ratio"`
+		} `json:"compare"`
+	}
+	lines := strings.Split(strings.TrimRight(stdout.String(), "\n"), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+		t.Fatalf("last line is not JSON: %v\n%s", err, stdout.String())
+	}
+	if res.Entries != 2000 || len(res.Compare) != 2 {
+		t.Fatalf("result %+v", res)
+	}
+	off, ack := res.Compare[0], res.Compare[1]
+	if ack.Variant != "ack" || ack.Telemetry != "none" || off.Telemetry != "off" {
+		t.Fatalf("variants %+v, %+v", off, ack)
+	}
+	for _, v := range res.Compare {
+		if len(v.CPURuns) != 2 || len(v.Allocs) != 2 || v.MinCPU <= 0 || v.MedianCPU < v.MinCPU || v.MedianCPU > v.MaxCPU ||
+			v.CPURatio == nil || v.RoundRat == nil {
+			t.Errorf("%s: %+v", v.Variant, v)
+		}
+	}
+	if ack.MedianCPU >= off.MedianCPU || *ack.CPURatio >= 1 {
+		t.Errorf("acknowledging at once cost %v µs CPU per entry, a node committing %v", ack.MedianCPU, off.MedianCPU)
+	}
+	t.Logf("off %.2f µs, ack %.2f µs CPU per entry", off.MedianCPU, ack.MedianCPU)
+	for _, row := range []string{"cpu µs/entry", "allocs/entry", "per round"} {
+		if !strings.Contains(stdout.String(), row) {
+			t.Errorf("summary has no %q:\n%s", row, stdout.String())
+		}
+	}
+}
+
+// A replication port taken before the node bound it does not fail the run:
+// the cluster is started again on other ports.
+func TestBenchPortTaken(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	calls := 0
+	benchReplicationAddrs = func(n int) ([]string, error) {
+		calls++
+		addrs, err := benchFreeAddrs(n)
+		if calls == 1 && err == nil {
+			addrs[1] = taken.Addr().String()
+		}
+		return addrs, err
+	}
+	t.Cleanup(func() { benchReplicationAddrs = benchFreeAddrs })
+	var stdout, stderr bytes.Buffer
+	args := []string{"--nodes", "3", "--entries", "100", "--warmup", "0", "--clients", "2", "--batch", "10", "--json", "--dir", t.TempDir()}
+	if code := runBench(t.Context(), args, noEnv, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	if calls != 2 {
+		t.Fatalf("replication addresses chosen %d times, want 2", calls)
 	}
 }

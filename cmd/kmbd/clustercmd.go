@@ -1,18 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"strings"
 	"time"
 
+	"github.com/kmb-db/kmb/client"
 	"github.com/kmb-db/kmb/store/node"
 )
 
@@ -57,22 +54,18 @@ func clusterShow(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if code, ok := parseClusterFlags(fs, args, nf, stderr); !ok {
 		return code
 	}
-	c, base, err := nf.client()
+	c, err := nf.apiClient()
 	if err != nil {
 		fmt.Fprintf(stderr, "kmbd cluster show: %v\n", err)
 		return exitUsage
 	}
-	resp, err := nf.get(ctx, c, base+"/v1/cluster/config")
+	defer c.Close()
+	doc, err := c.ClusterConfig(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "kmbd cluster show: %v\n", err)
 		return 1
 	}
-	defer resp.Body.Close()
-	_, err = io.Copy(stdout, resp.Body)
-	if err != nil {
-		fmt.Fprintf(stderr, "kmbd cluster show: %v\n", err)
-		return 1
-	}
+	stdout.Write(doc)
 	return 0
 }
 
@@ -93,59 +86,30 @@ func clusterReconfigure(ctx context.Context, args []string, stdout, stderr io.Wr
 		fmt.Fprintf(stderr, "kmbd cluster reconfigure: %v\n", err)
 		return exitUsage
 	}
-	body := struct {
-		Replicas []map[string]any `json:"replicas"`
-	}{}
+	var replicaList []client.Replica
 	for _, m := range members {
-		body.Replicas = append(body.Replicas, map[string]any{"id": m.ID, "addr": m.Addr})
+		replicaList = append(replicaList, client.Replica{ID: m.ID, Addr: m.Addr})
 	}
-	payload, _ := json.Marshal(body)
-	c, base, err := nf.client()
+	c, err := nf.apiClient()
 	if err != nil {
 		fmt.Fprintf(stderr, "kmbd cluster reconfigure: %v\n", err)
 		return exitUsage
 	}
-	// A follower redirects to the leader, maybe on another host: the token
-	// goes along (net/http drops it across hosts by default).
-	c.CheckRedirect = func(r *http.Request, via []*http.Request) error {
-		if len(via) >= 5 {
-			return errors.New("stopped after 5 redirects")
-		}
-		if h := via[0].Header.Get("Authorization"); h != "" {
-			r.Header.Set("Authorization", h)
-		}
-		return nil
-	}
+	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	// The client follows a follower's 307 to the leader with the body.
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/cluster/config", bytes.NewReader(payload))
-	if err != nil {
-		fmt.Fprintf(stderr, "kmbd cluster reconfigure: %v\n", err)
-		return exitUsage
-	}
-	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(payload)), nil }
-	req.Header.Set("Content-Type", "application/json")
-	if token := nf.bearer(os.Getenv); token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
+	// The client follows a follower's 307 to the leader, token included.
+	doc, err := c.Reconfigure(ctx, replicaList)
+	var e *client.Error
+	switch {
+	case errors.As(err, &e) && e.Status >= 400 && e.Code != "":
+		fmt.Fprintf(stderr, "kmbd cluster reconfigure: refused (%d %s %s): %s\n", e.Status, http.StatusText(e.Status), e.Code, e.Message)
+		return 1
+	case err != nil:
 		fmt.Fprintf(stderr, "kmbd cluster reconfigure: %v\n", err)
 		return 1
 	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		var e struct{ Error, Code string }
-		if json.Unmarshal(out, &e) == nil && e.Error != "" {
-			fmt.Fprintf(stderr, "kmbd cluster reconfigure: refused (%s %s): %s\n", resp.Status, e.Code, e.Error)
-		} else {
-			fmt.Fprintf(stderr, "kmbd cluster reconfigure: %s: %s\n", resp.Status, strings.TrimSpace(string(out)))
-		}
-		return 1
-	}
-	stdout.Write(out)
+	stdout.Write(doc)
 	return 0
 }
 

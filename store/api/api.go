@@ -121,8 +121,12 @@ func (a *API) traced(w http.ResponseWriter, r *http.Request, name, tenant string
 
 func noop() {}
 
-// traceID is the id of the request's sampled trace, "" when untraced.
-func traceID(r *http.Request) string {
+// traceID is the id of the request's sampled trace, "" when untraced. With
+// tracing off there is none, and the request's context is not searched.
+func (a *API) traceID(r *http.Request) string {
+	if !a.tracer.Enabled() {
+		return ""
+	}
 	sc := trace.SpanContextFromContext(r.Context())
 	if !sc.IsSampled() {
 		return ""
@@ -204,7 +208,7 @@ func (a *API) append(w http.ResponseWriter, r *http.Request) {
 	if err == nil || errors.Is(err, node.ErrOutcomeUnknown) || errors.Is(err, node.ErrLostLeadership) {
 		// Only writes this node tried to commit: a redirect or a refusal
 		// before proposing would drag the latency quantiles down.
-		a.m.writeDuration.ObserveDurationWithExemplar(time.Since(start), traceID(r))
+		a.m.writeDuration.ObserveDurationWithExemplar(time.Since(start), a.traceID(r))
 	}
 	if err != nil {
 		a.backendError(w, r, counts, err)
@@ -334,7 +338,7 @@ func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	v, err := a.backend.Get(tenant, key)
-	a.m.queryDuration.ObserveDurationWithExemplar(time.Since(start), traceID(r))
+	a.m.queryDuration.ObserveDurationWithExemplar(time.Since(start), a.traceID(r))
 	if err != nil {
 		a.backendError(w, r, counts, err)
 		return
@@ -388,7 +392,7 @@ func (a *API) readEntries(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	entries, next, err := a.backend.Entries(tenant, from, limit)
-	a.m.queryDuration.ObserveDurationWithExemplar(time.Since(start), traceID(r))
+	a.m.queryDuration.ObserveDurationWithExemplar(time.Since(start), a.traceID(r))
 	if err != nil {
 		a.backendError(w, r, counts, err)
 		return

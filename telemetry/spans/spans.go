@@ -88,21 +88,33 @@ func (t *Tracer) Enabled() bool { return t != nil && t.enabled }
 
 // Start starts a span when the operation is sampled: always under a sampled
 // parent, with the configured ratio for a new trace. Otherwise it returns
-// ctx and a no-op span, without allocating. The tracing-off branch is kept
-// small enough to be inlined into the caller.
-func (t *Tracer) Start(ctx context.Context, name string, kind trace.SpanKind) (context.Context, trace.Span) {
-	if t == nil || !t.enabled {
-		return ctx, noopSpan
+// ctx and a no-op span, without allocating. Start is small enough to be
+// inlined into the caller, so that with tracing off a span site costs a
+// branch and the no-op span's End; it is written the way the inliner
+// charges least for (the named results).
+func (t *Tracer) Start(ctx context.Context, name string, kind trace.SpanKind) (out context.Context, span trace.Span) {
+	if t != nil && t.enabled {
+		out, span = t.start(ctx, name, kind)
+		return
 	}
-	return t.start(ctx, name, kind)
+	return ctx, noopSpan
 }
 
+// noParent is what trace.SpanFromContext returns for a context that holds
+// no span. Comparing with it spares the common case, an operation with no
+// parent, the SpanContext call and its copy.
+var noParent = trace.SpanFromContext(context.Background())
+
 func (t *Tracer) start(ctx context.Context, name string, kind trace.SpanKind) (context.Context, trace.Span) {
-	if parent := trace.SpanContextFromContext(ctx); parent.IsValid() {
-		if !parent.IsSampled() {
-			return ctx, noopSpan
+	if s := trace.SpanFromContext(ctx); s != noParent {
+		if parent := s.SpanContext(); parent.IsValid() {
+			if !parent.IsSampled() {
+				return ctx, noopSpan
+			}
+			return t.tracer.Start(ctx, name, trace.WithSpanKind(kind))
 		}
-	} else if t.threshold != math.MaxUint64 && rand.Uint64() >= t.threshold {
+	}
+	if t.threshold != math.MaxUint64 && rand.Uint64() >= t.threshold {
 		return ctx, noopSpan
 	}
 	return t.tracer.Start(ctx, name, trace.WithSpanKind(kind))
@@ -141,7 +153,18 @@ func Extract(ctx context.Context, traceparent string) context.Context {
 }
 
 // ExtractHTTP returns ctx carrying the remote span context of the request's
-// traceparent (and tracestate) headers.
+// traceparent (and tracestate) headers. A request without a traceparent,
+// the usual case, costs a map lookup: the header is looked up under its
+// canonical name, which the propagator would build anew for every request.
 func ExtractHTTP(ctx context.Context, header propagation.TextMapCarrier) context.Context {
+	if h, ok := header.(propagation.HeaderCarrier); ok {
+		if _, found := h[traceparentHeader]; !found {
+			return ctx
+		}
+	}
 	return propagator.Extract(ctx, header)
 }
+
+// traceparentHeader is the canonical form of the W3C traceparent header's
+// name, as net/http stores it.
+const traceparentHeader = "Traceparent"

@@ -2,8 +2,10 @@ package spans
 
 import (
 	"context"
+	"net/http"
 	"testing"
 
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -152,3 +154,63 @@ type discard struct{}
 
 func (discard) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
 func (discard) Shutdown(context.Context) error                             { return nil }
+
+// ExtractHTTP follows a request's traceparent header, and without one
+// returns the context as it was, allocating nothing.
+func TestExtractHTTP(t *testing.T) {
+	tp, _ := provider()
+	tr := New(tp, true, 1)
+	ctx, span := tr.Start(context.Background(), Write, trace.SpanKindServer)
+	defer span.End()
+	h := http.Header{}
+	h.Set("traceparent", Inject(ctx))
+	h.Set("Content-Type", "application/json")
+	got := trace.SpanContextFromContext(ExtractHTTP(context.Background(), propagation.HeaderCarrier(h)))
+	if got.TraceID() != span.SpanContext().TraceID() || !got.IsRemote() || !got.IsSampled() {
+		t.Fatalf("extracted %+v", got)
+	}
+	// Any other carrier goes through the propagator.
+	got = trace.SpanContextFromContext(ExtractHTTP(context.Background(), propagation.MapCarrier{"traceparent": Inject(ctx)}))
+	if got.TraceID() != span.SpanContext().TraceID() {
+		t.Fatalf("map carrier: extracted %+v", got)
+	}
+	bare := context.Background()
+	none := http.Header{"Content-Type": {"application/json"}, "Kmb-Client-Id": {"1"}}
+	if ExtractHTTP(bare, propagation.HeaderCarrier(none)) != bare {
+		t.Fatal("a request without traceparent changed the context")
+	}
+	if n := testing.AllocsPerRun(1000, func() { ExtractHTTP(bare, propagation.HeaderCarrier(none)) }); n != 0 {
+		t.Fatalf("%v allocations for a request without traceparent", n)
+	}
+}
+
+// The sampled-out decision looks past a context that holds values but no
+// span, and follows one that holds an unsampled or a sampled span context.
+func TestParentLookup(t *testing.T) {
+	tp, exp := provider()
+	tr := New(tp, true, 0)
+	type key struct{}
+	valued := context.WithValue(context.Background(), key{}, "x")
+	for _, tt := range []struct {
+		name string
+		ctx  context.Context
+		want bool
+	}{
+		{"values, no span", valued, false},
+		{"unsampled parent under values", context.WithValue(parent(false), key{}, 1), false},
+		{"sampled parent under values", context.WithValue(parent(true), key{}, 1), true},
+	} {
+		before := len(exp.GetSpans())
+		_, s := tr.Start(tt.ctx, Query, trace.SpanKindServer)
+		s.End()
+		if got := len(exp.GetSpans()) > before; got != tt.want {
+			t.Errorf("%s: recorded %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	if n := testing.AllocsPerRun(1000, func() {
+		_, s := tr.Start(valued, Query, trace.SpanKindServer)
+		s.End()
+	}); n != 0 {
+		t.Errorf("%v allocations sampling out", n)
+	}
+}
