@@ -202,9 +202,9 @@ func (a *API) append(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(a.cfg.WriteTimeoutMillis)*time.Millisecond)
-	defer cancel()
-	res, err := a.backend.Append(ctx, node.Write{Tenant: tenant, Entries: entries, Principal: principal, ClientID: clientID, RequestID: requestID})
+	// The node enforces the deadline at its tick: no timer per write.
+	res, err := a.backend.Append(r.Context(), node.Write{Tenant: tenant, Entries: entries, Principal: principal, ClientID: clientID, RequestID: requestID,
+		Deadline: start.Add(time.Duration(a.cfg.WriteTimeoutMillis) * time.Millisecond)})
 	if err == nil || errors.Is(err, node.ErrOutcomeUnknown) || errors.Is(err, node.ErrLostLeadership) {
 		// Only writes this node tried to commit: a redirect or a refusal
 		// before proposing would drag the latency quantiles down.

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -131,5 +132,34 @@ func BenchmarkClusterAppend(b *testing.B) {
 				runAppendBench(b, leader, writers, batch, value)
 			})
 		}
+	}
+}
+
+// A write's deadline is enforced by the loop: without a quorum, a write
+// proposed and not committed by its deadline is answered
+// ErrOutcomeUnknown; one whose deadline passed before it was proposed,
+// context.DeadlineExceeded, and nothing is appended.
+func TestWriteDeadline(t *testing.T) {
+	nodes, leader := startCluster(t)
+	for _, n := range nodes {
+		if n != leader {
+			n.Stop()
+		}
+	}
+	ctx := context.Background()
+	start := time.Now()
+	_, err := leader.Append(ctx, Write{Tenant: "acme", Entries: entries("k", "1"), Deadline: start.Add(300 * time.Millisecond)})
+	if !errors.Is(err, ErrOutcomeUnknown) {
+		t.Fatalf("Append without a quorum = %v, want ErrOutcomeUnknown", err)
+	}
+	if took := time.Since(start); took < 300*time.Millisecond {
+		t.Fatalf("answered after %v, before its deadline", took)
+	}
+	op := leader.Status().OpNumber
+	if _, err := leader.Append(ctx, Write{Tenant: "acme", Entries: entries("k", "2"), Deadline: time.Now().Add(-time.Second)}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Append past its deadline = %v, want context.DeadlineExceeded", err)
+	}
+	if got := leader.Status().OpNumber; got != op {
+		t.Fatalf("a write past its deadline was proposed: op %d → %d", op, got)
 	}
 }

@@ -51,6 +51,7 @@ func (n *Node) loop() error {
 			n.rep.Tick()
 			n.persistCommitLazily()
 			n.probeSpace()
+			n.expireWrites()
 		case r := <-n.ckpt.done:
 			n.checkpointDone(r)
 		case <-n.stop:
@@ -104,6 +105,30 @@ func (n *Node) shutdown() error {
 	return n.closeAll()
 }
 
+// expireWrites answers the writes whose deadline passed (Write.Deadline):
+// proposed ones with ErrOutcomeUnknown (they may still commit), held ones
+// with context.DeadlineExceeded.
+func (n *Node) expireWrites() {
+	now := n.now().UnixNano()
+	for op, req := range n.waiting {
+		if req.deadline != 0 && req.deadline <= now {
+			endPrepare(req, "deadline passed")
+			req.result <- response{err: ErrOutcomeUnknown}
+			delete(n.waiting, op)
+		}
+	}
+	kept := n.held[:0]
+	for _, req := range n.held {
+		if req.deadline != 0 && req.deadline <= now {
+			req.result <- response{err: context.DeadlineExceeded}
+			continue
+		}
+		kept = append(kept, req)
+	}
+	clear(n.held[len(kept):])
+	n.held = kept
+}
+
 // fill moves waiting requests into the batch, up to MaxBatchOps.
 func (n *Node) fill() {
 	for len(n.batch) < n.cfg.MaxBatchOps {
@@ -128,6 +153,10 @@ func (n *Node) propose() {
 	accepted := n.batch[:0]
 	var configs []*request
 	for _, req := range n.batch {
+		if req.deadline != 0 && req.deadline <= ts {
+			req.result <- response{err: context.DeadlineExceeded} // nothing appended
+			continue
+		}
 		if req.kind == kmblog.KindConfig {
 			configs = append(configs, req) // after the writes: nothing follows a config op
 			continue

@@ -111,6 +111,11 @@ type Write struct {
 	// ClientID and RequestID, when ClientID is not 0, make a retried
 	// request execute at most once.
 	ClientID, RequestID uint64
+	// Deadline, when set, bounds the wait: a write not committed by then
+	// is answered ErrOutcomeUnknown (it may still commit), one not yet
+	// proposed context.DeadlineExceeded (nothing was appended). The loop
+	// enforces it at its tick, which spares every write a timer.
+	Deadline time.Time
 }
 
 // Entry is one entry read back from the log.
@@ -207,6 +212,7 @@ type request struct {
 	principal string
 	clientID  uint64
 	requestID uint64
+	deadline  int64        // UnixNano; 0 for none (Write.Deadline)
 	members   []vsr.Member // a configuration change (KindConfig)
 	op        uint64
 	result    chan response
@@ -629,6 +635,9 @@ func (n *Node) Append(ctx context.Context, w Write) (AppendResult, error) {
 	req := requestPool.Get().(*request)
 	req.kind, req.tenant, req.entries, req.principal = w.Kind, w.Tenant, w.Entries, w.Principal
 	req.clientID, req.requestID = w.ClientID, w.RequestID
+	if !w.Deadline.IsZero() {
+		req.deadline = w.Deadline.UnixNano()
+	}
 	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
 		req.span = sc
 	}
