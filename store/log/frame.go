@@ -83,6 +83,21 @@ func appendFrame(dst []byte, op *Op) ([]byte, error) {
 	return dst, nil
 }
 
+// appendEncodedFrame is appendFrame for an op whose encoding is enc. The
+// length is checked against the op's, a cheap guard against an encoding
+// of another op.
+func appendEncodedFrame(dst []byte, op *Op, enc []byte) ([]byte, error) {
+	if len(enc) != EncodedSize(op) {
+		return dst, fmt.Errorf("log: op %d: an encoding of %d bytes, the op encodes to %d", op.Op, len(enc), EncodedSize(op))
+	}
+	if len(enc) > MaxRecordSize {
+		return dst, fmt.Errorf("%w: op %d encodes to %d bytes, limit %d", ErrRecordTooLarge, op.Op, len(enc), MaxRecordSize)
+	}
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(enc)))
+	dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(enc, castagnoli))
+	return append(dst, enc...), nil
+}
+
 // parseFrameHeader validates the length field of a frame header. avail is
 // how many bytes follow the header in the file (or buffer); a length above
 // it means the record was cut short.

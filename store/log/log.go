@@ -155,24 +155,40 @@ func (l *Log) fail(err error) error {
 // leaves the log as it was: what it wrote is cut off again and segments it
 // created are removed. Any other write error makes the log unusable (see
 // fail).
-func (l *Log) Append(ops ...*Op) error {
+func (l *Log) Append(ops ...*Op) error { return l.AppendEncoded(ops, nil) }
+
+// AppendEncoded is Append with the ops' encodings at hand: enc[i], when
+// enc is not nil and enc[i] is not, is AppendOp's encoding of ops[i], as a
+// backup received it from its primary (wire.Message.Raw), and is written
+// as it is rather than encoded again. An encoding that is not ops[i]'s
+// is written as the record of ops[i], and every reader of the log would
+// then see it: the caller must pass only what decoded to ops[i].
+func (l *Log) AppendEncoded(ops []*Op, enc [][]byte) error {
 	if err := l.usable(); err != nil {
 		return err
 	}
 	if len(ops) == 0 {
 		return nil
 	}
+	if enc != nil && len(enc) != len(ops) {
+		return fmt.Errorf("log: %d encodings for %d ops", len(enc), len(ops))
+	}
 
 	// Encode and validate everything before writing anything.
 	buf, frames := l.buf[:0], l.frames[:0]
 	next, pos, entries := l.nextOp, l.nextPos, 0
-	for _, op := range ops {
+	for i, op := range ops {
 		if err := checkContinues(op, next, pos); err != nil {
 			return err
 		}
 		frames = append(frames, len(buf))
 		var err error
-		if buf, err = appendFrame(buf, op); err != nil {
+		if enc != nil && enc[i] != nil {
+			buf, err = appendEncodedFrame(buf, op, enc[i])
+		} else {
+			buf, err = appendFrame(buf, op)
+		}
+		if err != nil {
 			return err
 		}
 		next++

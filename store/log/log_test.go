@@ -562,3 +562,45 @@ func TestFailedWriteIsSticky(t *testing.T) {
 	mustAppendSync(t, l, ops[3:]...)
 	assertReadAll(t, l, ops)
 }
+
+// AppendEncoded writes the encodings it is given (a backup's, as its
+// primary encoded them): the log is byte for byte what Append writes, and
+// an encoding that cannot be the op's, or a count that does not match, is
+// refused and changes nothing.
+func TestAppendEncoded(t *testing.T) {
+	ops := genOps(1, 1, 6, 3)
+	a, b := t.TempDir(), t.TempDir()
+	la, _ := openTest(t, a, 1<<20)
+	lb, _ := openTest(t, b, 1<<20)
+	mustAppendSync(t, la, ops...)
+	enc := make([][]byte, len(ops))
+	for i, op := range ops {
+		if i%2 == 0 { // some with, some without an encoding
+			enc[i] = AppendOp(nil, op)
+		}
+	}
+	if err := lb.AppendEncoded(ops, enc); err != nil {
+		t.Fatal(err)
+	}
+	if err := lb.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	assertReadAll(t, lb, ops)
+	ea, _ := os.ReadFile(filepath.Join(a, segmentName(1)))
+	eb, _ := os.ReadFile(filepath.Join(b, segmentName(1)))
+	if !bytes.Equal(ea, eb) {
+		t.Fatal("AppendEncoded wrote other bytes than Append")
+	}
+
+	next := genOps(7, ops[5].LastPosition()+1, 2, 3)
+	size := dirSize(t, b)
+	short := AppendOp(nil, next[0])
+	for _, bad := range [][][]byte{{short[:len(short)-1], nil}, {nil}} {
+		if err := lb.AppendEncoded(next, bad); err == nil {
+			t.Fatalf("AppendEncoded(%d encodings) succeeded", len(bad))
+		}
+		if lb.LastOp() != 6 || dirSize(t, b) != size {
+			t.Fatal("a refused AppendEncoded changed the log")
+		}
+	}
+}

@@ -217,6 +217,21 @@ func (n *Node) failWaiting(err error) {
 	}
 }
 
+// encodings returns the encodings received for ops (from the primary's
+// messages), nil when there are none: a backup appends the bytes its
+// primary encoded rather than encoding the ops again.
+func (n *Node) encodings(ops []*kmblog.Op) [][]byte {
+	if len(n.received) == 0 {
+		return nil
+	}
+	enc := n.encBuf[:0]
+	for _, op := range ops {
+		enc = append(enc, n.received[op])
+	}
+	n.encBuf = enc
+	return enc
+}
+
 // handleReady carries out what the replica asked, in the order its contract
 // requires: the log (durably), then the hard state, then the messages, then
 // applying committed ops.
@@ -249,6 +264,8 @@ func (n *Node) handleReady() {
 		n.applyUpTo(rd.CommitTo)
 		n.rep.Advance(rd)
 	}
+	clear(n.received)
+	clear(n.encBuf)
 	n.endStepSpans()
 }
 
@@ -269,7 +286,7 @@ func (n *Node) persist(rd vsr.Ready) error {
 		n.dropUnapplied(rd.TruncateAfter, ErrLostLeadership)
 	}
 	if len(rd.Append) > 0 {
-		if err := n.log.Append(rd.Append...); err != nil {
+		if err := n.log.AppendEncoded(rd.Append, n.encodings(rd.Append)); err != nil {
 			n.m.storageErrors.record("write", err)
 			if errors.Is(err, kmblog.ErrDiskFull) {
 				return err

@@ -186,6 +186,10 @@ type Node struct {
 	chainHexOp uint64
 	hs         vsr.HardState // as persisted
 	hsAt       time.Time
+	// received maps the ops of the messages stepped since the last Ready
+	// to their encodings as they arrived (wire.Message.Raw).
+	received map[*kmblog.Op][]byte
+	encBuf   [][]byte
 	appliedTS  int64 // commit time of op applied
 	ckpt       checkpoints
 
@@ -257,6 +261,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		waiting:  map[uint64]*request{},
+		received: map[*kmblog.Op][]byte{},
 		clock:    newClientTable(),
 		tracer:   deps.Tracer,
 		fs:       deps.FS,

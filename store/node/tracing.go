@@ -99,6 +99,11 @@ func (n *Node) stepTraced(m wire.Message) {
 			}
 		}
 	}
+	for i, op := range m.Ops {
+		if i < len(m.Raw) {
+			n.received[op] = m.Raw[i]
+		}
+	}
 	n.rep.Step(m)
 }
 

@@ -150,6 +150,7 @@ func DecodeMessage(b []byte) (Message, error) {
 	for i := uint64(0); i < count && d.Err() == nil; i++ {
 		d.LimitedBytes("op length", MaxFrameSize)
 	}
+	dataAt := d.Offset()
 	data := d.LimitedBytes("data length", MaxDataLen)
 	if err := d.Err(); err != nil {
 		return Message{}, err
@@ -167,14 +168,20 @@ func DecodeMessage(b []byte) (Message, error) {
 	}
 	ops := make([]kmblog.Op, count)
 	m.Ops = make([]*kmblog.Op, count)
+	m.Raw = make([][]byte, count)
 	d.Rewind(opsAt)
+	// One copy of the ops' bytes keeps their encodings (Raw).
+	region := bytes.Clone(b[opsAt:dataAt])
 	for i := range ops {
-		op, err := kmblog.DecodeOp(d.LimitedBytes("op length", MaxFrameSize))
+		enc := d.LimitedBytes("op length", MaxFrameSize)
+		op, err := kmblog.DecodeOp(enc)
 		if err != nil {
 			return Message{}, fmt.Errorf("%w: op %d: %w", ErrMalformedMessage, i, err)
 		}
 		ops[i] = op
 		m.Ops[i] = &ops[i]
+		at := d.Offset() - len(enc) - opsAt
+		m.Raw[i] = region[at : at+len(enc) : at+len(enc)]
 	}
 	return m, nil
 }

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"reflect"
@@ -77,6 +78,20 @@ func messagesOfEveryType() []Message {
 // included.
 func assertMessageEqual(t *testing.T, got, want *Message) {
 	t.Helper()
+	// A decoded message keeps each op's encoding: exactly AppendOp's.
+	if got.Raw != nil {
+		if len(got.Raw) != len(got.Ops) {
+			t.Fatalf("%d raw encodings for %d ops", len(got.Raw), len(got.Ops))
+		}
+		for i, op := range got.Ops {
+			if !bytes.Equal(got.Raw[i], kmblog.AppendOp(nil, op)) {
+				t.Fatalf("op %d: raw encoding %x, AppendOp %x", i, got.Raw[i], kmblog.AppendOp(nil, op))
+			}
+		}
+		c := *got
+		c.Raw = want.Raw
+		got = &c
+	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("messages differ:\n got %s\nwant %s", describe(got), describe(want))
 	}

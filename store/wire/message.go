@@ -127,4 +127,9 @@ type Message struct {
 	// Data is the bytes of a checkpoint chunk (at most MaxDataLen); empty
 	// for every other type.
 	Data []byte
+	// Raw holds, for a decoded message, each op's encoding as it arrived
+	// (kmblog.AppendOp's, which the log stores): a backup appends it as
+	// it is (kmblog.Log.AppendEncoded) instead of encoding the op again.
+	// Senders leave it nil; AppendMessage ignores it.
+	Raw [][]byte
 }
