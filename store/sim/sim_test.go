@@ -89,6 +89,7 @@ func TestRegressionSeeds(t *testing.T) {
 		{1292, "a replica that lost its disk recovered into a configuration that had left it out"},
 		{2199, "a new member left out by a shrink before it joined was expected to learn of it"},
 		{38, "a config op in the log before a snapshot was installed stayed pending, and a data op at its number started the epoch"},
+		{4345, "a replica in a view change of an epoch that was over refused the snapshot that would let it leave it"},
 		{3370, "a replica that lost its disk took ops from one replica and a commit number from another, and applied an op that never committed"},
 	} {
 		opts := DefaultOptions()

@@ -107,20 +107,27 @@ func (r *Replica) onStateTransfer(m wire.Message) {
 // and its state machine the snapshot's, before it handles the next Ready.
 func (r *Replica) InstallState(s Snapshot) error {
 	c := s.Base.Op
+	// A checkpoint of an older epoch than its sender's may leave this
+	// replica out of a configuration that a later one adds it to, or end
+	// before the config op of the sender's epoch: the replica then
+	// fetches the rest from the sender, taking part in nothing meanwhile.
+	final := r.transfer == nil || max(s.Epoch, r.epoch) >= r.transfer.Epoch
+	leaving := r.transfer != nil && r.transfer.Epoch > r.epoch // its epoch is over
 	switch {
-	case r.status == StatusRemoved, r.status == StatusViewChange && s.Epoch <= r.epoch:
-		// A view change of a later epoch is left behind with the epoch.
+	case r.status == StatusRemoved, r.status == StatusViewChange && !leaving:
 		return fmt.Errorf("%w: status %s", ErrSnapshotRefused, r.status)
 	case c <= r.commit || c <= r.verified:
 		return fmt.Errorf("%w: at op %d, below what the replica holds (commit %d)", ErrSnapshotRefused, c, r.commit)
 	case len(s.Config) == 0:
 		return fmt.Errorf("%w: no configuration", ErrSnapshotRefused)
-	case s.Epoch < r.epoch:
-		return fmt.Errorf("%w: of epoch %d, before the replica's %d", ErrSnapshotRefused, s.Epoch, r.epoch)
 	}
-	// A checkpoint of an older epoch than its sender's may leave this
-	// replica out of a configuration that a later one adds it to.
-	final := r.transfer == nil || s.Epoch >= r.transfer.Epoch
+	// A snapshot of an earlier epoch than the replica's (taken before the
+	// config op, which the replica applied) is installed all the same: the
+	// state it holds knows no epoch, and the replica keeps its own.
+	from := uint64(0)
+	if r.transfer != nil {
+		from = r.transfer.From
+	}
 	transferView := r.view
 	if r.transfer != nil && s.Epoch == r.transfer.Epoch {
 		transferView = r.transfer.View
@@ -139,18 +146,24 @@ func (r *Replica) InstallState(s Snapshot) error {
 	}
 	r.pending = nil // its config ops were in the log, which now ends at c
 	r.event(Event{Kind: EventStateInstalled, View: r.view, Op: c, Commit: c})
-	if s.Epoch > r.epoch {
+	entered := s.Epoch > r.epoch
+	if entered {
 		// The configuration of a later epoch, whose config op may be
 		// gone from every log: the snapshot is committed past it.
 		r.prevConfig = r.config
 		r.setConfig(s.Config)
 		r.epoch = s.Epoch
 		r.event(Event{Kind: EventEpochStarted, View: r.view, Op: c, Commit: c})
+	}
+	if !final {
+		r.status, r.joining = StatusJoining, true
+		r.svc, r.dvc, r.dvcSent, r.haveVCBase, r.catchingUp = nil, nil, false, false, false
+		r.recoveryTarget, r.learnEpoch = 0, 0
+		r.requestEpochOps(from, true)
+		return nil
+	}
+	if entered {
 		if !r.member(r.id) {
-			if !final {
-				r.status, r.joining = StatusJoining, true // it fetches the rest
-				return nil
-			}
 			r.status, r.joining = StatusRemoved, false
 			r.persistHardState()
 			r.event(Event{Kind: EventRemoved, View: r.view})
