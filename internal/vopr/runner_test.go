@@ -45,6 +45,7 @@ func TestRunnerTotals(t *testing.T) {
 	}
 	var want State
 	crashes, wipes := 0, 0
+	var last sim.Result
 	for s := uint64(5); s < 9; s++ {
 		o := opts
 		o.Seed = s
@@ -56,6 +57,7 @@ func TestRunnerTotals(t *testing.T) {
 		want.ClientOps += int64(res.Requests)
 		crashes += res.Crashes
 		wipes += res.Wipes
+		last = res
 	}
 	st := r.Snapshot()
 	if st.SeedsDone != 4 || st.SeedsTotal != 4 || st.SeedsFailed != 0 || !st.Finished || st.Stopped {
@@ -71,8 +73,23 @@ func TestRunnerTotals(t *testing.T) {
 	if faults["crash"] != crashes || faults["lost_disk"] != wipes || len(st.Faults) < 7 {
 		t.Fatalf("faults %v, want %d crashes and %d lost disks", st.Faults, crashes, wipes)
 	}
-	if st.Current.Seed != 8 || st.Current.Phase != sim.PhaseDone || len(st.Current.Replicas) != 3 {
+	if st.Current.Seed != 8 || st.Current.Phase != sim.PhaseDone || len(st.Current.Replicas) < opts.Replicas {
 		t.Fatalf("current %+v", st.Current)
+	}
+	// The last seed's members (a reconfiguration may have changed who they
+	// are) all ended normal in its last epoch, with what it committed.
+	members := 0
+	for _, p := range st.Current.Replicas {
+		if !p.Member {
+			continue
+		}
+		members++
+		if p.Status != "normal" || p.Epoch != last.Epoch || p.Commit != last.Committed {
+			t.Fatalf("member %+v at the end of seed 8, want normal in epoch %d with commit %d", p, last.Epoch, last.Committed)
+		}
+	}
+	if members == 0 {
+		t.Fatalf("no members at the end of seed 8: %+v", st.Current.Replicas)
 	}
 	if st.ElapsedSeconds <= 0 || st.SeedsPerSecond != 4/st.ElapsedSeconds || st.EventsPerSecond != float64(st.Events)/st.ElapsedSeconds {
 		t.Fatalf("rates: %v s, %v seeds/s, %v events/s for %d events", st.ElapsedSeconds, st.SeedsPerSecond, st.EventsPerSecond, st.Events)
