@@ -432,7 +432,8 @@ func (n *Node) recover() error {
 		ViewChangeTicks: n.cfg.ViewChangeTicks,
 		Rand:            func(k int) int { return rng.IntN(k) },
 		Storage:         logStorage{n.log},
-	}, vsr.Durable{HardState: hs, HasState: hasState, LastOp: l.LastOp(), Faulty: faulty, Join: n.cfg.Join && !hasState})
+	}, vsr.Durable{HardState: hs, HasState: hasState, LastOp: l.LastOp(), Faulty: faulty, Join: n.cfg.Join && !hasState,
+		Start: logBase(l, loaded.Header)})
 	if err != nil {
 		return err
 	}
@@ -454,6 +455,22 @@ func (n *Node) recover() error {
 		slog.Uint64("corrupt_ops", l.FaultyOps()),
 		slog.Duration("duration", n.now().Sub(start)))
 	return nil
+}
+
+// logBase is the op before the log's first, for the replica: zero for a
+// log that starts at op 1. Its commit time is known when the checkpoint
+// loaded is of that op (a log reset after a state transfer); otherwise
+// the log holds later ops, whose times the replica reads instead.
+func logBase(l *kmblog.Log, ckpt checkpoint.Header) vsr.Base {
+	s := l.Start()
+	if s.Op <= 1 {
+		return vsr.Base{}
+	}
+	b := vsr.Base{Op: s.Op - 1, Chain: s.Prev, LastPosition: s.Position - 1}
+	if ckpt.Op == b.Op {
+		b.Timestamp = ckpt.Timestamp
+	}
+	return b
 }
 
 // replayed counts what recovery replayed from the log.
