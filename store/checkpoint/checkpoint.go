@@ -14,7 +14,7 @@ import (
 
 const (
 	magic   = "KMBCKP"
-	version = 1
+	version = 2 // written; 1 (no configuration) is still read
 
 	// MaxBlockSize bounds a block's payload. A writer fills blocks up to
 	// targetBlock and lets one key or client run past it; a key or value
@@ -46,7 +46,25 @@ type Header struct {
 	Position  uint64       // the last position applied (that op's or an earlier one's)
 	Chain     kmblog.Chain // op's chain hash
 	Timestamp int64        // op's commit time, Unix ns
+	// Epoch and Members are the cluster configuration in force after Op:
+	// that of the last config op at or before it. A replica that installs
+	// the checkpoint by state transfer may have missed that config op (its
+	// log is gone), and learns the configuration, addresses included, from
+	// here. Zero and empty in a version 1 checkpoint, or when the writer
+	// did not know it.
+	Epoch   uint64
+	Members []Member
 }
+
+// Member is one replica of a configuration: its node id and replication
+// address.
+type Member struct {
+	ID   uint64
+	Addr string
+}
+
+// MaxMembers bounds a checkpoint's configuration (node ids are 1..255).
+const MaxMembers = 255
 
 // OpRef is one op of a tenant: where its entries are in the log.
 type OpRef struct {
@@ -95,6 +113,13 @@ func NewWriter(w io.Writer, h Header) *Writer {
 	b = binary.AppendUvarint(b, h.Position)
 	b = append(b, h.Chain[:]...)
 	b = binary.LittleEndian.AppendUint64(b, uint64(h.Timestamp))
+	b = binary.AppendUvarint(b, h.Epoch)
+	b = binary.AppendUvarint(b, uint64(len(h.Members)))
+	for _, m := range h.Members {
+		b = binary.AppendUvarint(b, m.ID)
+		b = binary.AppendUvarint(b, uint64(len(m.Addr)))
+		b = append(b, m.Addr...)
+	}
 	cw.buf = b
 	cw.flush()
 	cw.state = kindHeader
@@ -283,13 +308,29 @@ func Read(r io.Reader, sink Sink) (Header, Totals, error) {
 		return h, Totals{}, fmt.Errorf("%w: not a checkpoint (bad magic)", ErrCorrupt)
 	}
 	d.Rewind(len(magic))
-	if v := uint16(d.Byte("version")) | uint16(d.Byte("version"))<<8; v != version {
+	v := uint16(d.Byte("version")) | uint16(d.Byte("version"))<<8
+	if v != 1 && v != version {
 		return h, Totals{}, fmt.Errorf("%w: unknown version %d", ErrCorrupt, v)
 	}
 	h.Op = d.Uvarint("op")
 	h.Position = d.Uvarint("position")
 	copy(h.Chain[:], fixed(&d, kmblog.ChainSize, "chain"))
 	h.Timestamp = int64(d.Fixed64("timestamp"))
+	if v >= 2 {
+		h.Epoch = d.Uvarint("epoch")
+		n := d.Uvarint("members")
+		if n > MaxMembers {
+			return h, Totals{}, fmt.Errorf("%w: %d members, at most %d", ErrCorrupt, n, MaxMembers)
+		}
+		for range n {
+			m := Member{ID: d.Uvarint("member id")}
+			m.Addr = string(d.Bytes("member address length"))
+			if m.ID == 0 {
+				return h, Totals{}, fmt.Errorf("%w: member id 0", ErrCorrupt)
+			}
+			h.Members = append(h.Members, m)
+		}
+	}
 	if err := done(&d); err != nil {
 		return h, Totals{}, err
 	}

@@ -121,7 +121,7 @@ func TestRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if h != s.Header {
+			if !reflect.DeepEqual(h, s.Header) {
 				t.Fatalf("header %+v, want %+v", h, s.Header)
 			}
 			want := *s
@@ -139,7 +139,29 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestGolden(t *testing.T) {
-	fuzzseed.Golden(t, *update, "checkpoint_v1.golden", goldenState().write(t))
+	s := goldenState()
+	s.Header.Epoch, s.Header.Members = 3, []Member{{1, "10.0.0.1:7001"}, {2, "10.0.0.2:7001"}, {4, "kmb-4:7001"}}
+	fuzzseed.Golden(t, *update, "checkpoint_v2.golden", s.write(t))
+	var got state
+	if _, _, err := Read(bytes.NewReader(s.write(t)), &got); err != nil || !reflect.DeepEqual(&got, s) {
+		t.Fatalf("read back %+v, %v; want %+v", got.Header, err, s.Header)
+	}
+}
+
+// A version 1 checkpoint (before the configuration was recorded) is still
+// read: its state, with epoch 0 and no members.
+func TestReadVersion1(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "checkpoint_v1.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got state
+	if _, _, err := Read(bytes.NewReader(b), &got); err != nil {
+		t.Fatal(err)
+	}
+	if want := goldenState(); !reflect.DeepEqual(&got, want) {
+		t.Fatalf("version 1 read as %+v, want %+v", got, want)
+	}
 }
 
 // Anything but a whole, untouched checkpoint is refused, and wraps

@@ -21,8 +21,11 @@
 // between, for each tenant in turn a tenant block ('T') followed by its
 // key blocks ('K') and op blocks ('O'), then the client blocks ('C'):
 //
-//	H: [6]byte "KMBCKP", u16 LE version (1), uvarint op, uvarint last
-//	   position, [32]byte chain hash of op, u64 LE its commit time (Unix ns)
+//	H: [6]byte "KMBCKP", u16 LE version (2), uvarint op, uvarint last
+//	   position, [32]byte chain hash of op, u64 LE its commit time (Unix
+//	   ns), uvarint epoch, uvarint count, then per member of the epoch's
+//	   configuration: uvarint node id, uvarint len, replication address.
+//	   (Version 1 ends after the commit time: epoch 0, no members.)
 //	T: uvarint len, tenant id
 //	K: uvarint count, then per key: uvarint len, key, uvarint position,
 //	   uvarint len, value (the stored JSON)

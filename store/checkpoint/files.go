@@ -113,6 +113,31 @@ func Save(ctx context.Context, dir string, h Header, fill func(*Writer) error) (
 	return saved, prune(dir)
 }
 
+// Adopt moves a complete checkpoint file of op, written and synced
+// elsewhere on the same file system (one received from a peer), into dir
+// under its final name, durably, and prunes the older ones as Save does.
+// The caller has checked its contents (Read).
+func Adopt(dir, path string, op uint64) (Saved, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return Saved{}, fmt.Errorf("checkpoint: %w", err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return Saved{}, fmt.Errorf("checkpoint: %w", err)
+	}
+	final := filepath.Join(dir, fileName(op))
+	if err := os.Rename(path, final); err != nil {
+		return Saved{}, fmt.Errorf("checkpoint of op %d: %w", op, err)
+	}
+	if err := durable.SyncDir(dir); err != nil {
+		return Saved{}, fmt.Errorf("checkpoint of op %d: %w", op, err)
+	}
+	if err := durable.SyncDir(filepath.Dir(path)); err != nil {
+		return Saved{}, fmt.Errorf("checkpoint of op %d: %w", op, err)
+	}
+	return Saved{File: File{Op: op, Path: final}, Bytes: fi.Size()}, prune(dir)
+}
+
 // prune removes every checkpoint but the newest Keep, and temporary files
 // a crash left.
 func prune(dir string) error {

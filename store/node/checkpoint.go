@@ -77,6 +77,15 @@ func (n *Node) startCheckpoint() {
 			FirstPosition: e.result.FirstPosition, LastPosition: e.result.LastPosition, Op: e.result.CommitNumber})
 	}
 	h := checkpoint.Header{Op: n.applied, Position: snap.AppliedPosition(), Chain: n.chainHead, Timestamp: n.appliedTS}
+	// The configuration after the applied op, for a replica that installs
+	// this checkpoint by state transfer: known when the current epoch's
+	// config op is applied (otherwise the checkpoint does not say).
+	if n.clustered && n.hs.Epoch == n.clusterEpoch && n.hs.ConfigOp <= n.applied {
+		h.Epoch = n.clusterEpoch
+		for _, m := range n.members {
+			h.Members = append(h.Members, checkpoint.Member{ID: m.ID, Addr: m.Addr})
+		}
+	}
 	n.m.checkpointPause.ObserveDuration(n.now().Sub(began))
 	n.ckpt.running = true
 	n.ckpt.base, n.ckpt.replayed = n.log.AppendedBytes(), 0

@@ -243,15 +243,21 @@ func (n *Node) applyConfig(op *kmblog.Op) {
 	if c.Epoch <= n.clusterEpoch {
 		return // replayed at a restart: the file holds it or a later one
 	}
-	f := clusterFile{Epoch: c.Epoch, Members: toJSON(c.Members), Previous: toJSON(n.members)}
+	n.adoptMembers(c.Epoch, c.Members)
+}
+
+// adoptMembers records the members of a later epoch, from its config op
+// or from a checkpoint installed by state transfer, in ClusterFile first.
+func (n *Node) adoptMembers(epoch uint64, members []vsr.Member) {
+	f := clusterFile{Epoch: epoch, Members: toJSON(members), Previous: toJSON(n.members)}
 	b, _ := json.MarshalIndent(f, "", "  ")
 	if err := durable.WriteFile(n.cfg.DataDir, ClusterFile, append(b, '\n')); err != nil {
 		n.m.storageErrors.record("write", err)
 		n.fail(fmt.Errorf("write %s: %w", ClusterFile, err))
 		return
 	}
-	n.prevMembers, n.members, n.clusterEpoch = n.members, c.Members, c.Epoch
-	for _, m := range c.Members {
+	n.prevMembers, n.members, n.clusterEpoch = n.members, members, epoch
+	for _, m := range members {
 		n.addrs[m.ID] = m.Addr
 	}
 }

@@ -37,18 +37,19 @@ func (n *Node) loop() error {
 			n.fill()
 			n.propose()
 		case m := <-recv:
-			n.stepTraced(m)
+			n.receive(m)
 			// Take whatever else arrived, so one fsync covers it all.
 			for more := true; more && len(recv) > 0; {
 				select {
 				case m := <-recv:
-					n.stepTraced(m)
+					n.receive(m)
 				default:
 					more = false
 				}
 			}
 		case <-ticker.C:
 			n.rep.Tick()
+			n.transferTick()
 			n.persistCommitLazily()
 			n.probeSpace()
 			n.expireWrites()
@@ -91,6 +92,7 @@ func (n *Node) shutdown() error {
 	n.answer(n.held, ErrShuttingDown)
 	n.held = n.held[:0]
 	n.stopCheckpoint()
+	n.abortTransfer("shutting down")
 	n.m.publish()
 	// The commit number goes to disk with the rest, so that offline
 	// readers of the data dir (kmbd audit export --data-dir) know exactly
@@ -256,12 +258,20 @@ func (n *Node) handleReady() {
 			n.rep.AppendFailed(rd)
 			n.dropUnapplied(n.rep.State().Op, ErrDiskFull)
 			n.observe(rd.Events)
+			n.observeEpochs(rd.Events)
 			continue
 		}
 		n.stampMessages(rd.Messages)
 		n.sendAll(rd.Messages)
 		n.observe(rd.Events)
 		n.applyUpTo(rd.CommitTo)
+		// After applying: the config op that starts an epoch commits in
+		// the same Ready, and applying it is what teaches this node the
+		// new members' addresses.
+		n.observeEpochs(rd.Events)
+		if rd.StateTransfer != nil {
+			n.startTransfer(*rd.StateTransfer)
+		}
 		n.rep.Advance(rd)
 	}
 	clear(n.received)
@@ -479,6 +489,19 @@ func (n *Node) applyOp(op *kmblog.Op) AppendResult {
 }
 
 // observe turns replica events into logs and metrics.
+// observeEpochs follows the replica into the epochs it started, and out
+// of the cluster when it was removed.
+func (n *Node) observeEpochs(events []vsr.Event) {
+	for _, e := range events {
+		switch e.Kind {
+		case vsr.EventEpochStarted:
+			n.epochStarted(e)
+		case vsr.EventRemoved:
+			n.removed(e.Epoch)
+		}
+	}
+}
+
 func (n *Node) observe(events []vsr.Event) {
 	for _, e := range events {
 		ctx := n.traces.viewChangeCtx // the view change open before this event
@@ -491,10 +514,6 @@ func (n *Node) observe(events []vsr.Event) {
 				slog.Uint64("commit_index", e.Commit),
 				slog.Uint64("op_number", e.Op),
 				slog.Int("cluster_size", len(n.ids)))
-		case vsr.EventEpochStarted:
-			n.epochStarted(e)
-		case vsr.EventRemoved:
-			n.removed(e.Epoch)
 		case vsr.EventViewChangeStarted:
 			ctx = n.traces.viewChangeCtx
 			n.clogger.WarnContext(ctx, "view change started",

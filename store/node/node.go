@@ -188,10 +188,11 @@ type Node struct {
 	hsAt       time.Time
 	// received maps the ops of the messages stepped since the last Ready
 	// to their encodings as they arrived (wire.Message.Raw).
-	received map[*kmblog.Op][]byte
-	encBuf   [][]byte
-	appliedTS  int64 // commit time of op applied
-	ckpt       checkpoints
+	received  map[*kmblog.Op][]byte
+	encBuf    [][]byte
+	appliedTS int64 // commit time of op applied
+	ckpt      checkpoints
+	xfer      *transfer // a state transfer in progress (transfer.go)
 
 	// The configuration (cluster.go), loop-owned after recovery: the
 	// members of the last config op applied and of the one before, with
@@ -285,6 +286,9 @@ func New(cfg Config, deps Deps) (*Node, error) {
 // storage fails.
 func (n *Node) Run() error {
 	if !n.started.CompareAndSwap(false, true) {
+		if n.stopping.Load() {
+			return ErrShuttingDown
+		}
 		return errors.New("node: Run called twice")
 	}
 	defer close(n.done)
@@ -642,7 +646,12 @@ func (n *Node) Stop() {
 	if !already {
 		close(n.stop)
 	}
-	if n.started.Load() {
+	// A node stopped before Run began never runs: Run, started later,
+	// returns at once, and nothing reads the node's state while it
+	// recovers.
+	if n.started.CompareAndSwap(false, true) {
+		close(n.done)
+	} else {
 		<-n.done
 	}
 	n.publishStatus(status.StateShutdown)
