@@ -115,7 +115,7 @@ func (n *Node) registerMetrics(r *metric.Registry, tenantCap int) {
 		commits:          r.NewLoopCounter("kmb_consensus_commits_total", "Total committed entries."),
 		viewChanges:      r.NewLoopCounter("kmb_consensus_view_changes_total", "Total view changes this replica took part in (views it became normal in after the first)."),
 		repairs:          r.NewLoopCounter("kmb_consensus_repairs_total", "Times this replica asked the leader for missing log ops."),
-		stateTransfers:   r.NewLoopCounter("kmb_consensus_state_transfers_total", "Times this replica rebuilt its log from the cluster after losing its state."),
+		stateTransfers:   r.NewLoopCounter("kmb_consensus_state_transfers_total", "Times this replica rebuilt its state from the cluster: a recovery after losing its disk, or a peer's checkpoint installed (state transfer)."),
 		corruptRepair:    r.NewCounter("kmb_log_corrupt_ops_repaired_total", "Corrupt log ops this replica replaced with verified copies from its peers."),
 		storageErrors:    newStorageErrors(r),
 		chainMismatches:  r.NewLoopCounter("kmb_consensus_chain_mismatches_total", "Ops refused because their chain hash does not follow this replica's log."),
