@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -96,7 +97,13 @@ func waitLeader(t *testing.T, nodes map[uint64]*Node) *Node {
 // deleted the segments a checkpoint covers) installs a peer's checkpoint,
 // fetches the log after it, and serves everything; it restarts from what
 // it installed.
-func TestStateTransferFromCheckpoint(t *testing.T) {
+func TestStateTransferFromCheckpoint(t *testing.T) { testStateTransfer(t, false) }
+
+// The same for a replica that lost its disk: it recovers from the
+// cluster, whose logs no longer start at op 1, through a checkpoint.
+func TestStateTransferLostDisk(t *testing.T) { testStateTransfer(t, true) }
+
+func testStateTransfer(t *testing.T, wipe bool) {
 	cfgs := transferConfigs(t)
 	nodes := map[uint64]*Node{}
 	for id, cfg := range cfgs {
@@ -138,6 +145,11 @@ func TestStateTransferFromCheckpoint(t *testing.T) {
 		}
 		l.Close()
 	}
+	if wipe {
+		if err := os.RemoveAll(cfgs[3].DataDir); err != nil {
+			t.Fatal(err)
+		}
+	}
 	reg3, logs3 := metric.NewRegistry(), &logBuffer{}
 	nodes = map[uint64]*Node{1: runNodeReg(t, cfgs[1], metric.NewRegistry()), 2: runNodeReg(t, cfgs[2], metric.NewRegistry()), 3: runNodeReg(t, cfgs[3], reg3, logs3)}
 	leader := waitLeader(t, nodes)
@@ -172,6 +184,9 @@ func TestStateTransferFromCheckpoint(t *testing.T) {
 	nodes[3] = runNodeReg(t, cfgs[3], metric.NewRegistry())
 	waitFor(t, 30*time.Second, "replica 3 ready after its restart", func() bool { return nodes[3].Ready() == nil })
 	checkKeys(nodes[3])
+	if wipe {
+		return
+	}
 
 	// A new member joins in place of the follower of 1 and 2: the others'
 	// logs start past op 1, so it too starts from a checkpoint (of the
