@@ -91,6 +91,7 @@ func TestRegressionSeeds(t *testing.T) {
 		{38, "a config op in the log before a snapshot was installed stayed pending, and a data op at its number started the epoch"},
 		{4345, "a replica in a view change of an epoch that was over refused the snapshot that would let it leave it"},
 		{3370, "a replica that lost its disk took ops from one replica and a commit number from another, and applied an op that never committed"},
+		{20688, "a replica whose epoch was over took a second snapshot of the old epoch after the first consumed the request, and waited for ever to learn it was removed"},
 	} {
 		opts := DefaultOptions()
 		opts.Seed = s.seed

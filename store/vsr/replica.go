@@ -49,6 +49,12 @@ type Replica struct {
 	transfer     *StateTransfer // the last request for the driver
 	transferOut  bool           // not yet handed out in a Ready
 	transferTick uint64
+	// joinFrom and joinEpoch: after a checkpoint of an epoch older than
+	// its sender's, the replica fetches the rest from joinFrom until it
+	// reaches joinEpoch (the sender's epoch then); asked again every two
+	// heartbeats while joining, as nobody else calls a replica that is
+	// no member of the epoch it is fetching.
+	joinFrom, joinEpoch uint64
 	lastChain    kmblog.Chain // chain hash of op r.op
 
 	// chainer computes chain hashes (the primary's for its proposals, a

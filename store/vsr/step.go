@@ -13,8 +13,15 @@ func (r *Replica) Tick() {
 	r.checkRepairStall()
 	hb := uint64(r.cfg.HeartbeatTicks)
 	switch r.status {
-	case StatusJoining, StatusRemoved:
-		return // joining: the primary of the epoch that adds it calls
+	case StatusJoining:
+		// The primary of the epoch that adds it calls; a replica fetching
+		// the rest of a snapshot's epoch asks again (a message lost).
+		if r.joinFrom != 0 && r.joinEpoch > r.epoch && r.tick-r.repairTick >= 2*hb {
+			r.requestEpochOps(r.joinFrom, true)
+		}
+		return
+	case StatusRemoved:
+		return
 	case StatusNormal:
 		if r.isPrimary() {
 			if r.n > 1 && r.tick-r.lastSent >= hb {

@@ -111,8 +111,18 @@ func (r *Replica) InstallState(s Snapshot) error {
 	// replica out of a configuration that a later one adds it to, or end
 	// before the config op of the sender's epoch: the replica then
 	// fetches the rest from the sender, taking part in nothing meanwhile.
-	final := r.transfer == nil || max(s.Epoch, r.epoch) >= r.transfer.Epoch
-	leaving := r.transfer != nil && r.transfer.Epoch > r.epoch // its epoch is over
+	// The epoch to reach: the sender's, or that of an earlier snapshot's
+	// sender the replica is still fetching the rest from (a second
+	// snapshot may arrive after the first consumed the request).
+	target, from := uint64(0), uint64(0)
+	if r.joinEpoch > r.epoch {
+		target, from = r.joinEpoch, r.joinFrom
+	}
+	if r.transfer != nil {
+		target, from = max(target, r.transfer.Epoch), r.transfer.From
+	}
+	final := max(s.Epoch, r.epoch) >= target
+	leaving := target > r.epoch // its epoch is over
 	switch {
 	case r.status == StatusRemoved, r.status == StatusViewChange && !leaving:
 		return fmt.Errorf("%w: status %s", ErrSnapshotRefused, r.status)
@@ -124,10 +134,6 @@ func (r *Replica) InstallState(s Snapshot) error {
 	// A snapshot of an earlier epoch than the replica's (taken before the
 	// config op, which the replica applied) is installed all the same: the
 	// state it holds knows no epoch, and the replica keeps its own.
-	from := uint64(0)
-	if r.transfer != nil {
-		from = r.transfer.From
-	}
 	transferView := r.view
 	if r.transfer != nil && s.Epoch == r.transfer.Epoch {
 		transferView = r.transfer.View
@@ -156,6 +162,7 @@ func (r *Replica) InstallState(s Snapshot) error {
 		r.event(Event{Kind: EventEpochStarted, View: r.view, Op: c, Commit: c})
 	}
 	if !final {
+		r.joinFrom, r.joinEpoch = from, target
 		r.status, r.joining = StatusJoining, true
 		r.svc, r.dvc, r.dvcSent, r.haveVCBase, r.catchingUp = nil, nil, false, false, false
 		r.recoveryTarget, r.learnEpoch = 0, 0
