@@ -137,17 +137,6 @@ func (c Config) replicaIDs() []uint64 {
 	return ids
 }
 
-// peers returns the other replicas' replication addresses.
-func (c Config) peers() map[uint64]string {
-	out := map[uint64]string{}
-	for id, addr := range c.Replicas {
-		if id != c.NodeID {
-			out[id] = addr
-		}
-	}
-	return out
-}
-
 func (c Config) logConfig() kmblog.Config {
 	return kmblog.Config{Dir: filepath.Join(c.DataDir, "log"), SegmentSizeBytes: c.SegmentSizeBytes}
 }
