@@ -117,6 +117,9 @@ func (r *Replica) Step(m wire.Message) {
 	}
 	primaryTraffic := (m.Type == wire.TypePrepare || m.Type == wire.TypeCommit || m.Type == wire.TypeOps) &&
 		m.From == r.primaryOf(m.View) && m.Flags&wire.FlagNormal != 0
+	if primaryTraffic && m.View == r.view && r.status == StatusNormal && r.catchingUp && r.catchUpTo == catchUpUnknown {
+		r.catchUpTo = primaryOp(m) // the primary of the view, heard at last
+	}
 	if m.View == r.view && r.status == StatusViewChange && primaryTraffic {
 		// The view change completed without us: its StartView was lost.
 		r.joinView(m.View, primaryOp(m))
@@ -193,6 +196,11 @@ func (r *Replica) enterNormal(v, target uint64) {
 		r.requestRepair(true)
 	}
 }
+
+// catchUpUnknown is the catch-up target of a replica that entered a view
+// without hearing from its primary (after a snapshot): it learns the
+// target from the primary's first normal message.
+const catchUpUnknown = ^uint64(0)
 
 // maybeCaughtUp completes a catch-up once the log is verified up to the
 // target: ops past the verified prefix were never in this view's log and

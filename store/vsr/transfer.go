@@ -184,14 +184,25 @@ func (r *Replica) InstallState(s Snapshot) error {
 			// sender's view, catching up. It claims no view's log (log
 			// view 0, below any of the epoch's): its log is a committed
 			// prefix, in every view's log, but of no view in particular.
+			//
+			// It stays catching up until the normal primary of that view
+			// says how far its log goes (catchUpUnknown): the sender may
+			// have been in a view change, and a replica that claimed the
+			// view's log with only the snapshot's prefix would win the
+			// next view change over the logs that hold later committed ops.
 			r.joining = false
-			r.view, r.logView, r.status = transferView, 0, StatusNormal
 			r.svc, r.dvc, r.dvcSent, r.haveVCBase = nil, nil, false, false
 			r.match = map[uint64]uint64{}
-			r.catchingUp, r.catchUpTo = true, c
 			r.lastHeard = r.tick
+			r.logView = 0
+			if r.primaryOf(transferView) == r.id {
+				// It cannot lead a view whose log it knows nothing of.
+				r.beginViewChange(transferView + 1)
+				return nil
+			}
+			r.view, r.status = transferView, StatusNormal
+			r.catchingUp, r.catchUpTo = true, catchUpUnknown
 			r.persistHardState()
-			r.maybeCaughtUp()
 		}
 		return nil
 	}
