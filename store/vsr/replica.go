@@ -55,7 +55,7 @@ type Replica struct {
 	// heartbeats while joining, as nobody else calls a replica that is
 	// no member of the epoch it is fetching.
 	joinFrom, joinEpoch uint64
-	lastChain    kmblog.Chain // chain hash of op r.op
+	lastChain           kmblog.Chain // chain hash of op r.op
 
 	// chainer computes chain hashes (the primary's for its proposals, a
 	// backup's to check the primary's ops); prev caches the chain hash
