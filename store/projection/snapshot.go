@@ -191,7 +191,12 @@ func (b *Builder) Install(appliedOp, appliedPosition uint64) {
 			for _, r := range t.ops {
 				n += r.Count
 			}
-			t.entries.Add(n)
+			// A counter only rises: installed over a projection that
+			// counted some of these entries already (a state transfer),
+			// it counts only those it did not.
+			if have := t.entries.Total(); n > have {
+				t.entries.Add(n - have)
+			}
 		}
 	}
 	p.mu.Lock()

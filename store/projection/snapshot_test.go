@@ -131,6 +131,20 @@ func TestBuilderInstall(t *testing.T) {
 	if got := vec.With("a").Value(); got != 4 {
 		t.Fatalf("entries of a = %d, want 4", got)
 	}
+	// A later install (a state transfer) over the counted entries counts
+	// only the ones the counter has not seen.
+	b = p.NewBuilder()
+	b.Tenant("a")
+	b.Key("k", Value{Data: []byte("9"), Position: 9})
+	b.Op(OpRef{Op: 1, FirstPosition: 1, Count: 2})
+	b.Op(OpRef{Op: 3, FirstPosition: 4, Count: 1})
+	b.Op(OpRef{Op: 4, FirstPosition: 5, Count: 1})
+	b.Op(OpRef{Op: 8, FirstPosition: 6, Count: 4})
+	b.Install(8, 9)
+	vec.PublishDirty()
+	if got := vec.With("a").Value(); got != 8 {
+		t.Fatalf("entries of a after a second install = %d, want 8", got)
+	}
 }
 
 // fill applies keys keys of 10 tenants (kmbd bench's shape) in ops of 100

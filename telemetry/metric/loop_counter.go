@@ -67,6 +67,10 @@ func (c *LoopCounter) Publish() {
 	}
 }
 
+// Total returns the owner's running total, published or not. Only the
+// owning goroutine may call it.
+func (c *LoopCounter) Total() uint64 { return c.total }
+
 // Value returns the count as of the last Publish.
 func (c *LoopCounter) Value() uint64 {
 	return c.published.Load()
