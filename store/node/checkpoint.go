@@ -242,6 +242,8 @@ func (s *stateSink) Client(c checkpoint.Client) error {
 func (n *Node) installCheckpoint(r io.Reader) (checkpoint.Header, error) {
 	if n.proj.Thaw(1<<62) || n.ckpt.running {
 		n.stopCheckpoint()
+		// The next checkpoint needs a context that is not cancelled.
+		n.ckpt.ctx, n.ckpt.cancel = context.WithCancel(context.Background())
 	}
 	sink := newStateSink(n.proj)
 	h, _, err := checkpoint.Read(r, sink)

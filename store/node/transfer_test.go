@@ -179,7 +179,11 @@ func testStateTransfer(t *testing.T, wipe bool) {
 	checkKeys(nodes[3])
 	// Writes go on, and replica 3 restarts from the installed checkpoint
 	// and the log after it.
-	writeMiB(t, nodes, "later", 1)
+	installedOp := nodes[3].Status().Checkpoint.Op
+	writeMiB(t, nodes, "later", 5)
+	waitFor(t, 20*time.Second, "replica 3 checkpoints again after the install", func() bool {
+		return nodes[3].Status().Checkpoint.Op > installedOp
+	})
 	nodes[3].Stop()
 	nodes[3] = runNodeReg(t, cfgs[3], metric.NewRegistry())
 	waitFor(t, 30*time.Second, "replica 3 ready after its restart", func() bool { return nodes[3].Ready() == nil })
