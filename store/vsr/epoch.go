@@ -313,10 +313,29 @@ func (r *Replica) enterEpoch(p pendingConfig, upTo uint64) {
 	// config op in its own epoch).
 	r.joining = false
 	r.truncateLog(p.op)
-	r.view, r.logView, r.status = p.cfg.View, p.cfg.View, StatusNormal
 	r.catchingUp, r.candidates, r.replacing = false, nil, false
 	r.lastHeard, r.lastSent = r.tick, r.tick
 	r.resetTimeout()
+	if upTo != 0 {
+		// Entered by fetching the epoch's ops from another replica (a new
+		// member, or one that missed the change or lost its disk): the
+		// epoch may be well past its first view's start, whose log then
+		// holds more than the config op (this replica may even have led
+		// it before it lost its disk). It claims no view's log and waits
+		// for the view's normal primary, as after a snapshot; it does not
+		// lead a view it knows nothing of.
+		r.view, r.logView = p.cfg.View, 0
+		if r.primaryOf(r.view) == r.id {
+			r.status = StatusNormal
+			r.beginViewChange(r.view + 1)
+			return
+		}
+		r.status = StatusNormal
+		r.catchingUp, r.catchUpTo = true, catchUpUnknown
+		r.persistHardState()
+		return
+	}
+	r.view, r.logView, r.status = p.cfg.View, p.cfg.View, StatusNormal
 	r.persistHardState()
 	r.event(Event{Kind: EventViewStarted, Epoch: r.epoch, View: r.view, Primary: r.primaryOf(r.view), Op: r.op, Commit: r.commit})
 	if r.isPrimary() {
