@@ -168,8 +168,10 @@ type Node struct {
 	// anywhere).
 	diskFull  atomic.Pointer[error]
 	lastProbe time.Time
-	lastIter  atomic.Int64 // UnixNano of the loop's last completed iteration
-	stopping  atomic.Bool
+	// lastRetention is when local retention last ran (loop-owned).
+	lastRetention time.Time
+	lastIter      atomic.Int64 // UnixNano of the loop's last completed iteration
+	stopping      atomic.Bool
 	// running is set once recovery finished and the loop owns n.log and
 	// n.rep; other goroutines check it before touching them.
 	running atomic.Bool
@@ -188,10 +190,10 @@ type Node struct {
 	hsAt       time.Time
 	// received maps the ops of the messages stepped since the last Ready
 	// to their encodings as they arrived (wire.Message.Raw).
-	received map[*kmblog.Op][]byte
-	encBuf   [][]byte
-	appliedTS  int64 // commit time of op applied
-	ckpt       checkpoints
+	received  map[*kmblog.Op][]byte
+	encBuf    [][]byte
+	appliedTS int64 // commit time of op applied
+	ckpt      checkpoints
 
 	// The configuration (cluster.go), loop-owned after recovery: the
 	// members of the last config op applied and of the one before, with
