@@ -28,17 +28,29 @@ import (
 //     requires.
 //
 // Followers apply the same rule to their own logs, without the
-// follower floor. Retention runs on the loop at most once per
-// retentionInterval, never on the append path, and not while ops of the
-// log await repair.
+// follower floor. Retention runs on the loop once per retentionInterval
+// (retentionBusyInterval while the log is more than a segment over
+// retention_bytes), never on the append path, and not while ops of the
+// log await repair. A pass that deletes nothing reads no file.
 const (
-	retentionInterval    = time.Second
-	followerSilenceTicks = 1200
+	retentionInterval     = time.Second
+	retentionBusyInterval = 100 * time.Millisecond
+	followerSilenceTicks  = 1200
 )
 
 // maybeRetain applies local retention when it is due. Loop only.
 func (n *Node) maybeRetain() {
-	if !n.cfg.retains() || n.fatalErr() != nil || n.now().Sub(n.lastRetention) < retentionInterval {
+	if !n.cfg.retains() || n.fatalErr() != nil {
+		return
+	}
+	gap := retentionInterval
+	if n.cfg.RetentionBytes > 0 && n.log.SizeBytes() > n.cfg.RetentionBytes+n.cfg.SegmentSizeBytes {
+		// Over the limit by more than a segment: a busy log, or a floor
+		// that holds it. Look more often, so that disk use under a
+		// sustained load stays near the limit.
+		gap = retentionBusyInterval
+	}
+	if n.now().Sub(n.lastRetention) < gap {
 		return
 	}
 	n.lastRetention = n.now()
