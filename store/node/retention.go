@@ -116,7 +116,9 @@ func followerFloor(config []uint64, self, now, silence uint64, lastContact, acke
 
 // removeBefore deletes the segments below cut and tells the replica its
 // log starts later, so that it answers a replica that asks for the
-// deleted ops with a state transfer. Loop only.
+// deleted ops with a state transfer. The replica hears it first: should
+// it refuse, nothing is deleted, and in between (the same loop turn)
+// nothing reads the log. Loop only.
 func (n *Node) removeBefore(cut uint64) {
 	start := n.log.RemovalStart(cut)
 	if start <= n.log.Start().Op {
@@ -129,16 +131,17 @@ func (n *Node) removeBefore(cut uint64) {
 			slog.Uint64("op", start-1), slog.String("error", err.Error()))
 		return
 	}
-	base := vsr.BaseOf(&prev)
+	if err := n.rep.SetLogStart(vsr.BaseOf(&prev)); err != nil {
+		// The floor keeps the base committed and durable; a replica
+		// that disagrees keeps its segments.
+		n.logger.Error("log retention skipped", slog.String("error", err.Error()))
+		return
+	}
 	segments, bytes, err := n.log.RemoveBefore(cut)
 	n.m.retentionSegments.Add(uint64(segments))
 	n.m.retentionBytes.Add(uint64(bytes))
 	if err != nil {
 		n.m.storageErrors.record("write", err)
 		n.fail(err)
-		return
-	}
-	if err := n.rep.SetLogStart(base); err != nil {
-		n.fail(err) // the floor keeps cut-1 committed and durable: a bug
 	}
 }

@@ -102,7 +102,12 @@ func TestRetentionSingleNode(t *testing.T) {
 	n.Stop()
 
 	reg2 := metric.NewRegistry()
-	m := runRetaining(t, cfg, reg2, nil)
+	var logs2 logBuffer
+	m := runRetaining(t, cfg, reg2, &logs2)
+	rebuilt := logs2.lines("projection rebuilt")
+	if len(rebuilt) != 1 || rebuilt[0]["checkpoint_op"].(float64)+1 < float64(start.Op) {
+		t.Fatalf("projection rebuilt: %v; want it from a checkpoint at or after op %d", rebuilt, start.Op-1)
+	}
 	after := m.Status()
 	if after.Projection != before.Projection || after.ChainHead != before.ChainHead || after.CommitNumber != before.CommitNumber {
 		t.Fatalf("after restart %+v\nbefore %+v", after, before)
