@@ -100,7 +100,9 @@ func TestE2ERetentionRefusedUnbacked(t *testing.T) {
 // With a repository, retention never deletes past the backup checkpoint:
 // the expression of LogTruncatedBeforeBackup,
 // (kmb_log_first_retained_position - 1) - kmb_backup_checkpoint_position
-// > 0, stays false on every scrape while the node writes and deletes.
+// > 0, stays false on every scrape while the node writes and deletes, and
+// while the backup is paused, when the log grows instead; once resumed,
+// retention catches up.
 func TestE2ERetentionHoldsAtBackupCheckpoint(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "kmbd.toml")
 	os.WriteFile(cfg, []byte(retentionTOML+`[backup]
@@ -109,7 +111,8 @@ checkpoint_interval = "200ms"
 verify_interval = "0s"
 snapshot_interval = "0s"
 `), 0o644)
-	n := kmbdtest.StartNode(t, t.TempDir(), nil, "--config", cfg, "--backup-repo", "file://"+t.TempDir())
+	repo := "file://" + t.TempDir()
+	n := kmbdtest.StartNode(t, t.TempDir(), nil, "--config", cfg, "--backup-repo", repo)
 	check := func() float64 {
 		// The first retained position first: the checkpoint only
 		// grows, so one read after it is at least the one retention
@@ -126,4 +129,27 @@ snapshot_interval = "0s"
 		check()
 	}
 	kmbdtest.WaitFor(t, "segments removed below the backup checkpoint", 30*time.Second, func() bool { return check() > 1 })
+
+	// With the backup paused the checkpoint stands still, and so does
+	// retention: the log grows past retention_bytes instead.
+	if code, _, stderr := kmbdRun(t, "backup", "pause", "--repo", repo); code != 0 {
+		t.Fatalf("backup pause: %d %s", code, stderr)
+	}
+	kmbdtest.WaitFor(t, "the task paused", 10*time.Second, func() bool { return backupStatus(t, n)["state"] == "paused" })
+	held := metricValue(t, n, "kmb_backup_checkpoint_position")
+	writeMB(t, n.API, 60, 40)
+	kmbdtest.WaitFor(t, "the log held past retention_bytes", 20*time.Second, func() bool {
+		return metricValue(t, n, "kmb_log_size_bytes") > 4<<20
+	})
+	if first := check(); first-1 > held {
+		t.Fatalf("first retained position %v passed the paused checkpoint position %v", first, held)
+	}
+	if cp := metricValue(t, n, "kmb_backup_checkpoint_position"); cp != held {
+		t.Fatalf("checkpoint moved from %v to %v while paused", held, cp)
+	}
+	// Resumed, the backup catches up and retention follows.
+	if code, _, stderr := kmbdRun(t, "backup", "resume", "--repo", repo); code != 0 {
+		t.Fatalf("backup resume: %d %s", code, stderr)
+	}
+	kmbdtest.WaitFor(t, "retention past the old checkpoint", 30*time.Second, func() bool { return check()-1 > held })
 }
