@@ -64,7 +64,7 @@ type Config struct {
 	CheckpointIntervalBytes int64
 	// RetentionBytes, when not 0, bounds the local log on disk: the
 	// oldest whole segments beyond it are deleted, once nothing needs
-	// them (see retention.go: below the newest projection checkpoint,
+	// them (see retention.go: below the older projection checkpoint kept,
 	// below the backup floor with a repository, and not needed by a
 	// follower that is up). TOML: [storage] retention_bytes. Default 0
 	// (off), accepted 0 or segment_size_bytes .. 1 PiB.

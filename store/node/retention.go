@@ -11,8 +11,11 @@ import (
 // deletes whole log segments from the oldest end. The limits say what
 // may go; floors say what must stay, and the lowest floor wins:
 //
-//   - the newest projection checkpoint: a restart loads it and replays
-//     the ops after it, so the op after it stays;
+//   - the older of the two projection checkpoints kept on disk
+//     (checkpoint.Keep): a restart loads the newest and replays the ops
+//     after it, and falls back to the one before when the newest is
+//     found corrupt, so the op after that one stays. Until there are two,
+//     nothing goes;
 //   - with a backup repository, the backup floor (Config.RetentionFloor:
 //     the last op the repository holds, as this node last read it from
 //     the manifest); until it is known nothing goes. The floor only
@@ -77,10 +80,10 @@ func (n *Node) retentionTarget() uint64 {
 // nothing may go.
 func (n *Node) retentionFloor() uint64 {
 	st := n.rep.State()
-	if n.ckpt.last.Op == 0 || st.Faulty > 0 {
+	if n.ckpt.prev == 0 || st.Faulty > 0 {
 		return 0
 	}
-	floor := min(n.ckpt.last.Op, st.Commit, n.log.DurableOp()) + 1
+	floor := min(n.ckpt.prev, st.Commit, n.log.DurableOp()) + 1
 	if n.cfg.RetentionFloor != nil {
 		op, ok := n.cfg.RetentionFloor()
 		if !ok {

@@ -18,10 +18,10 @@ import (
 // interval, allow_unbacked_truncation) and samples the data dir's size
 // (log, checkpoints, superblock) every MiB written. Each iteration is a
 // fresh node that writes written MiB as ops of 100 entries of 1 kB over
-// 1000 keys. max_disk_bytes stays near retention_bytes plus what is
-// written between two retention passes (one a second) and a checkpoint
-// interval, whatever the volume written; written_bytes is the log
-// written.
+// 1000 keys. max_disk_bytes stays near retention_bytes plus the two
+// checkpoints kept plus what is written between two retention passes
+// (every 100ms while over the limit), whatever the volume written;
+// written_bytes is the log written.
 //
 //	go test ./store/node -run '^$' -bench RetentionDiskUse -benchtime 1x
 func BenchmarkRetentionDiskUse(b *testing.B) {
