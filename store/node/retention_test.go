@@ -254,3 +254,32 @@ func TestRetentionHoldsForFollower(t *testing.T) {
 		t.Fatalf("the leader deleted segments %v after a follower stopped, before %v", time.Since(stoppedAt), silence)
 	}
 }
+
+// Retention keeps the older of the two checkpoints usable: after it ran,
+// a restart that finds the newest checkpoint corrupt starts from the one
+// before, and ends in the same state.
+func TestRetentionSurvivesCorruptNewestCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	cfg := retentionConfig(dir)
+	cfg.RetentionBytes = cfg.SegmentSizeBytes // as much as the floors allow
+	n := runRetaining(t, cfg, metric.NewRegistry(), nil)
+	writeFew(t, n, 0, 60)
+	waitFor(t, 20*time.Second, "segments removed", func() bool { return n.log.Start().Op > 1 })
+	before := n.Status()
+	n.Stop()
+	files, err := checkpoint.List(filepath.Join(dir, checkpoint.Dir))
+	if err != nil || len(files) != checkpoint.Keep {
+		t.Fatalf("checkpoints %v, %v", files, err)
+	}
+	flipMiddle(t, files[0].Path)
+
+	var logs logBuffer
+	m := runRetaining(t, cfg, metric.NewRegistry(), &logs)
+	rebuilt := logs.lines("projection rebuilt")
+	if len(rebuilt) != 1 || rebuilt[0]["checkpoint_op"] != float64(files[1].Op) {
+		t.Fatalf("projection rebuilt: %v; want it from the older checkpoint, of op %d", rebuilt, files[1].Op)
+	}
+	if after := m.Status(); after.Projection != before.Projection || after.ChainHead != before.ChainHead || after.CommitNumber != before.CommitNumber {
+		t.Fatalf("after restart %+v\nbefore %+v", after, before)
+	}
+}
