@@ -23,10 +23,9 @@ import (
 //   - on the leader, the ops a follower that is up still needs: those
 //     after the op it last acknowledged (vsr.Replica.Acked). A follower
 //     the leader has not heard from for followerSilenceTicks (a minute at
-//     the default tick of 50ms) no longer holds
-//     the log back: once back it asks for ops below the leader's log
-//     start and is answered with a state transfer (vsr state_transfer)
-//     instead;
+//     the default tick of 50ms) no longer holds the log back: once back
+//     it asks for ops below the leader's log start and is answered with
+//     a state transfer (vsr state_transfer) instead;
 //   - the commit number and the durable log, which vsr.SetLogStart
 //     requires.
 //
