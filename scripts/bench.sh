@@ -18,7 +18,7 @@
 #   benchstat old/primitives.txt new/primitives.txt   # compare two runs
 #
 # Groups: primitives metric logging spans render log wire append cluster
-# tracing backup audit restart client (go test -bench), spans-vs (the span
+# tracing backup audit restart retention client (go test -bench), spans-vs (the span
 # benchmarks of KMB_SPANS_BASE and of the tree, interleaved), kmbd (kmbd
 # bench, 1 and 3 nodes), compare (kmbd bench --compare off,backup, and
 # off,metrics,full,ack in CPU per entry), compare-shm (the latter with the
@@ -189,7 +189,7 @@ report() {
 }
 
 groups=("$@")
-[ ${#groups[@]} -eq 0 ] && groups=(primitives metric logging spans spans-vs render log wire append cluster tracing backup audit restart client kmbd compare compare-shm profile report)
+[ ${#groups[@]} -eq 0 ] && groups=(primitives metric logging spans spans-vs render log wire append cluster tracing backup audit restart retention client kmbd compare compare-shm profile report)
 for g in "${groups[@]}"; do
 	case "$g" in
 	primitives) gotest primitives ./telemetry/metric/bench -bench . -cpu 1,2 ;;
@@ -206,6 +206,7 @@ for g in "${groups[@]}"; do
 	backup) gotest backup ./store/backup -bench 'AppendSegment|Restore' ;;
 	audit) gotest audit ./store/audit -bench . ;;
 	restart) gotest restart ./store/node ./store/projection ./store/backup -bench 'BenchmarkRestart$|BenchmarkSnapshotPause|BenchmarkTieredRead' ;;
+	retention) gotest retention ./store/node -bench 'BenchmarkRetentionDiskUse$' -benchtime 1x ;;
 	client) gotest client ./client -bench . ;;
 	kmbd)
 		for nodes in 1 3; do

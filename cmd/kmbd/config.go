@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pelletier/go-toml/v2"
 
@@ -68,6 +69,12 @@ type StorageConfig struct {
 	MaxBatchOps             int   `toml:"max_batch_ops"`
 	QueueDepth              int   `toml:"queue_depth"`
 	CheckpointIntervalBytes int64 `toml:"checkpoint_interval_bytes"`
+	// RetentionBytes and RetentionTime turn on local retention (see
+	// node.Config); 0 is off. AllowUnbackedTruncation lets it run
+	// without backup.repository.
+	RetentionBytes          int64           `toml:"retention_bytes"`
+	RetentionTime           backup.Duration `toml:"retention_time"`
+	AllowUnbackedTruncation bool            `toml:"allow_unbacked_truncation"`
 }
 
 func defaultConfig() Config {
@@ -101,6 +108,13 @@ func (c Config) node() node.Config {
 	n.SegmentSizeBytes = c.Storage.SegmentSizeBytes
 	n.MaxBatchOps, n.QueueDepth = c.Storage.MaxBatchOps, c.Storage.QueueDepth
 	n.CheckpointIntervalBytes = c.Storage.CheckpointIntervalBytes
+	n.RetentionBytes, n.RetentionTime = c.Storage.RetentionBytes, time.Duration(c.Storage.RetentionTime)
+	n.AllowUnbackedTruncation = c.Storage.AllowUnbackedTruncation
+	if c.Backup.Repository != "" {
+		// Nothing is deleted until the backup task reports what the
+		// repository holds (newApp replaces this).
+		n.RetentionFloor = func() (uint64, bool) { return 0, false }
+	}
 	return n
 }
 

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func env(m map[string]string) func(string) string {
@@ -80,6 +81,31 @@ segment_size_bytes = 2097152
 	}
 }
 
+// The retention keys reach the node; with a repository, retention needs
+// no allow_unbacked_truncation and holds everything until the backup
+// task reports its progress.
+func TestRetentionConfig(t *testing.T) {
+	file := writeFile(t, "[storage]\nretention_bytes = 1073741824\nretention_time = \"168h\"\nallow_unbacked_truncation = true\n")
+	cfg, err := loadConfig([]string{"--config", file}, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := cfg.node()
+	if n.RetentionBytes != 1<<30 || n.RetentionTime != 168*time.Hour || !n.AllowUnbackedTruncation || n.RetentionFloor != nil {
+		t.Fatalf("node config %+v", n)
+	}
+	file = writeFile(t, "[storage]\nretention_bytes = 1073741824\n")
+	cfg, err = loadConfig([]string{"--config", file, "--backup-repo", "file://" + t.TempDir()}, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := cfg.node().RetentionFloor; f == nil {
+		t.Fatal("no retention floor with a repository")
+	} else if _, ok := f(); ok {
+		t.Fatal("the floor is known before the backup task runs")
+	}
+}
+
 // Every invalid input is refused with one line naming the key, the value and
 // what is accepted.
 func TestInvalidConfig(t *testing.T) {
@@ -113,6 +139,10 @@ func TestInvalidConfig(t *testing.T) {
 		{name: "backup repo relative", args: []string{"--backup-repo", "file://rel/dir"}, want: "backup.repository"},
 		{name: "backup interval", file: "[backup]\nflush_interval = \"0s\"\n", want: "backup.flush_interval = 0s: accepted 10ms..1h0m0s"},
 		{name: "backup duration syntax", file: "[backup]\nsnapshot_interval = \"daily\"\n", want: "line 2"},
+		{name: "retention without a repository", file: "[storage]\nretention_bytes = 1073741824\n", want: "storage.allow_unbacked_truncation = true"},
+		{name: "retention time without a repository", file: "[storage]\nretention_time = \"168h\"\n", want: "storage.retention_time = 168h0m0s without backup.repository"},
+		{name: "retention bytes below a segment", file: "[storage]\nretention_bytes = 1024\nallow_unbacked_truncation = true\n", want: "storage.retention_bytes = 1024: accepted 0 (off) or storage.segment_size_bytes"},
+		{name: "retention time too short", file: "[storage]\nretention_time = \"1s\"\nallow_unbacked_truncation = true\n", want: "storage.retention_time = 1s"},
 		{name: "backup keep last", file: "[backup]\nsnapshot_keep_last = -1\n", want: "backup.snapshot_keep_last = -1: accepted 0..10000"},
 		// Safe defaults: nothing beyond loopback unprotected unless asked.
 		{name: "api beyond loopback", args: []string{"--api-listen", "0.0.0.0:7000"}, want: `api.listen = "0.0.0.0:7000" serves beyond loopback with neither authentication nor TLS: set auth.tokens_file`},

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -142,6 +143,21 @@ func newApp(cfg Config, logOutput io.Writer) (*app, error) {
 		return nil, err
 	}
 	ncfg := cfg.node()
+	// The backup task, built after the node, sets the floor of local
+	// retention: the last op the repository holds, as the task last
+	// read or wrote the manifest (on every node: standby tasks reread
+	// it). Until it runs, nothing is deleted.
+	var floorTask atomic.Pointer[backup.Task]
+	if ncfg.RetentionFloor != nil {
+		ncfg.RetentionFloor = func() (uint64, bool) {
+			t := floorTask.Load()
+			if t == nil {
+				return 0, false
+			}
+			op := t.Status().CheckpointOp
+			return op, op > 0
+		}
+	}
 	ncfg.ReplicationSecurity.Secret = sec.clusterSecret
 	if sec.clusterTLS != nil {
 		ncfg.ReplicationSecurity.TLS = sec.clusterTLS
@@ -171,6 +187,7 @@ func newApp(cfg Config, logOutput io.Writer) (*app, error) {
 	var task *backup.Task
 	if url := cfg.Backup.Repository; url != "" {
 		task = backup.NewTask(cfg.Backup.TaskConfig(), url, repo, n, tel.Metrics, tel.Logger("kmb_backup"), tel.Spans)
+		floorTask.Store(task)
 	}
 	checks := health.New()
 	checks.AddLiveness("node", n.Live)

@@ -14,7 +14,7 @@ import (
 )
 
 // A node whose local log lost its first segments (removed with the log's
-// RemoveBefore while it was stopped, as retention will) still serves its
+// RemoveBefore while it was stopped, as retention does) still serves its
 // whole history from the backup repository: it rebuilds its projection
 // from it at start, reads of a tenant's log from position 1 and audit
 // exports reach the old ops through the repository, and

@@ -364,3 +364,61 @@ func FuzzDecodeStart(f *testing.F) {
 		}
 	})
 }
+
+// FirstOpWithin finds the cut that leaves at most a number of bytes of
+// segments, never the active one; RemovalStart where RemoveBefore of an
+// op would start the log.
+func TestFirstOpWithinAndRemovalStart(t *testing.T) {
+	dir := t.TempDir()
+	_, segs := indexedLog(t, dir, 60)
+	l, _ := openTest(t, dir, 1500)
+	first := make([]uint64, len(segs))
+	size := make([]int64, len(segs))
+	for i, s := range segs {
+		first[i], _ = parseSegmentName(s)
+		fi, err := os.Stat(filepath.Join(dir, s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		size[i] = fi.Size()
+	}
+	last := len(segs) - 1
+	total := int64(0)
+	for _, b := range size {
+		total += b
+	}
+	for _, tc := range []struct {
+		name  string
+		bytes int64
+		want  uint64
+	}{
+		{"nothing fits: the active segment stays", 0, first[last]},
+		{"exactly the active segment", size[last], first[last]},
+		{"the active one and the one before", size[last] + size[last-1], first[last-1]},
+		{"one byte short of two", size[last] + size[last-1] - 1, first[last]},
+		{"the whole log", total, first[0]},
+		{"more than the log", total * 2, first[0]},
+	} {
+		if got := l.FirstOpWithin(tc.bytes); got != tc.want {
+			t.Errorf("%s: FirstOpWithin(%d) = %d, want %d", tc.name, tc.bytes, got, tc.want)
+		}
+	}
+	for _, tc := range []struct{ op, want uint64 }{
+		{0, first[0]},
+		{1, first[0]},
+		{first[1] - 1, first[0]},
+		{first[1], first[1]},
+		{first[2] + 1, first[2]},
+		{1 << 40, first[last]},
+	} {
+		if got := l.RemovalStart(tc.op); got != tc.want {
+			t.Errorf("RemovalStart(%d) = %d, want %d", tc.op, got, tc.want)
+		}
+	}
+	// RemoveBefore agrees with both.
+	cut := l.FirstOpWithin(size[last] + size[last-1])
+	want := l.RemovalStart(cut)
+	if _, _, err := l.RemoveBefore(cut); err != nil || l.Start().Op != want || l.SizeBytes() != size[last]+size[last-1] {
+		t.Fatalf("RemoveBefore(%d): start %d, want %d; size %d, want %d; %v", cut, l.Start().Op, want, l.SizeBytes(), size[last]+size[last-1], err)
+	}
+}

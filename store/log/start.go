@@ -205,6 +205,41 @@ func (l *Log) RemoveBefore(op uint64) (segments int, bytes int64, err error) {
 	return segments, bytes, nil
 }
 
+// RemovalStart returns the first op the log would start at after
+// RemoveBefore(op): the first op of the newest segment, other than the
+// active one's successors, that starts at or below op; the current start
+// when nothing would go. The caller reads the op before it (for the
+// replica's log base) while it is still there. Writer only.
+func (l *Log) RemovalStart(op uint64) uint64 {
+	if len(l.segs) == 0 {
+		return 0
+	}
+	keep := 0
+	for keep+1 < len(l.segs) && l.segs[keep+1].firstOp <= op {
+		keep++
+	}
+	return l.segs[keep].firstOp
+}
+
+// FirstOpWithin returns the op to remove before (RemoveBefore) so that
+// the segments left take at most bytes on disk: the first op of the
+// oldest segment that, with every newer one, fits. The active segment
+// always stays, so when it alone is larger its first op is returned.
+// When the whole log fits, the current start. Writer only (segment sizes
+// are the writer's).
+func (l *Log) FirstOpWithin(bytes int64) uint64 {
+	if len(l.segs) == 0 {
+		return 0
+	}
+	i := len(l.segs) - 1
+	total := l.segs[i].size
+	for i > 0 && total+l.segs[i-1].size <= bytes {
+		i--
+		total += l.segs[i].size
+	}
+	return l.segs[i].firstOp
+}
+
 // removeSegmentFiles deletes a segment and its index.
 func (l *Log) removeSegmentFiles(s *segment) error {
 	if err := l.removeIndex(s); err != nil {

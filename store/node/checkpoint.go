@@ -33,6 +33,10 @@ type checkpoints struct {
 	// say how much log the next restart would replay.
 	base, replayed uint64
 	last           status.Checkpoint // the newest checkpoint on disk
+	// prev is the op of the checkpoint before last, which Save keeps
+	// (checkpoint.Keep) for a restart that finds last corrupt; 0 when
+	// there is none. Local retention keeps the log after it.
+	prev uint64
 }
 
 type checkpointResult struct {
@@ -141,6 +145,9 @@ func (n *Node) checkpointDone(r checkpointResult) {
 	}
 	n.m.checkpoints.success.Inc()
 	n.m.checkpointDuration.ObserveDuration(r.duration)
+	if n.ckpt.last.Op != 0 && n.ckpt.last.Op < r.header.Op {
+		n.ckpt.prev = n.ckpt.last.Op
+	}
 	n.ckpt.last = status.Checkpoint{Op: r.header.Op, Position: r.header.Position, Time: n.now().UTC(),
 		SizeBytes: r.saved.Bytes, DurationSeconds: r.duration.Seconds()}
 	n.logger.Info("projection checkpoint written",
@@ -207,6 +214,15 @@ func (n *Node) loadCheckpoint(l *kmblog.Log) (checkpoint.Loaded, bool) {
 	n.clock.last = sink.clients
 	n.applied, n.chainHead, n.appliedTS = h.Op, h.Chain, h.Timestamp
 	n.ckpt.last = status.Checkpoint{Op: h.Op, Position: h.Position, Time: fileTime(loaded.Path), SizeBytes: loaded.Bytes}
+	// The one before it on disk, unread: retention only needs its op,
+	// and holding at an op too low for it deletes less.
+	files, _ := checkpoint.List(n.checkpointDir())
+	for _, f := range files {
+		if f.Op < h.Op {
+			n.ckpt.prev = f.Op
+			break
+		}
+	}
 	return loaded, true
 }
 

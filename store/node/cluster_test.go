@@ -21,6 +21,12 @@ func startCluster(t testing.TB) (map[uint64]*Node, *Node) {
 // startClusterWith lets the caller adjust each node's Deps.
 func startClusterWith(t testing.TB, adjust func(id uint64, d *Deps)) (map[uint64]*Node, *Node) {
 	t.Helper()
+	return startClusterConfig(t, func(uint64, *Config) {}, adjust)
+}
+
+// startClusterConfig lets the caller adjust each node's Config and Deps.
+func startClusterConfig(t testing.TB, adjustConfig func(id uint64, c *Config), adjust func(id uint64, d *Deps)) (map[uint64]*Node, *Node) {
+	t.Helper()
 	replicas := map[uint64]string{}
 	var lns []net.Listener
 	for id := uint64(1); id <= 3; id++ {
@@ -39,6 +45,7 @@ func startClusterWith(t testing.TB, adjust func(id uint64, d *Deps)) (map[uint64
 		cfg := DefaultConfig()
 		cfg.NodeID, cfg.DataDir, cfg.Replicas = id, t.TempDir(), replicas
 		cfg.APIAddr = fmt.Sprintf("127.0.0.1:%d", 17000+id)
+		adjustConfig(id, &cfg)
 		deps := Deps{Metrics: metric.NewRegistry()}
 		adjust(id, &deps)
 		n, err := New(cfg, deps)

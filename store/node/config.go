@@ -62,7 +62,39 @@ type Config struct {
 	// after the newest checkpoint. TOML: [storage]
 	// checkpoint_interval_bytes. Default 64 MiB, accepted 1 MiB .. 1 TiB.
 	CheckpointIntervalBytes int64
+	// RetentionBytes, when not 0, bounds the local log on disk: the
+	// oldest whole segments beyond it are deleted, once nothing needs
+	// them (see retention.go: below the older projection checkpoint kept,
+	// below the backup floor with a repository, and not needed by a
+	// follower that is up). TOML: [storage] retention_bytes. Default 0
+	// (off), accepted 0 or segment_size_bytes .. 1 PiB.
+	RetentionBytes int64
+	// RetentionTime, when not 0, deletes the whole segments whose ops
+	// were all committed longer ago than this, on the same conditions.
+	// TOML: [storage] retention_time, a duration such as "168h". Default
+	// 0 (off), accepted 0 or 1m .. 87600h (10 years).
+	RetentionTime time.Duration
+	// AllowUnbackedTruncation lets retention run without a backup
+	// repository (RetentionFloor nil): the ops deleted then exist only
+	// on the other replicas, if at all. TOML: [storage]
+	// allow_unbacked_truncation. Default false.
+	AllowUnbackedTruncation bool
+	// RetentionFloor, when set, reports the last op durably in the
+	// backup repository; retention never deletes it nor any op after it.
+	// ok false (progress not known yet) holds every segment. Set by kmbd
+	// when [backup] repository is; not a TOML key.
+	RetentionFloor func() (op uint64, ok bool)
 }
+
+// Bounds of RetentionBytes and RetentionTime (when not 0).
+const (
+	MaxRetentionBytes = 1 << 50
+	MinRetentionTime  = time.Minute
+	MaxRetentionTime  = 10 * 365 * 24 * time.Hour
+)
+
+// retains reports whether local retention is on.
+func (c Config) retains() bool { return c.RetentionBytes > 0 || c.RetentionTime > 0 }
 
 // Bounds of CheckpointIntervalBytes.
 const (
@@ -105,6 +137,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("storage.segment_size_bytes = %d: accepted %d..%d", c.SegmentSizeBytes, kmblog.MinSegmentSizeBytes, int64(kmblog.MaxSegmentSizeBytes))
 	case c.CheckpointIntervalBytes < MinCheckpointIntervalBytes || c.CheckpointIntervalBytes > MaxCheckpointIntervalBytes:
 		return fmt.Errorf("storage.checkpoint_interval_bytes = %d: accepted %d (1 MiB)..%d (1 TiB)", c.CheckpointIntervalBytes, MinCheckpointIntervalBytes, int64(MaxCheckpointIntervalBytes))
+	case c.RetentionBytes != 0 && (c.RetentionBytes < c.SegmentSizeBytes || c.RetentionBytes > MaxRetentionBytes):
+		return fmt.Errorf("storage.retention_bytes = %d: accepted 0 (off) or storage.segment_size_bytes (%d) .. %d (1 PiB)", c.RetentionBytes, c.SegmentSizeBytes, int64(MaxRetentionBytes))
+	case c.RetentionTime != 0 && (c.RetentionTime < MinRetentionTime || c.RetentionTime > MaxRetentionTime):
+		return fmt.Errorf("storage.retention_time = %v: accepted 0 (off) or %v .. %v (10 years)", c.RetentionTime, MinRetentionTime, MaxRetentionTime)
+	case c.retains() && c.RetentionFloor == nil && !c.AllowUnbackedTruncation:
+		return fmt.Errorf("storage.retention_bytes = %d, storage.retention_time = %v without backup.repository: deleting log segments no repository holds needs storage.allow_unbacked_truncation = true", c.RetentionBytes, c.RetentionTime)
 	case c.TickInterval <= 0:
 		return fmt.Errorf("tick interval = %v: must be positive", c.TickInterval)
 	case c.ViewChangeTicks < 3:

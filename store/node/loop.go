@@ -64,6 +64,7 @@ func (n *Node) loop() error {
 			n.handleReady()
 		}
 		n.maybeCheckpoint()
+		n.maybeRetain()
 		n.m.publish()
 		n.publishStatus("")
 		n.lastIter.Store(n.now().UnixNano())

@@ -13,15 +13,17 @@ import (
 // metrics are the node's hot-path instruments. All are owned by the event
 // loop: plain adds while it works, one Publish per iteration.
 type metrics struct {
-	log             kmblog.Metrics
-	projection      projection.Metrics
-	commits         *metric.LoopCounter
-	viewChanges     *metric.LoopCounter
-	repairs         *metric.LoopCounter
-	stateTransfers  *metric.LoopCounter
-	corruptRepair   *metric.Counter // kmb_log_corrupt_ops_repaired_total
-	chainMismatches *metric.LoopCounter
-	storageErrors   storageErrors
+	log            kmblog.Metrics
+	projection     projection.Metrics
+	commits        *metric.LoopCounter
+	viewChanges    *metric.LoopCounter
+	repairs        *metric.LoopCounter
+	stateTransfers *metric.LoopCounter
+	corruptRepair  *metric.Counter // kmb_log_corrupt_ops_repaired_total
+	// kmb_log_retention_removed_{segments,bytes}_total
+	retentionSegments, retentionBytes *metric.Counter
+	chainMismatches                   *metric.LoopCounter
+	storageErrors                     storageErrors
 
 	checkpoints        struct{ success, failure *metric.Counter }
 	checkpointDuration *metric.LoopHistogram
@@ -112,11 +114,15 @@ func (n *Node) registerMetrics(r *metric.Registry, tenantCap int) {
 				"Entries applied per tenant. tenant_id is capped by telemetry.tenant_label_cap; later tenants are counted under tenant_id=\"_overflow\".",
 				"tenant_id", tenantCap),
 		},
-		commits:          r.NewLoopCounter("kmb_consensus_commits_total", "Total committed entries."),
-		viewChanges:      r.NewLoopCounter("kmb_consensus_view_changes_total", "Total view changes this replica took part in (views it became normal in after the first)."),
-		repairs:          r.NewLoopCounter("kmb_consensus_repairs_total", "Times this replica asked the leader for missing log ops."),
-		stateTransfers:   r.NewLoopCounter("kmb_consensus_state_transfers_total", "Times this replica rebuilt its state from the cluster: a recovery after losing its disk, or a peer's checkpoint installed (state transfer)."),
-		corruptRepair:    r.NewCounter("kmb_log_corrupt_ops_repaired_total", "Corrupt log ops this replica replaced with verified copies from its peers."),
+		commits:        r.NewLoopCounter("kmb_consensus_commits_total", "Total committed entries."),
+		viewChanges:    r.NewLoopCounter("kmb_consensus_view_changes_total", "Total view changes this replica took part in (views it became normal in after the first)."),
+		repairs:        r.NewLoopCounter("kmb_consensus_repairs_total", "Times this replica asked the leader for missing log ops."),
+		stateTransfers: r.NewLoopCounter("kmb_consensus_state_transfers_total", "Times this replica rebuilt its state from the cluster: a recovery after losing its disk, or a peer's checkpoint installed (state transfer)."),
+		corruptRepair:  r.NewCounter("kmb_log_corrupt_ops_repaired_total", "Corrupt log ops this replica replaced with verified copies from its peers."),
+		retentionSegments: r.NewCounter("kmb_log_retention_removed_segments_total",
+			"Log segments deleted by local retention (storage.retention_bytes, storage.retention_time)."),
+		retentionBytes: r.NewCounter("kmb_log_retention_removed_bytes_total",
+			"Bytes of log segments deleted by local retention."),
 		storageErrors:    newStorageErrors(r),
 		chainMismatches:  r.NewLoopCounter("kmb_consensus_chain_mismatches_total", "Ops refused because their chain hash does not follow this replica's log."),
 		reconfigurations: r.NewCounter("kmb_consensus_reconfigurations_total", "Configuration changes (epochs) this replica entered."),

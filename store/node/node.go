@@ -168,8 +168,10 @@ type Node struct {
 	// anywhere).
 	diskFull  atomic.Pointer[error]
 	lastProbe time.Time
-	lastIter  atomic.Int64 // UnixNano of the loop's last completed iteration
-	stopping  atomic.Bool
+	// lastRetention is when local retention last ran (loop-owned).
+	lastRetention time.Time
+	lastIter      atomic.Int64 // UnixNano of the loop's last completed iteration
+	stopping      atomic.Bool
 	// running is set once recovery finished and the loop owns n.log and
 	// n.rep; other goroutines check it before touching them.
 	running atomic.Bool

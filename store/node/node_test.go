@@ -274,13 +274,23 @@ func TestValidate(t *testing.T) {
 		{func(c *Config) { c.MaxBatchOps = 0 }, "storage.max_batch_ops = 0: accepted 1..65536"},
 		{func(c *Config) { c.QueueDepth = -1 }, "storage.queue_depth"},
 		{func(c *Config) { c.SegmentSizeBytes = 1 }, "segment_size_bytes"},
+		{func(c *Config) { c.RetentionBytes = 1 << 30; c.AllowUnbackedTruncation = true }, ""},
+		{func(c *Config) {
+			c.RetentionTime = time.Hour
+			c.RetentionFloor = func() (uint64, bool) { return 0, false }
+		}, ""},
+		{func(c *Config) { c.RetentionBytes = 1 << 30 }, "storage.allow_unbacked_truncation = true"},
+		{func(c *Config) { c.RetentionTime = time.Hour }, "backup.repository"},
+		{func(c *Config) { c.RetentionBytes = 1 << 20; c.AllowUnbackedTruncation = true }, "storage.retention_bytes = 1048576: accepted 0 (off) or storage.segment_size_bytes"},
+		{func(c *Config) { c.RetentionBytes = 1 << 51; c.AllowUnbackedTruncation = true }, "storage.retention_bytes"},
+		{func(c *Config) { c.RetentionTime = time.Second; c.AllowUnbackedTruncation = true }, "storage.retention_time = 1s: accepted 0 (off) or 1m0s"},
 	} {
 		cfg := DefaultConfig()
 		tc.mut(&cfg)
 		err := cfg.Validate()
 		if tc.want == "" {
 			if err != nil {
-				t.Errorf("default config: %v", err)
+				t.Errorf("valid config: %v", err)
 			}
 			continue
 		}

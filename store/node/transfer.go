@@ -263,7 +263,9 @@ func (n *Node) installTransfer(x *transfer) error {
 	// committed.
 	n.dropUnapplied(0, ErrLostLeadership)
 	n.m.projection.TenantEntries.PublishDirty()
-	n.ckpt.last = status.Checkpoint{Op: h.Op, Position: h.Position, Time: n.now().UTC(), SizeBytes: int64(x.size)}
+	// The checkpoints below are of a log that is gone: retention waits
+	// for a second one after this (see retentionFloor).
+	n.ckpt.last, n.ckpt.prev = status.Checkpoint{Op: h.Op, Position: h.Position, Time: n.now().UTC(), SizeBytes: int64(x.size)}, 0
 	n.ckpt.base, n.ckpt.replayed = n.log.AppendedBytes(), 0
 	if h.Epoch > n.clusterEpoch && len(h.Members) > 0 {
 		members := make([]vsr.Member, len(h.Members))

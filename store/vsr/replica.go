@@ -320,6 +320,18 @@ func (r *Replica) State() State {
 // never). The driver uses it for healthy_replicas.
 func (r *Replica) LastContact(id uint64) uint64 { return r.lastContact[id] }
 
+// Acked returns the last op backup id acknowledged to this replica while
+// it leads the current view (prepare_ok), 0 when this replica is not a
+// normal primary or id has acknowledged nothing in this view. The driver
+// keeps the ops above it while id is up (local retention), so that id
+// catches up with ops rather than a state transfer.
+func (r *Replica) Acked(id uint64) uint64 {
+	if r.status != StatusNormal || !r.isPrimary() {
+		return 0
+	}
+	return r.match[id]
+}
+
 // Now returns the current logical time in ticks.
 func (r *Replica) Now() uint64 { return r.tick }
 

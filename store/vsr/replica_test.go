@@ -368,6 +368,30 @@ func TestClockAndContact(t *testing.T) {
 	}
 }
 
+// Acked follows the backups' prepare_ok on the primary, and is 0 on a
+// backup and for a backup that acknowledged nothing in the view.
+func TestAcked(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{N: 3})
+	if got := c.replica(1).Acked(2); got != 0 {
+		t.Fatalf("Acked(2) before any op = %d, want 0", got)
+	}
+	c.blocks = append(c.blocks, msgFilter{to: []uint64{3}})
+	first, err := c.propose(1, "a=1", "b=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.deliver(msgFilter{})
+	if got := c.replica(1).Acked(2); got != first+1 {
+		t.Fatalf("Acked(2) = %d, want %d", got, first+1)
+	}
+	if got := c.replica(1).Acked(3); got != 0 {
+		t.Fatalf("Acked(3) of a backup that heard nothing = %d, want 0", got)
+	}
+	if got := c.replica(2).Acked(1); got != 0 {
+		t.Fatalf("a backup's Acked(1) = %d, want 0", got)
+	}
+}
+
 // The driver contract: nothing pending after Advance; a Ready with
 // appends carries the messages that depend on them.
 func TestReadyCycle(t *testing.T) {
