@@ -154,3 +154,71 @@ snapshot_interval = "0s"
 	}
 	kmbdtest.WaitFor(t, "retention past the old checkpoint", 30*time.Second, func() bool { return check()-1 > held })
 }
+
+// A cluster with retention takes a new member: the others' logs no longer
+// start at op 1, so the new node installs a peer's checkpoint (state
+// transfer), fetches the log after it, serves every key, counts in the
+// quorum once the old member is gone, and restarts from what it installed
+// after a kill -9.
+func TestE2ERetentionStateTransfer(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "kmbd.toml")
+	os.WriteFile(cfg, []byte(retentionTOML+"allow_unbacked_truncation = true\n"), 0o644)
+	c := kmbdtest.StartCluster(t, debugLog, "--config", cfg)
+	addrs := map[uint64]string{}
+	for _, part := range strings.Split(c.Replicas(), ",") {
+		id, addr, _ := strings.Cut(part, "=")
+		n, _ := strconv.ParseUint(id, 10, 64)
+		addrs[n] = addr
+	}
+	addrs[4] = kmbdtest.FreeAddrs(t, 1)[0]
+	leader := c.Leader()
+	writeMB(t, c.Nodes[leader].API, 0, 60) // 6 MB
+	for id, n := range c.Nodes {
+		kmbdtest.WaitFor(t, fmt.Sprintf("node %d deletes segments", id), 30*time.Second, func() bool {
+			return metricValue(t, n, "kmb_log_first_retained_position") > 1
+		})
+	}
+	var gone uint64
+	keep := []uint64{leader}
+	for id := range c.Nodes {
+		if id != leader && gone == 0 {
+			gone = id
+		} else if id != leader {
+			keep = append(keep, id)
+		}
+	}
+	members := replicaList(addrs, append(keep, 4)...)
+	n4 := c.Join(4, members)
+	if code, _, stderr := reconfigure(t, c.Nodes[leader], members); code != 0 {
+		t.Fatalf("reconfigure to %s: exit %d\n%s", members, code, stderr)
+	}
+	n4.WaitReady(t, 60*time.Second)
+	kmbdtest.WaitFor(t, "node 4 installed a checkpoint", 30*time.Second, func() bool {
+		return hasLog(n4.Output.LogLines(t), "kmb_consensus", "checkpoint from a peer installed; fetching the log after it", "from", "checkpoint_op", "bytes") &&
+			metricValue(t, n4, "kmb_consensus_state_transfers_total") >= 1
+	})
+	if first := metricValue(t, n4, "kmb_log_first_retained_position"); first <= 1 {
+		t.Fatalf("node 4's log starts at position %v: it fetched the whole log instead of a checkpoint", first)
+	}
+	readAll := func(n *kmbdtest.Node) {
+		t.Helper()
+		for i := range 100 {
+			kmbdtest.WaitFor(t, fmt.Sprintf("k%d on node 4", i), 10*time.Second, func() bool {
+				code, _ := kmbdtest.HTTPDo(t, "GET", n.API+fmt.Sprintf("/v1/tenants/acme/keys/k%d", i), "")
+				return code == 200
+			})
+		}
+	}
+	readAll(n4)
+	// The old member goes; with node 4 the quorum's second member, writes
+	// commit, and node 4 applies them.
+	c.Forget(gone)
+	writeMB(t, c.Nodes[leader].API, 60, 5)
+	commit := metricValue(t, c.Nodes[leader], "kmb_consensus_commit_number")
+	kmbdtest.WaitFor(t, "node 4 commits the new writes", 20*time.Second, func() bool {
+		return metricValue(t, n4, "kmb_consensus_commit_number") >= commit
+	})
+	c.Kill(4)
+	c.Restart(4)
+	readAll(c.Nodes[4])
+}
