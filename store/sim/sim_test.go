@@ -94,6 +94,7 @@ func TestRegressionSeeds(t *testing.T) {
 		{20688, "a replica whose epoch was over took a second snapshot of the old epoch after the first consumed the request, and waited for ever to learn it was removed"},
 		{30072, "a new member that installed a snapshot from a replica in a view change claimed that view's log with only the snapshot's prefix, led the next view and lost committed ops"},
 		{30376, "a replica that lost its disk entered the epoch by fetching its ops and led the epoch's first view again with only the log up to the config op, though it had led that view past it before"},
+		{30448, "a replica waiting for its view's primary already held the primary's whole log, and heartbeats alone never ended its catch-up"},
 	} {
 		opts := DefaultOptions()
 		opts.Seed = s.seed

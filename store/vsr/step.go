@@ -119,6 +119,9 @@ func (r *Replica) Step(m wire.Message) {
 		m.From == r.primaryOf(m.View) && m.Flags&wire.FlagNormal != 0
 	if primaryTraffic && m.View == r.view && r.status == StatusNormal && r.catchingUp && r.catchUpTo == catchUpUnknown {
 		r.catchUpTo = primaryOp(m) // the primary of the view, heard at last
+		// It may hold that much already (then the message's handler
+		// acknowledges); otherwise the handler fetches the rest.
+		r.maybeCaughtUp()
 	}
 	if m.View == r.view && r.status == StatusViewChange && primaryTraffic {
 		// The view change completed without us: its StartView was lost.
