@@ -163,6 +163,16 @@ func (r *Replica) InstallState(s Snapshot) error {
 	}
 	if !final {
 		r.joinFrom, r.joinEpoch = from, target
+		if r.status == StatusRecovering {
+			// A replica that lost its state goes on recovering: it reads
+			// the later epoch's configuration from the ops after the
+			// snapshot (learnConfig), then recovers in that epoch. It
+			// must not vote before: ops it acknowledged before losing its
+			// disk may be committed, and it no longer holds them.
+			r.recoveryTarget, r.learnEpoch, r.lastHeard = 0, target, r.tick
+			r.requestEpochOps(from, true)
+			return nil
+		}
 		r.status, r.joining = StatusJoining, true
 		r.svc, r.dvc, r.dvcSent, r.haveVCBase, r.catchingUp = nil, nil, false, false, false
 		r.recoveryTarget, r.learnEpoch = 0, 0
