@@ -95,6 +95,7 @@ func TestRegressionSeeds(t *testing.T) {
 		{30072, "a new member that installed a snapshot from a replica in a view change claimed that view's log with only the snapshot's prefix, led the next view and lost committed ops"},
 		{30376, "a replica that lost its disk entered the epoch by fetching its ops and led the epoch's first view again with only the log up to the config op, though it had led that view past it before"},
 		{30448, "a replica waiting for its view's primary already held the primary's whole log, and heartbeats alone never ended its catch-up"},
+		{30773, "a replica that lost its disk joined through an older epoch's snapshot instead of recovering, and voted in a view change without a committed op it had acknowledged"},
 	} {
 		opts := DefaultOptions()
 		opts.Seed = s.seed
