@@ -213,6 +213,9 @@ func (h *host) start() {
 	// Replay what is known committed, as the node does at start, up to
 	// the first corrupt op.
 	for h.applied < min(h.hs.Commit, uint64(len(h.log))) && !h.corrupt[h.applied+1] {
+		if !h.recordCommitted(h.log[h.applied]) {
+			return
+		}
 		h.apply(h.log[h.applied])
 	}
 	var base vsr.Base
@@ -374,16 +377,10 @@ func (h *host) handleReady() {
 				h.r.MarkCorrupt(op.Op)
 				break
 			}
-			id := identity(op)
-			if prev, ok := w.committed[op.Op]; ok && prev != id {
-				w.fail("agreement: replica %d committed op %d as %s, committed elsewhere as %s", h.id, op.Op, id, prev)
+			if !h.recordCommitted(op) {
 				return
 			}
-			w.committed[op.Op] = id
-			if _, ok := w.chains[op.Op]; !ok {
-				w.chains[op.Op] = op.Chain
-			}
-			w.tracef("replica %d applies %s", h.id, id)
+			w.tracef("replica %d applies %s", h.id, identity(op))
 			h.apply(op)
 		}
 		for _, e := range rd.Events {
@@ -423,6 +420,24 @@ func (h *host) handleReady() {
 
 // apply runs one committed op against the key/value state machine, at most
 // once per (client, request).
+// recordCommitted checks that op, which the replica is about to apply,
+// is what every other replica committed at its number, and records it;
+// false after a violation. Applying at a restart (the replay up to the
+// persisted commit number) is checked the same way.
+func (h *host) recordCommitted(op *kmblog.Op) bool {
+	w := h.w
+	id := identity(op)
+	if prev, ok := w.committed[op.Op]; ok && prev != id {
+		w.fail("agreement: replica %d committed op %d as %s, committed elsewhere as %s", h.id, op.Op, id, prev)
+		return false
+	}
+	w.committed[op.Op] = id
+	if _, ok := w.chains[op.Op]; !ok {
+		w.chains[op.Op] = op.Chain
+	}
+	return true
+}
+
 func (h *host) apply(op *kmblog.Op) {
 	h.applied = op.Op
 	if op.Kind == kmblog.KindConfig {

@@ -96,6 +96,7 @@ func TestRegressionSeeds(t *testing.T) {
 		{30376, "a replica that lost its disk entered the epoch by fetching its ops and led the epoch's first view again with only the log up to the config op, though it had led that view past it before"},
 		{30448, "a replica waiting for its view's primary already held the primary's whole log, and heartbeats alone never ended its catch-up"},
 		{30773, "a replica that lost its disk joined through an older epoch's snapshot instead of recovering, and voted in a view change without a committed op it had acknowledged"},
+		{60012, "the replay at a restart applied ops no other replica had applied yet without recording them, and a checkpoint of them looked uncommitted"},
 	} {
 		opts := DefaultOptions()
 		opts.Seed = s.seed
