@@ -353,6 +353,10 @@ func (n *Node) recover() error {
 	if _, err := os.Stat(filepath.Join(n.cfg.DataDir, backup.RestoringMarker)); err == nil {
 		return fmt.Errorf("data_dir %q holds a restore that did not finish (%s exists): delete the directory and restore again", n.cfg.DataDir, backup.RestoringMarker)
 	}
+	// A state transfer a crash interrupted starts again from scratch.
+	if err := os.Remove(n.transferPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", transferFile, err)
+	}
 	l, report, err := kmblog.Open(n.logConfig(), n.logger, &n.m.log)
 	if err != nil {
 		var ce *kmblog.CorruptionError
