@@ -97,6 +97,7 @@ func TestRegressionSeeds(t *testing.T) {
 		{30448, "a replica waiting for its view's primary already held the primary's whole log, and heartbeats alone never ended its catch-up"},
 		{30773, "a replica that lost its disk joined through an older epoch's snapshot instead of recovering, and voted in a view change without a committed op it had acknowledged"},
 		{60012, "the replay at a restart applied ops no other replica had applied yet without recording them, and a checkpoint of them looked uncommitted"},
+		{33573, "a replica fetching the rest of an older epoch's snapshot kept asking one replica, which was down for good"},
 	} {
 		opts := DefaultOptions()
 		opts.Seed = s.seed

@@ -18,6 +18,7 @@ func (r *Replica) Tick() {
 		// the rest of a snapshot's epoch asks again (a message lost).
 		if r.joinFrom != 0 && r.joinEpoch > r.epoch && r.tick-r.repairTick >= 2*hb {
 			r.requestEpochOps(r.joinFrom, true)
+			r.joinFrom = r.nextPeer(r.joinFrom) // it may be down for good: ask the others in turn
 		}
 		return
 	case StatusRemoved:
@@ -61,6 +62,28 @@ func (r *Replica) Tick() {
 			}
 		}
 	}
+}
+
+// nextPeer is the replica after id, in id order, among those of this
+// configuration and the one before (this replica aside); id itself when
+// there is no other.
+func (r *Replica) nextPeer(id uint64) uint64 {
+	var peers []uint64
+	for _, p := range append(slices.Clone(r.config), r.prevConfig...) {
+		if p != r.id && !slices.Contains(peers, p) {
+			peers = append(peers, p)
+		}
+	}
+	slices.Sort(peers)
+	for _, p := range peers {
+		if p > id {
+			return p
+		}
+	}
+	if len(peers) > 0 {
+		return peers[0]
+	}
+	return id
 }
 
 // Step processes one message.
