@@ -98,6 +98,7 @@ func TestRegressionSeeds(t *testing.T) {
 		{30773, "a replica that lost its disk joined through an older epoch's snapshot instead of recovering, and voted in a view change without a committed op it had acknowledged"},
 		{60012, "the replay at a restart applied ops no other replica had applied yet without recording them, and a checkpoint of them looked uncommitted"},
 		{33573, "a replica fetching the rest of an older epoch's snapshot kept asking one replica, which was down for good"},
+		{33682, "a replica whose snapshot came from a view older than its own went back to that view, leaving its view change half cleared"},
 	} {
 		opts := DefaultOptions()
 		opts.Seed = s.seed

@@ -324,12 +324,12 @@ func (r *Replica) enterEpoch(p pendingConfig, upTo uint64) {
 		// it before it lost its disk). It claims no view's log and waits
 		// for the view's normal primary, as after a snapshot; it does not
 		// lead a view it knows nothing of.
-		r.view, r.logView = p.cfg.View, 0
-		if r.primaryOf(r.view) == r.id {
-			r.status = StatusNormal
-			r.beginViewChange(r.view + 1)
+		r.logView = 0
+		if r.primaryOf(p.cfg.View) == r.id || p.cfg.View < r.view {
+			r.beginViewChange(max(r.view, p.cfg.View) + 1)
 			return
 		}
+		r.view = p.cfg.View
 		r.status = StatusNormal
 		r.catchingUp, r.catchUpTo = true, catchUpUnknown
 		r.persistHardState()

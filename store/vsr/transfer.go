@@ -205,9 +205,10 @@ func (r *Replica) InstallState(s Snapshot) error {
 			r.match = map[uint64]uint64{}
 			r.lastHeard = r.tick
 			r.logView = 0
-			if r.primaryOf(transferView) == r.id {
-				// It cannot lead a view whose log it knows nothing of.
-				r.beginViewChange(transferView + 1)
+			if r.primaryOf(transferView) == r.id || transferView < r.view {
+				// It cannot lead a view whose log it knows nothing of, nor
+				// go back to a view older than one it took part in.
+				r.beginViewChange(max(r.view, transferView) + 1)
 				return nil
 			}
 			r.view, r.status = transferView, StatusNormal
