@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"log/slog"
 	"time"
 
@@ -133,7 +134,9 @@ func (n *Node) removeBefore(cut uint64) {
 			slog.Uint64("op", start-1), slog.String("error", err.Error()))
 		return
 	}
-	if err := n.rep.SetLogStart(vsr.BaseOf(&prev)); err != nil {
+	if err := n.rep.SetLogStart(vsr.BaseOf(&prev)); errors.Is(err, vsr.ErrLogStartHeld) {
+		return // a config op that has not started its epoch yet: later
+	} else if err != nil {
 		// The floor keeps the base committed and durable; a replica
 		// that disagrees keeps its segments.
 		n.logger.Error("log retention skipped", slog.String("error", err.Error()))

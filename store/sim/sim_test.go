@@ -99,6 +99,8 @@ func TestRegressionSeeds(t *testing.T) {
 		{60012, "the replay at a restart applied ops no other replica had applied yet without recording them, and a checkpoint of them looked uncommitted"},
 		{33573, "a replica fetching the rest of an older epoch's snapshot kept asking one replica, which was down for good"},
 		{33682, "a replica whose snapshot came from a view older than its own went back to that view, leaving its view change half cleared"},
+		{35091, "retention deleted a committed config op before the epoch it started was durable, and the restarted primary never learned the epoch"},
+		{69453, "a new member fetching the rest of its snapshot from a replica of an older epoch took a config op that left it out for its removal, though a later epoch adds it"},
 	} {
 		opts := DefaultOptions()
 		opts.Seed = s.seed

@@ -299,7 +299,9 @@ func (r *Replica) enterEpoch(p pendingConfig, upTo uint64) {
 	r.svc, r.dvc, r.dvcSent, r.haveVCBase = nil, nil, false, false
 	r.event(Event{Kind: EventEpochStarted, Epoch: r.epoch, View: p.cfg.View, Op: p.op, Commit: r.commit})
 	if !r.member(r.id) {
-		if r.epoch < upTo {
+		// A later epoch, known from the message or from the snapshot whose
+		// epoch the replica is fetching (joinEpoch), may add it back.
+		if r.epoch < upTo || r.epoch < r.joinEpoch {
 			r.status, r.joining = StatusJoining, true // a later epoch may add it back
 			return
 		}

@@ -124,8 +124,11 @@ type Replica struct {
 	// earlyView is view+1 once the primary may send prepares early in
 	// view (HardState.EarlyView), earlyDurable once that is durable.
 	earlyView, earlyDurable uint64
-	events                  []Event
-	commitSent              uint64
+	// epochDurable is the epoch of the last hard state made durable: the
+	// log must keep the config op of a later epoch until it is.
+	epochDurable uint64
+	events       []Event
+	commitSent   uint64
 }
 
 // New returns a replica that starts from the durable state d.
@@ -205,6 +208,7 @@ func New(cfg Config, d Durable) (*Replica, error) {
 	r.hs = hs
 	r.promised, r.promisedDurable = hs.Promised, hs.Promised
 	r.earlyView, r.earlyDurable = hs.EarlyView, hs.EarlyView
+	r.epochDurable = hs.Epoch
 	if err := r.setFaulty(d.Faulty); err != nil {
 		return nil, err
 	}
@@ -492,6 +496,7 @@ func (r *Replica) Advance(rd Ready) {
 	if rd.MustPersist {
 		r.promisedDurable = rd.HardState.Promised
 		r.earlyDurable = rd.HardState.EarlyView
+		r.epochDurable = rd.HardState.Epoch
 		if r.replacing && r.promisedDurable >= r.promised {
 			r.replaceWithCandidates()
 		}

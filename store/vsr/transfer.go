@@ -62,14 +62,31 @@ type Snapshot struct {
 // older than what the replica holds, or the replica is in a view change).
 var ErrSnapshotRefused = errors.New("vsr: snapshot refused")
 
-// SetLogStart tells the replica that its log now starts after b.Op: the
-// driver deleted the ops up to it. b.Op must be committed and durable.
+// ErrLogStartHeld: SetLogStart cannot move the log's start there yet (a
+// config op at or before it has not started its epoch here); the driver
+// keeps its segments and tries again later.
+var ErrLogStartHeld = errors.New("vsr: log start held")
+
+// SetLogStart tells the replica that its log will start after b.Op: the
+// driver may then delete the ops up to it. b.Op must be committed and
+// durable, and no config op up to it may be pending, nor an epoch
+// entered without its hard state durable: a replica enters an epoch from
+// its config op, read from the log at a restart too, and one deleted
+// first would be lost to it.
 func (r *Replica) SetLogStart(b Base) error {
 	if b.Op+1 <= r.logStart {
 		return nil
 	}
 	if b.Op > min(r.commit, r.durable) {
 		return fmt.Errorf("vsr: SetLogStart(%d): above the commit number %d or the durable log %d", b.Op, r.commit, r.durable)
+	}
+	for _, p := range r.pending {
+		if p.op <= b.Op {
+			return fmt.Errorf("%w: config op %d (epoch %d) is not in force yet", ErrLogStartHeld, p.op, p.cfg.Epoch)
+		}
+	}
+	if r.epochDurable < r.epoch {
+		return fmt.Errorf("%w: epoch %d is not durable yet", ErrLogStartHeld, r.epoch)
 	}
 	r.logStart, r.base = b.Op+1, b
 	if r.memBase < b.Op {
