@@ -401,6 +401,25 @@ func (n *Node) recover() error {
 			hs.Commit = max(hs.Commit, loaded.Header.Op)
 		}
 	}
+	// A checkpoint installed by state transfer may be of a later epoch
+	// than what the node persisted before it stopped; the log no longer
+	// holds that epoch's config op, so the checkpoint's configuration is
+	// the one to start in.
+	var startEpoch uint64
+	var startConfig []uint64
+	if h := loaded.Header; ckpt && h.Op+1 == l.Start().Op && h.Epoch > hs.Epoch && len(h.Members) > 0 {
+		members := make([]vsr.Member, len(h.Members))
+		for i, m := range h.Members {
+			members[i] = vsr.Member{ID: m.ID, Addr: m.Addr}
+		}
+		if h.Epoch > n.clusterEpoch {
+			if n.adoptMembers(h.Epoch, members); n.fatalErr() != nil {
+				return n.fatalErr()
+			}
+		}
+		startEpoch, startConfig = h.Epoch, memberIDsOf(members)
+		n.ids = slices.Clone(startConfig)
+	}
 
 	// Apply what is known committed, up to the first faulty op; the rest is
 	// applied as the cluster confirms it (and repairs it).
@@ -443,7 +462,7 @@ func (n *Node) recover() error {
 		Rand:            func(k int) int { return rng.IntN(k) },
 		Storage:         logStorage{n.log},
 	}, vsr.Durable{HardState: hs, HasState: hasState, LastOp: l.LastOp(), Faulty: faulty, Join: n.cfg.Join && !hasState,
-		Start: logBase(l, loaded.Header)})
+		Start: logBase(l, loaded.Header), StartEpoch: startEpoch, StartConfig: startConfig})
 	if err != nil {
 		return err
 	}

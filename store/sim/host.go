@@ -219,8 +219,13 @@ func (h *host) start() {
 		h.apply(h.log[h.applied])
 	}
 	var base vsr.Base
+	var startEpoch uint64
+	var startConfig []uint64
 	if h.gone > 0 {
 		base = vsr.BaseOf(h.log[h.gone-1])
+		if h.ckpt != nil && h.ckpt.op == h.gone {
+			startEpoch, startConfig = h.ckpt.cfgEpoch, slices.Clone(h.ckpt.cfgIDs)
+		}
 	}
 	// The configuration to boot with when the disk holds none: a new
 	// member's, or (a lost disk) the current one, as an operator gives it.
@@ -238,7 +243,8 @@ func (h *host) start() {
 		ViewChangeTicks: 10,
 		Rand:            func(n int) int { return w.rng.IntN(n) },
 		Storage:         storage{h},
-	}, vsr.Durable{HardState: h.hs, HasState: h.hasState, LastOp: uint64(len(h.log)), Faulty: faulty, Join: h.join && !h.hasState, Start: base})
+	}, vsr.Durable{HardState: h.hs, HasState: h.hasState, LastOp: uint64(len(h.log)), Faulty: faulty, Join: h.join && !h.hasState, Start: base,
+		StartEpoch: startEpoch, StartConfig: startConfig})
 	if err != nil {
 		w.fail("replica %d: start: %v", h.id, err)
 		h.up = false

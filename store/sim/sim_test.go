@@ -101,6 +101,7 @@ func TestRegressionSeeds(t *testing.T) {
 		{33682, "a replica whose snapshot came from a view older than its own went back to that view, leaving its view change half cleared"},
 		{35091, "retention deleted a committed config op before the epoch it started was durable, and the restarted primary never learned the epoch"},
 		{69453, "a new member fetching the rest of its snapshot from a replica of an older epoch took a config op that left it out for its removal, though a later epoch adds it"},
+		{71532, "a replica that installed a later epoch's snapshot while recovering restarted before persisting it, and looked for the epoch's config op in a log that starts after it"},
 	} {
 		opts := DefaultOptions()
 		opts.Seed = s.seed

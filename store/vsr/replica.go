@@ -165,6 +165,14 @@ func New(cfg Config, d Durable) (*Replica, error) {
 	} else {
 		r.setConfig(cfg.Replicas)
 	}
+	if d.StartEpoch > r.epoch && len(d.StartConfig) > 0 {
+		// The checkpoint the log starts after is of a later epoch than
+		// the hard state (a replica that installed it while recovering,
+		// and stopped before it persisted anything): its config op is
+		// not in the log, so the checkpoint is where it is learned.
+		r.epoch = d.StartEpoch
+		r.setConfig(d.StartConfig)
+	}
 	r.resetTimeout()
 	if !hasState && d.Join {
 		// A new member: it waits for the epoch that adds it. Its log,

@@ -89,6 +89,11 @@ type Durable struct {
 	// Start is the op before the log's first: ops up to Start.Op are gone
 	// (see SetLogStart); zero for a log that starts at op 1.
 	Start Base
+	// StartEpoch and StartConfig are the configuration recorded with the
+	// checkpoint of op Start.Op, when the driver has one: used when later
+	// than HardState's, as the log no longer holds its config op.
+	StartEpoch  uint64
+	StartConfig []uint64
 	// Faulty are the runs of ops the log holds but cannot read: corrupt
 	// records that a torn write does not explain, each followed by an
 	// intact op. The replica keeps its log's length, fetches those ops from
