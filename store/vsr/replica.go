@@ -165,7 +165,9 @@ func New(cfg Config, d Durable) (*Replica, error) {
 	} else {
 		r.setConfig(cfg.Replicas)
 	}
+	fromCheckpoint := false
 	if d.StartEpoch > r.epoch && len(d.StartConfig) > 0 {
+		fromCheckpoint = true
 		// The checkpoint the log starts after is of a later epoch than
 		// the hard state (a replica that installed it while recovering,
 		// and stopped before it persisted anything): its config op is
@@ -184,6 +186,18 @@ func New(cfg Config, d Durable) (*Replica, error) {
 		r.commit = d.Start.Op // a checkpoint is of committed ops
 		if err := r.loadLast(); err != nil {
 			return nil, err
+		}
+		if fromCheckpoint && r.member(r.id) {
+			// Its checkpoint is of the epoch that added it, whose config
+			// op is gone: a member already, it claims no view's log and
+			// learns the view and its log from the primary's first
+			// message (primary traffic of a later view than 0).
+			if r.primaryOf(0) == r.id {
+				r.beginViewChange(1)
+				return r, nil
+			}
+			r.status, r.catchingUp, r.catchUpTo = StatusNormal, true, catchUpUnknown
+			return r, nil
 		}
 		r.status, r.joining = StatusJoining, true
 		return r, nil
