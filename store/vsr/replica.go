@@ -133,6 +133,17 @@ type Replica struct {
 
 // New returns a replica that starts from the durable state d.
 func New(cfg Config, d Durable) (*Replica, error) {
+	r, err := newReplica(cfg, d)
+	if err == nil && d.HasState && r.epoch > d.HardState.Epoch {
+		// Started in the configuration of its checkpoint (StartEpoch):
+		// the hard state follows, before the log's start may move
+		// (SetLogStart waits for the epoch to be durable).
+		r.persistHardState()
+	}
+	return r, err
+}
+
+func newReplica(cfg Config, d Durable) (*Replica, error) {
 	hs, hasState, lastOp := d.HardState, d.HasState, d.LastOp
 	cfg.defaults()
 	if d.Start.Op > lastOp {
@@ -225,7 +236,9 @@ func New(cfg Config, d Durable) (*Replica, error) {
 		return r, nil
 	}
 	r.view, r.logView, r.commit = hs.View, hs.LogView, min(hs.Commit, lastOp)
-	r.epoch = hs.Epoch
+	if !fromCheckpoint {
+		r.epoch = hs.Epoch
+	}
 	r.op, r.durable, r.memBase, r.verified = lastOp, lastOp, lastOp, lastOp
 	r.hs = hs
 	r.promised, r.promisedDurable = hs.Promised, hs.Promised
