@@ -433,7 +433,16 @@ func (w *world) converged() bool {
 		}
 	}
 	for _, id := range w.ids {
-		if h := w.hosts[id]; h.up && !slices.Contains(w.config, id) && h.r.State().Status != vsr.StatusRemoved {
+		h := w.hosts[id]
+		if !h.up || slices.Contains(w.config, id) {
+			continue
+		}
+		// A non-member ends removed, or, started on an empty disk to
+		// join (a removed node whose disk was lost, restarted with its
+		// joining flags), still waiting to be added: nobody calls it,
+		// and it takes part in nothing.
+		s := h.r.State()
+		if s.Status != vsr.StatusRemoved && !(h.join && s.Status == vsr.StatusJoining && s.Epoch == 0 && s.Op == 0) {
 			return false
 		}
 	}

@@ -103,6 +103,7 @@ func TestRegressionSeeds(t *testing.T) {
 		{69453, "a new member fetching the rest of its snapshot from a replica of an older epoch took a config op that left it out for its removal, though a later epoch adds it"},
 		{71532, "a replica that installed a later epoch's snapshot while recovering restarted before persisting it, and looked for the epoch's config op in a log that starts after it"},
 		{102102, "a new member that restarted from a checkpoint of the epoch that added it waited to be added, in an epoch whose members no longer call it"},
+		{201746, "(the checker) a removed member whose disk was lost, restarted with its joining flags, waits to be added, which nobody will do: not a failure to converge"},
 	} {
 		opts := DefaultOptions()
 		opts.Seed = s.seed
