@@ -50,9 +50,16 @@ func runNodeReg(t *testing.T, cfg Config, reg *metric.Registry, logs ...*logBuff
 // leads, keys prefix-0, prefix-1, ...
 func writeMiB(t *testing.T, nodes map[uint64]*Node, prefix string, mib int) int {
 	t.Helper()
+	return writeMiBFrom(t, nodes, prefix, 0, mib) * 16
+}
+
+// writeMiBFrom writes mib MiB more after the first from writes of 16
+// keys, and returns how many writes there are then.
+func writeMiBFrom(t *testing.T, nodes map[uint64]*Node, prefix string, from, mib int) int {
+	t.Helper()
 	value := fmt.Sprintf("%q", strings.Repeat("v", 4000))
-	writes := mib * 16
-	for i := 0; i < writes; i++ {
+	writes := from + mib*16
+	for i := from; i < writes; i++ {
 		var es []kmblog.Entry
 		for j := 0; j < 16; j++ {
 			es = append(es, kmblog.Entry{Key: fmt.Sprintf("%s-%d", prefix, i*16+j), Value: []byte(value)})
@@ -75,7 +82,28 @@ func writeMiB(t *testing.T, nodes map[uint64]*Node, prefix string, mib int) int 
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	return writes * 16
+	return writes
+}
+
+// writeUntil writes a MiB at a time (keys prefix-0, ...) until cond
+// holds, and returns the number of keys written. A checkpoint comes once
+// as much log as the last one's size was written, which grows with the
+// keys: how much that takes is not known in advance.
+func writeUntil(t *testing.T, nodes map[uint64]*Node, prefix, what string, cond func() bool) int {
+	t.Helper()
+	writes := 0
+	for range 40 {
+		writes = writeMiBFrom(t, nodes, prefix, writes, 1)
+		deadline := time.Now().Add(2 * time.Second)
+		for time.Now().Before(deadline) {
+			if cond() {
+				return writes * 16
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Fatalf("%s: not after 40 MiB", what)
+	return 0
 }
 
 func waitLeader(t *testing.T, nodes map[uint64]*Node) *Node {
@@ -116,11 +144,7 @@ func testStateTransfer(t *testing.T, wipe bool) {
 	behind := nodes[3].Status().OpNumber
 	nodes[3].Stop()
 	delete(nodes, 3)
-	after := writeMiB(t, nodes, "after", 4)
-	for id, n := range nodes {
-		t.Logf("replica %d: op %d checkpoint %+v (replica 3 ended at op %d)", id, n.Status().OpNumber, n.Status().Checkpoint, behind)
-	}
-	waitFor(t, 20*time.Second, "checkpoints past replica 3's log", func() bool {
+	after := writeUntil(t, nodes, "after", "checkpoints past replica 3's log", func() bool {
 		for _, n := range nodes {
 			if n.Status().Checkpoint.Op <= behind+16 {
 				return false
@@ -180,7 +204,18 @@ func testStateTransfer(t *testing.T, wipe bool) {
 	// Writes go on, and replica 3 restarts from the installed checkpoint
 	// and the log after it.
 	installedOp := nodes[3].Status().Checkpoint.Op
-	writeMiB(t, nodes, "later", 5)
+	writeUntil(t, nodes, "later", "replica 3 checkpoints again after the install", func() bool {
+		return nodes[3].Status().Checkpoint.Op > installedOp
+	})
+	defer func() {
+		if t.Failed() {
+			s := nodes[3].Status()
+			t.Logf("replica 3: op %d commit %d checkpoint %+v log %+v; leader op %d", s.OpNumber, s.CommitNumber, s.Checkpoint, s.Log, leader.Status().OpNumber)
+			for _, l := range logs3.lines("projection checkpoint failed; the next one is tried after as much log again") {
+				t.Logf("%v", l)
+			}
+		}
+	}()
 	waitFor(t, 20*time.Second, "replica 3 checkpoints again after the install", func() bool {
 		return nodes[3].Status().Checkpoint.Op > installedOp
 	})
