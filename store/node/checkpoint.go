@@ -16,6 +16,7 @@ import (
 	"github.com/kmb-db/kmb/store/checkpoint"
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/store/projection"
+	"github.com/kmb-db/kmb/store/vsr"
 )
 
 // thawStep bounds the keys a loop iteration moves back into the
@@ -210,9 +211,7 @@ func (n *Node) loadCheckpoint(l *kmblog.Log) (checkpoint.Loaded, bool) {
 		return loaded, false
 	}
 	h := loaded.Header
-	sink.proj.Install(h.Op, h.Position)
-	n.clock.last = sink.clients
-	n.applied, n.chainHead, n.appliedTS = h.Op, h.Chain, h.Timestamp
+	n.installState(sink, h)
 	n.ckpt.last = status.Checkpoint{Op: h.Op, Position: h.Position, Time: fileTime(loaded.Path), SizeBytes: loaded.Bytes}
 	// The one before it on disk, unread: retention only needs its op,
 	// and holding at an op too low for it deletes less.
@@ -256,20 +255,43 @@ func (s *stateSink) Client(c checkpoint.Client) error {
 // machine: the loop, or recovery before it. Nothing changes unless the
 // whole checkpoint is valid.
 func (n *Node) installCheckpoint(r io.Reader) (checkpoint.Header, error) {
+	sink, h, err := n.readState(r)
+	if err != nil {
+		return h, err
+	}
+	n.installState(sink, h)
+	return h, nil
+}
+
+// readState reads a whole checkpoint into a state machine of its own,
+// changing nothing of the node's.
+func (n *Node) readState(r io.Reader) (*stateSink, checkpoint.Header, error) {
+	sink := newStateSink(n.proj)
+	h, _, err := checkpoint.Read(r, sink)
+	return sink, h, err
+}
+
+// installState makes the state read into sink, of the checkpoint of h,
+// the node's state machine. A checkpoint being written (or thawed) of the
+// state it replaces stops first.
+func (n *Node) installState(sink *stateSink, h checkpoint.Header) {
 	if n.proj.Thaw(1<<62) || n.ckpt.running {
 		n.stopCheckpoint()
 		// The next checkpoint needs a context that is not cancelled.
 		n.ckpt.ctx, n.ckpt.cancel = context.WithCancel(context.Background())
 	}
-	sink := newStateSink(n.proj)
-	h, _, err := checkpoint.Read(r, sink)
-	if err != nil {
-		return h, err
-	}
 	sink.proj.Install(h.Op, h.Position)
 	n.clock.last = sink.clients
 	n.applied, n.chainHead, n.appliedTS = h.Op, h.Chain, h.Timestamp
-	return h, nil
+}
+
+// membersOf is the configuration a checkpoint header records.
+func membersOf(h checkpoint.Header) []vsr.Member {
+	members := make([]vsr.Member, len(h.Members))
+	for i, m := range h.Members {
+		members[i] = vsr.Member{ID: m.ID, Addr: m.Addr}
+	}
+	return members
 }
 
 // fileTime is when a file was last written, zero when unknown.

@@ -55,7 +55,13 @@ func startCheckpointing(t *testing.T, dir string, logs *logBuffer, reg *metric.R
 	if reg == nil {
 		reg = metric.NewRegistry()
 	}
-	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return runReady(t, cfg, reg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+}
+
+// runReady starts a node with cfg, logging to logger, and waits until it
+// is ready; a Run that fails first fails the test.
+func runReady(t *testing.T, cfg Config, reg *metric.Registry, logger *slog.Logger) *Node {
+	t.Helper()
 	n, err := New(cfg, Deps{Metrics: reg, Logger: func(string) *slog.Logger { return logger }})
 	if err != nil {
 		t.Fatal(err)
@@ -232,6 +238,7 @@ func TestCheckpointNotOfThisLog(t *testing.T) {
 	restartFrom(t, dir, want, 0, 2)
 }
 
+// nopSink reads a checkpoint and keeps nothing.
 type nopSink struct{}
 
 func (nopSink) Begin(checkpoint.Header) error    { return nil }

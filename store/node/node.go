@@ -408,10 +408,7 @@ func (n *Node) recover() error {
 	var startEpoch uint64
 	var startConfig []uint64
 	if h := loaded.Header; ckpt && h.Op+1 == l.Start().Op && h.Epoch > hs.Epoch && len(h.Members) > 0 {
-		members := make([]vsr.Member, len(h.Members))
-		for i, m := range h.Members {
-			members[i] = vsr.Member{ID: m.ID, Addr: m.Addr}
-		}
+		members := membersOf(h)
 		if h.Epoch > n.clusterEpoch {
 			if n.adoptMembers(h.Epoch, members); n.fatalErr() != nil {
 				return n.fatalErr()

@@ -31,13 +31,7 @@ func freeAddr(t testing.TB) string {
 // runNode starts a node with cfg and stops it at the end of the test.
 func runNode(t testing.TB, cfg Config) *Node {
 	t.Helper()
-	n, err := New(cfg, Deps{Metrics: metric.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go n.Run()
-	t.Cleanup(n.Stop)
-	return n
+	return runNodeReg(t, cfg, metric.NewRegistry())
 }
 
 // A follower that failed for good is replaced by a new node on a new

@@ -36,22 +36,7 @@ func runRetaining(t *testing.T, cfg Config, reg *metric.Registry, logs *logBuffe
 	if logs != nil {
 		logger = slog.New(slog.NewJSONHandler(logs, nil))
 	}
-	n, err := New(cfg, Deps{Metrics: reg, Logger: func(string) *slog.Logger { return logger }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- n.Run() }()
-	waitFor(t, 20*time.Second, "node ready", func() bool {
-		select {
-		case err := <-errc:
-			t.Fatalf("Run: %v", err)
-		default:
-		}
-		return n.Ready() == nil
-	})
-	t.Cleanup(n.Stop)
-	return n
+	return runReady(t, cfg, reg, logger)
 }
 
 // writeFew writes batches of 100 entries of 1 kB values to tenant t0,

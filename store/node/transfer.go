@@ -215,17 +215,18 @@ func (n *Node) installTransfer(x *transfer) error {
 	if _, err := x.f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	h, _, err := checkpoint.Read(x.f, discardSink{})
+	// Read whole into a state machine of its own: the file is read once,
+	// and nothing of the node's changes before the replica takes it.
+	state, h, err := n.readState(x.f)
 	if err != nil {
 		return err
 	}
 	if h.Op != x.op {
 		return fmt.Errorf("the file is of op %d, the peer named op %d", h.Op, x.op)
 	}
-	snap := vsr.Snapshot{Base: vsr.Base{Op: h.Op, Chain: h.Chain, LastPosition: h.Position, Timestamp: h.Timestamp}, Epoch: h.Epoch}
-	for _, m := range h.Members {
-		snap.Config = append(snap.Config, m.ID)
-	}
+	members := membersOf(h)
+	snap := vsr.Snapshot{Base: vsr.Base{Op: h.Op, Chain: h.Chain, LastPosition: h.Position, Timestamp: h.Timestamp},
+		Epoch: h.Epoch, Config: memberIDsOf(members)}
 	if len(snap.Config) == 0 {
 		// A checkpoint that does not say (version 1): of this epoch.
 		snap.Epoch, snap.Config = 0, n.ids
@@ -239,8 +240,7 @@ func (n *Node) installTransfer(x *transfer) error {
 		n.fail(fmt.Errorf("install checkpoint of op %d: %w", h.Op, err))
 		return nil
 	}
-	saved, err := checkpoint.Adopt(n.checkpointDir(), n.transferPath(), h.Op)
-	if err != nil {
+	if _, err := checkpoint.Adopt(n.checkpointDir(), n.transferPath(), h.Op); err != nil {
 		n.fail(fmt.Errorf("install checkpoint of op %d: %w", h.Op, err))
 		return nil
 	}
@@ -249,16 +249,7 @@ func (n *Node) installTransfer(x *transfer) error {
 		n.fail(fmt.Errorf("reset the log after op %d: %w", h.Op, err))
 		return nil
 	}
-	f, err := os.Open(saved.Path)
-	if err != nil {
-		n.fail(fmt.Errorf("install checkpoint of op %d: %w", h.Op, err))
-		return nil
-	}
-	defer f.Close()
-	if _, err := n.installCheckpoint(f); err != nil {
-		n.fail(fmt.Errorf("install checkpoint of op %d: %w", h.Op, err))
-		return nil
-	}
+	n.installState(state, h)
 	// What was waiting to be applied is in the checkpoint, or was never
 	// committed.
 	n.dropUnapplied(0, ErrLostLeadership)
@@ -267,11 +258,7 @@ func (n *Node) installTransfer(x *transfer) error {
 	// for a second one after this (see retentionFloor).
 	n.ckpt.last, n.ckpt.prev = status.Checkpoint{Op: h.Op, Position: h.Position, Time: n.now().UTC(), SizeBytes: int64(x.size)}, 0
 	n.ckpt.base, n.ckpt.replayed = n.log.AppendedBytes(), 0
-	if h.Epoch > n.clusterEpoch && len(h.Members) > 0 {
-		members := make([]vsr.Member, len(h.Members))
-		for i, m := range h.Members {
-			members[i] = vsr.Member{ID: m.ID, Addr: m.Addr}
-		}
+	if h.Epoch > n.clusterEpoch && len(members) > 0 {
 		n.adoptMembers(h.Epoch, members)
 	}
 	n.m.stateTransfers.Inc()
@@ -281,12 +268,3 @@ func (n *Node) installTransfer(x *transfer) error {
 		slog.Uint64("bytes", x.size), slog.Duration("duration", n.now().Sub(x.began)))
 	return nil
 }
-
-// discardSink checks a checkpoint without keeping it.
-type discardSink struct{}
-
-func (discardSink) Begin(checkpoint.Header) error    { return nil }
-func (discardSink) Tenant(string) error              { return nil }
-func (discardSink) Key(string, []byte, uint64) error { return nil }
-func (discardSink) Op(checkpoint.OpRef) error        { return nil }
-func (discardSink) Client(checkpoint.Client) error   { return nil }

@@ -13,7 +13,7 @@ import (
 	"github.com/kmb-db/kmb/telemetry/metric"
 )
 
-// transferCluster is the configuration of three replicas with small
+// transferConfigs is the configuration of three replicas with small
 // segments and frequent checkpoints, so that a few MiB of writes leave
 // whole segments below a checkpoint.
 func transferConfigs(t *testing.T) map[uint64]Config {
@@ -30,7 +30,9 @@ func transferConfigs(t *testing.T) map[uint64]Config {
 	return cfgs
 }
 
-func runNodeReg(t *testing.T, cfg Config, reg *metric.Registry, logs ...*logBuffer) *Node {
+// runNodeReg starts a node with cfg and registry reg (logging to logs[0]
+// when given) and stops it at the end of the test; it does not wait.
+func runNodeReg(t testing.TB, cfg Config, reg *metric.Registry, logs ...*logBuffer) *Node {
 	t.Helper()
 	deps := Deps{Metrics: reg}
 	if len(logs) > 0 {
