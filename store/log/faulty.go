@@ -164,7 +164,7 @@ func (l *Log) Repair(ops []*Op) error {
 // that Repair can rewrite it. It fails unless the op's record really is
 // damaged. Writer only.
 func (l *Log) MarkFaulty(op uint64) error {
-	if err := l.usable(); err != nil {
+	if err := l.usableWhilePending(); err != nil {
 		return err
 	}
 	if op == 0 || op > l.durableOp.Load() {

@@ -73,7 +73,8 @@ type Log struct {
 	lastTS   int64    // commit time of op nextOp-1, for the index of a segment sealed next
 	appended uint64   // bytes of records appended since Open
 	dirty    bool     // segments created or removed since the directory's last fsync
-	failed   error    // sticky: after a failed write or fsync the on-disk state is unknown
+	pending  *PendingSync
+	failed   error // sticky: after a failed write or fsync the on-disk state is unknown
 
 	// mu guards segs and the (mu) fields of each segment. The writer is
 	// the only goroutine that changes them, so it may read them without
@@ -122,6 +123,9 @@ func (l *Log) usable() error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
+	if l.pending != nil {
+		return errSyncPending
+	}
 	if l.readOnly {
 		return ErrReadOnly
 	}
@@ -164,7 +168,7 @@ func (l *Log) Append(ops ...*Op) error { return l.AppendEncoded(ops, nil) }
 // is written as the record of ops[i], and every reader of the log would
 // then see it: the caller must pass only what decoded to ops[i].
 func (l *Log) AppendEncoded(ops []*Op, enc [][]byte) error {
-	if err := l.usable(); err != nil {
+	if err := l.usableWhilePending(); err != nil {
 		return err
 	}
 	if len(ops) == 0 {
@@ -302,6 +306,7 @@ func (l *Log) write(from, to int) error {
 	}
 	s.size += int64(len(b))
 	s.dirty = true
+	s.writes++
 	l.size.Add(int64(len(b)))
 	return nil
 }
@@ -418,27 +423,132 @@ func (l *Log) Sync() error {
 
 // publish makes every staged op visible to readers. The caller has made
 // them durable.
-func (l *Log) publish() {
-	last := l.nextOp - 1
-	if l.durableOp.Load() == last {
+func (l *Log) publish() { l.publishThrough(l.nextOp - 1) }
+
+// publishThrough makes the staged ops up to last visible to readers. The
+// caller has made them durable.
+func (l *Log) publishThrough(last uint64) {
+	durable := l.durableOp.Load()
+	if durable >= last {
 		return
 	}
 	l.mu.Lock()
 	// Only the segments holding ops after the durable one have staged
-	// offsets: walk back from the end to the first of them.
-	for i := len(l.segs) - 1; i >= 0; i-- {
-		s := l.segs[i]
-		s.offsets = append(s.offsets, s.staged...)
-		s.staged = s.staged[:0]
-		s.end = s.size
-		if s.firstOp <= l.durableOp.Load()+1 {
+	// offsets: walk back from the end to the first of them, then publish
+	// forward up to last.
+	first := len(l.segs) - 1
+	for first > 0 && l.segs[first].firstOp > durable+1 {
+		first--
+	}
+	for _, s := range l.segs[first:] {
+		if s.firstOp > last {
 			break
+		}
+		k := min(len(s.staged), int(last+1-s.firstOp)-len(s.offsets))
+		s.offsets = append(s.offsets, s.staged[:k]...)
+		if k == len(s.staged) {
+			s.end = s.size
+			s.staged = s.staged[:0]
+		} else {
+			s.end = s.staged[k] // where the first op still staged starts
+			s.staged = s.staged[:copy(s.staged, s.staged[k:])]
 		}
 	}
 	l.mu.Unlock()
 	// Stored after the offsets are published, so a reader that sees the
 	// new DurableOp also finds the op in the index.
 	l.durableOp.Store(last)
+}
+
+// errSyncPending refuses what must not run while a sync started by
+// StartSync is pending: anything but Append and FinishSync.
+var errSyncPending = errors.New("log: a sync is pending (FinishSync first)")
+
+// usableWhilePending is usable, with a pending sync allowed: Append,
+// MarkFaulty and RemoveBefore may go on while the ops before are being
+// synced (they touch no staged op nor the active segment's sync state).
+func (l *Log) usableWhilePending() error {
+	p := l.pending
+	l.pending = nil
+	err := l.usable()
+	l.pending = p
+	return err
+}
+
+// PendingSync is an fsync of the active segment started by StartSync: Do
+// runs it, on any goroutine, while the writer goes on appending, and
+// FinishSync publishes the ops it made durable.
+type PendingSync struct {
+	seg    *segment
+	writes uint64 // seg.writes when the sync started
+	last   uint64 // the last op it makes durable
+	took   time.Duration
+	err    error
+}
+
+// Last is the last op the sync makes durable.
+func (p *PendingSync) Last() uint64 { return p.last }
+
+// Do fsyncs. It is the only part of a pending sync that may run off the
+// writer's goroutine, and it runs once.
+func (p *PendingSync) Do() {
+	if p.seg == nil {
+		return
+	}
+	start := time.Now()
+	p.err = p.seg.f.Datasync()
+	p.took = time.Since(start)
+}
+
+// StartSync begins making every op appended so far durable without the
+// writer waiting for the disk: the caller runs the returned sync's Do
+// (on another goroutine), may Append meanwhile, and then passes it to
+// FinishSync, which publishes those ops as Sync does. One sync may be
+// pending at a time; until FinishSync, the writer's methods other than
+// Append, MarkFaulty and RemoveBefore return an error. The directory, when a
+// roll or removal left it to sync, is synced here, before StartSync
+// returns: that is rare, and what is synced off the writer is then one
+// file.
+func (l *Log) StartSync() (*PendingSync, error) {
+	if err := l.usable(); err != nil {
+		return nil, err
+	}
+	if err := l.syncDir(); err != nil {
+		return nil, err
+	}
+	p := &PendingSync{last: l.nextOp - 1}
+	if l.active.dirty {
+		p.seg, p.writes = l.active, l.active.writes
+	}
+	l.pending = p
+	return p, nil
+}
+
+// FinishSync ends the pending sync p after its Do returned: the ops it
+// covers become durable and readable. A failed fsync makes the log
+// unusable, as Sync's does.
+func (l *Log) FinishSync(p *PendingSync) error {
+	if l.pending != p {
+		return errors.New("log: FinishSync of a sync that is not pending")
+	}
+	l.pending = nil
+	if s := p.seg; s != nil {
+		l.metrics.fsynced(p.took)
+		if p.err != nil {
+			return l.fail(fmt.Errorf("log: sync %s: %w", s.name, p.err))
+		}
+		// Nothing written since it started: the segment is clean. (A
+		// roll in between synced it again itself.)
+		if s.writes == p.writes {
+			s.dirty = false
+		}
+	}
+	if err := l.usable(); err != nil {
+		return err
+	}
+	l.publishThrough(p.last)
+	l.metrics.publish()
+	return nil
 }
 
 func (l *Log) syncSegment(s *segment) error {

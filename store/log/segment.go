@@ -136,6 +136,7 @@ type segment struct {
 	staged []int64 // (writer)
 	size   int64   // (writer)
 	dirty  bool    // (writer) written since the last fsync
+	writes uint64  // (writer) writes since the segment was opened
 }
 
 // ops is the number of ops in the segment, synced or not (writer only).

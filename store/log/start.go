@@ -158,7 +158,7 @@ func (l *Log) ChainAt(op uint64) (Chain, error) {
 // boundary at or below op. Readers of the deleted ops get ErrNotFound;
 // FirstOp and Start move up. Writer only.
 func (l *Log) RemoveBefore(op uint64) (segments int, bytes int64, err error) {
-	if err := l.usable(); err != nil {
+	if err := l.usableWhilePending(); err != nil {
 		return 0, 0, err
 	}
 	keep := 0

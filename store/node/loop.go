@@ -53,6 +53,9 @@ func (n *Node) loop() error {
 			n.persistCommitLazily()
 			n.probeSpace()
 			n.expireWrites()
+		case s := <-n.pipe.done:
+			n.synced(s)
+			n.startSync()
 		case r := <-n.ckpt.done:
 			n.checkpointDone(r)
 		case <-n.stop:
@@ -69,6 +72,7 @@ func (n *Node) loop() error {
 		n.publishStatus("")
 		n.lastIter.Store(n.now().UnixNano())
 		if err := n.fatalErr(); err != nil {
+			n.abandonPipeline()
 			n.failWaiting(err)
 			n.drainRejected(err)
 			n.stopCheckpoint()
@@ -89,6 +93,7 @@ func (n *Node) shutdown() error {
 		n.propose()
 		n.handleReady()
 	}
+	n.drainPipeline()
 	n.failWaiting(ErrShuttingDown)
 	n.answer(n.held, ErrShuttingDown)
 	n.held = n.held[:0]
@@ -247,37 +252,56 @@ func (n *Node) handleReady() {
 			n.stampMessages(rd.Early)
 			n.sendAll(rd.Early)
 		}
+		if rd.SyncLater {
+			n.takeLater(rd) // the leader's own fsync runs off the loop
+			continue
+		}
+		n.drainPipeline()
+		if n.fatalErr() != nil {
+			return
+		}
 		if err := n.persist(rd); err != nil {
 			if !errors.Is(err, kmblog.ErrDiskFull) {
 				n.fail(err)
 				return
 			}
-			// Nothing of the appends is on disk, and nothing of the
-			// Ready after them was done: forget them, answer their
-			// writers, and go on serving what is durable.
-			n.setDiskFull(err)
-			n.rep.AppendFailed(rd)
-			n.dropUnapplied(n.rep.State().Op, ErrDiskFull)
-			n.observe(rd.Events)
-			n.observeEpochs(rd.Events)
+			n.appendFailed(rd, err)
 			continue
 		}
-		n.stampMessages(rd.Messages)
-		n.sendAll(rd.Messages)
-		n.observe(rd.Events)
-		n.applyUpTo(rd.CommitTo)
-		// After applying: the config op that starts an epoch commits in
-		// the same Ready, and applying it is what teaches this node the
-		// new members' addresses.
-		n.observeEpochs(rd.Events)
-		if rd.StateTransfer != nil {
-			n.startTransfer(*rd.StateTransfer)
-		}
-		n.rep.Advance(rd)
+		n.finishReady(rd)
 	}
 	clear(n.received)
 	clear(n.encBuf)
 	n.endStepSpans()
+}
+
+// finishReady does what rd asks once its log changes and hard state are
+// durable: send its messages, apply up to its commit number, Advance.
+func (n *Node) finishReady(rd vsr.Ready) {
+	n.stampMessages(rd.Messages)
+	n.sendAll(rd.Messages)
+	n.observe(rd.Events)
+	n.applyUpTo(rd.CommitTo)
+	// After applying: the config op that starts an epoch commits in the
+	// same Ready, and applying it is what teaches this node the new
+	// members' addresses.
+	n.observeEpochs(rd.Events)
+	if rd.StateTransfer != nil {
+		n.startTransfer(*rd.StateTransfer)
+	}
+	n.rep.Advance(rd)
+}
+
+// appendFailed handles a Ready whose appends found the disk full: nothing
+// of them is on disk, and nothing of the Ready after them was done. It
+// forgets them, answers their writers, and goes on serving what is
+// durable.
+func (n *Node) appendFailed(rd vsr.Ready, err error) {
+	n.setDiskFull(err)
+	n.rep.AppendFailed(rd)
+	n.dropUnapplied(n.rep.State().Op, ErrDiskFull)
+	n.observe(rd.Events)
+	n.observeEpochs(rd.Events)
 }
 
 func (n *Node) persist(rd vsr.Ready) error {
@@ -322,7 +346,7 @@ func (n *Node) persist(rd vsr.Ready) error {
 
 func (n *Node) writeHardState(hs vsr.HardState) error {
 	hs.Commit = max(hs.Commit, n.hs.Commit)
-	hs.Commit = min(hs.Commit, n.log.LastOp())
+	hs.Commit = min(hs.Commit, n.log.DurableOp()) // not an op still being synced
 	if err := n.writeSuperblock(superblock.Superblock{NodeID: n.cfg.NodeID, View: hs.View, LogView: hs.LogView, Commit: hs.Commit, Promised: hs.Promised,
 		Epoch: hs.Epoch, Config: hs.Config, ConfigOp: hs.ConfigOp, EarlyView: hs.EarlyView}); err != nil {
 		return err

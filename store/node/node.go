@@ -192,7 +192,8 @@ type Node struct {
 	// to their encodings as they arrived (wire.Message.Raw).
 	received  map[*kmblog.Op][]byte
 	encBuf    [][]byte
-	appliedTS int64 // commit time of op applied
+	pipe      pipeline // Readys whose fsync runs off the loop (pipeline.go)
+	appliedTS int64    // commit time of op applied
 	ckpt      checkpoints
 	xfer      *transfer // a state transfer in progress (transfer.go)
 
@@ -265,6 +266,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		done:     make(chan struct{}),
 		waiting:  map[uint64]*request{},
 		received: map[*kmblog.Op][]byte{},
+		pipe:     newPipeline(),
 		clock:    newClientTable(),
 		tracer:   deps.Tracer,
 		fs:       deps.FS,

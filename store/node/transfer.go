@@ -244,6 +244,7 @@ func (n *Node) installTransfer(x *transfer) error {
 		n.fail(fmt.Errorf("install checkpoint of op %d: %w", h.Op, err))
 		return nil
 	}
+	n.drainPipeline()
 	if err := n.log.Reset(kmblog.Start{Op: h.Op + 1, Position: h.Position + 1, Prev: h.Chain}); err != nil {
 		n.m.storageErrors.record("write", err)
 		n.fail(fmt.Errorf("reset the log after op %d: %w", h.Op, err))

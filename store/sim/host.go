@@ -22,6 +22,11 @@ type host struct {
 	corrupt  map[uint64]bool
 	hs       vsr.HardState
 	hasState bool
+	// unsynced counts the ops at the end of log that were written but are
+	// not durable yet: the appends of pending, the Readys taken with
+	// SyncLater and not finished. A crash keeps a random prefix of them.
+	unsynced int
+	pending  []taken
 
 	up        bool
 	wiped     bool // lost its disk and has not recovered yet
@@ -48,6 +53,22 @@ type host struct {
 	kv      map[string]string
 	table   map[uint64]tableEntry // client → last request applied
 	waiting map[[2]uint64]bool    // (client, request) proposed here
+}
+
+// taken is a Ready with the first op the replica held as faulty when it
+// was taken (0: none): a commit number decided before the replica found
+// an op corrupt may pass it, and is applied only up to it.
+type taken struct {
+	rd     vsr.Ready
+	faulty uint64
+}
+
+func (h *host) take() taken {
+	t := taken{rd: h.r.Ready()}
+	if runs := h.r.FaultyRuns(); len(runs) > 0 {
+		t.faulty = runs[0].First
+	}
+	return t
 }
 
 type tableEntry struct {
@@ -111,6 +132,11 @@ type storage struct{ h *host }
 func (s storage) Read(op uint64) (kmblog.Op, error) {
 	if op == 0 || op > uint64(len(s.h.log)) || op <= s.h.gone {
 		return kmblog.Op{}, fmt.Errorf("sim: op %d not on disk (%d ops, the first %d gone)", op, len(s.h.log), s.h.gone)
+	}
+	if op > s.h.durableOps() {
+		// The replica holds what it has not seen durable in memory.
+		s.h.w.fail("replica %d: read of op %d, which is not durable yet (%d durable)", s.h.id, op, s.h.durableOps())
+		return kmblog.Op{}, fmt.Errorf("sim: op %d is not durable", op)
 	}
 	if s.h.corrupt[op] {
 		return kmblog.Op{}, fmt.Errorf("sim: op %d: %w", op, kmblog.ErrCorrupt)
@@ -254,9 +280,20 @@ func (h *host) start() {
 	h.handleReady()
 }
 
+// durableOps is how many ops of the log are durable.
+func (h *host) durableOps() uint64 { return uint64(len(h.log) - h.unsynced) }
+
 func (h *host) crash(wipe bool) {
 	w := h.w
 	h.up, h.r = false, nil
+	if h.unsynced > 0 {
+		// What was written but not synced may or may not have reached
+		// the disk: some prefix of it did.
+		lost := h.unsynced - w.rng.IntN(h.unsynced+1)
+		h.log = h.log[:len(h.log)-lost]
+		w.tracef("replica %d loses %d unsynced ops of %d", h.id, lost, h.unsynced)
+	}
+	h.unsynced, h.pending = 0, nil
 	h.restartAt = w.step + w.opts.StepsPerTick*(5+w.rng.IntN(50))
 	w.res.Crashes++
 	w.faults[FaultCrash]++
@@ -280,7 +317,8 @@ func (h *host) crash(wipe bool) {
 func (h *host) handleReady() {
 	w := h.w
 	for h.up && h.r.HasReady() && w.err == nil {
-		rd := h.r.Ready()
+		t := h.take()
+		rd := t.rd
 
 		crashAt := -1 // 0 before persisting, 1 torn append, 2 before sending
 		if w.faulty && w.chance(w.opts.CrashRate*4) && w.budget() > 0 {
@@ -294,6 +332,14 @@ func (h *host) handleReady() {
 		if crashAt == 0 {
 			h.crash(false)
 			return
+		}
+		// A Ready taken with SyncLater finishes once its appends are
+		// synced (syncPending); any other waits for the earlier ones.
+		if !rd.SyncLater && len(h.pending) > 0 {
+			h.syncPending()
+			if !h.up || w.err != nil {
+				return
+			}
 		}
 
 		for _, op := range rd.Repair {
@@ -337,6 +383,15 @@ func (h *host) handleReady() {
 			}
 			h.log = append(h.log, op)
 		}
+		if rd.SyncLater && (len(rd.Append) > 0 || len(h.pending) > 0) {
+			h.unsynced += len(appends)
+			if crashAt == 1 {
+				h.crash(false)
+				return
+			}
+			h.pending = append(h.pending, t)
+			continue
+		}
 		if crashAt == 1 {
 			if len(appends) < len(rd.Append) {
 				w.faults[FaultTornWrite]++
@@ -357,70 +412,98 @@ func (h *host) handleReady() {
 			h.hasState = true
 		}
 
-		h.hs.Commit = max(h.hs.Commit, min(rd.CommitTo, uint64(len(h.log))))
+		h.noteCommit(rd.CommitTo)
 		if crashAt == 2 {
 			h.crash(false)
 			return
 		}
+		h.finish(t)
+	}
+}
 
-		for _, m := range rd.Messages {
-			w.send(m)
-		}
-		if rd.CommitTo > uint64(len(h.log)) {
-			w.fail("replica %d: commit %d beyond its log (%d ops)", h.id, rd.CommitTo, len(h.log))
+// noteCommit raises the commit lower bound on disk to c, or to the
+// durable log's end.
+func (h *host) noteCommit(c uint64) {
+	h.hs.Commit = max(h.hs.Commit, min(c, h.durableOps()))
+}
+
+// syncPending makes the appends of the Readys taken with SyncLater
+// durable, then finishes those Readys in the order they were taken.
+func (h *host) syncPending() {
+	w := h.w
+	pending := h.pending
+	h.pending, h.unsynced = nil, 0
+	w.tracef("replica %d syncs %d pending Readys", h.id, len(pending))
+	for _, t := range pending {
+		if !h.up || w.err != nil {
 			return
 		}
-		for h.applied < rd.CommitTo {
-			op := h.log[h.applied]
-			if h.corrupt[op.Op] {
-				if runs := h.r.FaultyRuns(); len(runs) > 0 && op.Op >= runs[0].First {
-					w.fail("replica %d: commit %d reaches op %d, which it holds as faulty", h.id, rd.CommitTo, op.Op)
-					return
-				}
-				// Rotted while running: the driver finds out now, as the
-				// node does when its read fails.
-				w.tracef("replica %d finds op %d corrupt while applying", h.id, op.Op)
-				h.r.MarkCorrupt(op.Op)
-				break
-			}
-			if !h.recordCommitted(op) {
+		h.noteCommit(t.rd.CommitTo)
+		h.finish(t)
+	}
+}
+
+// finish does what a Ready asks once its log changes and hard state are
+// durable: send, apply, observe, Advance.
+func (h *host) finish(t taken) {
+	w, rd := h.w, t.rd
+	for _, m := range rd.Messages {
+		w.send(m)
+	}
+	if rd.CommitTo > uint64(len(h.log)) {
+		w.fail("replica %d: commit %d beyond its log (%d ops)", h.id, rd.CommitTo, len(h.log))
+		return
+	}
+	for h.applied < rd.CommitTo {
+		op := h.log[h.applied]
+		if h.corrupt[op.Op] {
+			if t.faulty != 0 && op.Op >= t.faulty {
+				w.fail("replica %d: commit %d reaches op %d, which it holds as faulty", h.id, rd.CommitTo, op.Op)
 				return
 			}
-			w.tracef("replica %d applies %s", h.id, identity(op))
-			h.apply(op)
+			// Rotted while running: the driver finds out now, as the
+			// node does when its read fails.
+			w.tracef("replica %d finds op %d corrupt while applying", h.id, op.Op)
+			h.r.MarkCorrupt(op.Op)
+			break
 		}
-		for _, e := range rd.Events {
-			w.tracef("replica %d event %+v", h.id, e)
-			switch e.Kind {
-			case vsr.EventBecamePrimary:
-				key := [2]uint64{e.Epoch, e.View}
-				if prev, ok := w.primaries[key]; ok && prev != h.id {
-					w.fail("two primaries in epoch %d view %d: %d and %d", e.Epoch, e.View, prev, h.id)
-					return
-				}
-				w.primaries[key] = h.id
-			case vsr.EventEpochStarted:
-				w.epochStarted(h, e)
-				if w.err != nil {
-					return
-				}
-			case vsr.EventViewStarted:
-				w.res.ViewChanges++
-			case vsr.EventRecovered, vsr.EventClusterFormed:
-				h.wiped = false
-			case vsr.EventRepairReplaced:
-				w.res.Replaced++
-			}
-		}
-		h.r.Advance(rd)
-		if s := h.r.State(); s.Commit > s.Op {
-			w.fail("replica %d: commit %d > op %d", h.id, s.Commit, s.Op)
+		if !h.recordCommitted(op) {
 			return
 		}
-		h.maybeCheckpoint()
-		if rd.StateTransfer != nil {
-			w.requestTransfer(h, rd.StateTransfer)
+		w.tracef("replica %d applies %s", h.id, identity(op))
+		h.apply(op)
+	}
+	for _, e := range rd.Events {
+		w.tracef("replica %d event %+v", h.id, e)
+		switch e.Kind {
+		case vsr.EventBecamePrimary:
+			key := [2]uint64{e.Epoch, e.View}
+			if prev, ok := w.primaries[key]; ok && prev != h.id {
+				w.fail("two primaries in epoch %d view %d: %d and %d", e.Epoch, e.View, prev, h.id)
+				return
+			}
+			w.primaries[key] = h.id
+		case vsr.EventEpochStarted:
+			w.epochStarted(h, e)
+			if w.err != nil {
+				return
+			}
+		case vsr.EventViewStarted:
+			w.res.ViewChanges++
+		case vsr.EventRecovered, vsr.EventClusterFormed:
+			h.wiped = false
+		case vsr.EventRepairReplaced:
+			w.res.Replaced++
 		}
+	}
+	h.r.Advance(rd)
+	if s := h.r.State(); s.Commit > s.Op {
+		w.fail("replica %d: commit %d > op %d", h.id, s.Commit, s.Op)
+		return
+	}
+	h.maybeCheckpoint()
+	if rd.StateTransfer != nil {
+		w.requestTransfer(h, rd.StateTransfer)
 	}
 }
 

@@ -294,6 +294,7 @@ func (w *world) runTick() {
 			w.injectFaults()
 		}
 		w.deliver()
+		w.syncPending()
 		w.deliverTransfers()
 		for _, c := range w.clients {
 			c.act()
@@ -316,6 +317,17 @@ func (w *world) runTick() {
 			phase = PhaseFaults
 		}
 		w.observe(phase)
+	}
+}
+
+// syncPending completes, at random steps, the fsyncs a replica runs off
+// its loop (vsr.Ready.SyncLater): other messages are taken meanwhile.
+func (w *world) syncPending() {
+	for _, id := range w.ids {
+		if h := w.hosts[id]; h.up && len(h.pending) > 0 && w.chance(0.5) && w.err == nil {
+			h.syncPending()
+			h.handleReady()
+		}
 	}
 }
 

@@ -520,6 +520,8 @@ func (r *Replica) Ready() Ready {
 	if r.transferOut {
 		rd.StateTransfer, r.transferOut = r.transfer, false
 	}
+	rd.SyncLater = r.status == StatusNormal && r.isPrimary() &&
+		!rd.MustPersist && !rd.Truncate && len(rd.Repair) == 0 && rd.StateTransfer == nil
 	r.hsDirty, r.truncate, r.truncAfter = false, false, 0
 	r.appends, r.msgs, r.early, r.events, r.repairs = nil, nil, nil, nil, nil
 	r.commitSent = r.commit
@@ -539,16 +541,31 @@ func (r *Replica) Advance(rd Ready) {
 	if rd.Truncate {
 		r.durable = min(r.durable, rd.TruncateAfter)
 	}
-	if n := len(rd.Append); n > 0 {
-		last := rd.Append[n-1].Op
-		// A later truncation may already have cut what this Ready appended.
-		r.durable = max(r.durable, min(last, r.op))
-	}
+	r.durable = max(r.durable, r.heldThrough(rd.Append))
 	r.trimMem()
 	if r.status == StatusNormal && r.isPrimary() {
 		r.maybeCommit()
 	}
 	r.maybeEnterEpoch(0)
+}
+
+// heldThrough is the last of appended (one Ready's appends) that the log
+// still holds, 0 for none: a step after the Ready (SyncLater) may have cut
+// some and put other ops at their numbers, which its own Ready makes
+// durable.
+func (r *Replica) heldThrough(appended []*kmblog.Op) uint64 {
+	for i := len(appended) - 1; i >= 0; i-- {
+		n := appended[i].Op
+		switch {
+		case n > r.op:
+			continue
+		case n <= r.memBase:
+			return n // trimmed: committed and durable already
+		case r.mem[n-r.memBase-1] == appended[i]:
+			return n
+		}
+	}
+	return 0
 }
 
 // trimMem drops ops that are both committed and durable from memory.

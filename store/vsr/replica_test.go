@@ -418,3 +418,91 @@ func TestReadyCycle(t *testing.T) {
 		t.Fatalf("Ready pending after Advance: %+v", r.Ready())
 	}
 }
+
+// newPipelinedPrimary is a primary of three whose first op (in the
+// Ready that persists HardState.EarlyView) is durable: its next Readys
+// send early and may be finished later.
+func newPipelinedPrimary(t *testing.T) *Replica {
+	t.Helper()
+	r := newTestPrimary(t, 3, 1, false)
+	rd := r.Ready()
+	if rd.SyncLater || !rd.MustPersist {
+		t.Fatalf("the view's first Ready: SyncLater %v, MustPersist %v; want false, true (EarlyView)", rd.SyncLater, rd.MustPersist)
+	}
+	r.Advance(rd)
+	return r
+}
+
+func proposeKey(t *testing.T, r *Replica, key string) {
+	t.Helper()
+	if _, err := r.Propose(Proposal{Tenant: "t", Entries: []kmblog.Entry{{Key: key}}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A normal primary's Readys may be finished later (SyncLater): it goes on
+// proposing and taking acknowledgements meanwhile, counts its own only at
+// Advance, and a view change's Readys do not qualify.
+func TestSyncLater(t *testing.T) {
+	r := newPipelinedPrimary(t)
+	proposeKey(t, r, "a")
+	rd1 := r.Ready()
+	if !rd1.SyncLater || len(rd1.Append) != 1 || len(rd1.Early) != 2 {
+		t.Fatalf("Ready of op 2: SyncLater %v, %d appends, %d early; want a pipelined append", rd1.SyncLater, len(rd1.Append), len(rd1.Early))
+	}
+	// Before rd1 is finished: another op, and one backup's ack of both.
+	proposeKey(t, r, "b")
+	rd2 := r.Ready()
+	if !rd2.SyncLater || len(rd2.Append) != 1 || rd2.Append[0].Op != 3 {
+		t.Fatalf("Ready of op 3: %+v", rd2)
+	}
+	r.Step(wire.Message{Type: wire.TypePrepareOK, From: 2, To: 1, Op: 3})
+	if c := r.State().Commit; c != 1 {
+		t.Fatalf("commit %d with one backup's ack of op 3 and op 1 durable here, want 1", c)
+	}
+	if _, err := r.readOp(2); err != nil {
+		t.Fatalf("an op not durable yet is read from memory: %v", err)
+	}
+	rd3 := r.Ready() // the new commit number
+	if !rd3.SyncLater || rd3.CommitTo != 1 {
+		t.Fatalf("Ready after the ack: SyncLater %v, CommitTo %d; want true, 1", rd3.SyncLater, rd3.CommitTo)
+	}
+	r.Advance(rd1)
+	if c := r.State().Commit; c != 2 {
+		t.Fatalf("commit %d once op 2 is durable here, want 2", c)
+	}
+	r.Advance(rd2)
+	r.Advance(rd3)
+	if c := r.State().Commit; c != 3 {
+		t.Fatalf("commit %d once op 3 is durable here, want 3", c)
+	}
+
+	// Once it changes view, its Readys do not qualify.
+	r.Step(wire.Message{Type: wire.TypeStartViewChange, From: 2, To: 1, View: 1})
+	if rd := r.Ready(); rd.SyncLater || !rd.MustPersist {
+		t.Fatalf("a view change's Ready: SyncLater %v, MustPersist %v; want false, true", rd.SyncLater, rd.MustPersist)
+	}
+}
+
+// Advance of a pipelined Ready counts durable only the ops the log still
+// holds: a view change after it may have cut some and numbered others
+// the same.
+func TestSyncLaterCut(t *testing.T) {
+	r := newPipelinedPrimary(t)
+	for _, k := range []string{"a", "b", "c"} {
+		proposeKey(t, r, k)
+	}
+	rd := r.Ready()
+	if !rd.SyncLater || len(rd.Append) != 3 {
+		t.Fatalf("Ready of ops 2-4: %+v", rd)
+	}
+	r.truncateLog(2)
+	proposeKey(t, r, "x")
+	r.Advance(rd)
+	if r.durable != 2 {
+		t.Fatalf("durable %d after the Ready of ops 2-4, of which a later cut left op 2; want 2", r.durable)
+	}
+	if got := r.heldThrough(nil); got != 0 {
+		t.Fatalf("heldThrough(nil) = %d", got)
+	}
+}

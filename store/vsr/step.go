@@ -480,7 +480,7 @@ func (r *Replica) maybeStartView() {
 	if len(r.dvc) < r.quorum {
 		return
 	}
-	if _, ok := r.dvc[r.id]; !ok {
+	if _, ok := r.dvc[r.id]; !ok || !r.canLead() {
 		return
 	}
 	best := r.dvc[r.id]
@@ -502,7 +502,12 @@ func (r *Replica) maybeStartView() {
 			return // incomplete suffix; the view change times out and moves on
 		}
 		for _, op := range best.Ops {
-			r.installOp(op)
+			// A chain that does not follow, or a local copy found
+			// corrupt on the way (the replica may not lead then): the
+			// view change times out and moves on.
+			if !r.installOp(op) || !r.canLead() {
+				return
+			}
 		}
 	} else {
 		r.verified = r.op

@@ -288,6 +288,20 @@ type Ready struct {
 	// its own acknowledgement only once its log is durable, and does not
 	// lead its view again after a restart: HardState.EarlyView.)
 	Early []wire.Message
+	// SyncLater says the driver may take further Readys (and Step, Tick
+	// and Propose meanwhile) before this one is finished: the primary's
+	// own fsync then runs off its loop, alongside everything else. It is
+	// set only for a normal primary's Ready that holds nothing but
+	// appends, messages, early prepares, a commit number and events (no
+	// hard state, truncation, repair or state transfer). The driver must
+	// still finish the Readys in the order it took them, each only once
+	// its appends and every earlier Ready's are durable: send its
+	// Messages, apply up to its CommitTo, then call Advance. A Ready
+	// without SyncLater is handled only once every earlier one is
+	// finished. Until Advance, the replica counts none of the Ready's ops
+	// as durable here (neither for its own acknowledgement nor for reads
+	// of the log), and at Advance only those a later step did not cut.
+	SyncLater bool
 	// CommitTo is the commit number: every op up to it is committed and
 	// may be applied, in order, once the above is durable.
 	CommitTo uint64
