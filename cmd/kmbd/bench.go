@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -105,6 +106,9 @@ type benchOptions struct {
 	// With --compare: the variants, run --rounds times each, alternately.
 	compare []benchVariant
 	rounds  int
+	// With --compare: another kmbd binary whose bench runs as the first
+	// variant, baseline, in a process of its own.
+	baseline string
 	// With --addrs: the API's bearer token ("" for none) and TLS (nil for
 	// the defaults).
 	token string
@@ -123,11 +127,49 @@ type benchVariant struct {
 	telemetry string
 	backup    bool
 	ack       bool
+	binary    string // the variant baseline: this binary's bench, run as a child process
 }
 
 // benchVariantAck is the variant that loads a server acknowledging every
 // request at once: the load generator's own cost.
 const benchVariantAck = "ack"
+
+// benchVariantBaseline is the variant --baseline adds.
+const benchVariantBaseline = "baseline"
+
+// benchRunBinary runs one kmbd bench of another binary with o's cluster
+// and load, and reads its --json result.
+func benchRunBinary(ctx context.Context, o benchOptions, binary string) (*benchResult, error) {
+	args := []string{"bench", "--nodes", strconv.Itoa(o.nodes), "--clients", strconv.Itoa(o.clients),
+		"--batch", strconv.Itoa(o.batch), "--value-size", strconv.Itoa(o.valueSize), "--tenants", strconv.Itoa(o.tenants),
+		"--seed", strconv.FormatUint(o.seed, 10), "--warmup", o.warmup.String(), "--duration", o.duration.String(), "--json"}
+	if o.entries > 0 {
+		args = append(args, "--entries", strconv.FormatInt(o.entries, 10))
+	}
+	if o.dir != "" {
+		args = append(args, "--dir", o.dir)
+	}
+	cmd := exec.CommandContext(ctx, binary, args...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%s bench: %w: %s", binary, err, lastLine(stderr.String()))
+	}
+	var res benchResult
+	if err := json.Unmarshal([]byte(lastLine(stdout.String())), &res); err != nil {
+		return nil, fmt.Errorf("%s bench: its last line is not a JSON result: %w", binary, err)
+	}
+	return &res, nil
+}
+
+// lastLine is the last non-empty line of s.
+func lastLine(s string) string {
+	s = strings.TrimRight(s, "\n")
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
 
 // benchEntriesBound is the --duration bound of a run with --entries when
 // --duration is not given.
@@ -223,6 +265,14 @@ combined with --addrs, --telemetry, --backup, --cpuprofile or --memprofile;
 the exit status is 1 when any run failed, after the summary of those that
 completed.
 
+--baseline PATH adds a first variant to --compare, baseline: PATH's own
+kmbd bench (another build of kmbd, an older commit's), run as a child
+process with the same nodes, load, --warmup, --duration and --dir, and
+--json, whose result is read from its last line. The other variants are
+then compared with it: two write paths side by side on one machine. Its CPU
+and allocations are its process's, as its bench reports them (0 when that
+bench predates them).
+
 flags:
 `
 
@@ -256,6 +306,7 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 	var compare string
 	fs.StringVar(&compare, "compare", "", "run a series alternating these variants, comma-separated: off, metrics, full, backup, or a mode+backup")
 	fs.IntVar(&o.rounds, "rounds", 5, "with --compare: runs of each variant, 1.."+strconv.Itoa(benchMaxRounds))
+	fs.StringVar(&o.baseline, "baseline", "", "with --compare: a kmbd binary whose bench runs first in every round as the variant baseline")
 	creds := addClientFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -291,9 +342,15 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 		if o.rounds < 1 || o.rounds > benchMaxRounds {
 			return o, fmt.Errorf("--rounds %d: accepted 1..%d", o.rounds, benchMaxRounds)
 		}
+		if o.baseline != "" {
+			if _, err := os.Stat(o.baseline); err != nil {
+				return o, fmt.Errorf("--baseline: %w", err)
+			}
+			vs = append([]benchVariant{{name: benchVariantBaseline, telemetry: benchTelOff, binary: o.baseline}}, vs...)
+		}
 		o.compare = vs
-	} else if set["rounds"] {
-		return o, errors.New("--rounds applies to --compare only")
+	} else if set["rounds"] || set["baseline"] {
+		return o, errors.New("--rounds and --baseline apply to --compare only")
 	}
 	if addrs != "" {
 		var err error
@@ -1071,7 +1128,13 @@ series:
 			ro.telemetry, ro.backup, ro.ack = v.telemetry, v.backup, v.ack
 			// Each run starts from a collected heap, whatever the last one left.
 			runtime.GC()
-			res, _, err := benchRunOnce(ctx, ro, stderr, nil, nil)
+			var res *benchResult
+			var err error
+			if v.binary != "" {
+				res, err = benchRunBinary(ctx, ro, v.binary)
+			} else {
+				res, _, err = benchRunOnce(ctx, ro, stderr, nil, nil)
+			}
 			label := fmt.Sprintf("round %d/%d %s", r+1, o.rounds, v.name)
 			if err != nil {
 				failed[vi]++
@@ -1135,13 +1198,18 @@ series:
 			vr.MedianEntriesPerSec = round(median(vr.Runs), 1)
 			vr.MinEntriesPerSec, vr.MaxEntriesPerSec = slices.Min(vr.Runs), slices.Max(vr.Runs)
 			vr.MedianP50Ms, vr.MedianP99Ms = round(median(p50s), 3), round(median(p99s), 3)
+			vr.P99Runs = p99s
 			switch {
 			case i == 0:
 				one := 1.0
-				vr.RatioToBaseline = &one
+				vr.RatioToBaseline, vr.P99RatioToBaseline = &one, &one
 			case out.Compare[0].MedianEntriesPerSec > 0:
 				ratio := round(vr.MedianEntriesPerSec/out.Compare[0].MedianEntriesPerSec, 4)
 				vr.RatioToBaseline = &ratio
+				if b := out.Compare[0].MedianP99Ms; b > 0 {
+					p99 := round(vr.MedianP99Ms/b, 4)
+					vr.P99RatioToBaseline = &p99
+				}
 			}
 		}
 		completed += len(vr.Runs)
@@ -1192,9 +1260,13 @@ type benchVariantResult struct {
 	MaxEntriesPerSec    float64   `json:"max_entries_per_sec"`
 	MedianP50Ms         float64   `json:"median_p50_ms"`
 	MedianP99Ms         float64   `json:"median_p99_ms"`
-	// RatioToBaseline is the median entries/s over the first variant's;
-	// null when either has no completed run.
-	RatioToBaseline *float64 `json:"ratio_to_baseline"`
+	// P99Runs are the p99 latencies of the completed runs, in order.
+	P99Runs []float64 `json:"p99_ms_runs"`
+	// RatioToBaseline is the median entries/s over the first variant's,
+	// P99RatioToBaseline the median p99 over the first variant's; null
+	// when either has no completed run.
+	RatioToBaseline    *float64 `json:"ratio_to_baseline"`
+	P99RatioToBaseline *float64 `json:"p99_ratio_to_baseline"`
 	// CPU time and allocations of the whole process per acknowledged
 	// entry: of each completed run, in the order run, and their median,
 	// minimum and maximum.
@@ -1236,19 +1308,19 @@ func writeBenchCompare(w io.Writer, r *benchCompareResult) {
 		}
 		return "-"
 	}
-	fmt.Fprintf(w, "  %-*s  %5s  %12s  %12s  %12s  %9s  %9s  %s\n",
-		width, "variant", "runs", "entries/s", "min", "max", "p50 ms", "p99 ms", baseline)
+	fmt.Fprintf(w, "  %-*s  %5s  %12s  %12s  %12s  %9s  %9s  %9s  %s\n",
+		width, "variant", "runs", "entries/s", "min", "max", "p50 ms", "p99 ms", baseline, "p99 "+baseline)
 	for i, v := range r.Compare {
 		n := len(v.Runs)
 		if n == 0 {
-			fmt.Fprintf(w, "  %-*s  %5s  %12s  %12s  %12s  %9s  %9s  %s\n",
-				width, v.Variant, fmt.Sprintf("%d/%d", n, n+v.Failed), "-", "-", "-", "-", "-", "-")
+			fmt.Fprintf(w, "  %-*s  %5s  %12s  %12s  %12s  %9s  %9s  %9s  %s\n",
+				width, v.Variant, fmt.Sprintf("%d/%d", n, n+v.Failed), "-", "-", "-", "-", "-", "-", "-")
 			continue
 		}
-		fmt.Fprintf(w, "  %-*s  %5s  %12s  %12s  %12s  %9.2f  %9.2f  %s\n",
+		fmt.Fprintf(w, "  %-*s  %5s  %12s  %12s  %12s  %9.2f  %9.2f  %9s  %s\n",
 			width, v.Variant, fmt.Sprintf("%d/%d", n, n+v.Failed),
 			commas(int64(v.MedianEntriesPerSec)), commas(int64(v.MinEntriesPerSec)), commas(int64(v.MaxEntriesPerSec)),
-			v.MedianP50Ms, v.MedianP99Ms, change(i, v.RatioToBaseline))
+			v.MedianP50Ms, v.MedianP99Ms, change(i, v.RatioToBaseline), change(i, v.P99RatioToBaseline))
 	}
 	fmt.Fprintf(w, "\n  %-*s  %12s  %9s  %9s  %12s  %9s  %s\n",
 		width, "variant", "cpu µs/entry", "min", "max", "allocs/entry", baseline, "per round")

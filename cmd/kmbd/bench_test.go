@@ -538,3 +538,61 @@ func TestBenchPortTaken(t *testing.T) {
 		t.Fatalf("replication addresses chosen %d times, want 2", calls)
 	}
 }
+
+// --baseline runs another binary's bench as the first variant, with the
+// same load, and compares the other variants with what its --json says.
+func TestBenchCompareBaseline(t *testing.T) {
+	dir := t.TempDir()
+	argsFile := filepath.Join(dir, "args")
+	// A stand-in for an older kmbd: it records its arguments and reports
+	// half this tree's throughput at twice the p99.
+	script := filepath.Join(dir, "kmbd-old")
+	body := "#!/bin/sh\necho \"$@\" >> " + argsFile + "\necho 'a summary line'\n" +
+		`echo '{"entries_per_sec":100,"p50_ms":5,"p99_ms":1000,"cpu_us_per_entry":4,"allocs_per_entry":2}'` + "\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	args := []string{"--compare", "off", "--baseline", script, "--rounds", "2", "--duration", "200ms", "--warmup", "0",
+		"--nodes", "1", "--clients", "2", "--batch", "5", "--json", "--dir", dir}
+	if code := runBench(t.Context(), args, noEnv, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	got, err := os.ReadFile(argsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantArgs := "bench --nodes 1 --clients 2 --batch 5 --value-size 100 --tenants 10 --seed 1 --warmup 0s --duration 200ms --json --dir " + dir + "\n"
+	if string(got) != wantArgs+wantArgs {
+		t.Fatalf("the baseline ran with\n%s\nwant twice\n%s", got, wantArgs)
+	}
+	res := lastJSON(t, stdout.String())
+	variants := res["compare"].([]any)
+	base, off := variants[0].(map[string]any), variants[1].(map[string]any)
+	if base["variant"] != "baseline" || base["median_entries_per_sec"] != 100.0 || base["median_p99_ms"] != 1000.0 || base["median_cpu_us_per_entry"] != 4.0 {
+		t.Fatalf("baseline %v", base)
+	}
+	if off["variant"] != "off" || off["ratio_to_baseline"].(float64) <= 1 || off["p99_ratio_to_baseline"].(float64) >= 1 {
+		t.Fatalf("off against the baseline: %v", off)
+	}
+	if !strings.Contains(stdout.String(), "p99 vs baseline") {
+		t.Errorf("summary without the p99 change:\n%s", stdout.String())
+	}
+
+	// A baseline that fails is a failed run; one that does not exist is a
+	// flag error.
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho broken >&2\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if code := runBench(t.Context(), args, noEnv, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "broken") {
+		t.Fatalf("failing baseline: exit %d, stderr %q", code, stderr.String())
+	}
+	if _, err := parseBenchFlags([]string{"--compare", "off", "--baseline", filepath.Join(dir, "none")}, noEnv, io.Discard); err == nil {
+		t.Fatal("a missing --baseline binary was accepted")
+	}
+	if _, err := parseBenchFlags([]string{"--baseline", script}, noEnv, io.Discard); err == nil {
+		t.Fatal("--baseline without --compare was accepted")
+	}
+}

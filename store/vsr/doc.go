@@ -9,7 +9,10 @@
 // a new commit number to apply up to, and events for logs and metrics. The
 // driver (store/node in production, store/sim in tests) must, for each
 // Ready, in this order: persist the hard state and the log changes durably,
-// send the messages, apply committed ops, then call Advance. Randomness (the
+// send the messages, apply committed ops, then call Advance; a normal
+// primary's Ready marked SyncLater may be finished later, after further
+// Steps and Readys, as long as the Readys finish in the order they were
+// taken (Ready.SyncLater has the rules). Randomness (the
 // view-change timeout jitter) is an injected function. This is what lets the
 // simulator run whole clusters deterministically from a seed.
 //
