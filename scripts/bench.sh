@@ -20,7 +20,9 @@
 # Groups: primitives metric logging spans render log wire append cluster
 # tracing backup audit restart retention client (go test -bench), spans-vs (the span
 # benchmarks of KMB_SPANS_BASE and of the tree, interleaved), kmbd (kmbd
-# bench, 1 and 3 nodes), compare (kmbd bench --compare off,backup, and
+# bench, 1 and 3 nodes), writepath-vs (kmbd bench --compare off --baseline:
+# the write path of KMB_WRITEPATH_BASE against the tree's, 3 nodes, runs
+# interleaved), compare (kmbd bench --compare off,backup, and
 # off,metrics,full,ack in CPU per entry), compare-shm (the latter with the
 # data on /dev/shm), profile (CPU profiles of off, metrics and full, and the
 # share of instrumenting code in them), report.
@@ -33,6 +35,11 @@
 #                       series (default 3000000)
 #   KMB_SPANS_BASE      the commit spans-vs compares the tree with (default
 #                       9316f76, the last before the span sites' rework)
+#   KMB_WRITEPATH_BASE  the commit writepath-vs compares the tree with
+#                       (default 3f336ec, the last before the write path's
+#                       rework: early prepares, no per-write timeout,
+#                       backups' frames as received, the leader's fsync off
+#                       its loop)
 #   KMB_BENCH_NOTE      a remark on the conditions, recorded with each group
 #                       and printed in BENCHMARKS.md (e.g. "other work
 #                       shared the machine")
@@ -51,6 +58,7 @@ duration="${KMB_BENCH_DURATION:-10s}"
 rounds="${KMB_BENCH_ROUNDS:-7}"
 entries="${KMB_BENCH_ENTRIES:-3000000}"
 spans_base="${KMB_SPANS_BASE:-9316f76}"
+writepath_base="${KMB_WRITEPATH_BASE:-3f336ec}"
 doc="${KMB_BENCH_DOC:-BENCHMARKS.md}"
 mkdir -p "$out"
 benchstat="go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da"
@@ -160,6 +168,21 @@ spans_vs() {
 	$benchstat "$out/spans-vs-base.txt" "$out/spans-vs-head.txt"
 }
 
+# writepath_vs builds kmbd at KMB_WRITEPATH_BASE and runs a --compare series
+# of the tree's write path (off) against that build's (baseline).
+writepath_vs() {
+	local src abs
+	abs="$(cd "$out" && pwd)"
+	src="$(mktemp -d)"
+	git archive "$writepath_base" | tar -x -C "$src"
+	(cd "$src" && go build -o "$abs/kmbd-writepath-base" ./cmd/kmbd)
+	rm -rf "$src"
+	kmbd_bench writepath-vs --nodes 3 --clients 64 --batch 100 --compare off --baseline "$out/kmbd-writepath-base" \
+		--rounds "$rounds" --duration "$duration" --json
+	sed -i "s/^commit: \(.*\)$/commit: \1 against $writepath_base/" "$out/writepath-vs.meta"
+	rm -f "$out/kmbd-writepath-base"
+}
+
 # The code that instruments: the OpenTelemetry SDK and exporters, the
 # telemetry packages (metric recording and publishing, /metrics, logging,
 # the span queue), slog, the API's and the node's span sites.
@@ -189,7 +212,7 @@ report() {
 }
 
 groups=("$@")
-[ ${#groups[@]} -eq 0 ] && groups=(primitives metric logging spans spans-vs render log wire append cluster tracing backup audit restart retention client kmbd compare compare-shm profile report)
+[ ${#groups[@]} -eq 0 ] && groups=(primitives metric logging spans spans-vs render log wire append cluster tracing backup audit restart retention client kmbd writepath-vs compare compare-shm profile report)
 for g in "${groups[@]}"; do
 	case "$g" in
 	primitives) gotest primitives ./telemetry/metric/bench -bench . -cpu 1,2 ;;
@@ -208,6 +231,7 @@ for g in "${groups[@]}"; do
 	restart) gotest restart ./store/node ./store/projection ./store/backup -bench 'BenchmarkRestart$|BenchmarkSnapshotPause|BenchmarkTieredRead' ;;
 	retention) gotest retention ./store/node -bench 'BenchmarkRetentionDiskUse$' -benchtime 1x ;;
 	client) gotest client ./client -bench . ;;
+	writepath-vs) writepath_vs ;;
 	kmbd)
 		for nodes in 1 3; do
 			kmbd_bench "kmbd-nodes$nodes" --nodes "$nodes" --clients 64 --batch 100 --duration "$duration" --json
