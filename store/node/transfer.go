@@ -231,6 +231,11 @@ func (n *Node) installTransfer(x *transfer) error {
 		// A checkpoint that does not say (version 1): of this epoch.
 		snap.Epoch, snap.Config = 0, n.ids
 	}
+	// Readys a leader took before (vsr.Ready.SyncLater) finish against
+	// the log and state they were taken with.
+	if n.drainPipeline(); n.fatalErr() != nil {
+		return nil
+	}
 	if err := n.rep.InstallState(snap); err != nil {
 		return err
 	}
@@ -244,7 +249,6 @@ func (n *Node) installTransfer(x *transfer) error {
 		n.fail(fmt.Errorf("install checkpoint of op %d: %w", h.Op, err))
 		return nil
 	}
-	n.drainPipeline()
 	if err := n.log.Reset(kmblog.Start{Op: h.Op + 1, Position: h.Position + 1, Prev: h.Chain}); err != nil {
 		n.m.storageErrors.record("write", err)
 		n.fail(fmt.Errorf("reset the log after op %d: %w", h.Op, err))
