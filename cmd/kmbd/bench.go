@@ -139,7 +139,7 @@ const benchVariantBaseline = "baseline"
 
 // benchRunBinary runs one kmbd bench of another binary with o's cluster
 // and load, and reads its --json result.
-func benchRunBinary(ctx context.Context, o benchOptions, binary string) (*benchResult, error) {
+func benchRunBinary(ctx context.Context, o benchOptions, binary string, extra ...string) (*benchResult, error) {
 	args := []string{"bench", "--nodes", strconv.Itoa(o.nodes), "--clients", strconv.Itoa(o.clients),
 		"--batch", strconv.Itoa(o.batch), "--value-size", strconv.Itoa(o.valueSize), "--tenants", strconv.Itoa(o.tenants),
 		"--seed", strconv.FormatUint(o.seed, 10), "--warmup", o.warmup.String(), "--duration", o.duration.String(), "--json"}
@@ -149,6 +149,7 @@ func benchRunBinary(ctx context.Context, o benchOptions, binary string) (*benchR
 	if o.dir != "" {
 		args = append(args, "--dir", o.dir)
 	}
+	args = append(args, extra...)
 	cmd := exec.CommandContext(ctx, binary, args...)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -160,6 +161,19 @@ func benchRunBinary(ctx context.Context, o benchOptions, binary string) (*benchR
 		return nil, fmt.Errorf("%s bench: its last line is not a JSON result: %w", binary, err)
 	}
 	return &res, nil
+}
+
+// benchSelf is this binary's path (a variable for the tests, whose binary
+// is not kmbd).
+var benchSelf = os.Executable
+
+// benchVariantArgs are the kmbd bench flags that make a run variant v.
+func benchVariantArgs(v benchVariant) []string {
+	args := []string{"--telemetry", v.telemetry}
+	if v.backup {
+		args = append(args, "--backup")
+	}
+	return args
 }
 
 // lastLine is the last non-empty line of s.
@@ -269,7 +283,9 @@ completed.
 kmbd bench (another build of kmbd, an older commit's), run as a child
 process with the same nodes, load, --warmup, --duration and --dir, and
 --json, whose result is read from its last line. The other variants are
-then compared with it: two write paths side by side on one machine. Its CPU
+then compared with it: two write paths side by side on one machine. So that
+both sides start every run in a fresh process, this build's variants (but
+ack) then run as child processes of this binary too. Its CPU
 and allocations are its process's, as its bench reports them (0 when that
 bench predates them).
 
@@ -1119,6 +1135,14 @@ func benchCompare(ctx context.Context, o benchOptions, stdout, stderr io.Writer)
 	}
 	failed := make([]int, k)
 	interrupted := false
+	self := ""
+	if o.baseline != "" {
+		exe, err := benchSelf()
+		if err != nil {
+			return fmt.Errorf("--baseline: this build's path, to run its variants alike: %w", err)
+		}
+		self = exe
+	}
 series:
 	for r := range o.rounds {
 		for i := range k {
@@ -1130,9 +1154,15 @@ series:
 			runtime.GC()
 			var res *benchResult
 			var err error
-			if v.binary != "" {
+			switch {
+			case v.binary != "":
 				res, err = benchRunBinary(ctx, ro, v.binary)
-			} else {
+			case self != "" && !v.ack:
+				// Against a baseline in a process of its own, this
+				// build's variants get one each too: a fresh process
+				// for every run on both sides.
+				res, err = benchRunBinary(ctx, ro, self, benchVariantArgs(v)...)
+			default:
 				res, _, err = benchRunOnce(ctx, ro, stderr, nil, nil)
 			}
 			label := fmt.Sprintf("round %d/%d %s", r+1, o.rounds, v.name)

@@ -545,13 +545,23 @@ func TestBenchCompareBaseline(t *testing.T) {
 	dir := t.TempDir()
 	argsFile := filepath.Join(dir, "args")
 	// A stand-in for an older kmbd: it records its arguments and reports
-	// half this tree's throughput at twice the p99.
+	// its result.
 	script := filepath.Join(dir, "kmbd-old")
 	body := "#!/bin/sh\necho \"$@\" >> " + argsFile + "\necho 'a summary line'\n" +
 		`echo '{"entries_per_sec":100,"p50_ms":5,"p99_ms":1000,"cpu_us_per_entry":4,"allocs_per_entry":2}'` + "\n"
 	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// This build, as the variants run it: twice the throughput at half
+	// the p99.
+	self := filepath.Join(dir, "kmbd-new")
+	body = "#!/bin/sh\necho \"$@\" >> " + argsFile + "\n" +
+		`echo '{"entries_per_sec":200,"p50_ms":5,"p99_ms":500,"cpu_us_per_entry":3,"allocs_per_entry":1}'` + "\n"
+	if err := os.WriteFile(self, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer func(prev func() (string, error)) { benchSelf = prev }(benchSelf)
+	benchSelf = func() (string, error) { return self, nil }
 	var stdout, stderr bytes.Buffer
 	args := []string{"--compare", "off", "--baseline", script, "--rounds", "2", "--duration", "200ms", "--warmup", "0",
 		"--nodes", "1", "--clients", "2", "--batch", "5", "--json", "--dir", dir}
@@ -562,18 +572,20 @@ func TestBenchCompareBaseline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantArgs := "bench --nodes 1 --clients 2 --batch 5 --value-size 100 --tenants 10 --seed 1 --warmup 0s --duration 200ms --json --dir " + dir + "\n"
-	if string(got) != wantArgs+wantArgs {
-		t.Fatalf("the baseline ran with\n%s\nwant twice\n%s", got, wantArgs)
+	common := "bench --nodes 1 --clients 2 --batch 5 --value-size 100 --tenants 10 --seed 1 --warmup 0s --duration 200ms --json --dir " + dir
+	base, off := common+"\n", common+" --telemetry off\n"
+	// Round 1 runs the baseline first, round 2 this build's variant.
+	if want := base + off + off + base; string(got) != want {
+		t.Fatalf("the runs were\n%s\nwant\n%s", got, want)
 	}
 	res := lastJSON(t, stdout.String())
 	variants := res["compare"].([]any)
-	base, off := variants[0].(map[string]any), variants[1].(map[string]any)
-	if base["variant"] != "baseline" || base["median_entries_per_sec"] != 100.0 || base["median_p99_ms"] != 1000.0 || base["median_cpu_us_per_entry"] != 4.0 {
-		t.Fatalf("baseline %v", base)
+	baseRes, offRes := variants[0].(map[string]any), variants[1].(map[string]any)
+	if baseRes["variant"] != "baseline" || baseRes["median_entries_per_sec"] != 100.0 || baseRes["median_p99_ms"] != 1000.0 || baseRes["median_cpu_us_per_entry"] != 4.0 {
+		t.Fatalf("baseline %v", baseRes)
 	}
-	if off["variant"] != "off" || off["ratio_to_baseline"].(float64) <= 1 || off["p99_ratio_to_baseline"].(float64) >= 1 {
-		t.Fatalf("off against the baseline: %v", off)
+	if offRes["variant"] != "off" || offRes["ratio_to_baseline"] != 2.0 || offRes["p99_ratio_to_baseline"] != 0.5 || offRes["cpu_round_ratio"] != 0.75 {
+		t.Fatalf("off against the baseline: %v", offRes)
 	}
 	if !strings.Contains(stdout.String(), "p99 vs baseline") {
 		t.Errorf("summary without the p99 change:\n%s", stdout.String())
