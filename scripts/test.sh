@@ -41,6 +41,6 @@ export KMB_REQUIRE_TOOLS=1
 go vet ./...
 go test -race -count=1 ./... "$@"
 # The simulator's checkers must catch a planted bug (see store/vsr/canary_on.go).
-go test -count=1 -tags kmb_canary -run TestCanaryCaught ./store/sim
+go test -count=1 -tags kmb_canary -run "TestCanaryCaught|TestCanaryObservedFailingStart" ./store/sim
 # And a new epoch that starts before its config op commits (store/vsr/canary_epoch_on.go).
 go test -count=1 -tags kmb_canary_epoch -run TestEpochCanaryCaught ./store/sim

@@ -17,3 +17,19 @@ func TestCanaryCaught(t *testing.T) {
 	}
 	t.Fatal("50 seeds ran with the canary bug and no checker noticed")
 }
+
+// A violation found while a restarted replica replays its committed ops
+// (seed 10 of 300 ticks) ends the run with that replica started but
+// without a replica: the last progress report shows it down.
+func TestCanaryObservedFailingStart(t *testing.T) {
+	opts := DefaultOptions()
+	opts.Seed, opts.Ticks = 10, 300
+	var last Progress
+	opts.Observe = func(p Progress) { last = p }
+	if _, err := Run(opts); err == nil {
+		t.Fatal("seed 10 ran with the canary bug and no checker noticed")
+	}
+	if last.Phase != PhaseDone || len(last.Replicas) == 0 {
+		t.Fatalf("last progress %+v", last)
+	}
+}

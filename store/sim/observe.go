@@ -119,7 +119,8 @@ func (w *world) observe(phase Phase) {
 	for _, id := range w.ids {
 		h := w.hosts[id]
 		member := slices.Contains(w.config, id)
-		if !h.up {
+		// (A start that failed, replaying a violation, left no replica.)
+		if !h.up || h.r == nil {
 			p.Replicas = append(p.Replicas, ReplicaProgress{ID: id, Member: member, Status: "down"})
 			continue
 		}
