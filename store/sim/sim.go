@@ -452,9 +452,13 @@ func (w *world) converged() bool {
 		// A non-member ends removed, or, started on an empty disk to
 		// join (a removed node whose disk was lost, restarted with its
 		// joining flags), still waiting to be added: nobody calls it,
-		// and it takes part in nothing.
+		// and it takes part in nothing. The same holds for a member
+		// whose disk was lost and that was replaced while it recovered:
+		// it holds nothing, and no epoch that left it out answers it.
 		s := h.r.State()
-		if s.Status != vsr.StatusRemoved && !(h.join && s.Status == vsr.StatusJoining && s.Epoch == 0 && s.Op == 0) {
+		waitsToJoin := h.join && s.Status == vsr.StatusJoining && s.Epoch == 0 && s.Op == 0
+		replacedWhileRecovering := h.wiped && s.Status == vsr.StatusRecovering && s.Epoch == 0 && s.Op == 0
+		if s.Status != vsr.StatusRemoved && !waitsToJoin && !replacedWhileRecovering {
 			return false
 		}
 	}

@@ -104,6 +104,7 @@ func TestRegressionSeeds(t *testing.T) {
 		{71532, "a replica that installed a later epoch's snapshot while recovering restarted before persisting it, and looked for the epoch's config op in a log that starts after it"},
 		{102102, "a new member that restarted from a checkpoint of the epoch that added it waited to be added, in an epoch whose members no longer call it"},
 		{201746, "(the checker) a removed member whose disk was lost, restarted with its joining flags, waits to be added, which nobody will do: not a failure to converge"},
+		{602737, "(the checker) a member whose disk was lost and that was replaced while it recovered stays recovering, which nobody will answer: not a failure to converge"},
 		{502049, "a new primary that found its own copy of an op corrupt while installing the best DoViewChange log started the view anyway, with the rest of that log missing, and committed past the faulty op"},
 	} {
 		opts := DefaultOptions()
