@@ -120,11 +120,21 @@ func (l *Log) SizeBytes() int64 { return l.size.Load() }
 
 // usable returns the error that stops the writer from going on, if any.
 func (l *Log) usable() error {
-	if l.closed.Load() {
-		return ErrClosed
+	if err := l.usableWhilePending(); err != nil {
+		return err
 	}
 	if l.pending != nil {
 		return errSyncPending
+	}
+	return nil
+}
+
+// usableWhilePending is usable, with a pending sync allowed: Append,
+// MarkFaulty and RemoveBefore may go on while the ops before are being
+// synced (they touch no staged op nor the active segment's sync state).
+func (l *Log) usableWhilePending() error {
+	if l.closed.Load() {
+		return ErrClosed
 	}
 	if l.readOnly {
 		return ErrReadOnly
@@ -464,17 +474,6 @@ func (l *Log) publishThrough(last uint64) {
 // StartSync is pending: anything but Append and FinishSync.
 var errSyncPending = errors.New("log: a sync is pending (FinishSync first)")
 
-// usableWhilePending is usable, with a pending sync allowed: Append,
-// MarkFaulty and RemoveBefore may go on while the ops before are being
-// synced (they touch no staged op nor the active segment's sync state).
-func (l *Log) usableWhilePending() error {
-	p := l.pending
-	l.pending = nil
-	err := l.usable()
-	l.pending = p
-	return err
-}
-
 // PendingSync is an fsync of the active segment started by StartSync: Do
 // runs it, on any goroutine, while the writer goes on appending, and
 // FinishSync publishes the ops it made durable.
@@ -495,9 +494,7 @@ func (p *PendingSync) Do() {
 	if p.seg == nil {
 		return
 	}
-	start := time.Now()
-	p.err = p.seg.f.Datasync()
-	p.took = time.Since(start)
+	p.took, p.err = timedDatasync(p.seg.f)
 }
 
 // StartSync begins making every op appended so far durable without the
@@ -533,9 +530,8 @@ func (l *Log) FinishSync(p *PendingSync) error {
 	}
 	l.pending = nil
 	if s := p.seg; s != nil {
-		l.metrics.fsynced(p.took)
-		if p.err != nil {
-			return l.fail(fmt.Errorf("log: sync %s: %w", s.name, p.err))
+		if err := l.synced(s, p.took, p.err); err != nil {
+			return err
 		}
 		// Nothing written since it started: the segment is clean. (A
 		// roll in between synced it again itself.)
@@ -555,13 +551,29 @@ func (l *Log) syncSegment(s *segment) error {
 	if !s.dirty {
 		return nil
 	}
+	took, err := timedDatasync(s.f)
+	if err := l.synced(s, took, err); err != nil {
+		return err
+	}
+	s.dirty = false
+	return nil
+}
+
+// timedDatasync fsyncs f's data and says how long it took. It touches
+// nothing of the log: a pending sync runs it off the writer.
+func timedDatasync(f File) (time.Duration, error) {
 	start := time.Now()
-	err := s.f.Datasync()
-	l.metrics.fsynced(time.Since(start))
+	err := f.Datasync()
+	return time.Since(start), err
+}
+
+// synced records an fsync of s that took took; a failed one makes the log
+// unusable.
+func (l *Log) synced(s *segment, took time.Duration, err error) error {
+	l.metrics.fsynced(took)
 	if err != nil {
 		return l.fail(fmt.Errorf("log: sync %s: %w", s.name, err))
 	}
-	s.dirty = false
 	return nil
 }
 

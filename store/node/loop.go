@@ -321,20 +321,14 @@ func (n *Node) persist(rd vsr.Ready) error {
 		n.dropUnapplied(rd.TruncateAfter, ErrLostLeadership)
 	}
 	if len(rd.Append) > 0 {
-		if err := n.log.AppendEncoded(rd.Append, n.encodings(rd.Append)); err != nil {
-			n.m.storageErrors.record("write", err)
-			if errors.Is(err, kmblog.ErrDiskFull) {
-				return err
-			}
-			return fmt.Errorf("log append: %w", err)
+		if err := n.appendOps(rd.Append); err != nil {
+			return err
 		}
 		// After a failed fsync the page cache may not match the disk; the
 		// log refuses further writes and the node needs a restart.
 		if err := n.log.Sync(); err != nil {
-			n.m.storageErrors.record("fsync", err)
-			return fmt.Errorf("log fsync: %w", err)
+			return n.fsyncError(err)
 		}
-		n.unapplied = append(n.unapplied, rd.Append...)
 	}
 	if rd.MustPersist {
 		if err := n.writeHardState(rd.HardState); err != nil {
@@ -342,6 +336,27 @@ func (n *Node) persist(rd vsr.Ready) error {
 		}
 	}
 	return nil
+}
+
+// appendOps writes ops to the log (as their primary encoded them, when
+// received) and queues them for applying. A full disk is returned as it
+// is; any other error is wrapped.
+func (n *Node) appendOps(ops []*kmblog.Op) error {
+	if err := n.log.AppendEncoded(ops, n.encodings(ops)); err != nil {
+		n.m.storageErrors.record("write", err)
+		if errors.Is(err, kmblog.ErrDiskFull) {
+			return err
+		}
+		return fmt.Errorf("log append: %w", err)
+	}
+	n.unapplied = append(n.unapplied, ops...)
+	return nil
+}
+
+// fsyncError counts a failed fsync of the log and says so.
+func (n *Node) fsyncError(err error) error {
+	n.m.storageErrors.record("fsync", err)
+	return fmt.Errorf("log fsync: %w", err)
 }
 
 func (n *Node) writeHardState(hs vsr.HardState) error {

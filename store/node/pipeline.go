@@ -2,7 +2,6 @@ package node
 
 import (
 	"errors"
-	"fmt"
 
 	kmblog "github.com/kmb-db/kmb/store/log"
 	"github.com/kmb-db/kmb/store/vsr"
@@ -35,10 +34,9 @@ func (n *Node) takeLater(rd vsr.Ready) {
 		return
 	}
 	if len(rd.Append) > 0 {
-		if err := n.log.AppendEncoded(rd.Append, n.encodings(rd.Append)); err != nil {
-			n.m.storageErrors.record("write", err)
+		if err := n.appendOps(rd.Append); err != nil {
 			if !errors.Is(err, kmblog.ErrDiskFull) {
-				n.fail(fmt.Errorf("log append: %w", err))
+				n.fail(err)
 				return
 			}
 			n.drainPipeline()
@@ -47,7 +45,6 @@ func (n *Node) takeLater(rd vsr.Ready) {
 			}
 			return
 		}
-		n.unapplied = append(n.unapplied, rd.Append...)
 	}
 	p.readys = append(p.readys, rd)
 	n.startSync()
@@ -62,8 +59,7 @@ func (n *Node) startSync() {
 	}
 	s, err := n.log.StartSync()
 	if err != nil {
-		n.m.storageErrors.record("fsync", err)
-		n.fail(fmt.Errorf("log fsync: %w", err))
+		n.fail(n.fsyncError(err))
 		return
 	}
 	p.inflight, p.covered = s, len(p.readys)
@@ -79,20 +75,13 @@ func (n *Node) synced(s *kmblog.PendingSync) {
 	p := &n.pipe
 	p.inflight = nil
 	if err := n.log.FinishSync(s); err != nil {
-		n.m.storageErrors.record("fsync", err)
-		n.fail(fmt.Errorf("log fsync: %w", err))
+		n.fail(n.fsyncError(err))
 		return
 	}
 	k := p.covered
 	for k < len(p.readys) && len(p.readys[k].Append) == 0 {
 		k++
 	}
-	n.finishFirst(k)
-}
-
-// finishFirst finishes the first k pending Readys, in order.
-func (n *Node) finishFirst(k int) {
-	p := &n.pipe
 	for i := 0; i < k && n.fatalErr() == nil; i++ {
 		n.finishReady(p.readys[i])
 	}
@@ -101,22 +90,17 @@ func (n *Node) finishFirst(k int) {
 	p.readys, p.covered = p.readys[:rest], 0
 }
 
-// drainPipeline finishes every pending Ready: it waits for the fsync in
-// flight and makes the rest durable at once.
+// drainPipeline finishes every pending Ready, waiting for the fsync in
+// flight and then for one covering the rest.
 func (n *Node) drainPipeline() {
 	p := &n.pipe
-	if p.inflight != nil {
+	for n.fatalErr() == nil && (p.inflight != nil || len(p.readys) > 0) {
+		n.startSync() // covers the rest, once the one in flight ended
+		if p.inflight == nil {
+			return // it failed
+		}
 		n.synced(<-p.done)
 	}
-	if len(p.readys) == 0 || n.fatalErr() != nil {
-		return
-	}
-	if err := n.log.Sync(); err != nil {
-		n.m.storageErrors.record("fsync", err)
-		n.fail(fmt.Errorf("log fsync: %w", err))
-		return
-	}
-	n.finishFirst(len(p.readys))
 }
 
 // abandonPipeline, after a fatal error, waits for the fsync in flight so
