@@ -108,7 +108,9 @@ func (w *world) reconfigure() {
 		w.ids = append(w.ids, id)
 		h.start()
 	}
-	primary.handleReady()
+	// The victim fails before the primary handles its Ready: handling it
+	// may crash the primary and lose the proposal, and trackProposal then
+	// brings the victim back, which it can only do once it is retired.
 	if retire != 0 {
 		if h := w.hosts[retire]; h.up {
 			h.crash(false)
@@ -116,6 +118,7 @@ func (w *world) reconfigure() {
 		w.hosts[retire].retired = true
 		w.tracef("replica %d fails for good", retire)
 	}
+	primary.handleReady()
 	// A replica crashing mid-change: sometimes the proposer itself.
 	if primary.up && w.opts.CrashRate > 0 && w.chance(0.2) && w.budget() > 0 {
 		primary.crash(false)
