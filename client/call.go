@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
 	"strings"
 	"sync"
@@ -158,18 +160,17 @@ func (c *Client) attempt(ctx context.Context, base string, r *call) (a answer, s
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	var body *bodyReader
 	var rd io.Reader
+	var wrote *atomic.Bool
 	if r.body != nil {
-		body = &bodyReader{b: r.body}
-		rd = body
+		ctx, rd, wrote = c.requestBody(ctx, r.body)
 	}
-	defer func() { sent = body != nil && body.done.Load() }()
+	defer func() { sent = wrote != nil && wrote.Load() }()
 	req, err := http.NewRequestWithContext(ctx, r.method, base+r.path, rd)
 	if err != nil {
 		return answer{}, false, permanentError{err}
 	}
-	if body != nil {
+	if rd != nil {
 		req.ContentLength = int64(len(r.body))
 	}
 	h := req.Header
@@ -263,6 +264,38 @@ func permanent(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &p) || errors.As(err, &verify) || errors.As(err, &record) ||
 		errors.Is(err, http.ErrSchemeMismatch) || (errors.As(err, &op) && op.Op == "remote error")
+}
+
+// requestBody returns the body of a request sending b, and a flag set once
+// all of b was handed to the connection.
+//
+// With the client's own transport the body is a bytes.Reader, which net/http
+// knows to be in memory: the head and the body then go through the
+// connection's write buffer and leave in one write. Any other reader makes
+// it flush the head on its own first and copy the body through a new buffer
+// of the body's size. The flag is set by httptrace's WroteRequest. A
+// transport of the caller's may not call httptrace's hooks, so with one the
+// body is a reader of ours, which sets the flag as its last byte is read.
+func (c *Client) requestBody(ctx context.Context, b []byte) (context.Context, io.Reader, *atomic.Bool) {
+	if c.own == nil {
+		br := &bodyReader{b: b}
+		return ctx, br, &br.done
+	}
+	w := &wroteTrace{}
+	w.trace.WroteRequest = w.wroteRequest
+	return httptrace.WithClientTrace(ctx, &w.trace), bytes.NewReader(b), &w.done
+}
+
+// wroteTrace records that a request was written whole.
+type wroteTrace struct {
+	trace httptrace.ClientTrace
+	done  atomic.Bool
+}
+
+func (w *wroteTrace) wroteRequest(info httptrace.WroteRequestInfo) {
+	if info.Err == nil {
+		w.done.Store(true)
+	}
 }
 
 // bodyReader is a request body that records when the transport has read
