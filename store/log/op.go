@@ -242,6 +242,21 @@ func DecodeOp(b []byte) (Op, error) {
 	return p.decode(b), nil
 }
 
+// DecodeOpSharing is DecodeOp, except that the values of the returned op
+// are slices of b instead of a copy of it (each still capped at its end):
+// b must not change while the op is in use, and any value kept keeps all
+// of b alive. The tenant, the principal and the keys are copied, as
+// strings must be. It is for a caller that holds a private copy of the
+// encoding anyway, as a backup does of the ops it receives.
+func DecodeOpSharing(b []byte) (Op, error) {
+	p, err := parseOp(b)
+	if err != nil {
+		return Op{}, err
+	}
+	p.shareValues = true
+	return p.decode(b), nil
+}
+
 // DecodeOpV1 decodes an op of the version-1 encoding, which a log written
 // before version 2 holds: the version-2 layout without Kind, Principal and
 // Chain. The op's Kind is KindMarker when it has neither tenant nor
@@ -273,9 +288,9 @@ func (p *parsedOp) decode(b []byte) Op {
 	op.Tenant, strs = strs[:len(p.tenant)], strs[len(p.tenant):]
 	op.Principal, strs = strs[:len(p.principal)], strs[len(p.principal):]
 
-	// ... and all values into one byte slice.
+	// ... and all values into one byte slice, unless they stay in b.
 	var values []byte
-	if p.valueBytes > 0 {
+	if p.valueBytes > 0 && !p.shareValues {
 		values = make([]byte, 0, p.valueBytes)
 	}
 	if p.entries > 0 {
@@ -285,7 +300,12 @@ func (p *parsedOp) decode(b []byte) Op {
 	for i := range op.Entries {
 		k := len(d.Bytes("key length"))
 		op.Entries[i].Key, strs = strs[:k], strs[k:]
-		if v := d.Bytes("value length"); len(v) > 0 {
+		v := d.Bytes("value length")
+		switch {
+		case len(v) == 0:
+		case p.shareValues:
+			op.Entries[i].Value = v[:len(v):len(v)]
+		default:
 			start := len(values)
 			values = append(values, v...)
 			op.Entries[i].Value = values[start:len(values):len(values)]
@@ -303,6 +323,8 @@ type parsedOp struct {
 	entriesAt  int    // offset of the first entry in the input
 	keyBytes   int    // len(tenant) + len(principal) + total key bytes
 	valueBytes int    // total value bytes
+
+	shareValues bool // decode leaves the values in the input (DecodeOpSharing)
 }
 
 // parseOp validates b as an op encoded by AppendOp. It does not allocate

@@ -149,6 +149,40 @@ func TestDecodeOpDoesNotAlias(t *testing.T) {
 	}
 }
 
+func TestDecodeOpSharing(t *testing.T) {
+	b := AppendOp(nil, goldenOp())
+	op, err := DecodeOpSharing(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertOpEqual(t, op, goldenOp())
+	for i, e := range op.Entries {
+		if len(e.Value) == 0 {
+			continue
+		}
+		if at := bytes.Index(b, e.Value); at < 0 || &b[at] != &e.Value[0] || cap(e.Value) != len(e.Value) {
+			t.Fatalf("entry %d: value %q is not a capped slice of the input", i, e.Value)
+		}
+	}
+	// The strings are copies: the input may be dropped for them.
+	clear(b)
+	if op.Tenant != goldenOp().Tenant || op.Entries[0].Key != goldenOp().Entries[0].Key {
+		t.Fatalf("tenant %q and key %q changed with the input", op.Tenant, op.Entries[0].Key)
+	}
+	// Appending to one value must not overwrite the bytes after it.
+	b = AppendOp(nil, goldenOp())
+	op, _ = DecodeOpSharing(b)
+	_ = append(op.Entries[0].Value, "XXXX"...)
+	if again, err := DecodeOpSharing(b); err != nil {
+		t.Fatalf("append to a value overwrote the input: %v", err)
+	} else {
+		assertOpEqual(t, again, goldenOp())
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = DecodeOpSharing(b) }); n > 2 {
+		t.Fatalf("DecodeOpSharing allocates %v times, want at most 2 (the strings and the entries)", n)
+	}
+}
+
 func TestDecodeOpRejects(t *testing.T) {
 	valid := AppendOp(nil, goldenOp())
 	// Offsets into valid, from the layout documented at AppendOp: version
@@ -263,6 +297,13 @@ func FuzzDecodeOp(f *testing.F) {
 		}
 		if n := EncodedSize(&op); n != len(b) {
 			t.Fatalf("EncodedSize = %d, input has %d bytes", n, len(b))
+		}
+		shared, err := DecodeOpSharing(b)
+		if err != nil {
+			t.Fatalf("DecodeOpSharing refuses what DecodeOp accepts: %v", err)
+		}
+		if enc := AppendOp(nil, &shared); !bytes.Equal(enc, b) {
+			t.Fatalf("DecodeOpSharing decodes otherwise than DecodeOp:\n in %x\nout %x", b, enc)
 		}
 	})
 }

@@ -170,18 +170,19 @@ func DecodeMessage(b []byte) (Message, error) {
 	m.Ops = make([]*kmblog.Op, count)
 	m.Raw = make([][]byte, count)
 	d.Rewind(opsAt)
-	// One copy of the ops' bytes keeps their encodings (Raw).
+	// One copy of the ops' bytes keeps their encodings (Raw), which
+	// nothing changes: the ops' values are slices of it.
 	region := bytes.Clone(b[opsAt:dataAt])
 	for i := range ops {
-		enc := d.LimitedBytes("op length", MaxFrameSize)
-		op, err := kmblog.DecodeOp(enc)
+		n := len(d.LimitedBytes("op length", MaxFrameSize))
+		at := d.Offset() - n - opsAt
+		m.Raw[i] = region[at : at+n : at+n]
+		op, err := kmblog.DecodeOpSharing(m.Raw[i])
 		if err != nil {
 			return Message{}, fmt.Errorf("%w: op %d: %w", ErrMalformedMessage, i, err)
 		}
 		ops[i] = op
 		m.Ops[i] = &ops[i]
-		at := d.Offset() - len(enc) - opsAt
-		m.Raw[i] = region[at : at+len(enc) : at+len(enc)]
 	}
 	return m, nil
 }
