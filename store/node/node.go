@@ -460,6 +460,7 @@ func (n *Node) recover() error {
 		ViewChangeTicks: n.cfg.ViewChangeTicks,
 		Rand:            func(k int) int { return rng.IntN(k) },
 		Storage:         logStorage{n.log},
+		Encoded:         func(op *kmblog.Op) []byte { return n.received[op] },
 	}, vsr.Durable{HardState: hs, HasState: hasState, LastOp: l.LastOp(), Faulty: faulty, Join: n.cfg.Join && !hasState,
 		Start: logBase(l, loaded.Header), StartEpoch: startEpoch, StartConfig: startConfig})
 	if err != nil {

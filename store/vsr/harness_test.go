@@ -32,6 +32,9 @@ type clusterOpts struct {
 	// a seeded random number: the view-change timeout is then exactly
 	// ViewChangeTicks (with 0), which keeps scripts easy to follow.
 	FixedRand *int
+	// Encoded, when set, is each replica's Config.Encoded (given the
+	// replica's id).
+	Encoded func(id uint64, op *kmblog.Op) []byte
 }
 
 // testNode is one simulated machine: the disk survives crashes, the rest
@@ -188,7 +191,12 @@ func (c *testCluster) config(n *testNode) Config {
 	if n.replicas != nil {
 		replicas = n.replicas
 	}
+	var encoded func(*kmblog.Op) []byte
+	if c.opts.Encoded != nil {
+		encoded = func(op *kmblog.Op) []byte { return c.opts.Encoded(n.id, op) }
+	}
 	return Config{
+		Encoded:          encoded,
 		NodeID:           n.id,
 		Replicas:         slices.Clone(replicas),
 		HeartbeatTicks:   c.opts.HeartbeatTicks,

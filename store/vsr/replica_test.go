@@ -368,6 +368,41 @@ func TestClockAndContact(t *testing.T) {
 	}
 }
 
+// A backup checks an op's chain hash over its encoding as it arrived when
+// the driver has it (Config.Encoded): bytes other than the op's, and the op
+// is refused as a chain mismatch.
+func TestEncodedChain(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{N: 3, Encoded: func(id uint64, op *kmblog.Op) []byte {
+		enc := kmblog.AppendOp(nil, op)
+		if id == 2 && op.Kind == kmblog.KindData {
+			enc[len(enc)-kmblog.ChainSize-1] ^= 1 // the last byte of the last value
+		}
+		return enc
+	}})
+	first, err := c.propose(1, "a=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A bounded exchange: the primary keeps offering the op replica 2
+	// refuses.
+	for range 3 {
+		c.deliverOnce(msgFilter{})
+	}
+	if got := c.replica(3).State().Op; got != first {
+		t.Fatalf("replica 3 holds op %d, want %d: the encoding as received is the op's", got, first)
+	}
+	if got := c.replica(2).State().Op; got >= first {
+		t.Fatalf("replica 2 holds op %d, which arrived as other bytes than its chain hash covers", got)
+	}
+	mismatch := false
+	for _, e := range c.events {
+		mismatch = mismatch || (e.id == 2 && e.Kind == EventChainMismatch && e.Op == first)
+	}
+	if !mismatch {
+		t.Fatalf("no chain mismatch of op %d at replica 2: %v", first, c.events)
+	}
+}
+
 // Acked follows the backups' prepare_ok on the primary, and is 0 on a
 // backup and for a backup that acknowledged nothing in the view.
 func TestAcked(t *testing.T) {

@@ -279,7 +279,7 @@ func (r *Replica) installOp(op *kmblog.Op) bool {
 			return false
 		}
 	}
-	if r.chainer.Op(prev, op) != op.Chain {
+	if r.chainOf(prev, op) != op.Chain {
 		r.event(Event{Kind: EventChainMismatch, View: r.view, Primary: r.primaryOf(r.view), Op: op.Op})
 		return false
 	}
@@ -553,3 +553,14 @@ func primaryOp(m wire.Message) uint64 {
 // new primary further behind than this cannot complete the view change; the
 // view change then times out and moves on to the next replica.
 func maxViewChangeOps(c Config) int { return max(8*c.MaxOpsPerMessage, c.MaxPipeline) }
+
+// chainOf is op's chain hash after prev: from its encoding as it arrived
+// when the driver has it (Config.Encoded), else from op.
+func (r *Replica) chainOf(prev kmblog.Chain, op *kmblog.Op) kmblog.Chain {
+	if r.cfg.Encoded != nil {
+		if enc := r.cfg.Encoded(op); len(enc) >= kmblog.ChainSize {
+			return r.chainer.Payload(prev, enc)
+		}
+	}
+	return r.chainer.Op(prev, op)
+}

@@ -131,6 +131,12 @@ type Config struct {
 	Rand func(n int) int
 	// Storage reads durable ops. Required.
 	Storage Storage
+	// Encoded, when set, returns the encoding of an op of a message being
+	// stepped as it arrived (kmblog.AppendOp's), or nil when it has none.
+	// A backup then checks the op's chain hash over those bytes, which it
+	// stores, instead of encoding the op once more. The driver must return
+	// exactly the bytes the op was decoded from.
+	Encoded func(op *kmblog.Op) []byte
 }
 
 func (c *Config) defaults() {
