@@ -150,7 +150,6 @@ func DecodeMessage(b []byte) (Message, error) {
 	for i := uint64(0); i < count && d.Err() == nil; i++ {
 		d.LimitedBytes("op length", MaxFrameSize)
 	}
-	dataAt := d.Offset()
 	data := d.LimitedBytes("data length", MaxDataLen)
 	if err := d.Err(); err != nil {
 		return Message{}, err
@@ -170,13 +169,13 @@ func DecodeMessage(b []byte) (Message, error) {
 	m.Ops = make([]*kmblog.Op, count)
 	m.Raw = make([][]byte, count)
 	d.Rewind(opsAt)
-	// One copy of the ops' bytes keeps their encodings (Raw), which
-	// nothing changes: the ops' values are slices of it.
-	region := bytes.Clone(b[opsAt:dataAt])
+	// A copy of each op's bytes keeps its encoding (Raw), which nothing
+	// changes: the op's values are slices of it. One copy per op, not one
+	// for the message, so that a value kept (the projection keeps the
+	// latest of each key) keeps no more than its own op's bytes alive.
 	for i := range ops {
-		n := len(d.LimitedBytes("op length", MaxFrameSize))
-		at := d.Offset() - n - opsAt
-		m.Raw[i] = region[at : at+n : at+n]
+		raw := bytes.Clone(d.LimitedBytes("op length", MaxFrameSize))
+		m.Raw[i] = raw[:len(raw):len(raw)]
 		op, err := kmblog.DecodeOpSharing(m.Raw[i])
 		if err != nil {
 			return Message{}, fmt.Errorf("%w: op %d: %w", ErrMalformedMessage, i, err)

@@ -98,6 +98,37 @@ func TestDecodeMessageDoesNotAlias(t *testing.T) {
 	assertMessageEqual(t, &m, goldenMessage())
 }
 
+// Each op's encoding as it arrived (Raw) is a copy of its own, which its
+// decoded values are slices of: one copy of the bytes, and a value kept
+// keeps only its own op's encoding alive.
+func TestDecodeMessageRaw(t *testing.T) {
+	want := &Message{Type: TypePrepare, Ops: []*kmblog.Op{
+		{Op: 1, FirstPosition: 1, Tenant: "t", Entries: []kmblog.Entry{{Key: "a", Value: []byte(`"x"`)}}},
+		{Op: 2, FirstPosition: 2, Tenant: "t", Entries: []kmblog.Entry{{Key: "b", Value: []byte(`"y"`)}}},
+	}}
+	b := AppendMessage(nil, want)
+	m, err := DecodeMessage(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Raw) != len(want.Ops) {
+		t.Fatalf("%d encodings for %d ops", len(m.Raw), len(want.Ops))
+	}
+	for i, op := range m.Ops {
+		raw := m.Raw[i]
+		if !bytes.Equal(raw, kmblog.AppendOp(nil, want.Ops[i])) || cap(raw) != len(raw) {
+			t.Fatalf("op %d: Raw %x (cap %d) is not its encoding, capped", i, raw, cap(raw))
+		}
+		v := op.Entries[0].Value
+		at := bytes.Index(raw, v)
+		if at < 0 || &raw[at] != &v[0] {
+			t.Fatalf("op %d: value %q is not a slice of its Raw", i, v)
+		}
+	}
+	clear(b)
+	assertMessageEqual(t, &m, want)
+}
+
 // uv is a uvarint, for building messages by hand.
 func uv(x uint64) []byte { return binary.AppendUvarint(nil, x) }
 
