@@ -417,7 +417,15 @@ func (r *Replica) stepLaterEpoch(m wire.Message) {
 		return
 	case wire.TypeOps:
 	default:
-		r.requestEpochOps(m.From, false)
+		// Its own commit number may cover the config op of the
+		// sender's epoch already (it crashed after committing it and
+		// restarted in a view change of its old epoch): then it has
+		// nothing to fetch first, and the sender, whose committed
+		// prefix it holds, would answer a fetch with nothing.
+		r.maybeEnterEpoch(m.Epoch)
+		if r.epoch < m.Epoch && r.status != StatusRemoved {
+			r.requestEpochOps(m.From, false)
+		}
 		return
 	}
 	r.installCommitted(m)
