@@ -239,7 +239,7 @@ func DecodeOp(b []byte) (Op, error) {
 	if err != nil {
 		return Op{}, err
 	}
-	return p.decode(b), nil
+	return p.decode(b, false), nil
 }
 
 // DecodeOpSharing is DecodeOp, except that the values of the returned op
@@ -253,8 +253,7 @@ func DecodeOpSharing(b []byte) (Op, error) {
 	if err != nil {
 		return Op{}, err
 	}
-	p.shareValues = true
-	return p.decode(b), nil
+	return p.decode(b, true), nil
 }
 
 // DecodeOpV1 decodes an op of the version-1 encoding, which a log written
@@ -267,11 +266,12 @@ func DecodeOpV1(b []byte) (Op, error) {
 	if err != nil {
 		return Op{}, err
 	}
-	return p.decode(b), nil
+	return p.decode(b, false), nil
 }
 
-// decode copies the op that p validated out of b.
-func (p *parsedOp) decode(b []byte) Op {
+// decode copies the op that p validated out of b; with shareValues its
+// values are slices of b instead (DecodeOpSharing).
+func (p *parsedOp) decode(b []byte, shareValues bool) Op {
 	op := p.op
 	// The tenant, the principal and all keys go into one string...
 	var sb strings.Builder
@@ -290,7 +290,7 @@ func (p *parsedOp) decode(b []byte) Op {
 
 	// ... and all values into one byte slice, unless they stay in b.
 	var values []byte
-	if p.valueBytes > 0 && !p.shareValues {
+	if p.valueBytes > 0 && !shareValues {
 		values = make([]byte, 0, p.valueBytes)
 	}
 	if p.entries > 0 {
@@ -303,7 +303,7 @@ func (p *parsedOp) decode(b []byte) Op {
 		v := d.Bytes("value length")
 		switch {
 		case len(v) == 0:
-		case p.shareValues:
+		case shareValues:
 			op.Entries[i].Value = v[:len(v):len(v)]
 		default:
 			start := len(values)
@@ -323,8 +323,6 @@ type parsedOp struct {
 	entriesAt  int    // offset of the first entry in the input
 	keyBytes   int    // len(tenant) + len(principal) + total key bytes
 	valueBytes int    // total value bytes
-
-	shareValues bool // decode leaves the values in the input (DecodeOpSharing)
 }
 
 // parseOp validates b as an op encoded by AppendOp. It does not allocate

@@ -106,8 +106,8 @@ func TestRegressionSeeds(t *testing.T) {
 		{201746, "(the checker) a removed member whose disk was lost, restarted with its joining flags, waits to be added, which nobody will do: not a failure to converge"},
 		{602737, "(the checker) a member whose disk was lost and that was replaced while it recovered stays recovering, which nobody will answer: not a failure to converge"},
 		{502049, "a new primary that found its own copy of an op corrupt while installing the best DoViewChange log started the view anyway, with the rest of that log missing, and committed past the faulty op"},
-		{622941, "a primary that committed a shrink and crashed before entering its epoch restarted in a view change of the old one; it asked the new epoch's members for the ops after its commit number, which they did not have, and never entered the epoch it had committed"},
 		{614297, "(the world) the primary crashed handling the Ready of a replace, losing it, before its victim failed for good: the victim stayed retired though still a member, and the configuration never converged"},
+		{622941, "a primary that committed a shrink and crashed before entering its epoch restarted in a view change of the old one; it asked the new epoch's members for the ops after its commit number, which they did not have, and never entered the epoch it had committed"},
 	} {
 		opts := DefaultOptions()
 		opts.Seed = s.seed
