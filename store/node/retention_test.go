@@ -210,6 +210,11 @@ func TestRetentionHoldsForFollower(t *testing.T) {
 		*c = func() Config {
 			r := retentionConfig(dir)
 			r.NodeID, r.Replicas, r.APIAddr = c.NodeID, c.Replicas, c.APIAddr
+			// The test needs one leader throughout: at 5ms ticks the
+			// default 10-20 tick view-change timeout is shorter than the
+			// pauses of a loaded machine, and a follower that misses
+			// heartbeats for 50ms would take over.
+			r.ViewChangeTicks = 100
 			return r
 		}()
 	}, func(uint64, *Deps) {})
