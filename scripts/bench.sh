@@ -24,7 +24,8 @@
 # the write path of KMB_WRITEPATH_BASE against the tree's, 3 nodes, runs
 # interleaved), compare (kmbd bench --compare off,backup, and
 # off,metrics,full,ack in CPU per entry), compare-shm (the latter with the
-# data on /dev/shm), profile (CPU profiles of off, metrics and full, and the
+# data on /dev/shm), compare-rate (the latter at a fixed offered load,
+# --rate), profile (CPU profiles of off, metrics and full, and the
 # share of instrumenting code in them), report.
 #
 # Environment:
@@ -33,6 +34,8 @@
 #   KMB_BENCH_ROUNDS    kmbd bench --compare --rounds (default 7)
 #   KMB_BENCH_ENTRIES   kmbd bench --entries of each run of the telemetry
 #                       series (default 3000000)
+#   KMB_BENCH_RATE      kmbd bench --rate of compare-rate, in entries/s
+#                       (default 200000, below every variant's capacity)
 #   KMB_SPANS_BASE      the commit spans-vs compares the tree with (default
 #                       9316f76, the last before the span sites' rework)
 #   KMB_WRITEPATH_BASE  the commit writepath-vs compares the tree with
@@ -57,6 +60,7 @@ spans_count="${COUNT:-10}"
 duration="${KMB_BENCH_DURATION:-10s}"
 rounds="${KMB_BENCH_ROUNDS:-7}"
 entries="${KMB_BENCH_ENTRIES:-3000000}"
+rate="${KMB_BENCH_RATE:-200000}"
 spans_base="${KMB_SPANS_BASE:-9316f76}"
 writepath_base="${KMB_WRITEPATH_BASE:-3f336ec}"
 doc="${KMB_BENCH_DOC:-BENCHMARKS.md}"
@@ -212,7 +216,7 @@ report() {
 }
 
 groups=("$@")
-[ ${#groups[@]} -eq 0 ] && groups=(primitives metric logging spans spans-vs render log wire append cluster tracing backup audit restart retention client kmbd writepath-vs compare compare-shm profile report)
+[ ${#groups[@]} -eq 0 ] && groups=(primitives metric logging spans spans-vs render log wire append cluster tracing backup audit restart retention client kmbd writepath-vs compare compare-shm compare-rate profile report)
 for g in "${groups[@]}"; do
 	case "$g" in
 	primitives) gotest primitives ./telemetry/metric/bench -bench . -cpu 1,2 ;;
@@ -254,6 +258,12 @@ for g in "${groups[@]}"; do
 		# fsync variance the nodes are CPU-bound, which is where an
 		# instrumentation cost would show.
 		kmbd_bench compare-telemetry-shm --nodes 3 --compare off,metrics,full,ack --rounds "$rounds" --entries "$entries" --dir /dev/shm --json
+		;;
+	compare-rate)
+		# The telemetry series at a fixed offered load: every variant does
+		# the same work per second, whatever its own capacity, so CPU per
+		# entry does not move with how many requests share an fsync.
+		kmbd_bench compare-telemetry-rate --nodes 3 --compare off,metrics,full,ack --rounds "$rounds" --entries "$entries" --rate "$rate" --json
 		;;
 	profile)
 		# Where the CPU of each telemetry mode goes, from a CPU profile of a

@@ -83,13 +83,16 @@ const (
 
 // benchOptions are the parsed flags.
 type benchOptions struct {
-	nodes      int
-	addrs      []string // base URLs; empty for an in-process cluster
-	duration   time.Duration
-	entries    int64 // end the measured time after this many acknowledged entries; 0: after duration
-	warmup     time.Duration
-	clients    int
-	batch      int
+	nodes    int
+	addrs    []string // base URLs; empty for an in-process cluster
+	duration time.Duration
+	entries  int64 // end the measured time after this many acknowledged entries; 0: after duration
+	warmup   time.Duration
+	clients  int
+	batch    int
+	// rate is the offered load in entries per second, 0 for none: the
+	// clients then send as fast as they are answered.
+	rate       int64
 	valueSize  int
 	tenants    int
 	telemetry  string
@@ -146,6 +149,9 @@ func benchRunBinary(ctx context.Context, o benchOptions, binary string, extra ..
 	if o.entries > 0 {
 		args = append(args, "--entries", strconv.FormatInt(o.entries, 10))
 	}
+	if o.rate > 0 {
+		args = append(args, "--rate", strconv.FormatInt(o.rate, 10))
+	}
 	if o.dir != "" {
 		args = append(args, "--dir", o.dir)
 	}
@@ -192,6 +198,9 @@ const benchEntriesBound = 10 * time.Minute
 // benchMaxRounds bounds --rounds.
 const benchMaxRounds = 1000
 
+// benchMaxRate bounds --rate (entries/s).
+const benchMaxRate = 1e9
+
 // benchLoaded, when set, is called after the load and before an in-process
 // cluster is torn down. Tests use it to read back what was written.
 var benchLoaded func(nodes []*benchNode)
@@ -237,6 +246,12 @@ request. A request answered 307 is redirected to the leader; one answered
 Kmb-Client-Id and Kmb-Request-Id, for up to 30s; a request that still fails
 is an error, and a 4xx answer stops the run. Latency is per request,
 retries included. Requests completing during --warmup are not measured.
+With --rate R the requests are paced instead: they have send times
+--batch/R seconds apart, and a free client takes the next one, sleeping
+until it comes. Latency then counts from the send time, so a request sent
+late because every client was busy counts the wait too. Below the
+cluster's capacity, every variant then does the same work per second, and
+CPU per entry no longer depends on how many requests one fsync took.
 The measured time ends after --duration, or with --entries N once N entries
 were acknowledged (--duration then bounds it: 10m unless given). MB are
 10^6 bytes of values (entries x --value-size).
@@ -309,6 +324,7 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "load before the measured time, not measured")
 	fs.IntVar(&o.clients, "clients", 64, "concurrent writers, each with one request in flight")
 	fs.IntVar(&o.batch, "batch", 100, "entries per request, 1.."+strconv.Itoa(benchMaxBatch))
+	fs.Int64Var(&o.rate, "rate", 0, "offered load in entries/s, shared by the clients; 0: each client sends as soon as it is answered")
 	fs.IntVar(&o.valueSize, "value-size", 100, "bytes of each entry's JSON value, 2.."+strconv.Itoa(benchMaxValueSize))
 	fs.IntVar(&o.tenants, "tenants", 10, "tenants written, rotated over requests")
 	fs.StringVar(&o.telemetry, "telemetry", benchTelOff, "telemetry of an in-process cluster: off, metrics or full")
@@ -410,6 +426,8 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 		return o, fmt.Errorf("--clients %d: accepted 1..100000", o.clients)
 	case o.batch < 1 || o.batch > benchMaxBatch:
 		return o, fmt.Errorf("--batch %d: accepted 1..%d", o.batch, benchMaxBatch)
+	case o.rate < 0 || o.rate > benchMaxRate:
+		return o, fmt.Errorf("--rate %d: accepted 0..%d entries/s (0: no pacing)", o.rate, int64(benchMaxRate))
 	case o.valueSize < 2 || o.valueSize > benchMaxValueSize:
 		return o, fmt.Errorf("--value-size %d: accepted 2..%d (a JSON string, quotes included)", o.valueSize, benchMaxValueSize)
 	case o.tenants < 1 || o.tenants > 100000:
@@ -669,7 +687,11 @@ type bencher struct {
 
 	client *client.Client // every writer's: it finds the leader once for all
 
-	base     time.Time    // offsets below are from base
+	base time.Time // offsets below are from base
+	// With --rate: interval is the time between two requests' sends, and
+	// sends counts the requests given a send time (base + k*interval).
+	interval time.Duration
+	sends    atomic.Int64
 	measureA atomic.Int64 // start of the measured time; MaxInt64 until then
 	measureB atomic.Int64 // its end; MaxInt64 until then
 	// reached is closed when --entries acknowledged entries were measured.
@@ -761,6 +783,9 @@ func (b *bencher) run(ctx context.Context, cpuFile, memFile *os.File) (*benchRes
 	defer cancel()
 	b.cancel = cancel
 	b.base = time.Now()
+	if o.rate > 0 {
+		b.interval = time.Duration(float64(o.batch) / float64(o.rate) * float64(time.Second))
+	}
 	b.measureA.Store(math.MaxInt64)
 	b.measureB.Store(math.MaxInt64)
 
@@ -846,10 +871,30 @@ func (b *bencher) run(ctx context.Context, cpuFile, memFile *os.File) (*benchRes
 
 func (b *bencher) runClient(ctx context.Context, i int) {
 	o := b.o
+	var pace *time.Timer
+	if b.interval > 0 {
+		pace = time.NewTimer(time.Hour)
+		defer pace.Stop()
+	}
 	for k := 0; ctx.Err() == nil; k++ {
 		tenant := b.tenants[(i+k)%len(b.tenants)]
 		batch := b.batches[(i+k)%len(b.batches)]
 		t0 := time.Now()
+		if pace != nil {
+			// The next send time of the schedule, whichever client is
+			// free to take it. Latency counts from it, not from when the
+			// request left: a late send is the system's delay too.
+			due := b.base.Add(time.Duration(b.sends.Add(1)-1) * b.interval)
+			if d := due.Sub(t0); d > 0 {
+				pace.Reset(d)
+				select {
+				case <-pace.C:
+				case <-ctx.Done():
+					return
+				}
+			}
+			t0 = due
+		}
 		outcome, retries := b.send(ctx, tenant, batch)
 		took := time.Since(t0)
 		if outcome == benchAborted {
@@ -981,6 +1026,7 @@ type benchResult struct {
 	Nodes           int     `json:"nodes"`
 	Clients         int     `json:"clients"`
 	Batch           int     `json:"batch"`
+	Rate            int64   `json:"rate,omitempty"` // --rate: offered entries/s; 0 for none
 	ValueSize       int     `json:"value_size"`
 	Tenants         int     `json:"tenants"`
 	Telemetry       string  `json:"telemetry"`
@@ -1027,7 +1073,7 @@ func (b *bencher) result(d time.Duration, interrupted bool, used procUsage) *ben
 	o := b.o
 	secs := d.Seconds()
 	r := &benchResult{
-		Target: "in-process", Nodes: o.nodes, Clients: o.clients, Batch: o.batch,
+		Target: "in-process", Nodes: o.nodes, Clients: o.clients, Batch: o.batch, Rate: o.rate,
 		ValueSize: o.valueSize, Tenants: o.tenants, Telemetry: o.telemetry, Seed: o.seed,
 		WarmupS: round(o.warmup.Seconds(), 3), DurationS: round(secs, 3),
 		Requests: b.requests.Load(), Entries: b.entries.Load(), BodyBytes: b.bodyBytes.Load(),
@@ -1075,8 +1121,8 @@ func writeBenchSummary(w io.Writer, o benchOptions, r *benchResult, c *benchClus
 		target = fmt.Sprintf("%d in-process node(s), data in %s (%s), telemetry %s", r.Nodes, c.dir, kept, r.Telemetry)
 	}
 	fmt.Fprintf(w, "\nkmbd bench: %s\n", target)
-	fmt.Fprintf(w, "load: %d clients, %d entries of %d-byte values per request, %d tenants, seed %d\n\n",
-		r.Clients, r.Batch, r.ValueSize, r.Tenants, r.Seed)
+	fmt.Fprintf(w, "load: %d clients, %d entries of %d-byte values per request, %d tenants, seed %d%s\n\n",
+		r.Clients, r.Batch, r.ValueSize, r.Tenants, r.Seed, benchRateNote(r.Rate))
 	rows := [][2]string{
 		{"Duration", fmt.Sprintf("%.2f s (after %.2f s of warmup)", r.DurationS, r.WarmupS)},
 		{"Requests", commas(r.Requests)},
@@ -1109,6 +1155,14 @@ func writeBenchSummary(w io.Writer, o benchOptions, r *benchResult, c *benchClus
 	for _, row := range rows {
 		fmt.Fprintf(w, "  %-14s %s\n", row[0], row[1])
 	}
+}
+
+// benchRateNote describes --rate for the summaries' load line.
+func benchRateNote(rate int64) string {
+	if rate == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", offered at %s entries/s", commas(rate))
 }
 
 // benchCompare runs the --compare series: --rounds rounds, each running
@@ -1187,7 +1241,7 @@ series:
 	}
 
 	out := benchCompareResult{
-		Rounds: o.rounds, Nodes: o.nodes, Clients: o.clients, Batch: o.batch, ValueSize: o.valueSize,
+		Rounds: o.rounds, Nodes: o.nodes, Clients: o.clients, Batch: o.batch, Rate: o.rate, ValueSize: o.valueSize,
 		Tenants: o.tenants, Seed: o.seed, WarmupS: round(o.warmup.Seconds(), 3), DurationS: round(o.duration.Seconds(), 3),
 		Entries: o.entries, Interrupted: interrupted,
 	}
@@ -1267,6 +1321,7 @@ type benchCompareResult struct {
 	Nodes       int                  `json:"nodes"`
 	Clients     int                  `json:"clients"`
 	Batch       int                  `json:"batch"`
+	Rate        int64                `json:"rate,omitempty"` // --rate: offered entries/s per run; 0 for none
 	ValueSize   int                  `json:"value_size"`
 	Tenants     int                  `json:"tenants"`
 	Seed        uint64               `json:"seed"`
@@ -1322,8 +1377,8 @@ func writeBenchCompare(w io.Writer, r *benchCompareResult) {
 	}
 	fmt.Fprintf(w, "\nkmbd bench: %d round(s) on %d in-process node(s), %s measured per run (after %.2f s of warmup)\n",
 		r.Rounds, r.Nodes, measured, r.WarmupS)
-	fmt.Fprintf(w, "load: %d clients, %d entries of %d-byte values per request, %d tenants, seed %d\n\n",
-		r.Clients, r.Batch, r.ValueSize, r.Tenants, r.Seed)
+	fmt.Fprintf(w, "load: %d clients, %d entries of %d-byte values per request, %d tenants, seed %d%s\n\n",
+		r.Clients, r.Batch, r.ValueSize, r.Tenants, r.Seed, benchRateNote(r.Rate))
 	width := len("variant")
 	for _, v := range r.Compare {
 		width = max(width, len(v.Variant))

@@ -182,6 +182,8 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"--rounds", "3"}, "--rounds"},
 		{[]string{"extra"}, `"extra"`},
 		{[]string{"--entries", "0"}, "--entries"},
+		{[]string{"--rate", "-1"}, "--rate"},
+		{[]string{"--rate", "1000000001"}, "--rate"},
 		{[]string{"--compare", "off,ack+backup"}, "ack stands alone"},
 		{[]string{"--compare", "ack,metrics+ack"}, "ack stands alone"},
 	} {
@@ -456,6 +458,32 @@ func TestBenchEntries(t *testing.T) {
 	}
 	if res := lastJSON(t, stdout.String()); res["entries"].(float64) <= 0 {
 		t.Errorf("the summary of the bounded run: %v", res)
+	}
+}
+
+// --rate paces the clients: over a measured second they send about the
+// offered load, far less than they would unpaced, and the result and the
+// summary say what was offered.
+func TestBenchRate(t *testing.T) {
+	const rate, batch, clients = 2000, 10, 4
+	var stdout, stderr bytes.Buffer
+	args := []string{"--nodes", "1", "--rate", strconv.Itoa(rate), "--duration", "1s", "--warmup", "200ms",
+		"--clients", strconv.Itoa(clients), "--batch", strconv.Itoa(batch), "--json", "--dir", t.TempDir()}
+	if code := runBench(t.Context(), args, noEnv, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	res := lastJSON(t, stdout.String())
+	// Requests due before the measured time may complete in it: at most
+	// one per client.
+	secs, n := res["duration_s"].(float64), res["entries"].(float64)
+	if most := rate*secs*1.05 + clients*batch; n > most || n < rate*secs/2 {
+		t.Errorf("%v entries in %v s at --rate %d: want about %v, at most %v", n, secs, rate, rate*secs, most)
+	}
+	if res["rate"] != float64(rate) || res["errors"].(float64) != 0 {
+		t.Errorf("rate %v, errors %v", res["rate"], res["errors"])
+	}
+	if !strings.Contains(stdout.String(), "offered at 2,000 entries/s") {
+		t.Errorf("the summary does not say what was offered:\n%s", stdout.String())
 	}
 }
 
