@@ -562,8 +562,11 @@ func TestBenchPortTaken(t *testing.T) {
 	if code := runBench(t.Context(), args, noEnv, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
-	if calls != 2 {
-		t.Fatalf("replication addresses chosen %d times, want 2", calls)
+	// The first choice holds the taken port and must be retried. A free
+	// port chosen later may be taken too, by another process between the
+	// choice and the bind, which costs one more attempt.
+	if calls < 2 || calls > benchStartAttempts {
+		t.Fatalf("replication addresses chosen %d times, want 2..%d", calls, benchStartAttempts)
 	}
 }
 
