@@ -199,7 +199,7 @@ const benchEntriesBound = 10 * time.Minute
 const benchMaxRounds = 1000
 
 // benchMaxRate bounds --rate (entries/s).
-const benchMaxRate = 1e9
+const benchMaxRate int64 = 1e9
 
 // benchLoaded, when set, is called after the load and before an in-process
 // cluster is torn down. Tests use it to read back what was written.
@@ -427,7 +427,7 @@ func parseBenchFlags(args []string, getenv func(string) string, stderr io.Writer
 	case o.batch < 1 || o.batch > benchMaxBatch:
 		return o, fmt.Errorf("--batch %d: accepted 1..%d", o.batch, benchMaxBatch)
 	case o.rate < 0 || o.rate > benchMaxRate:
-		return o, fmt.Errorf("--rate %d: accepted 0..%d entries/s (0: no pacing)", o.rate, int64(benchMaxRate))
+		return o, fmt.Errorf("--rate %d: accepted 0..%d entries/s (0: no pacing)", o.rate, benchMaxRate)
 	case o.valueSize < 2 || o.valueSize > benchMaxValueSize:
 		return o, fmt.Errorf("--value-size %d: accepted 2..%d (a JSON string, quotes included)", o.valueSize, benchMaxValueSize)
 	case o.tenants < 1 || o.tenants > 100000:
@@ -784,7 +784,7 @@ func (b *bencher) run(ctx context.Context, cpuFile, memFile *os.File) (*benchRes
 	b.cancel = cancel
 	b.base = time.Now()
 	if o.rate > 0 {
-		b.interval = time.Duration(float64(o.batch) / float64(o.rate) * float64(time.Second))
+		b.interval = time.Second * time.Duration(o.batch) / time.Duration(o.rate)
 	}
 	b.measureA.Store(math.MaxInt64)
 	b.measureB.Store(math.MaxInt64)
